@@ -1,0 +1,1 @@
+"""harness: trust tests for machine-learned interatomic potentials of molecular liquids."""

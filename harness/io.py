@@ -1,0 +1,170 @@
+"""Frame I/O: extxyz reading with clear errors, atomic writing, content hashes.
+
+Reference labels live under ``REF_*`` keys (``REF_energy`` eV, ``REF_forces`` eV/Å, ``REF_stress``
+eV/Å³ in Voigt order xx yy zz yz xz xy, ASE sign convention). Every frame carries a content-hash
+``uid`` of its species, positions, cell and periodicity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from ase import Atoms
+
+from harness.errors import InputError
+
+__all__ = ["read_frames", "write_frames", "frame_uid", "atomic_path", "sha256_file", "STDIO"]
+
+STDIO = "-"
+
+
+def frame_uid(atoms: Atoms) -> str:
+    """Content hash (16 hex) of species, positions (rounded to 1e-6 Å), cell and pbc.
+
+    Rounding makes the hash survive an extxyz round trip (positions are written with 8 decimals).
+    """
+    h = hashlib.sha256()
+    h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
+    h.update((np.round(np.asarray(atoms.positions, dtype=float), 6) + 0.0).tobytes())
+    h.update((np.round(np.asarray(atoms.cell[:], dtype=float), 6) + 0.0).tobytes())
+    h.update(np.asarray(atoms.pbc, dtype=bool).tobytes())
+    return h.hexdigest()[:16]
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_extxyz_headers(text: str, source: str) -> None:
+    """Refuse extxyz frames whose ``Properties`` lack positions (ASE would silently give zeros)."""
+    lines = text.splitlines()
+    i, frame = 0, 0
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        try:
+            n = int(lines[i].split()[0])
+        except (ValueError, IndexError):
+            return  # let the reader produce its own message
+        comment = lines[i + 1] if i + 1 < len(lines) else ""
+        if "Properties=" in comment:
+            props = comment.split("Properties=", 1)[1].split()[0].strip('"')
+            fields = props.split(":")[0::3]
+            if "pos" not in fields:
+                raise InputError(f"{source}: frame {frame} has no positions (Properties={props})")
+        i += n + 2
+        frame += 1
+
+
+def read_frames(path: str | os.PathLike, *, format: str | None = None) -> list[Atoms]:
+    """All frames of a file (``-`` reads extxyz from standard input).
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable, empty or malformed file, or frames without positions; the message
+        names the file (and frame).
+    """
+    from ase.io import read
+
+    source = "<stdin>" if str(path) == STDIO else str(path)
+    if str(path) == STDIO:
+        text = sys.stdin.read()
+        fmt = format or "extxyz"
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise InputError(f"{source}: no such file")
+        if p.is_dir():
+            raise InputError(f"{source}: is a directory, expected a frames file")
+        try:
+            text = p.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{source}: cannot read ({exc})") from None
+        fmt = format or ("extxyz" if p.suffix in (".xyz", ".extxyz") else None)
+    if not text.strip():
+        raise InputError(f"{source}: file is empty")
+    if fmt in (None, "extxyz"):
+        _check_extxyz_headers(text, source)
+    try:
+        if fmt is None:
+            frames = read(str(path), index=":")
+        else:
+            frames = read(io.StringIO(text), index=":", format=fmt)
+    except Exception as exc:  # ASE raises many types for malformed files
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{source}: cannot parse frames ({msg})") from None
+    if isinstance(frames, Atoms):
+        frames = [frames]
+    if not frames:
+        raise InputError(f"{source}: contains no frames")
+    for k, atoms in enumerate(frames):
+        if len(atoms) == 0:
+            raise InputError(f"{source}: frame {k} has no atoms")
+        pos = atoms.positions
+        if not np.all(np.isfinite(pos)):
+            raise InputError(f"{source}: frame {k} has non-finite positions")
+        if len(atoms) > 1 and not np.any(pos):
+            raise InputError(f"{source}: frame {k} has no positions (every atom at the origin)")
+    return list(frames)
+
+
+class atomic_path:
+    """Context manager yielding a temporary path beside ``path``; renamed onto it on success.
+
+    On an exception the temporary file is removed, so no partial output is ever left behind.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.tmp: Path | None = None
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(name)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self.tmp is not None
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _plain(frames: Iterable[Atoms]) -> list[Atoms]:
+    out = []
+    for atoms in frames:
+        a = atoms.copy()  # drops the calculator, so ASE writes only our keys
+        a.calc = None
+        out.append(a)
+    return out
+
+
+def write_frames(path: str | os.PathLike, frames: Sequence[Atoms]) -> None:
+    """Write frames as extxyz, atomically (``-`` writes to standard output)."""
+    from ase.io import write
+
+    frames = _plain(frames)
+    if str(path) == STDIO:
+        buf = io.StringIO()
+        write(buf, frames, format="extxyz")
+        sys.stdout.write(buf.getvalue())
+        sys.stdout.flush()
+        return
+    with atomic_path(path) as tmp:
+        write(tmp, frames, format="extxyz")

@@ -1,0 +1,1 @@
+"""Molecular systems: molecule library, compositions, liquid boxes, topology."""

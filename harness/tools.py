@@ -1,0 +1,47 @@
+"""Discovery of external executables (packmol, gap_fit, dp, mace_run_train, ...).
+
+Order (STYLE.md): an explicit argument, then an environment variable, then ``PATH``, then the
+``bin`` folder of the running interpreter (pip installs console tools there, and a ``.venv`` need
+not be activated for the harness to find them).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from harness.errors import ToolError
+
+__all__ = ["find_executable"]
+
+
+def find_executable(name: str, *, explicit: str | os.PathLike | None = None, env_var: str | None = None) -> str:
+    """Full path of executable ``name``.
+
+    Raises
+    ------
+    ToolError
+        If it cannot be found; the message says where the harness looked and how to point at it.
+    """
+    if explicit:
+        path = shutil.which(str(explicit))
+        if path is None:
+            raise ToolError(f"{name}: the given executable {explicit} does not exist or is not executable")
+        return path
+    if env_var and os.environ.get(env_var):
+        value = os.environ[env_var]
+        path = shutil.which(value)
+        if path is None:
+            raise ToolError(f"{name}: {env_var}={value} does not point at an executable")
+        return path
+    path = shutil.which(name)
+    if path is None:
+        candidate = Path(sys.executable).parent / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            path = str(candidate)
+    if path is None:
+        hint = f"set {env_var} or " if env_var else ""
+        raise ToolError(f"{name} not found: {hint}install it into the environment (make install) or put it on PATH")
+    return path
