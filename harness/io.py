@@ -2,7 +2,7 @@
 
 Reference labels live under ``REF_*`` keys (``REF_energy`` eV, ``REF_forces`` eV/Å, ``REF_stress``
 eV/Å³ in Voigt order xx yy zz yz xz xy, ASE sign convention). Every frame carries a content-hash
-``uid`` of its species, positions, cell and periodicity.
+``uid`` of its species, positions, cell and periodicity (:func:`frame_uid`).
 """
 
 from __future__ import annotations
@@ -25,17 +25,22 @@ __all__ = ["read_frames", "write_frames", "frame_uid", "atomic_path", "sha256_fi
 STDIO = "-"
 
 
-def frame_uid(atoms: Atoms) -> str:
-    """Content hash (16 hex) of species, positions (rounded to 1e-6 Å), cell and pbc.
+def _fmt(values: np.ndarray) -> bytes:
+    return ",".join(np.char.mod("%.8f", np.asarray(values, dtype=float).ravel())).encode()
 
-    Rounding makes the hash survive an extxyz round trip (positions are written with 8 decimals).
+
+def frame_uid(atoms: Atoms) -> str:
+    """Content hash of species, positions, cell and pbc: ``u`` + 15 hex digits.
+
+    Coordinates are hashed as the 8-decimal text extxyz writes, so the uid survives a write/read
+    round trip exactly. The leading letter keeps extxyz readers from parsing it as a number.
     """
     h = hashlib.sha256()
     h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
-    h.update((np.round(np.asarray(atoms.positions, dtype=float), 6) + 0.0).tobytes())
-    h.update((np.round(np.asarray(atoms.cell[:], dtype=float), 6) + 0.0).tobytes())
+    h.update(_fmt(atoms.positions))
+    h.update(_fmt(atoms.cell[:]))
     h.update(np.asarray(atoms.pbc, dtype=bool).tobytes())
-    return h.hexdigest()[:16]
+    return "u" + h.hexdigest()[:15]
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -1,0 +1,1 @@
+"""The ``harness`` command line: thin typer wrappers over the library, one module per sub-command."""

@@ -1,0 +1,50 @@
+"""Entry point of the ``harness`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from harness import __version__
+from harness.cli import box as box_cmd
+from harness.cli import demo as demo_cmd
+from harness.cli import label as label_cmd
+from harness.cli.common import setup_logging
+
+app = typer.Typer(
+    name="harness",
+    help="Can this machine-learned potential of a molecular liquid be trusted in MD, and which "
+    "training data makes it so? Build liquid cells, label them with a reference method, and (as "
+    "the project grows) train committees, run MD and score them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"harness {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the harness version and exit."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-v info, -vv debug)."),
+) -> None:
+    setup_logging(verbose)
+
+
+app.command("box")(box_cmd.box)
+app.command("label")(label_cmd.label)
+app.command("demo")(demo_cmd.demo)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
