@@ -44,6 +44,31 @@ def setup_logging(verbosity: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
 
 
-def command_line() -> str:
-    """The command as typed, for provenance records."""
-    return shlex.join(["harness", *sys.argv[1:]])
+def command_line(ctx: typer.Context | None = None) -> str:
+    """The running sub-command with every option spelled out (defaults included), for provenance.
+
+    Rebuilt from the parsed parameters of ``ctx`` rather than ``sys.argv``, so it is exact however
+    the command was invoked and stays re-runnable if defaults change later.
+    """
+    if ctx is None:
+        return shlex.join(["harness", *sys.argv[1:]])
+    parts = ["harness", ctx.info_name or ""]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or param.name == "ctx":
+            continue
+        if param.param_type_name == "argument":
+            parts.append(str(value))
+            continue
+        flag = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+        if getattr(param, "is_flag", False):
+            if value:
+                parts.append(flag)
+            elif param.secondary_opts:
+                parts.append(param.secondary_opts[0])
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                parts += [flag, str(item)]
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)

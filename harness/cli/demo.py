@@ -24,6 +24,7 @@ HELP = (
 
 @handle_errors
 def demo(
+    ctx: typer.Context,
     workspace: Path = typer.Option(Path("runs/demo"), "--workspace", "-w", help="Output folder."),
     seed: int = typer.Option(0, "--seed", help="Packing seed."),
 ) -> None:
@@ -52,7 +53,7 @@ def demo(
             mol = get_molecule(name)
             inputs.append(tag_molecules(mol.atoms(), [mol]))
         report = label_to_file(inputs, out, make_oracle("xtb"), progress=True, source="harness demo",
-                               command=command_line())
+                               command=command_line(ctx))
         frames = report.frames
         if report.failed:
             err(f"warning: {len(report.failed)} demo frames failed to label (see {out}.manifest.json)")

@@ -19,6 +19,7 @@ Exit status: 0 all frames labelled; 1 some or all frames failed (see the manifes
 
 @handle_errors
 def label(
+    ctx: typer.Context,
     input: str = typer.Argument(..., help="Frames to label (extxyz), or '-' for standard input."),
     output: str = typer.Option(..., "--output", "-o", help="Labelled frames (extxyz); '-' for standard output."),
     reference: str = typer.Option("xtb", "--reference", "-r", help="'xtb' (tblite GFN-xTB) or 'ase:package.module.Class'."),
@@ -36,7 +37,7 @@ def label(
     frames = read_frames(input)
     show = sys.stderr.isatty() if progress is None else progress
     report = label_to_file(frames, output, oracle, manifest=manifest, retries=retries, progress=show,
-                           source=input, command=command_line())
+                           source=input, command=command_line(ctx))
     n_cached = sum(r.status == "cached" for r in report.records)
     failed = report.failed
     where = "" if output == "-" else f" -> {output}"

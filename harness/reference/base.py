@@ -58,7 +58,7 @@ class FrameRecord:
     status: str  # "labelled", "failed" or "cached"
     attempts: int
     seconds: float
-    error: str | None = None
+    error: str | None = None  # the last error seen (also kept when a retry succeeded)
 
 
 @dataclass
@@ -195,7 +195,8 @@ def label_frames(
                     labelled.info["REF_oracle"] = key
                     labelled.info["REF_attempts"] = attempts
                     out.append(labelled)
-                    records.append(FrameRecord(index, uid, "labelled", attempts, dt))
+                    # keep the first attempt's error when a retry recovered the frame
+                    records.append(FrameRecord(index, uid, "labelled", attempts, dt, error))
                     if on_labelled is not None:
                         on_labelled(index, labelled)
             if bar is not None:
