@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import ConfigError
 
-__all__ = ["HarnessModel", "load_yaml", "validate", "format_validation_error"]
+__all__ = ["HarnessModel", "load_yaml", "validate", "format_validation_error", "yaml_lines"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -111,6 +111,17 @@ def load_yaml(path: str | Path, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source=str(path), lines=lines)) from None
+
+
+def yaml_lines(path: str | Path) -> dict[tuple, int]:
+    """Key path -> 1-based line number for a YAML file (for checks done after validation)."""
+    node = yaml.compose(Path(path).read_text(), Loader=yaml.SafeLoader)
+    return _line_index(node) if node is not None else {}
+
+
+def line_of(lines: dict[tuple, int], *path) -> int | None:
+    """Line of the deepest existing prefix of ``path``."""
+    return _loc_line(tuple(path), lines)
 
 
 def validate(model: type[M], data: Any, *, source: str) -> M:

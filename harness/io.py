@@ -95,15 +95,24 @@ def read_frames(path: str | os.PathLike, *, format: str | None = None) -> list[A
         if p.is_dir():
             raise InputError(f"{source}: is a directory, expected a frames file")
         try:
-            text = p.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
+            if p.suffix == ".gz":
+                import gzip
+
+                with gzip.open(p, "rt") as fh:
+                    text = fh.read()
+            else:
+                text = p.read_text()
+        except (OSError, UnicodeDecodeError, EOFError) as exc:
             raise InputError(f"{source}: cannot read ({exc})") from None
-        fmt = format or ("extxyz" if p.suffix in (".xyz", ".extxyz") else None)
+        stem_suffix = Path(p.stem).suffix if p.suffix == ".gz" else p.suffix
+        fmt = format or ("extxyz" if stem_suffix in (".xyz", ".extxyz") else None)
     if not text.strip():
         raise InputError(f"{source}: file is empty")
     if fmt in (None, "extxyz"):
         _check_extxyz_headers(text, source)
     try:
+        if fmt is None and str(path).endswith(".gz"):
+            raise InputError(f"{source}: compressed files must be .xyz.gz or .extxyz.gz")
         if fmt is None:
             frames = read(str(path), index=":")
         else:
@@ -161,7 +170,7 @@ def _plain(frames: Iterable[Atoms]) -> list[Atoms]:
 
 
 def write_frames(path: str | os.PathLike, frames: Sequence[Atoms]) -> None:
-    """Write frames as extxyz, atomically (``-`` writes to standard output)."""
+    """Write frames as extxyz, atomically (``-``: standard output; ``.gz``: reproducible gzip)."""
     from ase.io import write
 
     frames = _plain(frames)
@@ -170,6 +179,16 @@ def write_frames(path: str | os.PathLike, frames: Sequence[Atoms]) -> None:
         write(buf, frames, format="extxyz")
         sys.stdout.write(buf.getvalue())
         sys.stdout.flush()
+        return
+    if str(path).endswith(".gz"):
+        import gzip
+
+        buf = io.StringIO()
+        write(buf, frames, format="extxyz")
+        with atomic_path(path) as tmp, open(tmp, "wb") as raw:
+            # mtime=0 and no file name: identical frames give identical bytes (stable hashes)
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
+                gz.write(buf.getvalue().encode())
         return
     with atomic_path(path) as tmp:
         write(tmp, frames, format="extxyz")

@@ -6,6 +6,7 @@ import typer
 
 from harness import __version__
 from harness.cli import box as box_cmd
+from harness.cli import dataset as dataset_cmd
 from harness.cli import demo as demo_cmd
 from harness.cli import label as label_cmd
 from harness.cli.common import setup_logging
@@ -40,6 +41,7 @@ def _root(
 app.command("box")(box_cmd.box)
 app.command("label")(label_cmd.label)
 app.command("demo")(demo_cmd.demo)
+app.add_typer(dataset_cmd.app, name="dataset")
 
 
 def main() -> None:

@@ -58,18 +58,23 @@ def label_to_file(
     progress: bool = False,
     source: str | None = None,
     command: str | None = None,
+    reuse: dict[str, Atoms] | None = None,
 ) -> LabelReport:
     """Label ``frames`` and write the labelled ones to ``output`` (extxyz, atomic; ``-`` = stdout).
 
     A run interrupted part-way keeps its finished labels in a hidden resume file beside
     ``output``; rerunning the same command reuses them (same frame content and oracle settings)
-    and computes only the rest. The manifest (JSON) records the oracle's provenance, every input
+    and computes only the rest; ``reuse`` offers more finished labels by uid (e.g. from a previous
+    build of the same data), taken only when their ``REF_oracle`` key matches. The manifest (JSON) records the oracle's provenance, every input
     frame's status (labelled / cached / failed with the error), the input's hash and the command.
     """
     key = oracle_key(oracle)
     to_stdout = str(output) == STDIO
     resume = None if to_stdout else resume_path(output)
     cache = _load_resume(resume, key) if resume is not None else {}
+    for uid, atoms in (reuse or {}).items():
+        if atoms.info.get("REF_oracle") == key:
+            cache.setdefault(uid, atoms)
     if cache:
         logger.info("resuming: %d labels reused from %s", len(cache), resume)
 

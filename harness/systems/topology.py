@@ -27,7 +27,7 @@ from ase import Atoms
 from harness.errors import InputError
 from harness.systems.molecules import Molecule, MoleculeRegistry
 
-__all__ = ["Topology", "tag_molecules", "equilibrium_bond_lengths", "cache_dir"]
+__all__ = ["Topology", "tag_molecules", "assign_molecules", "equilibrium_bond_lengths", "cache_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -186,3 +186,48 @@ def equilibrium_bond_lengths(molecule: Molecule, *, method: str = "gfn2") -> np.
                                "version": version, "bonds": b.tolist(), "lengths_A": lengths.tolist()}, indent=1))
     tmp.replace(path)
     return lengths
+
+
+def assign_molecules(atoms: Atoms, *, mult: float = 1.2, registry: MoleculeRegistry | None = None) -> Atoms:
+    """Find molecules by covalent connectivity for frames that lack ``mol_id`` (imported data).
+
+    Bonds: atoms closer than ``mult`` × the sum of their covalent radii (minimum image in periodic
+    cells). An isolated atom is its own molecule. Each fragment is named after the library species
+    with the same formula when there is one (else its Hill formula) to form ``composition``;
+    ``mol_species``/``species_smiles`` are set only when every fragment also has its species'
+    template atom order, so the bond graph can later come from the template.
+    """
+    from ase.neighborlist import natural_cutoffs, neighbor_list
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    registry = registry or MoleculeRegistry()
+    n = len(atoms)
+    i, j = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=mult))
+    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    # number molecules in order of their first atom
+    order = {lab: k for k, lab in enumerate(dict.fromkeys(labels.tolist()))}
+    mol_id = np.array([order[lab] for lab in labels], dtype=int)
+    atoms.arrays["mol_id"] = mol_id
+    by_formula = {}
+    for name in registry:
+        by_formula.setdefault(registry[name].formula, []).append(name)
+    symbols = atoms.get_chemical_symbols()
+    names, templated = [], True
+    for k in range(mol_id.max() + 1):
+        idx = np.flatnonzero(mol_id == k)
+        frag = Atoms([symbols[x] for x in idx]).get_chemical_formula(mode="hill")
+        match = by_formula.get(frag, [])
+        name = match[0] if len(match) == 1 else frag
+        names.append(name)
+        if len(match) != 1 or tuple(symbols[x] for x in idx) != registry[name].symbols:
+            templated = False
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    atoms.info["composition"] = ",".join(f"{k}={v}" for k, v in counts.items())
+    if templated:
+        atoms.info["mol_species"] = ",".join(names)
+        atoms.info["species_smiles"] = ";".join(f"{k}={registry[k].smiles}" for k in counts)
+    return atoms
