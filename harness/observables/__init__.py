@@ -1,0 +1,1 @@
+"""Observables of trajectories: statistics, density distributions, diffusivity (growing, issue #6)."""
