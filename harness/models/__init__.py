@@ -1,0 +1,1 @@
+"""MLIP backends behind one Trainer protocol, and committees."""

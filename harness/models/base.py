@@ -1,0 +1,224 @@
+"""The Trainer contract, model artifacts, the backend registry and the shared training envelope.
+
+The harness owns what must be equal across architectures (SCIENCE.md §4): the reference keys
+(``REF_energy``/``REF_forces``/``REF_stress``), the train/validation split (from the subset), the
+isolated-atom energies, per-frame weights, seeds and committee size. Each backend turns these into
+its own tool's inputs and passes its hyperparameters through untouched.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+
+from harness.errors import InputError, ToolError
+from harness.io import sha256_file
+
+__all__ = ["Trainer", "ModelArtifact", "TrainInputs", "get_trainer", "TRAINERS", "check_frames", "isolated_atom_energies",
+           "evaluate", "run_tool", "MemberFailed", "deep_merge"]
+
+logger = logging.getLogger(__name__)
+
+#: name -> "module:Class", imported lazily so a missing backend fails only when asked for
+TRAINERS = {
+    "gap": "harness.models.gap:GAPTrainer",
+    "deepmd": "harness.models.deepmd:DeePMDTrainer",
+    "mace": "harness.models.mace:MACETrainer",
+}
+
+
+class MemberFailed(Exception):
+    """A backend tool crashed while training one member (the message carries its log tail)."""
+
+
+@dataclass
+class ModelArtifact:
+    """Everything needed to rebuild and trace one trained committee member (``artifact.json``)."""
+
+    arch: str
+    preset: str
+    seed: int
+    workdir: str
+    files: dict[str, str] = field(default_factory=dict)  # role -> path relative to workdir
+    file_sha256: dict[str, str] = field(default_factory=dict)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    dataset: dict[str, Any] = field(default_factory=dict)
+    e0: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    dtype: str = "float64"
+    versions: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    log: str | None = None
+    status: str = "ok"
+    error: str | None = None
+
+    def path(self, role: str) -> Path:
+        return Path(self.workdir) / self.files[role]
+
+    def save(self) -> Path:
+        path = Path(self.workdir) / "artifact.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.__dict__, indent=1, sort_keys=True, default=str) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, workdir: str | os.PathLike) -> "ModelArtifact":
+        path = Path(workdir) / "artifact.json"
+        if not path.exists():
+            raise InputError(f"{workdir}: no artifact.json (not a trained model directory)")
+        data = json.loads(path.read_text())
+        data["workdir"] = str(Path(workdir).resolve())
+        return cls(**data)
+
+    def verify(self) -> None:
+        """Raise if a model file is missing or changed since training."""
+        for role, rel in self.files.items():
+            p = Path(self.workdir) / rel
+            if not p.exists():
+                raise InputError(f"{self.workdir}: model file {rel} is missing")
+            want = self.file_sha256.get(role)
+            if want and sha256_file(p) != want:
+                raise InputError(f"{self.workdir}: model file {rel} changed since training (hash mismatch)")
+
+
+@dataclass
+class TrainInputs:
+    """The harness's side of a training run, identical for every backend."""
+
+    train: list[Atoms]
+    valid: list[Atoms]
+    species: tuple[str, ...]
+    e0: dict[str, float] | None  # eV per element from isolated-atom frames, or None -> backend average
+    seed: int
+    device: str = "cpu"
+    dtype: str = "float64"
+    threads: int | None = None
+
+
+class Trainer(Protocol):
+    """One MLIP backend."""
+
+    name: str
+
+    def presets(self) -> dict[str, dict[str, Any]]:
+        """Named hyperparameter sets (``mini``, ``paper``), in the backend's own terms."""
+
+    def train(self, inputs: TrainInputs, hyperparameters: dict[str, Any], workdir: Path) -> ModelArtifact:
+        """Train one member in ``workdir``; raise :class:`MemberFailed` if the tool crashes."""
+
+    def calculator(self, artifact: ModelArtifact, *, device: str = "cpu") -> Calculator:
+        """An ASE calculator of a trained member."""
+
+
+def get_trainer(name: str) -> Trainer:
+    """The backend called ``name`` (``gap``, ``deepmd``, ``mace``)."""
+    if name not in TRAINERS:
+        raise InputError(f"unknown architecture {name!r}; available: {', '.join(TRAINERS)}")
+    module, _, cls = TRAINERS[name].partition(":")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise ToolError(f"architecture {name!r} is not usable here: {exc}") from None
+    return getattr(mod, cls)()
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """``base`` updated recursively with ``override`` (override wins; dicts merge)."""
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def check_frames(frames: Sequence[Atoms], what: str) -> tuple[str, ...]:
+    """Validate labelled frames; return the sorted element symbols present.
+
+    Raises
+    ------
+    InputError
+        No frames, missing or non-finite labels (naming the frame).
+    """
+    if not frames:
+        raise InputError(f"{what}: no frames")
+    species: set[str] = set()
+    for k, a in enumerate(frames):
+        src = a.info.get("source", "?")
+        where = f"{what}: frame {k} (source {src}, uid {a.info.get('uid', '?')})"
+        if "REF_energy" not in a.info:
+            raise InputError(f"{where}: no REF_energy")
+        if "REF_forces" not in a.arrays:
+            raise InputError(f"{where}: no REF_forces")
+        if not np.isfinite(a.info["REF_energy"]) or not np.all(np.isfinite(a.arrays["REF_forces"])):
+            raise InputError(f"{where}: NaN or infinite labels")
+        if "REF_stress" in a.info and not np.all(np.isfinite(a.info["REF_stress"])):
+            raise InputError(f"{where}: NaN or infinite REF_stress")
+        species.update(a.get_chemical_symbols())
+    return tuple(sorted(species))
+
+
+def isolated_atom_energies(frames: Sequence[Atoms]) -> dict[str, float] | None:
+    """Reference energies of isolated atoms when the data contain single-atom frames, else None.
+
+    None means each backend uses its own least-squares average over the training set, which sets
+    the composition baseline of the model (SCIENCE.md §9); the artifact records which was used.
+    """
+    e0 = {}
+    for a in frames:
+        if len(a) == 1 and not a.pbc.any():
+            e0[a.get_chemical_symbols()[0]] = float(a.info["REF_energy"])
+    return e0 or None
+
+
+def evaluate(calc: Calculator, frames: Sequence[Atoms]) -> dict[str, float]:
+    """Energy RMSE (meV/atom) and force-component RMSE (meV/Å) of ``calc`` against REF labels."""
+    de, df = [], []
+    for a in frames:
+        b = a.copy()
+        b.calc = calc
+        de.append((b.get_potential_energy() - a.info["REF_energy"]) / len(a))
+        df.append((b.get_forces() - a.arrays["REF_forces"]).ravel())
+    if not de:
+        return {}
+    return {"energy_rmse_meV_atom": float(1000 * np.sqrt(np.mean(np.square(de)))),
+            "forces_rmse_meV_A": float(1000 * np.sqrt(np.mean(np.square(np.concatenate(df))))),
+            "n_frames": len(de)}
+
+
+def run_tool(args: Sequence[str], *, cwd: Path, log: Path, env: dict[str, str] | None = None,
+             timeout_s: float | None = None) -> float:
+    """Run a backend tool with its output in ``log``; raise :class:`MemberFailed` with the log tail.
+
+    Returns the wall time in seconds.
+    """
+    t0 = time.perf_counter()
+    full_env = dict(os.environ, **(env or {}))
+    with open(log, "a") as fh:
+        fh.write(f"$ {' '.join(str(a) for a in args)}\n")
+        fh.flush()
+        try:
+            proc = subprocess.run([str(a) for a in args], cwd=cwd, stdout=fh, stderr=subprocess.STDOUT,
+                                  env=full_env, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise MemberFailed(f"{Path(args[0]).name} timed out after {timeout_s} s (log {log})") from None
+        except FileNotFoundError as exc:
+            raise ToolError(f"{args[0]}: {exc}") from None
+    if proc.returncode != 0:
+        lines = log.read_text(errors="replace").strip().splitlines()
+        flagged = [ln for ln in lines if any(w in ln.lower() for w in ("error", "abort", "exception", "traceback"))]
+        tail = "\n".join(dict.fromkeys(flagged[-5:] + lines[-10:]))
+        raise MemberFailed(f"{Path(args[0]).name} exited with status {proc.returncode} in {cwd}; "
+                           f"error lines and last lines of {log.name}:\n{tail}")
+    return time.perf_counter() - t0

@@ -1,0 +1,168 @@
+"""Train committees: one independent member per seed, resumable, failures isolated."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+from ase import Atoms
+
+from harness.errors import InputError
+from harness.io import frame_uid
+from harness.models.base import (MemberFailed, ModelArtifact, TrainInputs, check_frames, deep_merge,
+                                 evaluate, get_trainer, isolated_atom_energies)
+
+__all__ = ["train_member", "train_committee", "committee_dir", "list_models", "resolve_hyperparameters"]
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_hyperparameters(arch: str, preset: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A backend preset with user overrides merged in (passed through untouched)."""
+    trainer = get_trainer(arch)
+    presets = trainer.presets()
+    if preset not in presets:
+        raise InputError(f"unknown preset {preset!r} for {arch}; presets: {', '.join(presets)}")
+    return deep_merge(presets[preset], overrides or {})
+
+
+def _frames_key(frames: Sequence[Atoms]) -> str:
+    h = hashlib.sha256()
+    for a in frames:
+        h.update(frame_uid(a).encode())
+        h.update(f"{a.info['REF_energy']:.8f}:{float(a.info.get('weight', 1.0)):.8f}".encode())
+    return h.hexdigest()[:16]
+
+
+def committee_dir(workspace: Path, arch: str, subset: str, preset: str, key: str) -> Path:
+    return Path(workspace) / "models" / arch / subset.replace("/", "_") / f"{preset}-{key[:10]}"
+
+
+def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperparameters: dict[str, Any],
+                 preset: str, seed: int, workdir: Path, dataset: dict[str, Any] | None = None,
+                 device: str = "cpu", dtype: str = "float64", threads: int | None = None,
+                 max_train_eval: int = 30) -> ModelArtifact:
+    """Train (or reuse) one committee member in ``workdir``.
+
+    A finished member (``artifact.json`` with status ok and unchanged files) is returned as is.
+    A crash of the backend tool is recorded in ``artifact.json`` with status ``failed`` and the
+    log tail; it does not raise.
+    """
+    workdir = Path(workdir)
+    if (workdir / "artifact.json").exists():
+        art = ModelArtifact.load(workdir)
+        if art.status == "ok":
+            try:
+                art.verify()
+                return art
+            except InputError as exc:
+                logger.warning("retraining %s: %s", workdir, exc)
+    trainer = get_trainer(arch)
+    species = check_frames(train, "training frames")
+    if valid:
+        check_frames(valid, "validation frames")
+    inputs = TrainInputs(train=train, valid=valid, species=species, e0=isolated_atom_energies(train), seed=seed,
+                         device=device, dtype=dtype, threads=threads)
+    if workdir.exists():
+        import shutil
+
+        shutil.rmtree(workdir)  # a partial or failed attempt: start clean
+    workdir.mkdir(parents=True)
+    t0 = time.perf_counter()
+    try:
+        art = trainer.train(inputs, hyperparameters, workdir)
+    except MemberFailed as exc:
+        art = ModelArtifact(arch=arch, preset=preset, seed=seed, workdir=str(workdir), status="failed",
+                            error=str(exc), hyperparameters=hyperparameters, dataset=dataset or {},
+                            log="train.log", train_seconds=time.perf_counter() - t0)
+        art.save()
+        logger.error("member %s failed: %s", workdir, str(exc).splitlines()[0])
+        return art
+    art.preset = preset
+    art.dataset = dataset or {}
+    art.train_seconds = round(time.perf_counter() - t0, 2)
+    try:
+        calc = trainer.calculator(art, device=device)
+        step = max(1, len(train) // max_train_eval)
+        art.metrics = {**{f"train_{k}": v for k, v in evaluate(calc, train[::step]).items()},
+                       **{f"valid_{k}": v for k, v in evaluate(calc, valid).items()}}
+    except Exception as exc:  # a model that trains but cannot be evaluated is a failed member
+        art.status, art.error = "failed", f"evaluation failed: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+    art.save()
+    return art
+
+
+def train_committee(spec_path: str | Path, subset: str, arch: str, *, preset: str = "mini", n: int = 5,
+                    seeds: Sequence[int] | None = None, workspace: str | Path = "runs/default",
+                    overrides: dict[str, Any] | None = None, device: str = "cpu", dtype: str | None = None,
+                    threads: int | None = None, max_train_frames: int | None = None,
+                    on_member=None) -> tuple[Path, list[ModelArtifact]]:
+    """Train a committee of ``n`` members of ``arch`` on a subset of a dataset spec.
+
+    Members differ only in their seed (GAP: sparse-point selection; NNs: initialisation and
+    shuffling). Returns the committee directory and the member artifacts (failed ones included).
+    """
+    from harness.datasets.spec import load_dataset_spec
+    from harness.datasets.subsets import assemble
+
+    if n < 1:
+        raise InputError("committee size must be at least 1")
+    seeds = list(seeds) if seeds is not None else list(range(n))
+    if len(seeds) != n or len(set(seeds)) != n:
+        raise InputError(f"need {n} distinct seeds, got {seeds}")
+    spec = load_dataset_spec(spec_path)
+    sub = assemble(spec, subset)
+    train, valid = sub.train, sub.valid
+    if max_train_frames is not None and len(train) > max_train_frames:
+        step = len(train) / max_train_frames
+        train = [train[int(k * step)] for k in range(max_train_frames)]
+    if not train:
+        raise InputError(f"subset {subset!r} has no training frames")
+    hp = resolve_hyperparameters(arch, preset, overrides)
+    dtype = dtype or str(hp.get("dtype", "float64"))
+    dataset = {"spec": str(spec.path), "subset": subset, "train_key": _frames_key(train),
+               "valid_key": _frames_key(valid) if valid else None, "n_train": len(train), "n_valid": len(valid)}
+    key = hashlib.sha256(json.dumps([arch, preset, hp, dataset["train_key"], dataset["valid_key"], device, dtype],
+                                    sort_keys=True, default=str).encode()).hexdigest()
+    cdir = committee_dir(Path(workspace), arch, subset, preset, key)
+    cdir.mkdir(parents=True, exist_ok=True)
+    arts = []
+    for k, seed in enumerate(seeds):
+        art = train_member(arch, train, valid, hyperparameters=hp, preset=preset, seed=seed,
+                           workdir=cdir / f"member-{k}-seed{seed}", dataset=dataset, device=device, dtype=dtype,
+                           threads=threads)
+        arts.append(art)
+        if on_member is not None:
+            on_member(k, art)
+    (cdir / "committee.json").write_text(json.dumps({
+        "arch": arch, "preset": preset, "subset": subset, "dataset": dataset, "hyperparameters": hp,
+        "device": device, "dtype": dtype, "members": [Path(a.workdir).name for a in arts],
+        "status": [a.status for a in arts]}, indent=1, default=str) + "\n")
+    return cdir, arts
+
+
+def list_models(workspace: str | Path) -> list[ModelArtifact]:
+    """Every member artifact under ``workspace/models``."""
+    root = Path(workspace) / "models"
+    return [ModelArtifact.load(p.parent) for p in sorted(root.glob("*/*/*/*/artifact.json"))]
+
+
+def load_committee(path: str | Path, *, device: str = "cpu"):
+    """A :class:`CommitteeCalculator` over the successful members of a committee directory."""
+    from harness.models.committee import CommitteeCalculator
+
+    path = Path(path)
+    members = [ModelArtifact.load(p.parent) for p in sorted(path.glob("*/artifact.json"))]
+    members = [m for m in members if m.status == "ok"]
+    if not members:
+        raise InputError(f"{path}: no successfully trained members")
+    calcs = []
+    for m in members:
+        m.verify()
+        calcs.append(get_trainer(m.arch).calculator(m, device=device))
+    return CommitteeCalculator(calcs, names=[Path(m.workdir).name for m in members])
