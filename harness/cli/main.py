@@ -9,6 +9,7 @@ from harness.cli import box as box_cmd
 from harness.cli import dataset as dataset_cmd
 from harness.cli import demo as demo_cmd
 from harness.cli import label as label_cmd
+from harness.cli import train as train_cmd
 from harness.cli.common import setup_logging
 
 app = typer.Typer(
@@ -42,6 +43,8 @@ app.command("box")(box_cmd.box)
 app.command("label")(label_cmd.label)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(dataset_cmd.app, name="dataset")
+app.command("train")(train_cmd.train)
+app.add_typer(train_cmd.models_app, name="models")
 
 
 def main() -> None:

@@ -65,7 +65,10 @@ def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperpara
     trainer = get_trainer(arch)
     species = check_frames(train, "training frames")
     if valid:
-        check_frames(valid, "validation frames")
+        unseen = set(check_frames(valid, "validation frames")) - set(species)
+        if unseen:
+            raise InputError(f"validation frames contain element(s) {', '.join(sorted(unseen))} absent from the "
+                             "training frames; the model cannot describe them")
     inputs = TrainInputs(train=train, valid=valid, species=species, e0=isolated_atom_energies(train), seed=seed,
                          device=device, dtype=dtype, threads=threads)
     if workdir.exists():

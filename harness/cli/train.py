@@ -1,0 +1,110 @@
+"""``harness train`` and ``harness models list``: committees of MLIPs on dataset subsets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from harness.cli.common import err, handle_errors
+
+models_app = typer.Typer(help="Inspect trained models.", no_args_is_help=True,
+                         context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def _table(artifacts, title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("arch", "subset", "preset", "member", "seed", "status", "train s", "valid E meV/atom",
+                "valid F meV/Å", "E0", "path"):
+        table.add_column(col)
+    for a in artifacts:
+        m = a.metrics
+        table.add_row(a.arch, str(a.dataset.get("subset", "?")), a.preset, Path(a.workdir).name, str(a.seed),
+                      a.status if a.status == "ok" else f"[red]{a.status}[/red]", f"{a.train_seconds:.0f}",
+                      f"{m['valid_energy_rmse_meV_atom']:.2f}" if "valid_energy_rmse_meV_atom" in m else "-",
+                      f"{m['valid_forces_rmse_meV_A']:.1f}" if "valid_forces_rmse_meV_A" in m else "-",
+                      a.e0.get("method", "-"), str(Path(a.workdir).parent))
+    return table
+
+
+@handle_errors
+def train(
+    dataset: Path = typer.Option(..., "--dataset", "-d", help="Dataset definition (YAML)."),
+    subset: str = typer.Option(..., "--subset", "-s", help="Training subset name (e.g. OPLS+VS)."),
+    arch: str = typer.Option(..., "--arch", "-a", help="gap, deepmd or mace."),
+    preset: str = typer.Option("mini", "--preset", help="Hyperparameter preset: mini (CPU) or paper (GPU-scale)."),
+    committee: int = typer.Option(5, "--committee", "-n", help="Committee size."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated member seeds (default 0..n-1)."),
+    workspace: Path = typer.Option(Path("runs/default"), "--workspace", "-w", help="Workspace folder."),
+    options: Optional[str] = typer.Option(None, "--options", help="Backend hyperparameter overrides: JSON object or a YAML file."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 or float64 (default: the preset's)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads per training process."),
+    max_train_frames: Optional[int] = typer.Option(None, "--max-train-frames", help="Use an evenly spaced sample of at most N training frames."),
+) -> None:
+    """Train a committee (members differ only in their seed) and print members with validation errors.
+
+    Finished members are reused on rerun; a member whose backend crashes is marked failed (the log tail is
+    printed) and the others are kept. Exit status 1 if any member failed.
+    """
+    import json
+
+    import yaml
+    from rich.console import Console
+
+    from harness.errors import InputError
+    from harness.models.train import train_committee
+
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"--device must be cpu or cuda, got {device!r}")
+    if dtype not in (None, "float32", "float64"):
+        raise InputError(f"--dtype must be float32 or float64, got {dtype!r}")
+    overrides = {}
+    if options:
+        if Path(options).is_file():
+            overrides = yaml.safe_load(Path(options).read_text()) or {}
+        else:
+            try:
+                overrides = json.loads(options)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"--options: neither a file nor valid JSON ({exc.msg})") from None
+        if not isinstance(overrides, dict):
+            raise InputError("--options must be a mapping of backend hyperparameters")
+    seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+
+    def report(k, art):
+        msg = f"member {k} (seed {art.seed}): {art.status}"
+        if art.status == "ok" and "valid_forces_rmse_meV_A" in art.metrics:
+            msg += f", valid F RMSE {art.metrics['valid_forces_rmse_meV_A']:.1f} meV/Å"
+        err(msg)
+
+    cdir, arts = train_committee(dataset, subset, arch, preset=preset, n=committee, seeds=seed_list,
+                                 workspace=workspace, overrides=overrides, device=device, dtype=dtype,
+                                 threads=threads, max_train_frames=max_train_frames, on_member=report)
+    Console(width=None if Console().is_terminal else 200).print(_table(arts, f"{arch} committee on {subset}"))
+    typer.echo(f"committee: {cdir}")
+    failed = [a for a in arts if a.status != "ok"]
+    for a in failed:
+        err(f"member {Path(a.workdir).name} failed: {a.error}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@models_app.command("list")
+@handle_errors
+def list_(
+    workspace: Path = typer.Option(Path("runs/default"), "--workspace", "-w", help="Workspace folder."),
+) -> None:
+    """Every trained member in a workspace with its status and validation errors."""
+    from rich.console import Console
+
+    from harness.models.train import list_models
+
+    arts = list_models(workspace)
+    if not arts:
+        err(f"no models in {workspace}")
+        return
+    Console(width=None if Console().is_terminal else 200).print(_table(arts, f"models in {workspace}"))
