@@ -1,0 +1,1 @@
+"""Molecular dynamics: ensembles, failure detectors, writers, checkpoint/restart (issue #5)."""

@@ -1,0 +1,281 @@
+"""The MD loop: ASE dynamics + detectors + writers + checkpoints, resumable (SCIENCE.md §5).
+
+``run_md`` integrates one trajectory (NVT or NPT) of any ASE calculator. It stops at the first
+failure (a typed :class:`~harness.md.detectors.FailureEvent`, never an exception: a calculator
+that raises mid-run is recorded as the ``calculator_error`` failure), writes an H5MD trajectory,
+a Parquet thermo table and ``result.json``. Every ``checkpoint_interval`` steps it saves
+positions, momenta, cell, the integrator's internal state (thermostat/barostat variables) and the
+random generator's state; a killed run resumes from the last checkpoint, truncating the outputs
+back to it, so nothing is duplicated or missing. A finished run is never rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import pickle
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import Calculator
+
+from harness.md.detectors import BondStretch, FailureEvent
+from harness.md.writers import H5MDWriter, ThermoTable
+from harness.units import ATM_TO_EV_PER_A3, EV_PER_A3_TO_GPA, density_g_cm3
+
+__all__ = ["RunSettings", "MDResult", "run_md", "make_dynamics"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Integration settings of one trajectory (units in the names)."""
+
+    ensemble: Literal["nvt", "npt"]
+    temperature_K: float
+    length_ps: float
+    timestep_fs: float = 0.5
+    pressure_atm: float = 1.0
+    thermostat: Literal["langevin", "bussi"] = "langevin"
+    friction_per_ps: float = 1.0
+    tdamp_fs: float = 50.0
+    pdamp_fs: float = 500.0
+    frame_interval: int = 100
+    thermo_interval: int = 10
+    checkpoint_interval: int = 1000
+
+    @property
+    def n_steps(self) -> int:
+        return int(round(self.length_ps * 1000.0 / self.timestep_fs))
+
+
+@dataclass
+class MDResult:
+    """Outcome of one trajectory (``result.json``)."""
+
+    ensemble: str
+    t_stab_ps: float
+    length_ps: float
+    completed: bool
+    failure: dict | None
+    n_steps: int
+    n_frames: int
+    wall_s: float
+    ns_per_day: float
+    settings: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def stable(self) -> bool:
+        return self.failure is None
+
+
+def make_dynamics(atoms: Atoms, s: RunSettings, rng: np.random.Generator):
+    """The ASE integrator for the settings (MTK NPT samples the true NPT volume distribution)."""
+    dt = s.timestep_fs * units.fs
+    if s.ensemble == "npt":
+        from ase.md.nose_hoover_chain import IsotropicMTKNPT
+
+        return IsotropicMTKNPT(atoms, dt, temperature_K=s.temperature_K,
+                               pressure_au=s.pressure_atm * ATM_TO_EV_PER_A3, tdamp=s.tdamp_fs * units.fs,
+                               pdamp=s.pdamp_fs * units.fs)
+    if s.thermostat == "bussi":
+        from ase.md.bussi import Bussi
+
+        return Bussi(atoms, dt, temperature_K=s.temperature_K, taut=s.tdamp_fs * units.fs, rng=rng)
+    from ase.md.langevin import Langevin
+
+    return Langevin(atoms, dt, temperature_K=s.temperature_K, friction=s.friction_per_ps / (1000 * units.fs),
+                    rng=rng, fixcm=True)
+
+
+_SKIP = {"atoms", "observers", "trajectory", "logfile", "comm", "max_steps", "rng"}
+
+
+def _state(obj) -> dict[str, Any]:
+    out = {}
+    for k, v in vars(obj).items():
+        if k in _SKIP:
+            continue
+        if isinstance(v, (np.ndarray, float, int, np.generic)) and not isinstance(v, bool):
+            out[k] = np.array(v, copy=True) if isinstance(v, np.ndarray) else v
+        elif k in ("_thermostat", "_barostat"):
+            out[k] = _state(v)
+    return out
+
+
+def _restore(obj, state: dict[str, Any]) -> None:
+    for k, v in state.items():
+        if isinstance(v, dict):
+            _restore(getattr(obj, k), v)
+        else:
+            setattr(obj, k, v)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdir: str | Path, seed: int = 0,
+           detectors: Sequence = (), meta: dict | None = None, progress: bool = False,
+           stop_after_steps: int | None = None) -> MDResult:
+    """Run (or resume, or return the finished) trajectory in ``outdir``.
+
+    Parameters
+    ----------
+    atoms
+        Starting frame (copied; with ``mol_id`` when bond detectors are used).
+    calculator
+        Any ASE calculator (a committee gives ``sigma2_F`` in the thermo table).
+    settings
+        Ensemble, temperature, length, timestep, coupling and output intervals.
+    seed
+        Seeds initial velocities and the thermostat's random numbers.
+    detectors
+        Failure detectors; the first event ends the run and sets ``t_stab``.
+    stop_after_steps
+        Stop (without finishing) after this many steps in this call: a controlled interruption
+        used by tests of restart.
+    """
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    result_path = outdir / "result.json"
+    if result_path.exists():
+        data = json.loads(result_path.read_text())
+        return MDResult(**data)
+    s = settings
+    meta = dict(meta or {})
+    ckpt_path = outdir / "checkpoint.pkl"
+    atoms = atoms.copy()
+    atoms.calc = calculator
+    rng = np.random.default_rng(seed)
+    dyn = make_dynamics(atoms, s, rng)
+    for det in detectors:
+        det.reset(atoms)
+    bond = next((d for d in detectors if isinstance(d, BondStretch)), None)
+    h5 = H5MDWriter(outdir / "trajectory.h5md", atoms)
+    thermo = ThermoTable(outdir / "thermo.parquet")
+    dt_ps = s.timestep_fs / 1000.0
+    if ckpt_path.exists():
+        with open(ckpt_path, "rb") as fh:
+            ck = pickle.load(fh)
+        atoms.set_cell(ck["cell"], scale_atoms=False)
+        atoms.positions = ck["positions"]
+        atoms.set_momenta(ck["momenta"])
+        _restore(dyn, ck["dyn"])
+        rng.bit_generator.state = ck["rng"]
+        if hasattr(dyn, "rng"):
+            dyn.rng = rng
+        start = ck["step"]
+        h5.truncate(ck["n_frames"])
+        thermo.truncate_after(start)
+        wall_before = ck["wall_s"]
+        logger.info("resuming %s at step %d", outdir, start)
+    else:
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+        MaxwellBoltzmannDistribution(atoms, temperature_K=s.temperature_K, rng=rng)
+        Stationary(atoms)
+        start = 0
+        wall_before = 0.0
+        h5.truncate(0)
+        thermo.rows = []
+    failure: FailureEvent | None = None
+    t0 = time.perf_counter()
+    n_total = s.n_steps
+
+    def record(step: int) -> None:
+        res = atoms.calc.results if atoms.calc is not None else {}
+        ekin = atoms.get_kinetic_energy()
+        row = {"step": step, "time_ps": step * dt_ps,
+               "temperature_K": ekin / (1.5 * units.kB * len(atoms)),
+               "potential_eV": float(res.get("energy", np.nan)), "kinetic_eV": float(ekin)}
+        if atoms.pbc.all():
+            row["volume_A3"] = float(atoms.get_volume())
+            row["density_g_cm3"] = density_g_cm3(atoms)
+            if "stress" in res:
+                row["pressure_GPa"] = float(-np.mean(np.asarray(res["stress"])[:3]) * EV_PER_A3_TO_GPA)
+        if bond is not None:
+            row["max_bond_stretch_A"] = float(np.max(bond.stretch(atoms)))
+        if "sigma2_F" in res:
+            row["sigma2_F"] = float(res["sigma2_F"])
+        thermo.append(row)
+
+    def checkpoint(step: int) -> None:
+        h5.flush()
+        thermo.flush()
+        ck = {"step": step, "positions": atoms.positions.copy(), "momenta": atoms.get_momenta(),
+              "cell": np.array(atoms.cell[:]), "dyn": _state(dyn), "rng": rng.bit_generator.state,
+              "n_frames": h5.n_frames, "wall_s": wall_before + time.perf_counter() - t0}
+        tmp = ckpt_path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(ck, fh)
+        os.replace(tmp, ckpt_path)
+
+    try:
+        if start == 0:
+            atoms.get_forces()
+            record(0)
+            h5.write(atoms, 0, 0.0)
+            checkpoint(0)
+        step = start
+        interrupted = False
+        while step < n_total:
+            try:
+                dyn.step()
+            except Exception as exc:  # the calculator raised: a recorded failure, outputs kept
+                step += 1
+                failure = FailureEvent("calculator_error", step, step * dt_ps, math.nan, 0.0,
+                                       f"{type(exc).__name__}: {exc}"[:500])
+                break
+            step += 1
+            t_ps = step * dt_ps
+            for det in detectors:
+                if step % det.interval == 0:
+                    ev = det.check(atoms, step, t_ps)
+                    if ev is not None:
+                        failure = ev
+                        break
+            if failure is not None:
+                record(step)
+                h5.write(atoms, step, t_ps)
+                break
+            if step % s.thermo_interval == 0:
+                record(step)
+            if step % s.frame_interval == 0:
+                h5.write(atoms, step, t_ps)
+            if step % s.checkpoint_interval == 0:
+                checkpoint(step)
+            if stop_after_steps is not None and step - start >= stop_after_steps:
+                interrupted = True
+                break
+        if interrupted:
+            h5.close()
+            return MDResult(s.ensemble, step * dt_ps, s.length_ps, False, None, step, h5.n_frames,
+                            wall_before + time.perf_counter() - t0, 0.0, asdict(s), meta)
+        h5.flush()
+        thermo.flush()
+    finally:
+        try:
+            h5.close()
+        except Exception:  # already closed
+            pass
+    wall = wall_before + time.perf_counter() - t0
+    simulated = step * dt_ps
+    result = MDResult(
+        ensemble=s.ensemble, t_stab_ps=failure.time_ps if failure else simulated, length_ps=s.length_ps,
+        completed=True, failure=failure.as_dict() if failure else None, n_steps=step, n_frames=h5.n_frames,
+        wall_s=round(wall, 3), ns_per_day=(simulated / 1000) / (wall / 86400) if wall > 0 else 0.0,
+        settings=asdict(s), meta={**meta, "seed": seed})
+    _write_json(result_path, asdict(result))
+    ckpt_path.unlink(missing_ok=True)
+    return result

@@ -1,0 +1,133 @@
+"""Trajectory outputs: an H5MD file (unwrapped positions, per-frame cell) and a thermo table.
+
+The H5MD layout follows the H5MD 1.1 specification as read by MDAnalysis (``format="H5MD"``):
+``/particles/all/position/{step,time,value}`` with ``unit`` attributes (Angstrom, ps),
+``/particles/all/box`` with ``dimension`` 3 and time-dependent ``edges``, plus
+``/particles/all/species`` (atomic numbers) and ``/particles/all/mol_id``. The file can be
+truncated back to a checkpoint, so a resumed run has no duplicated or missing frames.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+__all__ = ["H5MDWriter", "ThermoTable", "read_h5md"]
+
+
+class H5MDWriter:
+    """Append frames to an H5MD file."""
+
+    def __init__(self, path: str | Path, atoms: Atoms, *, velocities: bool = False, creator: str = "harness"):
+        import h5py
+
+        self.path = Path(path)
+        self.velocities = velocities
+        new = not self.path.exists()
+        self.f = h5py.File(self.path, "a")
+        n = len(atoms)
+        if new:
+            h5 = self.f.create_group("h5md")
+            h5.attrs["version"] = np.array([1, 1])
+            h5.create_group("author").attrs["name"] = "harness"
+            h5.create_group("creator").attrs.update({"name": creator, "version": "1"})
+            part = self.f.create_group("particles/all")
+            box = part.create_group("box")
+            box.attrs["dimension"] = 3
+            box.attrs["boundary"] = np.array([b"periodic" if p else b"none" for p in atoms.pbc])
+            self._element(box, "edges", (3, 3), "Angstrom")
+            self._element(part, "position", (n, 3), "Angstrom")
+            if velocities:
+                self._element(part, "velocity", (n, 3), "Angstrom ps-1")
+            part.create_dataset("species", data=atoms.numbers.astype(np.int32))
+            if "mol_id" in atoms.arrays:
+                part.create_dataset("mol_id", data=np.asarray(atoms.arrays["mol_id"], dtype=np.int32))
+            part.create_dataset("masses", data=atoms.get_masses())
+        self.n_frames = int(self.f["particles/all/position/step"].shape[0])
+
+    @staticmethod
+    def _element(group, name: str, shape: tuple, unit: str) -> None:
+        g = group.create_group(name)
+        g.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=True)
+        t = g.create_dataset("time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=True)
+        t.attrs["unit"] = "ps"
+        v = g.create_dataset("value", shape=(0, *shape), maxshape=(None, *shape), dtype=np.float64,
+                             chunks=(1, *shape))
+        v.attrs["unit"] = unit
+
+    def _append(self, name: str, step: int, time_ps: float, value: np.ndarray) -> None:
+        g = self.f[name]
+        k = g["step"].shape[0]
+        for ds in ("step", "time", "value"):
+            g[ds].resize(k + 1, axis=0)
+        g["step"][k] = step
+        g["time"][k] = time_ps
+        g["value"][k] = value
+
+    def write(self, atoms: Atoms, step: int, time_ps: float) -> None:
+        self._append("particles/all/position", step, time_ps, atoms.positions)
+        self._append("particles/all/box/edges", step, time_ps, np.asarray(atoms.cell[:]))
+        if self.velocities:
+            from ase import units
+
+            self._append("particles/all/velocity", step, time_ps, atoms.get_velocities() * 1000 * units.fs)
+        self.n_frames += 1
+
+    def truncate(self, n_frames: int) -> None:
+        """Drop frames beyond the first ``n_frames`` (back to a checkpoint)."""
+        names = ["particles/all/position", "particles/all/box/edges"]
+        if self.velocities:
+            names.append("particles/all/velocity")
+        for name in names:
+            for ds in ("step", "time", "value"):
+                self.f[name][ds].resize(n_frames, axis=0)
+        self.n_frames = n_frames
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def read_h5md(path: str | Path) -> dict[str, np.ndarray]:
+    """``positions`` (n_frames, N, 3) Å, ``cells`` (n_frames, 3, 3) Å, ``time_ps``, ``step``,
+    ``numbers``, ``mol_id`` (if present), ``masses``."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        p = f["particles/all"]
+        out = {"positions": p["position/value"][:], "time_ps": p["position/time"][:],
+               "step": p["position/step"][:], "cells": p["box/edges/value"][:], "numbers": p["species"][:],
+               "masses": p["masses"][:]}
+        if "mol_id" in p:
+            out["mol_id"] = p["mol_id"][:]
+    return out
+
+
+class ThermoTable:
+    """Rows of per-step scalars, written as Parquet (rewritten whole at each flush; small)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.rows: list[dict[str, Any]] = []
+        if self.path.exists():
+            import pandas as pd
+
+            self.rows = pd.read_parquet(self.path).to_dict("records")
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+
+    def truncate_after(self, step: int) -> None:
+        self.rows = [r for r in self.rows if r["step"] <= step]
+
+    def flush(self) -> None:
+        import pandas as pd
+
+        tmp = self.path.with_suffix(".parquet.tmp")
+        pd.DataFrame(self.rows).to_parquet(tmp, index=False)
+        tmp.replace(self.path)
