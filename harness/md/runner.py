@@ -86,6 +86,12 @@ def make_dynamics(atoms: Atoms, s: RunSettings, rng: np.random.Generator):
         return IsotropicMTKNPT(atoms, dt, temperature_K=s.temperature_K,
                                pressure_au=s.pressure_atm * ATM_TO_EV_PER_A3, tdamp=s.tdamp_fs * units.fs,
                                pdamp=s.pdamp_fs * units.fs)
+    from ase.constraints import FixCom
+
+    # NVT: fix the centre of mass with a constraint (ASE >= 3.28; Langevin's fixcm=True is deprecated
+    # and biased), so both thermostats count 3N - 3 degrees of freedom, as the thermo table does
+    if not any(isinstance(c, FixCom) for c in atoms.constraints):
+        atoms.set_constraint([*atoms.constraints, FixCom()])
     if s.thermostat == "bussi":
         from ase.md.bussi import Bussi
 
@@ -93,7 +99,7 @@ def make_dynamics(atoms: Atoms, s: RunSettings, rng: np.random.Generator):
     from ase.md.langevin import Langevin
 
     return Langevin(atoms, dt, temperature_K=s.temperature_K, friction=s.friction_per_ps / (1000 * units.fs),
-                    rng=rng, fixcm=True)
+                    rng=rng, fixcm=False)
 
 
 _SKIP = {"atoms", "observers", "trajectory", "logfile", "comm", "max_steps", "rng"}
@@ -158,7 +164,6 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
     atoms = atoms.copy()
     atoms.calc = calculator
     rng = np.random.default_rng(seed)
-    dyn = make_dynamics(atoms, s, rng)
     for det in detectors:
         det.reset(atoms)
     bond = next((d for d in detectors if isinstance(d, BondStretch)), None)
@@ -171,10 +176,9 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
         atoms.set_cell(ck["cell"], scale_atoms=False)
         atoms.positions = ck["positions"]
         atoms.set_momenta(ck["momenta"])
-        _restore(dyn, ck["dyn"])
         rng.bit_generator.state = ck["rng"]
-        if hasattr(dyn, "rng"):
-            dyn.rng = rng
+        dyn = make_dynamics(atoms, s, rng)
+        _restore(dyn, ck["dyn"])
         start = ck["step"]
         h5.truncate(ck["n_frames"])
         thermo.truncate_after(start)
@@ -185,11 +189,15 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
 
         MaxwellBoltzmannDistribution(atoms, temperature_K=s.temperature_K, rng=rng)
         Stationary(atoms)
+        dyn = make_dynamics(atoms, s, rng)  # after the velocities: MTK copies momenta at construction
         start = 0
         wall_before = 0.0
         h5.truncate(0)
         thermo.rows = []
     failure: FailureEvent | None = None
+    # the centre-of-mass momentum is zeroed at the start and conserved (Langevin fixcm, NHC/MTK and
+    # Bussi scale momenta): 3N - 3 kinetic degrees of freedom
+    n_dof = max(3 * len(atoms) - 3, 1)
     t0 = time.perf_counter()
     n_total = s.n_steps
 
@@ -197,7 +205,7 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
         res = atoms.calc.results if atoms.calc is not None else {}
         ekin = atoms.get_kinetic_energy()
         row = {"step": step, "time_ps": step * dt_ps,
-               "temperature_K": ekin / (1.5 * units.kB * len(atoms)),
+               "temperature_K": 2.0 * ekin / (n_dof * units.kB),
                "potential_eV": float(res.get("energy", np.nan)), "kinetic_eV": float(ekin)}
         if atoms.pbc.all():
             row["volume_A3"] = float(atoms.get_volume())

@@ -1,0 +1,195 @@
+"""MD ensembles against analytic distributions, detectors on constructed failures, restart."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from ase import Atoms, units
+from ase.calculators.calculator import Calculator
+from ase.calculators.lj import LennardJones
+from scipy import stats
+
+from harness.md.detectors import BondStretch, CommitteeVariance, DensityWindow, NonFinite, validation_detectors
+from harness.md.runner import RunSettings, run_md
+from harness.md.writers import read_h5md
+from harness.units import ATM_TO_EV_PER_A3
+from tests.helpers import IdealGas
+
+
+def _gas(n, volume, seed=0):
+    rng = np.random.default_rng(seed)
+    edge = volume ** (1 / 3)
+    return Atoms(f"Ar{n}", positions=rng.uniform(0, edge, (n, 3)), cell=[edge] * 3, pbc=True)
+
+
+def test_npt_ideal_gas_volume_distribution(tmp_path):
+    """MTK NPT on an ideal gas of N = 8 samples P(V) ∝ V^N exp(-PV/kT), i.e. Gamma(N + 1, kT/P).
+
+    16 000 steps of 5 fs (no forces, so a long step is exact for positions), volume every 25 steps.
+    Measured: KS p = 0.98 for shape N + 1, p < 1e-10 for shapes N and N + 2.
+    """
+    n, temp, p_atm = 8, 300.0, 1000.0
+    kT, p = units.kB * temp, p_atm * ATM_TO_EV_PER_A3
+    s = RunSettings("npt", temp, length_ps=80.0, timestep_fs=5.0, pressure_atm=p_atm, tdamp_fs=50, pdamp_fs=500,
+                    frame_interval=10**9, thermo_interval=25, checkpoint_interval=10**9)
+    run_md(_gas(n, (n + 1) * kT / p), IdealGas(), s, outdir=tmp_path, seed=1)
+    v = pd.read_parquet(tmp_path / "thermo.parquet")["volume_A3"].to_numpy()[20:]
+    assert stats.kstest(v, stats.gamma(n + 1, scale=kT / p).cdf).pvalue > 0.01
+    for wrong in (n, n + 2):
+        assert stats.kstest(v, stats.gamma(wrong, scale=kT / p).cdf).pvalue < 1e-4
+
+
+@pytest.mark.parametrize("thermostat", ["langevin", "bussi"])
+def test_nvt_kinetic_energy_distribution(tmp_path, thermostat):
+    """NVT of 50 free particles: K ~ Gamma((3N - 3)/2, kT) (centre of mass fixed); mean T within 2 %
+    (4 standard errors with ~600 nearly independent samples)."""
+    n, temp = 50, 500.0
+    s = RunSettings("nvt", temp, length_ps=60.0, timestep_fs=5.0, thermostat=thermostat, friction_per_ps=5.0,
+                    tdamp_fs=100.0, frame_interval=10**9, thermo_interval=20, checkpoint_interval=10**9)
+    run_md(_gas(n, 5000.0), IdealGas(), s, outdir=tmp_path, seed=3)
+    df = pd.read_parquet(tmp_path / "thermo.parquet").iloc[50:]
+    assert df["temperature_K"].mean() == pytest.approx(temp, rel=0.02)
+    k = df["kinetic_eV"].to_numpy()
+    assert stats.kstest(k, stats.gamma((3 * n - 3) / 2, scale=units.kB * temp).cdf).pvalue > 0.01
+    assert stats.kstest(k, stats.gamma(3 * n / 2 + 3, scale=units.kB * temp).cdf).pvalue < 1e-3
+
+
+class Scripted(Calculator):
+    """Harmonic bonds to the start geometry, plus scripted trouble from a given call on."""
+
+    implemented_properties = ["energy", "forces", "stress"]
+
+    def __init__(self, ref, *, nan_from=None, raise_from=None, sigma_from=None):
+        super().__init__()
+        self.ref, self.calls = ref.copy(), 0
+        self.nan_from, self.raise_from, self.sigma_from = nan_from, raise_from, sigma_from
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        super().calculate(atoms, properties, system_changes)
+        self.calls += 1
+        d = self.atoms.positions - self.ref
+        forces = -2.0 * d
+        if self.raise_from is not None and self.calls >= self.raise_from:
+            raise RuntimeError("model exploded")
+        energy = float(np.sum(d**2))
+        if self.nan_from is not None and self.calls >= self.nan_from:
+            forces[0, 0] = np.nan
+        self.results = {"energy": energy, "forces": forces, "stress": np.zeros(6)}
+        if self.sigma_from is not None:
+            self.results["sigma2_F"] = 1.0 if self.calls >= self.sigma_from else 0.01
+
+
+SHORT = RunSettings("nvt", 300.0, length_ps=0.5, timestep_fs=0.5, frame_interval=50, thermo_interval=10,
+                    checkpoint_interval=200)
+
+
+def test_healthy_run_fires_nothing(small_box, tmp_path):
+    r = run_md(small_box, Scripted(small_box.positions), SHORT, outdir=tmp_path,
+               detectors=validation_detectors(False, interval=10, bond_length_method="mmff"))
+    assert r.failure is None and r.t_stab_ps == pytest.approx(0.5) and r.n_steps == 1000
+    traj = read_h5md(tmp_path / "trajectory.h5md")
+    assert len(traj["positions"]) == 1 + 1000 // 50 and np.array_equal(traj["mol_id"], small_box.arrays["mol_id"])
+
+
+def test_bond_detector_fires_at_the_right_step(small_box, tmp_path):
+    """Every atom is pulled away from the molecule's centre at 0.6 Å/ps; C-H bonds (~1.09 Å) exceed
+    equilibrium + 0.5 Å after ~0.83 ps: the detector (interval 10 steps) fires at the first check past it."""
+
+    class Expand(Calculator):
+        implemented_properties = ["energy", "forces"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+            super().calculate(atoms, properties, system_changes)
+            self.results = {"energy": 0.0, "forces": np.zeros((len(self.atoms), 3))}
+
+    atoms = small_box.copy()
+    det = BondStretch(interval=10, max_stretch_A=0.5, bond_length_method="mmff")
+    det.reset(atoms)
+    s = RunSettings("nvt", 1.0, length_ps=2.0, timestep_fs=1.0, friction_per_ps=1e-9, frame_interval=100,
+                    thermo_interval=10, checkpoint_interval=10**9)
+    # zero temperature start: give every atom a radial velocity from its molecule's centre
+    from harness.md import runner
+
+    orig = runner.make_dynamics
+
+    def with_velocities(a, settings, rng):
+        masses = a.get_masses()
+        v = np.zeros_like(a.positions)
+        for idx in det.topology.molecules:
+            com = masses[idx] @ a.positions[idx] / masses[idx].sum()
+            r = a.positions[idx] - com
+            v[idx] = 0.3 * r / np.linalg.norm(r, axis=1, keepdims=True) / (1000 * units.fs)
+        a.set_velocities(v)
+        return orig(a, settings, rng)
+
+    runner.make_dynamics = with_velocities
+    try:
+        r = run_md(atoms, Expand(), s, outdir=tmp_path, detectors=[det])
+    finally:
+        runner.make_dynamics = orig
+    assert r.failure["detector"] == "bond_stretch"
+    # relative velocity of bonded atoms <= 0.6 Å/ps, so no bond can fail before 0.5/0.6 ps
+    assert 0.5 / 0.6 - 0.01 <= r.t_stab_ps <= 1.2
+    assert r.failure["step"] % 10 == 0 and r.failure["value"] > r.failure["threshold"]
+
+
+def test_density_detector_on_an_expanding_cell(small_box):
+    det = DensityWindow(density_window_g_cm3=(0.2, 2.0))
+    det.reset(small_box)
+    assert det.check(small_box, 10, 0.005) is None
+    big = small_box.copy()
+    big.set_cell(small_box.cell[:] * 2.0, scale_atoms=True)  # 1.1 -> 0.1375 g/cm³
+    ev = det.check(big, 20, 0.01)
+    assert ev.detector == "density" and ev.value == pytest.approx(1.1 / 8, rel=1e-6) and ev.step == 20
+
+
+def test_nan_force_and_calculator_error_and_committee_variance(small_box, tmp_path):
+    r = run_md(small_box, Scripted(small_box.positions, nan_from=40), SHORT, outdir=tmp_path / "nan",
+               detectors=[NonFinite()])
+    assert r.failure["detector"] == "non_finite" and "forces" in r.failure["message"]
+    assert r.failure["step"] == 39  # call 1 is step 0; call 40 is after step 39
+    r = run_md(small_box, Scripted(small_box.positions, raise_from=30), SHORT, outdir=tmp_path / "err")
+    assert r.failure["detector"] == "calculator_error" and "model exploded" in r.failure["message"]
+    assert (tmp_path / "err" / "thermo.parquet").exists()
+    r = run_md(small_box, Scripted(small_box.positions, sigma_from=101), SHORT, outdir=tmp_path / "sig",
+               detectors=[CommitteeVariance(interval=10, patience=2)])
+    # sigma2_F exceeds 0.5 from step 100; checks every 10 steps, two strikes -> step 110
+    assert r.failure["detector"] == "committee_variance" and r.failure["step"] == 110
+
+
+@pytest.mark.parametrize("ensemble", ["nvt", "npt"])
+def test_restart_reproduces_an_uninterrupted_run(tmp_path, ensemble):
+    atoms = Atoms("Ar27", positions=np.array(np.meshgrid(*[np.arange(3)] * 3)).reshape(3, -1).T * 3.8,
+                  cell=[11.4] * 3, pbc=True)
+    calc = LennardJones(sigma=3.4, epsilon=0.0104, rc=5.5, smooth=True)
+    s = RunSettings(ensemble, 90.0, length_ps=0.6, timestep_fs=2.0, frame_interval=20, thermo_interval=10,
+                    checkpoint_interval=50, pressure_atm=100.0)
+    whole = run_md(atoms, calc, s, outdir=tmp_path / "whole", seed=5)
+    part = run_md(atoms, LennardJones(sigma=3.4, epsilon=0.0104, rc=5.5, smooth=True), s,
+                  outdir=tmp_path / "part", seed=5, stop_after_steps=137)
+    assert not part.completed
+    resumed = run_md(atoms, LennardJones(sigma=3.4, epsilon=0.0104, rc=5.5, smooth=True), s,
+                     outdir=tmp_path / "part", seed=5)
+    assert resumed.completed and resumed.n_frames == whole.n_frames == 1 + 300 // 20
+    a, b = read_h5md(tmp_path / "whole" / "trajectory.h5md"), read_h5md(tmp_path / "part" / "trajectory.h5md")
+    assert np.array_equal(a["time_ps"], b["time_ps"]) and np.array_equal(a["positions"], b["positions"])
+    assert np.array_equal(a["cells"], b["cells"])
+    ta, tb = pd.read_parquet(tmp_path / "whole" / "thermo.parquet"), pd.read_parquet(tmp_path / "part" / "thermo.parquet")
+    assert list(ta["step"]) == list(tb["step"]) and np.array_equal(ta["kinetic_eV"], tb["kinetic_eV"])
+    # a finished run is never rerun
+    again = run_md(atoms, calc, s, outdir=tmp_path / "whole", seed=5)
+    assert again.wall_s == whole.wall_s
+
+
+def test_h5md_opens_in_mdanalysis(small_box, tmp_path):
+    import MDAnalysis as mda
+
+    run_md(small_box, Scripted(small_box.positions), SHORT, outdir=tmp_path)
+    u = mda.Universe.empty(len(small_box), trajectory=True)
+    u.load_new(str(tmp_path / "trajectory.h5md"), format="H5MD")
+    assert len(u.trajectory) == 21
+    u.trajectory[3]
+    ref = read_h5md(tmp_path / "trajectory.h5md")
+    assert np.allclose(u.atoms.positions, ref["positions"][3], atol=1e-4)
+    assert u.trajectory.ts.dimensions[0] == pytest.approx(small_box.cell[0, 0], rel=1e-5)
