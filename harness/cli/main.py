@@ -9,6 +9,7 @@ from harness.cli import box as box_cmd
 from harness.cli import dataset as dataset_cmd
 from harness.cli import demo as demo_cmd
 from harness.cli import label as label_cmd
+from harness.cli import md as md_cmd
 from harness.cli import train as train_cmd
 from harness.cli.common import setup_logging
 
@@ -45,6 +46,7 @@ app.command("demo")(demo_cmd.demo)
 app.add_typer(dataset_cmd.app, name="dataset")
 app.command("train")(train_cmd.train)
 app.add_typer(train_cmd.models_app, name="models")
+app.command("md")(md_cmd.md)
 
 
 def main() -> None:

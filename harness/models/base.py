@@ -59,6 +59,7 @@ class ModelArtifact:
     dtype: str = "float64"
     versions: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    species: list[str] = field(default_factory=list)
     train_seconds: float = 0.0
     log: str | None = None
     status: str = "ok"

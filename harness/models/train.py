@@ -87,6 +87,7 @@ def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperpara
         logger.error("member %s failed: %s", workdir, str(exc).splitlines()[0])
         return art
     art.preset = preset
+    art.species = list(species)
     art.dataset = dataset or {}
     art.train_seconds = round(time.perf_counter() - t0, 2)
     try:

@@ -1,0 +1,71 @@
+"""``harness md`` and protocols: outputs, resume, and bad input refused before any step."""
+
+import json
+
+import pytest
+
+from harness.cli.main import app
+from harness.errors import ConfigError
+from harness.md.protocol import load_protocol
+
+EMT = ["--calculator", "ase:ase.calculators.emt.EMT"]
+
+
+def test_shipped_protocols_load():
+    for name, atoms in (("paper-500K", "EC=16,EMC=32"), ("mini", "EC=4,EMC=8"), ("ci", "EC=4,EMC=8")):
+        p = load_protocol(f"protocols/{name}.yaml")
+        assert p.system.composition == atoms and p.temperature_K == 500 and p.timestep_fs == 0.5
+    paper = load_protocol("protocols/paper-500K.yaml")
+    assert paper.npt.length_ps == paper.nvt.length_ps == paper.horizon_ps == 1000 and paper.equilibration_ps == 100
+
+
+def test_md_cli_npt_and_nvt_with_an_ase_calculator(runner, tmp_path):
+    for ens in ("npt", "nvt"):
+        result = runner.invoke(app, ["md", *EMT, "--protocol", "protocols/ci.yaml", "--ensemble", ens,
+                                     "--workspace", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+        assert f"{ens} r0: t_stab" in result.stdout
+        out = tmp_path / "md" / "EMT" / "ci" / f"{ens}-r0"
+        res = json.loads((out / "result.json").read_text())
+        assert res["meta"]["protocol"] == "ci" and res["meta"]["protocol_hash"]
+        assert (out / "trajectory.h5md").exists() and (out / "thermo.parquet").exists()
+    again = runner.invoke(app, ["md", *EMT, "--protocol", "protocols/ci.yaml", "--ensemble", "npt",
+                                "--workspace", str(tmp_path)])
+    assert again.exit_code == 0 and "npt r0: t_stab" in again.stdout
+
+
+@pytest.mark.parametrize("old, new, match", [
+    ("timestep_fs: 0.5", "timestep: 0.5", r"ci.yaml:\d+: timestep: unknown key"),
+    ("timestep_fs: 0.5", "timestep_fs: -0.5", r"timestep_fs: Input should be greater than 0"),
+    ("temperature_K: 500\n", "", r"temperature_K: required key missing"),
+    ("npt: {length_ps: 0.05, ", "npt: {length_ps: -1, ", r"npt.length_ps: Input should be greater than 0"),
+])
+def test_bad_protocols(tmp_path, old, new, match):
+    text = open("protocols/ci.yaml").read()
+    assert old in text
+    p = tmp_path / "ci.yaml"
+    p.write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError, match=match):
+        load_protocol(p)
+
+
+def test_md_bad_input_before_any_step(runner, tmp_path, small_box):
+    from harness.io import write_frames
+
+    no_mol = small_box.copy()
+    del no_mol.arrays["mol_id"]
+    write_frames(tmp_path / "nomol.extxyz", [no_mol])
+    cases = [
+        (["--start", str(tmp_path / "nomol.extxyz"), *EMT, "--ensemble", "npt"], "start frame has no per-atom mol_id"),
+        ([*EMT, "--ensemble", "nvt", "--protocol", "protocols/mini.yaml"], "nvt.density_g_cm3 is 'reference'"),
+        ([*EMT, "--ensemble", "nve"], "--ensemble must be npt or nvt"),
+        (["--ensemble", "npt"], "give exactly one of --model"),
+        (["--model", str(tmp_path), "--ensemble", "npt"], "neither a trained member"),
+    ]
+    for args, message in cases:
+        if "--protocol" not in args:
+            args = [*args, "--protocol", "protocols/ci.yaml"]
+        result = runner.invoke(app, ["md", *args, "--workspace", str(tmp_path / "ws")])
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.stderr and result.stderr.startswith("error: ")
+    assert not (tmp_path / "ws").exists()
