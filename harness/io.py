@@ -155,6 +155,9 @@ class atomic_path:
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self.tmp is not None
         if exc_type is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)

@@ -144,6 +144,10 @@ class DeePMDTrainer:
         torch_weights_only_workaround()
         if device == "cpu":
             os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-        from deepmd.calculator import DP
+        import warnings
 
-        return DP(model=str(artifact.path("model")))
+        with warnings.catch_warnings():  # torch.load's weights_only notice, expected here (see compat)
+            warnings.simplefilter("ignore")
+            from deepmd.calculator import DP
+
+            return DP(model=str(artifact.path("model")))
