@@ -31,10 +31,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"descriptor": {"type": "se_e2_a", "rcut": 4.5, "rcut_smth": 0.5, "sel": "auto",
                                  "neuron": [8, 16], "axis_neuron": 4},
                   "fitting_net": {"neuron": [32, 32], "resnet_dt": True}},
-        "learning_rate": {"type": "exp", "start_lr": 0.002, "stop_lr": 1e-5, "decay_steps": 100},
+        "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5, "decay_steps": 50},
         "loss": {"type": "ener", "start_pref_e": 0.02, "limit_pref_e": 1.0, "start_pref_f": 1000.0,
                  "limit_pref_f": 1.0, "start_pref_v": 0.0, "limit_pref_v": 0.0},
-        "training": {"numb_steps": 800, "batch_size": 1, "disp_freq": 100, "save_freq": 800},
+        "training": {"numb_steps": 1000, "batch_size": 1, "disp_freq": 100, "save_freq": 1000},
         "dtype": "float64",
     },
     # GPU-scale (paper-like): se_e2_a with a 6 Å cut-off

@@ -26,7 +26,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # parameters than the smallest MACE in the paper's spirit, invariant messages only (max_L 0),
     # 8 channels, float32 (DESIGN.md measured 16x0e float64 at 76 ms per MD step; this is cheaper).
     "mini": {"model": "MACE", "num_channels": 8, "max_L": 0, "r_max": 4.5, "num_interactions": 2,
-             "correlation": 2, "max_ell": 2, "num_radial_basis": 6, "max_num_epochs": 8, "batch_size": 4,
+             "correlation": 2, "max_ell": 2, "num_radial_basis": 6, "max_num_epochs": 10, "batch_size": 4,
              "lr": 0.01, "forces_weight": 10.0, "energy_weight": 1.0, "scaling": "rms_forces_scaling",
              "dtype": "float32"},
     # GPU-scale, as a practitioner would train it for a molecular liquid
