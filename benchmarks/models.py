@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def _time_calls(calc, atoms, n: int) -> float:
     a = atoms.copy()
     a.calc = calc
-    a.get_forces()  # warm-up (compilation, neighbour lists)
+    for k in range(3):  # warm-up: compilation, neighbour lists, DeePMD's automatic batch-size search
+        a.positions[0, 1] += 1e-4
+        a.get_forces()
     t0 = time.perf_counter()
     for k in range(n):
         a.positions[0, 0] += 1e-4 * (-1) ** k
