@@ -80,7 +80,11 @@ def md(
                              "committee's mean NPT density; sweeps resolve it automatically)")
         if rho <= 0:
             raise InputError(f"--nvt-density must be positive, got {rho}")
-    if start is not None:
+    outdir = workspace / "md" / name / proto.name / f"{ensemble}-r{replica}"
+    cached_start = outdir / "start.extxyz"
+    if cached_start.exists():  # a resumed or finished run keeps its exact start
+        atoms = read_frames(cached_start)[0]
+    elif start is not None:
         frames = read_frames(start)
         atoms = frames[-1]
         if rho is not None:
@@ -92,12 +96,15 @@ def md(
         err(f"md: preparing the start ({proto.system.composition}, OPLS-AA equilibration)")
         atoms = prepare_start(proto, density_g_cm3=rho, replica=replica)
     check_start(atoms, where=str(start) if start else "protocol start", species=species)
+    if not cached_start.exists():
+        from harness.io import write_frames
+
+        write_frames(cached_start, [atoms])
     rules = validation_detectors if proto.detectors.rules == "validation" else active_learning_detectors
     dets = rules(ensemble == "npt", interval=proto.detectors.interval,
                  bond_length_method=proto.detectors.bond_length_method)
     for d in dets:
         d.patience = proto.detectors.patience
-    outdir = workspace / "md" / name / proto.name / f"{ensemble}-r{replica}"
     meta = {"model": str(model) if model else calculator, "protocol": proto.name,
             "protocol_hash": protocol_hash(proto), "replica": replica, "nvt_density_g_cm3": rho}
     result = run_md(atoms, calc, proto.settings(ensemble), outdir=outdir, seed=1000 * proto.system.seed + replica,

@@ -27,6 +27,7 @@ from ase.calculators.calculator import Calculator
 
 from harness.md.detectors import BondStretch, FailureEvent
 from harness.md.writers import H5MDWriter, ThermoTable
+from harness.provenance import run_context
 from harness.units import ATM_TO_EV_PER_A3, EV_PER_A3_TO_GPA, density_g_cm3
 
 __all__ = ["RunSettings", "MDResult", "run_md", "make_dynamics"]
@@ -175,7 +176,7 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
             ck = pickle.load(fh)
         atoms.set_cell(ck["cell"], scale_atoms=False)
         atoms.positions = ck["positions"]
-        atoms.set_momenta(ck["momenta"])
+        atoms.set_momenta(ck["momenta"], apply_constraint=False)
         rng.bit_generator.state = ck["rng"]
         dyn = make_dynamics(atoms, s, rng)
         _restore(dyn, ck["dyn"])
@@ -283,7 +284,9 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
         ensemble=s.ensemble, t_stab_ps=failure.time_ps if failure else simulated, length_ps=s.length_ps,
         completed=True, failure=failure.as_dict() if failure else None, n_steps=step, n_frames=h5.n_frames,
         wall_s=round(wall, 3), ns_per_day=(simulated / 1000) / (wall / 86400) if wall > 0 else 0.0,
-        settings=asdict(s), meta={**meta, "seed": seed})
+        settings=asdict(s), meta={**meta, "seed": seed, "calculator": type(calculator).__name__,
+                                  "context": run_context(("liquid-mlip-harness", "ase", "numpy", "torch",
+                                                          "mace-torch", "deepmd-kit", "quippy-ase"))})
     _write_json(result_path, asdict(result))
     ckpt_path.unlink(missing_ok=True)
     return result
