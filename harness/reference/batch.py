@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from ase import Atoms
 
-from harness.io import STDIO, atomic_path, frame_uid, read_frames, sha256_file, write_frames
+from harness.io import STDIO, atomic_path, frame_uid, sha256_file, write_frames
 from harness.provenance import run_context
 from harness.reference.base import LabelReport, Oracle, label_frames, oracle_key
 
@@ -119,9 +119,3 @@ def label_to_file(
     if resume is not None and report.frames:
         resume.unlink(missing_ok=True)
     return report
-
-
-def read_and_label(input_path: str, output: str, oracle: Oracle, **kwargs) -> LabelReport:
-    """Read ``input_path`` (``-`` = stdin) and :func:`label_to_file` it."""
-    frames = read_frames(input_path)
-    return label_to_file(frames, output, oracle, source=input_path, **kwargs)
