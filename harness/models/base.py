@@ -26,7 +26,7 @@ from harness.errors import InputError, ToolError
 from harness.io import sha256_file
 
 __all__ = ["Trainer", "ModelArtifact", "TrainInputs", "get_trainer", "TRAINERS", "check_frames", "isolated_atom_energies",
-           "evaluate", "run_tool", "MemberFailed", "deep_merge"]
+           "evaluate", "run_tool", "MemberFailed", "deep_merge", "training_copy"]
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +181,21 @@ def isolated_atom_energies(frames: Sequence[Atoms]) -> dict[str, float] | None:
         if len(a) == 1 and not a.pbc.any():
             e0[a.get_chemical_symbols()[0]] = float(a.info["REF_energy"])
     return e0 or None
+
+
+def training_copy(atoms: Atoms, info_keep: Sequence[str]) -> Atoms:
+    """A copy holding only positions, species, ``REF_forces`` and the info keys a backend reads.
+
+    Backends' file readers choke on (or silently use) unrelated keys; every backend strips the
+    same way through this one function.
+    """
+    a = atoms.copy()
+    a.calc = None
+    for k in [k for k in a.info if k not in info_keep]:
+        del a.info[k]
+    for k in [k for k in a.arrays if k not in ("numbers", "positions", "REF_forces")]:
+        del a.arrays[k]
+    return a
 
 
 def evaluate(calc: Calculator, frames: Sequence[Atoms]) -> dict[str, float]:

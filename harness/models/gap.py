@@ -16,7 +16,7 @@ from ase.data import atomic_numbers
 
 from harness.errors import InputError
 from harness.io import sha256_file, write_frames
-from harness.models.base import ModelArtifact, TrainInputs, run_tool
+from harness.models.base import ModelArtifact, TrainInputs, run_tool, training_copy
 from harness.provenance import package_versions
 from harness.tools import find_executable
 
@@ -85,12 +85,8 @@ class GAPTrainer:
         sig = hp["default_sigma"]
         frames = []
         for a in inputs.train:
-            b = a.copy()
-            w = float(b.info.get("weight", 1.0))
-            for k in [k for k in b.info if k not in ("REF_energy", "config_type")]:
-                del b.info[k]
-            for k in [k for k in b.arrays if k not in ("numbers", "positions", "REF_forces")]:
-                del b.arrays[k]
+            w = float(a.info.get("weight", 1.0))
+            b = training_copy(a, ("REF_energy", "config_type"))
             if w != 1.0:
                 b.info["energy_sigma"] = sig[0] / math.sqrt(w)
                 b.info["force_sigma"] = sig[1] / math.sqrt(w)

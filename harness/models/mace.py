@@ -10,7 +10,7 @@ from typing import Any
 from ase.calculators.calculator import Calculator
 
 from harness.io import sha256_file, write_frames
-from harness.models.base import ModelArtifact, TrainInputs, run_tool
+from harness.models.base import ModelArtifact, TrainInputs, run_tool, training_copy
 from harness.provenance import package_versions
 from harness.tools import find_executable
 
@@ -108,13 +108,9 @@ def _Z(symbol: str) -> int:
 
 
 def _prepare(atoms):
-    a = atoms.copy()
-    a.info["config_weight"] = float(a.info.get("weight", 1.0))
+    a = training_copy(atoms, ("REF_energy", "REF_stress", "config_type", "uid"))
+    a.info["config_weight"] = float(atoms.info.get("weight", 1.0))
     a.info.setdefault("config_type", "Default")
-    for k in [k for k in a.info if k not in ("REF_energy", "REF_stress", "config_weight", "config_type", "uid")]:
-        del a.info[k]
-    for k in [k for k in a.arrays if k not in ("numbers", "positions", "REF_forces")]:
-        del a.arrays[k]
     if not a.pbc.any():
         a.cell = [0, 0, 0]
     return a
