@@ -10,6 +10,7 @@ from harness.cli import dataset as dataset_cmd
 from harness.cli import demo as demo_cmd
 from harness.cli import label as label_cmd
 from harness.cli import md as md_cmd
+from harness.cli import observe as observe_cmd
 from harness.cli import train as train_cmd
 from harness.cli.common import setup_logging
 
@@ -47,6 +48,8 @@ app.add_typer(dataset_cmd.app, name="dataset")
 app.command("train")(train_cmd.train)
 app.add_typer(train_cmd.models_app, name="models")
 app.command("md")(md_cmd.md)
+app.command("observe")(observe_cmd.observe)
+app.command("score")(observe_cmd.score)
 
 
 def main() -> None:

@@ -24,21 +24,20 @@ def _calculator(model: Optional[Path], calculator: Optional[str], options: Optio
         oracle = make_oracle(calculator, options)
         return oracle.make_calculator(), calculator[4:].rsplit(".", 1)[-1], None
     from harness.models.base import ModelArtifact, get_trainer
-    from harness.models.train import load_committee
+    from harness.models.train import load_committee, model_run_name
 
     if (model / "artifact.json").exists():
         art = ModelArtifact.load(model)
         if art.status != "ok":
             raise InputError(f"{model}: this member failed to train ({(art.error or '').splitlines()[0]})")
         art.verify()
-        return get_trainer(art.arch).calculator(art, device=device), f"{art.arch}-{model.parent.name}-{model.name}", \
-            tuple(art.species) or None
+        return get_trainer(art.arch).calculator(art, device=device), model_run_name(model), tuple(art.species) or None
     if (model / "committee.json").exists():
         calc = load_committee(model, device=device)
         species = set()
         for p in sorted(model.glob("*/artifact.json")):
             species.update(ModelArtifact.load(p.parent).species)
-        return calc, f"{model.parent.parent.name}-{model.parent.name}-{model.name}", tuple(sorted(species)) or None
+        return calc, model_run_name(model), tuple(sorted(species)) or None
     raise InputError(f"{model}: neither a trained member (artifact.json) nor a committee (committee.json)")
 
 
@@ -106,7 +105,8 @@ def md(
     for d in dets:
         d.patience = proto.detectors.patience
     meta = {"model": str(model) if model else calculator, "protocol": proto.name,
-            "protocol_hash": protocol_hash(proto), "replica": replica, "nvt_density_g_cm3": rho}
+            "protocol_hash": protocol_hash(proto),
+            "protocol_spec": proto.model_dump(mode="json"), "replica": replica, "nvt_density_g_cm3": rho}
     result = run_md(atoms, calc, proto.settings(ensemble), outdir=outdir, seed=1000 * proto.system.seed + replica,
                     detectors=dets, meta=meta)
     status = "stable" if result.failure is None else f"failed: {result.failure['detector']} ({result.failure['message']})"

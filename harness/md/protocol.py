@@ -15,6 +15,7 @@ from pydantic import Field
 
 from harness.config import HarnessModel, load_yaml
 from harness.md.runner import RunSettings
+from harness.observables.analysis import AnalysisSpec
 
 __all__ = ["MDProtocol", "load_protocol", "protocol_hash"]
 
@@ -70,6 +71,7 @@ class MDProtocol(HarnessModel):
     nvt: NVTSpec
     output: OutputSpec = OutputSpec()
     detectors: DetectorSpec = DetectorSpec()
+    analysis: AnalysisSpec = Field(AnalysisSpec(), description="observables and Q settings (not part of the hash)")
 
     def settings(self, ensemble: Literal["npt", "nvt"]) -> RunSettings:
         o = self.output
@@ -87,4 +89,7 @@ def load_protocol(path: str | Path) -> MDProtocol:
 
 
 def protocol_hash(protocol: MDProtocol) -> str:
-    return hashlib.sha256(json.dumps(protocol.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:12]
+    """Hash of what determines the trajectories; the analysis section is left out (re-analysing never
+    reruns MD)."""
+    data = protocol.model_dump(mode="json", exclude={"analysis"})
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]

@@ -17,7 +17,7 @@ from harness.io import frame_uid
 from harness.models.base import (MemberFailed, ModelArtifact, TrainInputs, check_frames, deep_merge,
                                  evaluate, get_trainer, isolated_atom_energies)
 
-__all__ = ["train_member", "train_committee", "committee_dir", "list_models", "resolve_hyperparameters"]
+__all__ = ["train_member", "train_committee", "committee_dir", "list_models", "model_run_name", "resolve_hyperparameters"]
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +148,15 @@ def train_committee(spec_path: str | Path, subset: str, arch: str, *, preset: st
         "device": device, "dtype": dtype, "members": [Path(a.workdir).name for a in arts],
         "status": [a.status for a in arts]}, indent=1, default=str) + "\n")
     return cdir, arts
+
+
+def model_run_name(model: str | Path) -> str:
+    """Name of a member's or committee's MD runs: ``<arch>-<subset>-<preset>-<key>[-member-<k>-seed<s>]``
+    (from the workspace layout ``models/<arch>/<subset>/<preset>-<key>/member-<k>-seed<s>``)."""
+    model = Path(model).resolve()
+    if (model / "artifact.json").exists():
+        return f"{model.parents[2].name}-{model.parents[1].name}-{model.parent.name}-{model.name}"
+    return f"{model.parents[1].name}-{model.parent.name}-{model.name}"
 
 
 def list_models(workspace: str | Path) -> list[ModelArtifact]:

@@ -155,6 +155,9 @@ class MoleculeRegistry(Mapping[str, Molecule]):
                 "(define others with NAME=SMILES)"
             ) from None
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._mols
+
     def __iter__(self):
         return iter(self._mols)
 

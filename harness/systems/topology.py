@@ -27,7 +27,7 @@ from ase import Atoms
 from harness.errors import InputError
 from harness.systems.molecules import Molecule, MoleculeRegistry
 
-__all__ = ["Topology", "tag_molecules", "assign_molecules", "equilibrium_bond_lengths", "cache_dir"]
+__all__ = ["Topology", "tag_molecules", "assign_molecules", "molecule_species_names", "equilibrium_bond_lengths", "cache_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +188,23 @@ def equilibrium_bond_lengths(molecule: Molecule, *, method: str = "gfn2") -> np.
     return lengths
 
 
+def molecule_species_names(symbols: Sequence[str], mol_id: np.ndarray,
+                           registry: MoleculeRegistry | None = None) -> list[str]:
+    """Name of each molecule (``mol_id`` 0..M-1): the library species with the same formula when exactly
+    one has it, else the fragment's Hill formula."""
+    registry = registry or MoleculeRegistry()
+    by_formula: dict[str, list[str]] = {}
+    for name in registry:
+        by_formula.setdefault(registry[name].formula, []).append(name)
+    mol_id = np.asarray(mol_id)
+    names = []
+    for k in range(int(mol_id.max()) + 1):
+        frag = Atoms([symbols[x] for x in np.flatnonzero(mol_id == k)]).get_chemical_formula(mode="hill")
+        match = by_formula.get(frag, [])
+        names.append(match[0] if len(match) == 1 else frag)
+    return names
+
+
 def assign_molecules(atoms: Atoms, *, mult: float = 1.2, registry: MoleculeRegistry | None = None) -> Atoms:
     """Find molecules by covalent connectivity for frames that lack ``mol_id`` (imported data).
 
@@ -210,19 +227,10 @@ def assign_molecules(atoms: Atoms, *, mult: float = 1.2, registry: MoleculeRegis
     order = {lab: k for k, lab in enumerate(dict.fromkeys(labels.tolist()))}
     mol_id = np.array([order[lab] for lab in labels], dtype=int)
     atoms.arrays["mol_id"] = mol_id
-    by_formula = {}
-    for name in registry:
-        by_formula.setdefault(registry[name].formula, []).append(name)
     symbols = atoms.get_chemical_symbols()
-    names, templated = [], True
-    for k in range(mol_id.max() + 1):
-        idx = np.flatnonzero(mol_id == k)
-        frag = Atoms([symbols[x] for x in idx]).get_chemical_formula(mode="hill")
-        match = by_formula.get(frag, [])
-        name = match[0] if len(match) == 1 else frag
-        names.append(name)
-        if len(match) != 1 or tuple(symbols[x] for x in idx) != registry[name].symbols:
-            templated = False
+    names = molecule_species_names(symbols, mol_id, registry)
+    templated = all(names[k] in registry and tuple(symbols[x] for x in np.flatnonzero(mol_id == k))
+                    == registry[names[k]].symbols for k in range(len(names)))
     counts: dict[str, int] = {}
     for name in names:
         counts[name] = counts.get(name, 0) + 1

@@ -1,0 +1,225 @@
+"""Observables of harness MD runs and the Q score of a committee against a reference committee.
+
+``AnalysisSpec`` (the ``analysis:`` section of an MD protocol, or its own YAML file) fixes everything
+a comparison must share: the density grid, the KL rule, the diffusion block lengths. It is not part of
+the protocol's hash, so re-analysing never reruns MD. ``observe_run`` analyses one run directory
+(``result.json``, ``thermo.parquet``, ``trajectory.h5md``) and caches its observables next to it,
+keyed by the analysis hash. ``score`` assembles the Q inputs for a model committee and a reference
+committee and calls the pure ``harness.quality.committee_score``.
+
+Which diffusivity enters Q: the block-scheme D (the paper's estimator), composition-weighted by
+molecule counts. kinisi's posterior (mean and 95 % interval) is reported beside it as the honest
+uncertainty.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+from harness.config import HarnessModel
+from harness.errors import InputError
+from harness.observables.density import DensityGrid, KLRule, density_summary, distribution, kl_divergence, \
+    reference_kl
+from harness.observables.diffusion import DiffusionSpec, species_diffusivity, weighted_diffusivity
+
+__all__ = ["AnalysisSpec", "analysis_hash", "observe_run", "RunSet", "score", "trajectory_observables"]
+
+OBSERVABLES_VERSION = 1
+
+
+class AnalysisSpec(HarnessModel):
+    """Analysis settings shared by every model of a comparison."""
+
+    density_grid: DensityGrid = DensityGrid()
+    kl: KLRule = KLRule()
+    diffusion: DiffusionSpec = DiffusionSpec()
+    rdf_max_frames: int = Field(100, ge=1, description="frames used for RDFs (evenly spaced)")
+
+
+def analysis_hash(spec: AnalysisSpec) -> str:
+    data = {"version": OBSERVABLES_VERSION, **spec.model_dump(mode="json")}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _diffusion_dict(traj, spec: AnalysisSpec, equilibration_ps: float) -> dict:
+    res = species_diffusivity(traj, spec.diffusion, equilibration_ps=equilibration_ps)
+    species = {}
+    for name, r in res.items():
+        d = {"n_molecules": r.n_molecules, "D_block_A2_ps": r.block.D, "sem_block_A2_ps": r.block.sem,
+             "n_blocks": len(r.block.D_blocks)}
+        if r.kinisi is not None:
+            d.update(D_kinisi_A2_ps=r.kinisi.D, kinisi_low_A2_ps=r.kinisi.low, kinisi_high_A2_ps=r.kinisi.high)
+        species[name] = d
+    counts = {k: v["n_molecules"] for k, v in species.items()}
+    out = {"species": species,
+           "D_weighted_block_A2_ps": weighted_diffusivity({k: v["D_block_A2_ps"] for k, v in species.items()}, counts)}
+    if spec.diffusion.kinisi:
+        total = sum(counts.values())
+        samples = sum(res[k].kinisi.samples * counts[k] / total for k in res)
+        lo, hi = np.percentile(samples, [2.5, 97.5])
+        out.update(D_weighted_kinisi_A2_ps=float(np.mean(samples)), D_weighted_kinisi_low_A2_ps=float(lo),
+                   D_weighted_kinisi_high_A2_ps=float(hi))
+    return out
+
+
+def trajectory_observables(traj, spec: AnalysisSpec, *, equilibration_ps: float, rdf: bool = True) -> dict:
+    """Density statistics (when the cell varies), per-species COM diffusivity and COM RDFs of any
+    ``Trajectory`` (the engine of ``harness observe``)."""
+    from harness.observables.rdf import com_rdfs
+
+    t = traj.after(equilibration_ps)
+    out: dict = {"source": traj.source, "n_frames": t.n_frames, "equilibration_ps": equilibration_ps,
+                 "molecules": {k: traj.species.count(k) for k in sorted(set(traj.species))}}
+    if t.n_frames < 2:
+        raise InputError(f"{traj.source}: {t.n_frames} frame(s) left after {equilibration_ps:g} ps equilibration")
+    out["frame_dt_ps"] = t.frame_dt_ps
+    if traj.periodic:
+        rho = t.densities_g_cm3()
+        if np.ptp(rho) > 1e-9 * rho.mean():
+            s = density_summary(rho)
+            out["density_g_cm3"] = {"mean": s.mean, "std": s.std, "sem": s.sem, "n": s.n, "n_eff": s.n_eff}
+        else:
+            out["density_g_cm3"] = {"mean": float(rho.mean()), "std": 0.0, "sem": 0.0, "n": len(rho), "n_eff": 0}
+        out["diffusion"] = _diffusion_dict(traj, spec, equilibration_ps)
+        if rdf:
+            r = com_rdfs(t, max_frames=spec.rdf_max_frames)
+            out["com_rdf_first_peak"] = {k: dict(zip(("r_A", "g"), v.first_peak())) for k, v in r.items()}
+    return out
+
+
+def _read_result(run_dir: Path) -> dict:
+    path = run_dir / "result.json"
+    if not path.exists():
+        raise InputError(f"{run_dir}: no result.json (the run has not finished; rerun `harness md` to resume it)")
+    data = json.loads(path.read_text())
+    if not data.get("completed", True):
+        raise InputError(f"{run_dir}: the run was interrupted; rerun `harness md` to finish it")
+    return data
+
+
+def observe_run(run_dir: str | Path, spec: AnalysisSpec, *, equilibration_ps: float, tau_ps: float) -> dict:
+    """Observables of one harness MD run, cached as ``observables-<analysis hash>.json`` in the run dir.
+
+    NPT: density samples after the equilibration cut (from the thermo table) and their statistics;
+    NVT: per-species and weighted COM diffusivity. Both only when the run reached ``tau_ps``: an
+    unstable member's observables never enter Q.
+    """
+    from harness.io import atomic_path
+
+    run_dir = Path(run_dir)
+    result = _read_result(run_dir)
+    key = analysis_hash(spec)
+    cache = run_dir / f"observables-{key}.json"
+    if cache.exists():
+        data = json.loads(cache.read_text())
+        if data.get("equilibration_ps") == equilibration_ps and data.get("tau_ps") == tau_ps \
+                and data.get("t_stab_ps") == result["t_stab_ps"]:
+            return data
+    ens = result["ensemble"]
+    out = {"run": str(run_dir), "ensemble": ens, "t_stab_ps": result["t_stab_ps"], "length_ps": result["length_ps"],
+           "failure": result["failure"], "equilibration_ps": equilibration_ps, "tau_ps": tau_ps,
+           "analysis_hash": key, "reached_tau": result["t_stab_ps"] >= tau_ps * (1 - 1e-9)}
+    if out["reached_tau"]:
+        if ens == "npt":
+            import pandas as pd
+
+            th = pd.read_parquet(run_dir / "thermo.parquet")
+            th = th[th["time_ps"] >= equilibration_ps - 1e-9]
+            rho = th["density_g_cm3"].to_numpy()
+            if len(rho) < 2:
+                raise InputError(f"{run_dir}: {len(rho)} density samples after {equilibration_ps:g} ps equilibration")
+            s = density_summary(rho)
+            out["density_g_cm3"] = {"mean": s.mean, "std": s.std, "sem": s.sem, "n": s.n, "n_eff": s.n_eff}
+            out["density_samples"] = rho.tolist()
+        else:
+            from harness.observables.trajectory import load_trajectory
+
+            traj = load_trajectory(run_dir / "trajectory.h5md")
+            out["diffusion"] = _diffusion_dict(traj, spec, equilibration_ps)
+    with atomic_path(cache) as tmp:
+        Path(tmp).write_text(json.dumps(out) + "\n")
+    return out
+
+
+@dataclass(frozen=True)
+class RunSet:
+    """The runs of one committee member: its NPT and NVT run directories (None when missing)."""
+
+    name: str
+    npt: Path | None
+    nvt: Path | None
+
+
+def _member_observables(members: list[RunSet], spec, eq, tau, *, role: str) -> dict[str, dict]:
+    out = {}
+    for m in members:
+        if m.npt is None or m.nvt is None:
+            missing = " and ".join(e for e, p in (("NPT", m.npt), ("NVT", m.nvt)) if p is None)
+            raise InputError(f"{role} member {m.name}: no {missing} run (run `harness md` for it first)")
+        out[m.name] = {"npt": observe_run(m.npt, spec, equilibration_ps=eq, tau_ps=tau),
+                       "nvt": observe_run(m.nvt, spec, equilibration_ps=eq, tau_ps=tau)}
+    return out
+
+
+def score(model: list[RunSet], reference: list[RunSet], spec: AnalysisSpec, *, tau_ps: float,
+          equilibration_ps: float) -> dict:
+    """Q of a model committee against a reference committee, with every input and setting recorded.
+
+    Reference: P_ref = mean of the distributions of reference members whose NPT run reached tau
+    (at least two, for the KL baseline); D_ref = mean of the weighted block D of reference members
+    whose NVT run reached tau (at least one).
+    """
+    from harness.quality import MemberInputs, committee_score
+
+    ref = _member_observables(reference, spec, equilibration_ps, tau_ps, role="reference")
+    mod = _member_observables(model, spec, equilibration_ps, tau_ps, role="model")
+    grid, rule = spec.density_grid, spec.kl
+    ref_samples = {k: np.array(v["npt"]["density_samples"]) for k, v in ref.items() if v["npt"]["reached_tau"]}
+    if len(ref_samples) < 2:
+        raise InputError(f"reference committee: {len(ref_samples)} of {len(ref)} members reached the horizon "
+                         f"({tau_ps:g} ps) in NPT; the density term needs at least two")
+    try:
+        rk = reference_kl(ref_samples, grid, rule)
+    except ValueError as exc:
+        raise InputError(f"reference committee: {exc}") from None
+    ref_D = [v["nvt"]["diffusion"]["D_weighted_block_A2_ps"] for v in ref.values() if v["nvt"]["reached_tau"]]
+    if not ref_D:
+        raise InputError(f"reference committee: no member reached the horizon ({tau_ps:g} ps) in NVT; "
+                         "D_ref is undefined")
+    D_ref = float(np.mean(ref_D))
+    inputs, rows = [], []
+    for name, v in mod.items():
+        npt, nvt = v["npt"], v["nvt"]
+        kl = D = None
+        if npt["reached_tau"]:
+            try:
+                kl = kl_divergence(distribution(npt["density_samples"], grid, rule), rk.pooled)
+            except ValueError as exc:
+                raise InputError(f"model member {name}: {exc}") from None
+        if nvt["reached_tau"]:
+            D = nvt["diffusion"]["D_weighted_block_A2_ps"]
+        inputs.append(MemberInputs(name, npt["t_stab_ps"], nvt["t_stab_ps"], kl, D))
+        rows.append({"name": name, "t_stab_npt_ps": npt["t_stab_ps"], "t_stab_nvt_ps": nvt["t_stab_ps"],
+                     "npt_failure": npt["failure"], "nvt_failure": nvt["failure"],
+                     "density_g_cm3": npt.get("density_g_cm3"), "kl": kl,
+                     "diffusion": nvt.get("diffusion")})
+    cs = committee_score(inputs, tau_ps=tau_ps, kl_baseline=rk.baseline, D_ref=D_ref)
+    for row, ms in zip(rows, cs.members):
+        row.update(S=ms.S, R=ms.R, V=ms.V, Q=ms.Q)
+    ref_density = [v["npt"]["density_g_cm3"]["mean"] for v in ref.values() if v["npt"]["reached_tau"]]
+    return {
+        "members": rows,
+        "committee": cs.as_dict()["committee"],
+        "reference": {"members": list(ref), "npt_members_used": list(rk.members), "kl_baseline": rk.baseline,
+                      "kl_pairs": rk.pairs, "D_ref_A2_ps": D_ref, "nvt_members_used": len(ref_D),
+                      "density_g_cm3": float(np.mean(ref_density))},
+        "settings": {"tau_ps": tau_ps, "equilibration_ps": equilibration_ps, "kl_rule": rule.describe(),
+                     "density_grid": grid.model_dump(), "diffusion": spec.diffusion.model_dump(),
+                     "D_in_Q": "block (composition-weighted, molecule counts)", "analysis_hash": analysis_hash(spec)},
+    }

@@ -1,0 +1,253 @@
+"""Observables against analytic answers: KL of Gaussians, Brownian diffusion, unwrapping, RDF of an ideal gas."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from ase import Atoms
+from scipy.stats import norm
+
+from harness.errors import InputError
+from harness.observables.density import DensityGrid, KLRule, distribution, kl_divergence, reference_kl
+from harness.observables.diffusion import DiffusionSpec, msd_fft, msd_naive, species_diffusivity
+from harness.observables.trajectory import Trajectory, load_trajectory, max_frame_jump, molecule_com, unwrap
+from tests.observables_helpers import brownian_molecules, write_h5md
+
+
+def gaussian_kl(m1, s1, m2, s2):
+    return math.log(s2 / s1) + (s1 ** 2 + (m1 - m2) ** 2) / (2 * s2 ** 2) - 0.5
+
+
+def binned(grid, m, s):
+    """Exact bin masses of N(m, s²), from the survival function above the mean (no cancellation)."""
+    e = grid.edges
+    lower, upper = np.diff(norm.cdf(e, m, s)), -np.diff(norm.sf(e, m, s))
+    return np.where(e[:-1] >= m, upper, lower)
+
+
+GRID = DensityGrid(min_g_cm3=0.5, max_g_cm3=1.5, bin_width_g_cm3=0.002)
+# binned Gaussians are positive on this grid (tails within ~10 sigma do not underflow)
+NARROW = DensityGrid(min_g_cm3=0.75, max_g_cm3=1.25, bin_width_g_cm3=0.002)
+
+
+@pytest.mark.parametrize("p, q", [((1.0, 0.03), (1.02, 0.04)), ((1.0, 0.04), (1.02, 0.03)), ((0.95, 0.02), (1.0, 0.05))])
+def test_kl_of_discretised_gaussians_matches_closed_form(p, q):
+    exact = gaussian_kl(*p, *q)
+    got = kl_divergence(binned(NARROW, *p), binned(NARROW, *q))
+    assert got == pytest.approx(exact, rel=0.05)
+
+
+def test_kl_is_zero_for_identical_and_asymmetric_otherwise():
+    a, b = binned(NARROW, 1.0, 0.03), binned(NARROW, 1.0, 0.06)
+    assert kl_divergence(a, a) == pytest.approx(0.0, abs=1e-12)
+    ab, ba = kl_divergence(a, b), kl_divergence(b, a)
+    assert ab == pytest.approx(gaussian_kl(1.0, 0.03, 1.0, 0.06), rel=0.05)
+    assert ba == pytest.approx(gaussian_kl(1.0, 0.06, 1.0, 0.03), rel=0.05)
+    assert ba > 2 * ab  # the asymmetry is kept, not symmetrised away
+
+
+def test_kde_rule_from_samples_matches_gaussian_kl():
+    """A KDE of Gaussian samples is Gaussian with variance s² + h²: KL from samples vs the closed form."""
+    rng = np.random.default_rng(0)
+    h = 0.01
+    rule = KLRule(method="kde", bandwidth_g_cm3=h)
+    x, y = rng.normal(1.0, 0.03, 20000), rng.normal(1.03, 0.04, 20000)
+    got = kl_divergence(distribution(x, GRID, rule), distribution(y, GRID, rule))
+    assert got == pytest.approx(gaussian_kl(1.0, math.hypot(0.03, h), 1.03, math.hypot(0.04, h)), rel=0.05)
+
+
+def test_empty_bin_rules():
+    x = np.full(50, 0.9) + np.linspace(0, 0.01, 50)
+    y = np.full(50, 1.1) + np.linspace(0, 0.01, 50)
+    strict = KLRule(method="strict")
+    assert kl_divergence(distribution(x, GRID, strict), distribution(y, GRID, strict)) == math.inf
+    pc = kl_divergence(distribution(x, GRID, KLRule(method="pseudocount")), distribution(y, GRID, KLRule(method="pseudocount")))
+    kde = kl_divergence(distribution(x, GRID, KLRule()), distribution(y, GRID, KLRule()))
+    assert math.isfinite(pc) and pc > 0.1
+    assert math.isfinite(kde) and kde > 10  # 0.2 g/cm³ apart with a 0.01 g/cm³ kernel: far apart
+    assert KLRule(method="pseudocount").describe() == {"method": "pseudocount", "pseudocount": 0.5}
+
+
+def test_distribution_refuses_samples_outside_the_grid_and_empty_input():
+    with pytest.raises(ValueError, match="outside the grid"):
+        distribution([0.3, 1.0], GRID, KLRule())
+    with pytest.raises(ValueError, match="no density samples"):
+        distribution([], GRID, KLRule())
+    with pytest.raises(ValueError, match="more than one bin"):
+        DensityGrid(min_g_cm3=1.0, max_g_cm3=1.001, bin_width_g_cm3=0.005)
+
+
+def test_reference_baseline_is_mean_over_ordered_pairs():
+    rng = np.random.default_rng(1)
+    rule = KLRule()
+    members = {f"m{k}": rng.normal(1.0 + 0.01 * k, 0.03, 3000) for k in range(3)}
+    ref = reference_kl(members, GRID, rule)
+    d = {k: distribution(v, GRID, rule) for k, v in members.items()}
+    pairs = [kl_divergence(d[i], d[j]) for i in d for j in d if i != j]
+    assert ref.pairs == 6 and ref.baseline == pytest.approx(np.mean(pairs))
+    assert ref.pooled.sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least two reference members"):
+        reference_kl({"m0": members["m0"]}, GRID, rule)
+
+
+# ---- diffusion -------------------------------------------------------------------------------------
+
+def test_fft_msd_equals_naive_and_tidynamics():
+    tidynamics = pytest.importorskip("tidynamics")
+    rng = np.random.default_rng(2)
+    x = np.cumsum(rng.normal(size=(300, 7, 3)), axis=0)
+    fft, naive = msd_fft(x), msd_naive(x)
+    tidy = np.mean([tidynamics.msd(x[:, i]) for i in range(7)], axis=0)
+    np.testing.assert_allclose(fft, naive, atol=1e-8)
+    np.testing.assert_allclose(fft, tidy, atol=1e-8)
+
+
+def test_constant_velocity_gives_ballistic_msd():
+    t = np.arange(200) * 0.1
+    v = np.array([[0.3, -0.2, 0.1], [0.0, 0.5, 0.0]])
+    x = t[:, None, None] * v[None]
+    msd = msd_fft(x)
+    np.testing.assert_allclose(msd, np.mean(np.sum(v ** 2, axis=1)) * t ** 2, rtol=1e-9, atol=1e-9)
+
+
+def _brownian_traj(D, seed, n_mol=200, n_frames=2000, dt=0.1, box=30.0, n_species=1, lattice=False):
+    pos, numbers, mol_id = brownian_molecules(n_mol, n_frames, dt, D, box, seed, n_species=n_species, lattice=lattice)
+    cells = np.tile(np.eye(3) * box, (n_frames, 1, 1))
+    return pos, numbers, mol_id, cells
+
+
+def test_block_estimator_recovers_brownian_D_from_h5md(tmp_path):
+    """Rigid 3-atom molecules with COM diffusivity 0.3 Å²/ps (30e-6 cm²/s) written as unwrapped H5MD."""
+    pos, numbers, mol_id, cells = _brownian_traj({0: 0.3, 1: 0.1}, seed=3, n_species=2)
+    path = write_h5md(tmp_path / "bm.h5md", pos, numbers, mol_id, cells, 0.1)
+    traj = load_trajectory(path)
+    assert sorted(set(traj.species)) == ["CHO2", "CO2"]
+    spec = DiffusionSpec(block_ps=20, block_stride_ps=2, skip_ps=2, kinisi=False)
+    res = species_diffusivity(traj, spec, equilibration_ps=10.0)
+    assert res["CO2"].block.D == pytest.approx(0.3, rel=0.05)
+    assert res["CHO2"].block.D == pytest.approx(0.1, rel=0.05)
+    assert len(res["CO2"].block.D_blocks) == (1900 - 200 - 1) // 20 + 1 and res["CO2"].n_molecules == 100
+    assert 0 < res["CO2"].block.sem < 0.02
+
+
+def test_block_fit_skips_the_ballistic_part():
+    """Ballistic at short times, diffusive later: fitting after skip_ps recovers the long-time D."""
+    rng = np.random.default_rng(4)
+    dt, n, M = 0.01, 4000, 100
+    # Ornstein-Uhlenbeck velocities, correlation time 0.1 ps: D = <v²> tau (per dimension)
+    tau, v2 = 0.1, 1.0
+    v = np.zeros((n, M, 3))
+    a = math.exp(-dt / tau)
+    for k in range(1, n):
+        v[k] = a * v[k - 1] + math.sqrt(v2 * (1 - a * a)) * rng.normal(size=(M, 3))
+    x = np.cumsum(v, axis=0) * dt
+    traj = Trajectory(x, np.tile(np.eye(3) * 50.0, (n, 1, 1)), np.arange(n) * dt, np.full(M, 18),
+                      np.full(M, 40.0), np.arange(M))
+    res = species_diffusivity(traj, DiffusionSpec(block_ps=5, block_stride_ps=0.5, skip_ps=1.0, kinisi=False))
+    assert res["Ar"].block.D == pytest.approx(v2 * tau * (1 - 1 / M), rel=0.1)
+
+
+def test_kinisi_interval_covers_true_D_once():
+    pos, numbers, mol_id, cells = _brownian_traj(0.3, seed=5, n_mol=60, n_frames=1000)
+    traj = Trajectory(pos, cells, np.arange(len(pos)) * 0.1, numbers, np.array([12.0, 16.0, 16.0] * 60), mol_id)
+    res = species_diffusivity(traj, DiffusionSpec(block_ps=20, block_stride_ps=2, skip_ps=2, kinisi_samples=300))
+    k = res["CO2"].kinisi
+    assert k.low < k.D < k.high
+    assert k.low < 0.3 < k.high
+
+
+@pytest.mark.slow
+def test_kinisi_95_interval_covers_true_D_in_at_least_90_percent_of_trials():
+    D, covered = 0.3, 0
+    for seed in range(40):
+        pos, numbers, mol_id, cells = _brownian_traj(D, seed=100 + seed, n_mol=60, n_frames=1000)
+        traj = Trajectory(pos, cells, np.arange(len(pos)) * 0.1, numbers, np.array([12.0, 16.0, 16.0] * 60), mol_id)
+        spec = DiffusionSpec(block_ps=20, block_stride_ps=2, skip_ps=2, kinisi_samples=300, seed=seed)
+        k = species_diffusivity(traj, spec)["CO2"].kinisi
+        covered += k.low <= D <= k.high
+    assert covered >= 36, f"kinisi's 95 % interval covered the true D in {covered}/40 trials"
+
+
+def test_too_short_trajectory_is_a_clear_error():
+    pos, numbers, mol_id, cells = _brownian_traj(0.3, seed=6, n_mol=10, n_frames=50)
+    traj = Trajectory(pos, cells, np.arange(50) * 0.1, numbers, np.array([12.0, 16.0, 16.0] * 10), mol_id, "short.h5md")
+    with pytest.raises(InputError, match="short.h5md: 50 frames .* fewer than one MSD block of 100 ps"):
+        species_diffusivity(traj, DiffusionSpec(kinisi=False))
+
+
+# ---- wrapping ------------------------------------------------------------------------------------------
+
+def test_wrapped_h5md_is_refused(tmp_path):
+    pos, numbers, mol_id, cells = _brownian_traj(2.0, seed=7, n_mol=30, n_frames=200, box=10.0)
+    wrapped = pos - np.floor(pos / 10.0) * 10.0
+    path = write_h5md(tmp_path / "wrapped.h5md", wrapped, numbers, mol_id, cells, 0.1)
+    assert max_frame_jump(wrapped, cells)[0] > 0.5
+    with pytest.raises(InputError, match="positions look wrapped"):
+        load_trajectory(path)
+
+
+def test_wrapped_extxyz_with_varying_cell_is_unwrapped_exactly(tmp_path):
+    """An NPT-like trajectory: fractional COM random walk, cell breathing, written wrapped to extxyz
+    without mol_id: molecules come from connectivity and positions come back unwrapped."""
+    import ase.io
+
+    n_frames, n_mol = 60, 12
+    pos, numbers, mol_id, _ = _brownian_traj(0.5, seed=8, n_mol=n_mol, n_frames=n_frames, box=12.0, lattice=True)
+    pos = pos + np.array([1.5, 0.0, 0.0])  # molecules straddle the cell boundary at the start
+    scale = 1.0 + 0.02 * np.sin(np.arange(n_frames) / 5.0)
+    cells = np.array([np.diag([12.0, 13.0, 14.0]) * s for s in scale])
+    cells[:, 1, 0] = 1.0 * scale  # triclinic
+    frac = np.einsum("tni,ij->tnj", pos, np.linalg.inv(cells[0]))
+    true = np.einsum("tnj,tji->tni", frac, cells)
+    wrapped = np.einsum("tnj,tji->tni", frac - np.floor(frac), cells)
+    assert max_frame_jump(wrapped, cells)[0] > 0.5  # the input really is wrapped
+    frames = []
+    for t in range(n_frames):
+        a = Atoms(numbers=numbers, positions=wrapped[t], cell=cells[t], pbc=True)
+        a.info["time_ps"] = 0.1 * t
+        frames.append(a)
+    path = tmp_path / "wrapped.extxyz"
+    ase.io.write(path, frames)
+    traj = load_trajectory(path)
+    assert traj.mol_id.max() + 1 == n_mol and traj.time_ps[-1] == pytest.approx(5.9)
+    com_true = molecule_com(true, traj.masses, mol_id)
+    com = molecule_com(traj.positions, traj.masses, traj.mol_id)
+    # same molecules up to a whole-cell shift of the starting image
+    shift = com[0] - com_true[0]
+    frac_shift = shift @ np.linalg.inv(cells[0])
+    np.testing.assert_allclose(frac_shift, np.round(frac_shift), atol=1e-6)
+    np.testing.assert_allclose(com - com[:1], com_true - com_true[:1] + (np.einsum(
+        "nj,tji->tni", np.round(frac_shift), cells) - np.round(frac_shift) @ cells[0]), atol=1e-6)
+
+
+def test_unwrap_is_identity_on_unwrapped_input():
+    pos, _, _, cells = _brownian_traj(0.2, seed=9, n_mol=10, n_frames=100, box=20.0)
+    np.testing.assert_allclose(unwrap(pos, cells), pos, atol=1e-9)
+
+
+def test_missing_time_needs_dt(tmp_path):
+    import ase.io
+
+    a = Atoms("CO2", positions=[[0, 0, 0], [1.16, 0, 0], [-1.16, 0, 0]], cell=[10, 10, 10], pbc=True)
+    ase.io.write(tmp_path / "t.extxyz", [a, a])
+    with pytest.raises(InputError, match="give --dt-ps"):
+        load_trajectory(tmp_path / "t.extxyz")
+    assert load_trajectory(tmp_path / "t.extxyz", dt_ps=0.5).frame_dt_ps == 0.5
+
+
+# ---- RDF -----------------------------------------------------------------------------------------------
+
+def test_com_rdf_of_ideal_gas_is_one():
+    from harness.observables.rdf import com_rdfs
+
+    rng = np.random.default_rng(10)
+    n_frames, n_mol, box = 50, 100, 20.0
+    com = rng.uniform(0, box, (n_frames, n_mol, 3))
+    pos = (com[:, :, None, :] + np.array([[0.0, 0, 0], [1.16, 0, 0], [-1.16, 0, 0]])).reshape(n_frames, -1, 3)
+    traj = Trajectory(pos, np.tile(np.eye(3) * box, (n_frames, 1, 1)), np.arange(n_frames) * 1.0,
+                      np.array([6, 8, 8] * n_mol), np.array([12.0, 16.0, 16.0] * n_mol), np.repeat(np.arange(n_mol), 3))
+    g = com_rdfs(traj, bin_width=0.5)["CO2-CO2"]
+    assert g.r[-1] < box / 2
+    assert np.mean(g.g[g.r > 3]) == pytest.approx(1.0, abs=0.03)
