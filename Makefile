@@ -32,6 +32,7 @@ demo: install
 bench: install
 	$(PY) benchmarks/label_throughput.py
 	$(PY) benchmarks/opls_sampler.py
+	$(PY) benchmarks/com_msd.py
 
 # Re-pin every installed distribution after changing dependencies in pyproject.toml.
 lock: install
