@@ -1,0 +1,180 @@
+"""Run a task graph on Dask (or in-process), recording every task in the workspace store.
+
+A ``Task`` is a kind, a function given by import path (``"package.module:function"``, so worker
+processes import it), JSON parameters and the keys of the tasks it depends on; its key is the hash
+of all three, so a changed parameter changes the key of the task and of everything downstream.
+``execute`` skips every task whose key is done in the store with unchanged output files (this is
+resume), submits a task once its dependencies are done, records results as they arrive, records a
+failure with its traceback summary and marks the dependents skipped, and carries on with the rest.
+A task function receives ``(params, deps)`` (``deps``: dependency key → result) and returns a JSON
+result; the paths it lists under ``"_outputs"`` are hashed for later verification.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.sweep.store import Store
+
+__all__ = ["Task", "execute", "run_task", "make_client"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Task:
+    kind: str
+    fn: str
+    params: dict = field(default_factory=dict)
+    deps: tuple[str, ...] = ()
+    label: str = ""
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps([self.kind, self.fn, self.params, sorted(self.deps)], sort_keys=True, default=str)
+        return f"{self.kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def run_task(fn: str, params: dict, deps: dict[str, Any]) -> tuple[dict, dict[str, str], float]:
+    """Worker side: import and call the task function; hash its declared outputs."""
+    from harness.io import sha256_file
+
+    module, name = fn.split(":")
+    func: Callable = getattr(importlib.import_module(module), name)
+    t0 = time.perf_counter()
+    result = func(params, deps) or {}
+    outputs = {str(Path(p).resolve()): sha256_file(p) for p in result.pop("_outputs", [])}
+    return result, outputs, time.perf_counter() - t0
+
+
+def _error_summary(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    frames = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(tb[-3:]))
+    head = f"{type(exc).__name__}: {exc}".strip()
+    return f"{head} [{frames}]" if frames else head
+
+
+def make_client(scheduler: str | None = None, *, workers: int | None = None, threads_per_worker: int = 1):
+    """A Dask client: an existing scheduler (``tcp://host:port``) or an embedded ``LocalCluster`` with one
+    thread per worker process (MLIP/xTB threads are set per task, so workers do not oversubscribe)."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler)
+    import os
+
+    n = workers or max(1, (os.cpu_count() or 1))
+    cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
+                           dashboard_address=None, silence_logs=logging.ERROR)
+    return Client(cluster)
+
+
+def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
+            progress: Callable[[dict], None] | None = None) -> dict[str, int]:
+    """Run ``tasks`` (dependencies before dependents in any order) and return counts by final status.
+
+    ``client``: a Dask client, or None to run in this process (tests, debugging). Every completion is
+    written to ``store`` at once, so killing the driver loses only running tasks.
+    """
+    by_key = {t.key: t for t in tasks}
+    for t in tasks:
+        missing = [d for d in t.deps if d not in by_key]
+        if missing:
+            raise ValueError(f"task {t.label or t.key} depends on unknown tasks {missing}")
+        store.register(t.key, t.kind, t.label or t.key, t.params, t.deps, sweep)
+    results: dict[str, Any] = {}
+    state: dict[str, str] = {}
+    for key in by_key:
+        res = store.verified(key)
+        if res is not None:
+            results[key], state[key] = res, "cached"
+    dependents: dict[str, list[str]] = {k: [] for k in by_key}
+    for t in tasks:
+        for d in t.deps:
+            dependents[d].append(t.key)
+    counts = {"cached": len(results), "done": 0, "failed": 0, "skipped": 0}
+
+    def report(key: str, status: str) -> None:
+        if progress is not None:
+            progress({"key": key, "label": by_key[key].label, "kind": by_key[key].kind, "status": status,
+                      "finished": sum(counts.values()), "total": len(by_key)})
+
+    def skip(key: str, reason: str) -> None:
+        for k in dependents[key]:
+            if k not in state:
+                state[k] = "skipped"
+                counts["skipped"] += 1
+                store.mark_skipped(k, reason)
+                report(k, "skipped")
+                skip(k, reason)
+
+    def ready() -> list[str]:
+        return [k for k, t in by_key.items() if k not in state and all(state.get(d) in ("cached", "done") for d in t.deps)]
+
+    def finish(key: str, outcome) -> None:
+        if isinstance(outcome, BaseException):
+            msg = _error_summary(outcome)
+            state[key] = "failed"
+            counts["failed"] += 1
+            store.mark_failed(key, msg)
+            logger.warning("task %s failed: %s", by_key[key].label, msg)
+            report(key, "failed")
+            skip(key, f"dependency {by_key[key].label} failed")
+        else:
+            result, outputs, wall = outcome
+            results[key], state[key] = result, "done"
+            counts["done"] += 1
+            store.mark_done(key, result, outputs, wall)
+            report(key, "done")
+
+    for key in list(results):
+        report(key, "cached")
+    if client is None:
+        while True:
+            batch = ready()
+            if not batch:
+                break
+            for key in batch:
+                t = by_key[key]
+                state[key] = "running"
+                store.mark_running(key)
+                try:
+                    outcome = run_task(t.fn, t.params, {d: results[d] for d in t.deps})
+                except Exception as exc:  # recorded, the sweep goes on
+                    outcome = exc
+                finish(key, outcome)
+        return counts
+
+    from distributed import as_completed
+
+    ac = as_completed(with_results=False)
+    futures = {}
+
+    def submit_ready() -> None:
+        for key in ready():
+            t = by_key[key]
+            state[key] = "running"
+            store.mark_running(key)
+            fut = client.submit(run_task, t.fn, t.params, {d: results[d] for d in t.deps}, pure=False,
+                                key=f"{key}-{time.time_ns()}")
+            futures[fut.key] = key
+            ac.add(fut)
+
+    submit_ready()
+    for fut in ac:
+        key = futures.pop(fut.key)
+        try:
+            outcome = fut.result()
+        except Exception as exc:
+            outcome = exc
+        finish(key, outcome)
+        submit_ready()
+    return counts

@@ -1,0 +1,65 @@
+"""Stand-in sweep tasks for tests of the executor (the subject is resume and failure handling)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from harness.sweep.execute import Task
+
+
+def compute(params: dict, deps: dict) -> dict:
+    """Count the execution, sleep, write an output file, return value + the dependencies' values."""
+    out = Path(params["dir"])
+    with open(out / "executions.log", "a") as f:
+        f.write(params["name"] + "\n")
+    time.sleep(params.get("sleep", 0.0))
+    if params.get("fail"):
+        raise ValueError(f"stand-in failure in {params['name']}")
+    value = params["value"] + sum(d["value"] for d in deps.values())
+    path = out / f"{params['name']}.json"
+    path.write_text(json.dumps({"value": value}))
+    return {"value": value, "_outputs": [str(path)]}
+
+
+def graph(workdir: str, *, sleep: float = 0.0, fail: str | None = None) -> list[Task]:
+    """3 trains -> 2 runs each -> 1 observe per run -> 1 score: 16 tasks."""
+    fn = "tests.sweep_helpers:compute"
+
+    def task(kind, name, value, deps=()):
+        return Task(kind, fn, {"dir": workdir, "name": name, "value": value, "sleep": sleep, "fail": name == fail},
+                    tuple(t.key for t in deps), name)
+
+    tasks, observes = [], []
+    for m in range(3):
+        tr = task("train", f"train{m}", m)
+        tasks.append(tr)
+        for e in range(2):
+            md = task("md", f"md{m}{e}", 10 * e, [tr])
+            ob = task("observe", f"obs{m}{e}", 1, [md])
+            tasks += [md, ob]
+            observes.append(ob)
+    tasks.append(task("score", "score", 0, observes))
+    return tasks
+
+
+def main() -> None:
+    """python -m tests.sweep_helpers WORKDIR [dask]: run the stand-in graph, print final values as JSON."""
+    from harness.sweep.execute import execute, make_client
+    from harness.sweep.store import Store
+
+    workdir = sys.argv[1]
+    client = make_client(workers=2) if len(sys.argv) > 2 and sys.argv[2] == "dask" else None
+    store = Store(Path(workdir) / "harness.sqlite")
+    tasks = graph(workdir, sleep=0.3)
+    counts = execute(tasks, store, sweep="stand-in", client=client)
+    values = {t.label: store.get(t.key)["result"]["value"] for t in tasks}
+    print(json.dumps({"counts": counts, "values": values}))
+    if client is not None:
+        client.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The sweep executor: resume after SIGKILL, failures recorded without stopping others, corrupted artifacts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harness.sweep.execute import execute
+from harness.sweep.store import Store
+from tests.sweep_helpers import graph
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def executions(workdir: Path) -> Counter:
+    log = workdir / "executions.log"
+    return Counter(log.read_text().split()) if log.exists() else Counter()
+
+
+def test_rerun_skips_finished_tasks(tmp_path):
+    store = Store(tmp_path / "harness.sqlite")
+    counts = execute(graph(str(tmp_path)), store)
+    assert counts == {"cached": 0, "done": 16, "failed": 0, "skipped": 0}
+    # score = sum over 6 observe tasks of (1 + md value), md value = 10 e + train value m
+    assert store.get(graph(str(tmp_path))[-1].key)["result"]["value"] == sum(1 + 10 * e + m for m in range(3) for e in range(2))
+    again = execute(graph(str(tmp_path)), store)
+    assert again == {"cached": 16, "done": 0, "failed": 0, "skipped": 0}
+    assert set(executions(tmp_path).values()) == {1}
+
+
+def test_failure_is_recorded_and_others_continue(tmp_path):
+    store = Store(tmp_path / "harness.sqlite")
+    tasks = graph(str(tmp_path), fail="md10")
+    counts = execute(tasks, store)
+    # md10 fails -> obs10 and score skipped; the other 13 tasks finish
+    assert counts == {"cached": 0, "done": 13, "failed": 1, "skipped": 2}
+    row = next(r for r in store.tasks(status="failed"))
+    assert row["label"] == "md10" and "ValueError: stand-in failure in md10" in row["error"]
+    assert "sweep_helpers.py" in row["error"]  # the traceback summary names where it raised
+    skipped = {r["label"]: r["error"] for r in store.tasks(status="skipped")}
+    assert skipped == {"obs10": "dependency md10 failed", "score": "dependency md10 failed"}
+    # fixing the input reruns only what did not finish
+    counts = execute(graph(str(tmp_path)), store)
+    assert counts["done"] == 3 and counts["cached"] == 13
+
+
+def test_truncated_artifact_is_detected_and_recomputed(tmp_path):
+    store = Store(tmp_path / "harness.sqlite")
+    execute(graph(str(tmp_path)), store)
+    path = tmp_path / "md01.json"
+    path.write_text(path.read_text()[:5])
+    counts = execute(graph(str(tmp_path)), store)
+    assert counts == {"cached": 15, "done": 1, "failed": 0, "skipped": 0}
+    assert json.loads(path.read_text())["value"] == 10
+    assert executions(tmp_path)["md01"] == 2
+
+
+def _run(workdir: Path, *, kill_after: int | None = None) -> dict | None:
+    proc = subprocess.Popen([sys.executable, "-m", "tests.sweep_helpers", str(workdir), "dask"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    if kill_after is None:
+        out, errs = proc.communicate(timeout=300)
+        assert proc.returncode == 0, errs
+        return json.loads(out.strip().splitlines()[-1])
+    deadline = time.time() + 120
+    while sum(executions(workdir).values()) < kill_after and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Dask workers, mid-sweep
+    proc.wait()
+    return None
+
+
+def test_sigkill_at_several_points_then_resume_gives_identical_results(tmp_path):
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    expected = _run(whole)
+    assert expected["counts"]["done"] == 16
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    finished: dict[str, int] = {}  # task -> executions counted when it was first seen finished after a kill
+    for kill_after in (3, 9):
+        _run(killed, kill_after=kill_after)
+        store = Store(killed / "harness.sqlite")
+        seen = executions(killed)
+        for r in store.tasks(status="done"):
+            finished.setdefault(r["label"], seen[r["label"]])
+        store.close()
+    assert finished and len(finished) < 16, "the kills did not land mid-sweep"
+    final = _run(killed)
+    assert final["values"] == expected["values"]
+    assert final["counts"]["cached"] == len(finished)
+    counts = executions(killed)
+    # no task that had finished before a kill was executed again (a task killed while running may rerun)
+    assert {k: counts[k] for k in finished} == finished, counts
+    assert set(counts) == set(expected["values"])
