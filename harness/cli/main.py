@@ -11,6 +11,8 @@ from harness.cli import demo as demo_cmd
 from harness.cli import label as label_cmd
 from harness.cli import md as md_cmd
 from harness.cli import observe as observe_cmd
+from harness.cli import report as report_cmd
+from harness.cli import sweep as sweep_cmd
 from harness.cli import train as train_cmd
 from harness.cli.common import setup_logging
 
@@ -50,6 +52,8 @@ app.add_typer(train_cmd.models_app, name="models")
 app.command("md")(md_cmd.md)
 app.command("observe")(observe_cmd.observe)
 app.command("score")(observe_cmd.score)
+app.add_typer(sweep_cmd.app, name="sweep")
+app.command("report")(report_cmd.report)
 
 
 def main() -> None:

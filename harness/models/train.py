@@ -7,6 +7,7 @@ import json
 import logging
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,7 +18,7 @@ from harness.io import frame_uid
 from harness.models.base import (MemberFailed, ModelArtifact, TrainInputs, check_frames, deep_merge,
                                  evaluate, get_trainer, isolated_atom_energies)
 
-__all__ = ["train_member", "train_committee", "committee_dir", "list_models", "model_run_name", "resolve_hyperparameters"]
+__all__ = ["train_member", "train_committee", "plan_committee", "CommitteePlan", "committee_dir", "list_models", "model_run_name", "resolve_hyperparameters"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,24 +102,44 @@ def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperpara
     return art
 
 
-def train_committee(spec_path: str | Path, subset: str, arch: str, *, preset: str = "mini", n: int = 5,
-                    seeds: Sequence[int] | None = None, workspace: str | Path = "runs/default",
-                    overrides: dict[str, Any] | None = None, device: str = "cpu", dtype: str | None = None,
-                    threads: int | None = None, max_train_frames: int | None = None,
-                    on_member=None) -> tuple[Path, list[ModelArtifact]]:
-    """Train a committee of ``n`` members of ``arch`` on a subset of a dataset spec.
+@dataclass
+class CommitteePlan:
+    """Where a committee lives and what its members train on (content-hashed: same inputs, same dir)."""
 
-    Members differ only in their seed (GAP: sparse-point selection; NNs: initialisation and
-    shuffling). Returns the committee directory and the member artifacts (failed ones included).
-    """
+    arch: str
+    subset: str
+    preset: str
+    directory: Path
+    key: str
+    hyperparameters: dict[str, Any]
+    dtype: str
+    device: str
+    dataset: dict[str, Any]
+    train: list[Atoms]
+    valid: list[Atoms]
+
+    def member_dir(self, k: int, seed: int) -> Path:
+        return self.directory / f"member-{k}-seed{seed}"
+
+    def write_json(self, arts: Sequence[ModelArtifact]) -> Path:
+        path = self.directory / "committee.json"
+        path.write_text(json.dumps({
+            "arch": self.arch, "preset": self.preset, "subset": self.subset, "dataset": self.dataset,
+            "hyperparameters": self.hyperparameters, "device": self.device, "dtype": self.dtype,
+            "members": [Path(a.workdir).name for a in arts], "status": [a.status for a in arts]},
+            indent=1, default=str) + "\n")
+        return path
+
+
+def plan_committee(spec_path: str | Path, subset: str, arch: str, *, preset: str = "mini",
+                   workspace: str | Path = "runs/default", overrides: dict[str, Any] | None = None,
+                   device: str = "cpu", dtype: str | None = None,
+                   max_train_frames: int | None = None) -> CommitteePlan:
+    """Assemble the subset and resolve hyperparameters; the committee key hashes arch, preset,
+    hyperparameters, the training/validation frames, device and dtype."""
     from harness.datasets.spec import load_dataset_spec
     from harness.datasets.subsets import assemble
 
-    if n < 1:
-        raise InputError("committee size must be at least 1")
-    seeds = list(seeds) if seeds is not None else list(range(n))
-    if len(seeds) != n or len(set(seeds)) != n:
-        raise InputError(f"need {n} distinct seeds, got {seeds}")
     spec = load_dataset_spec(spec_path)
     sub = assemble(spec, subset)
     train, valid = sub.train, sub.valid
@@ -133,21 +154,38 @@ def train_committee(spec_path: str | Path, subset: str, arch: str, *, preset: st
                "valid_key": _frames_key(valid) if valid else None, "n_train": len(train), "n_valid": len(valid)}
     key = hashlib.sha256(json.dumps([arch, preset, hp, dataset["train_key"], dataset["valid_key"], device, dtype],
                                     sort_keys=True, default=str).encode()).hexdigest()
-    cdir = committee_dir(Path(workspace), arch, subset, preset, key)
-    cdir.mkdir(parents=True, exist_ok=True)
+    return CommitteePlan(arch, subset, preset, committee_dir(Path(workspace), arch, subset, preset, key), key, hp,
+                         dtype, device, dataset, train, valid)
+
+
+def train_committee(spec_path: str | Path, subset: str, arch: str, *, preset: str = "mini", n: int = 5,
+                    seeds: Sequence[int] | None = None, workspace: str | Path = "runs/default",
+                    overrides: dict[str, Any] | None = None, device: str = "cpu", dtype: str | None = None,
+                    threads: int | None = None, max_train_frames: int | None = None,
+                    on_member=None) -> tuple[Path, list[ModelArtifact]]:
+    """Train a committee of ``n`` members of ``arch`` on a subset of a dataset spec.
+
+    Members differ only in their seed (GAP: sparse-point selection; NNs: initialisation and
+    shuffling). Returns the committee directory and the member artifacts (failed ones included).
+    """
+    if n < 1:
+        raise InputError("committee size must be at least 1")
+    seeds = list(seeds) if seeds is not None else list(range(n))
+    if len(seeds) != n or len(set(seeds)) != n:
+        raise InputError(f"need {n} distinct seeds, got {seeds}")
+    plan = plan_committee(spec_path, subset, arch, preset=preset, workspace=workspace, overrides=overrides,
+                          device=device, dtype=dtype, max_train_frames=max_train_frames)
+    plan.directory.mkdir(parents=True, exist_ok=True)
     arts = []
     for k, seed in enumerate(seeds):
-        art = train_member(arch, train, valid, hyperparameters=hp, preset=preset, seed=seed,
-                           workdir=cdir / f"member-{k}-seed{seed}", dataset=dataset, device=device, dtype=dtype,
-                           threads=threads)
+        art = train_member(arch, plan.train, plan.valid, hyperparameters=plan.hyperparameters, preset=preset,
+                           seed=seed, workdir=plan.member_dir(k, seed), dataset=plan.dataset, device=device,
+                           dtype=plan.dtype, threads=threads)
         arts.append(art)
         if on_member is not None:
             on_member(k, art)
-    (cdir / "committee.json").write_text(json.dumps({
-        "arch": arch, "preset": preset, "subset": subset, "dataset": dataset, "hyperparameters": hp,
-        "device": device, "dtype": dtype, "members": [Path(a.workdir).name for a in arts],
-        "status": [a.status for a in arts]}, indent=1, default=str) + "\n")
-    return cdir, arts
+    plan.write_json(arts)
+    return plan.directory, arts
 
 
 def model_run_name(model: str | Path) -> str:

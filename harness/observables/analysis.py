@@ -207,6 +207,7 @@ def score(model: list[RunSet], reference: list[RunSet], spec: AnalysisSpec, *, t
         inputs.append(MemberInputs(name, npt["t_stab_ps"], nvt["t_stab_ps"], kl, D))
         rows.append({"name": name, "t_stab_npt_ps": npt["t_stab_ps"], "t_stab_nvt_ps": nvt["t_stab_ps"],
                      "npt_failure": npt["failure"], "nvt_failure": nvt["failure"],
+                     "npt_run": npt["run"], "nvt_run": nvt["run"],
                      "density_g_cm3": npt.get("density_g_cm3"), "kl": kl,
                      "diffusion": nvt.get("diffusion")})
     cs = committee_score(inputs, tau_ps=tau_ps, kl_baseline=rk.baseline, D_ref=D_ref)

@@ -67,6 +67,7 @@ def make_client(scheduler: str | None = None, *, workers: int | None = None, thr
     thread per worker process (MLIP/xTB threads are set per task, so workers do not oversubscribe)."""
     from distributed import Client, LocalCluster
 
+    logging.getLogger("distributed").setLevel(logging.ERROR)  # its INFO chatter drowns the progress bar
     if scheduler:
         return Client(scheduler)
     import os

@@ -1,0 +1,27 @@
+"""``harness report``: Q tables, figures and an HTML page from a workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from harness.cli.common import handle_errors
+
+
+@handle_errors
+def report(
+    workspace: Path = typer.Option(Path("runs/default"), "--workspace", "-w", help="Workspace with harness.sqlite."),
+    output: Path = typer.Option(Path("report"), "--output", "-o", help="Output folder."),
+    sweep: Optional[str] = typer.Option(None, "--sweep", help="Only this sweep (by name)."),
+) -> None:
+    """Write the Q comparison table (table.md/.csv/.tex: subset × architecture, mean ± SE over members, the
+    three terms, t_stab, density, diffusivities), members.csv, Fig. 1 analogues (fig1a stability, fig1b
+    density distributions vs the reference, fig1c/d diffusivities vs the reference) and report.html (all of
+    it, self-contained, with provenance)."""
+    from harness.report.build import build_report
+
+    files = build_report(workspace, output, sweep=sweep)
+    typer.echo((output / "table.md").read_text())
+    typer.echo(f"report: {files['report.html']} (+ {len(files) - 1} files in {output})")

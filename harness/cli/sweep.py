@@ -1,0 +1,124 @@
+"""``harness sweep run|status``: ablation sweeps on Dask with resume, and what happened in a workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from harness.cli.common import err, handle_errors
+
+app = typer.Typer(help="Ablation sweeps: subsets × architectures → committees → MD → Q.", no_args_is_help=True,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+
+@app.command("run")
+@handle_errors
+def run(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="Sweep spec (YAML), e.g. protocols/sweeps/ci.yaml."),
+    workspace: Path = typer.Option(Path("runs/default"), "--workspace", "-w", help="Workspace folder."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler "
+                                            "(tcp://host:port); default: an embedded LocalCluster."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="LocalCluster worker processes "
+                                          "(default: CPU cores / threads_per_task)."),
+    sync: bool = typer.Option(False, "--sync", help="Run every task in this process, one at a time (debugging)."),
+    plan_only: bool = typer.Option(False, "--plan", help="Print the task graph and exit."),
+) -> None:
+    """Plan the sweep (content-hashed tasks), skip what is already done in WORKSPACE/harness.sqlite, run the rest.
+
+    Rerunning the same spec is resume: finished tasks (with unchanged output files) are never recomputed;
+    changing a parameter reruns only what depends on it. A failing task is recorded with its error and
+    the sweep goes on; its dependents are skipped. Exit status 1 if any task failed.
+    """
+    import os
+
+    from harness.datasets.build import build_dataset
+    from harness.datasets.spec import load_dataset_spec
+    from harness.sweep.execute import execute, make_client
+    from harness.sweep.plan import plan_sweep
+    from harness.sweep.spec import load_sweep
+    from harness.sweep.store import Store
+
+    spec, files = load_sweep(spec_path)
+    build_dataset(load_dataset_spec(files["dataset"]), say=err)  # a no-op when the data is built
+    tasks = plan_sweep(spec, files, workspace)
+    if plan_only:
+        for t in tasks:
+            typer.echo(f"{t.key}  {t.label}  <- {len(t.deps)} deps")
+        return
+    store = Store(workspace / "harness.sqlite")
+    client = None
+    if not sync:
+        n = workers or max(1, (os.cpu_count() or 1) // spec.threads_per_task)
+        client = make_client(scheduler, workers=n)
+        err(f"sweep {spec.name}: {len(tasks)} tasks on {'scheduler ' + scheduler if scheduler else f'{n} local workers'}")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[last]}"), transient=False) as bar:
+        bar_id = bar.add_task(f"sweep {spec.name}", total=len(tasks), last="")
+
+        def progress(ev: dict) -> None:
+            bar.update(bar_id, completed=ev["finished"], last=f"{ev['status']}: {ev['label']}")
+
+        try:
+            counts = execute(tasks, store, sweep=spec.name, client=client, progress=progress)
+        finally:
+            if client is not None:
+                client.close()
+    typer.echo(f"sweep {spec.name}: {counts['done']} done, {counts['cached']} cached, {counts['failed']} failed, "
+               f"{counts['skipped']} skipped; store {workspace / 'harness.sqlite'}")
+    for row in store.tasks(sweep=spec.name, status="failed"):
+        err(f"failed: {row['label']}: {row['error']}")
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command("status")
+@handle_errors
+def status(
+    workspace: Path = typer.Option(Path("runs/default"), "--workspace", "-w", help="Workspace folder."),
+    sweep: Optional[str] = typer.Option(None, "--sweep", help="Only this sweep (by name)."),
+) -> None:
+    """Task counts by kind and status, every failure with its reason, and the Q of scored committees."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.errors import InputError
+    from harness.sweep.store import STATUSES, Store
+
+    path = workspace / "harness.sqlite"
+    if not path.exists():
+        raise InputError(f"{workspace}: no harness.sqlite (run `harness sweep run SPEC --workspace {workspace}`)")
+    store = Store(path)
+    counts = store.counts(sweep)
+    kinds = ["train", "md", "ref_density", "observe", "score"]
+    kinds += sorted({k for k, _ in counts} - set(kinds))
+    table = Table(title=f"tasks in {workspace}" + (f" (sweep {sweep})" if sweep else ""))
+    table.add_column("kind")
+    for s in STATUSES:
+        table.add_column(s, justify="right")
+    for k in kinds:
+        if any((k, s) in counts for s in STATUSES):
+            table.add_row(k, *(str(counts.get((k, s), "")) for s in STATUSES))
+    console = Console(width=None if Console().is_terminal else 160)
+    console.print(table)
+    for row in store.tasks(status="failed", sweep=sweep):
+        console.print(f"[red]failed[/red] {row['label']}: {row['error']}")
+    skipped = store.tasks(status="skipped", sweep=sweep)
+    if skipped:
+        console.print(f"{len(skipped)} skipped because a dependency failed")
+    running = store.tasks(status="running", sweep=sweep)
+    if running:
+        console.print(f"{len(running)} marked running (in progress, or interrupted: `sweep run` again resumes them)")
+    scores = store.tasks(kind="score", status="done", sweep=sweep)
+    if scores:
+        t = Table(title="Q per committee (mean ± SE over members)")
+        for col in ("arch", "subset", "S", "R", "V", "Q"):
+            t.add_column(col)
+        for row in scores:
+            r = row["result"]
+            c = r["committee"]
+            t.add_row(r["arch"], r["subset"], *(f"{c[x]['mean']:.3f} ± {c[x]['sem']:.3f}" for x in "SRVQ"))
+        console.print(t)

@@ -1,0 +1,1 @@
+"""Reports from a workspace store: Q tables, paper-style figures, one HTML page."""

@@ -1,0 +1,130 @@
+"""``harness report``: the Q comparison table (Markdown, CSV, LaTeX), Fig. 1 analogues (PNG) and one
+self-contained HTML page with provenance, from a workspace's store."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.report.data import committee_table, density_samples, load_scores, member_table
+from harness.report import figures
+
+__all__ = ["build_report", "q_table", "to_markdown", "to_latex"]
+
+
+def _pm(m: float, e: float, digits: int = 2) -> str:
+    if m is None or not np.isfinite(m):
+        return "–"
+    return f"{m:.{digits}f} ± {e:.{digits}f}" if np.isfinite(e) else f"{m:.{digits}f}"
+
+
+def q_table(ct: pd.DataFrame, species: list[str]) -> pd.DataFrame:
+    """The comparison table: one row per committee, mean ± SE over members."""
+    rows = []
+    for _, r in ct.iterrows():
+        row = {"subset": r.subset, "architecture": r.arch, "committee": r.committee, "members": int(r.members),
+               "Q": _pm(r.Q, r.Q_se), "S": _pm(r.S, r.S_se), "R": _pm(r.R, r.R_se), "V": _pm(r.V, r.V_se),
+               "t_stab NPT (ps)": _pm(r.t_stab_npt_ps, r.t_stab_npt_ps_se, 3),
+               "t_stab NVT (ps)": _pm(r.t_stab_nvt_ps, r.t_stab_nvt_ps_se, 3),
+               "density (g/cm³)": _pm(r.density_g_cm3, r.density_g_cm3_se, 3)}
+        for sp in species:
+            row[f"D({sp}) (1e-6 cm²/s)"] = _pm(r.get(f"D_{sp}", np.nan), r.get(f"D_{sp}_se", np.nan), 1)
+        row["D(w) (1e-6 cm²/s)"] = _pm(r.D_w, r.D_w_se, 1)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(df: pd.DataFrame) -> str:
+    def esc(x) -> str:
+        t = str(x)
+        for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                     ("±", r"$\pm$"), ("³", r"$^3$"), ("²", r"$^2$"), ("–", "--")):
+            t = t.replace(a, b)
+        return t
+
+    cols = list(df.columns)
+    body = [" & ".join(esc(c) for c in cols) + r" \\", r"\midrule"]
+    body += [" & ".join(esc(v) for v in row) + r" \\" for row in df.itertuples(index=False)]
+    return "\n".join([r"\begin{tabular}{" + "l" * len(cols) + "}", r"\toprule", *body, r"\bottomrule",
+                      r"\end{tabular}"]) + "\n"
+
+
+def _img(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None = None) -> dict[str, Path]:
+    """Write table.{md,csv,tex}, members.csv, fig1a..d PNGs and report.html into ``outdir``."""
+    from harness import __version__
+    from harness.observables.density import DensityGrid
+    from harness.provenance import package_versions
+    from harness.sweep.store import Store
+
+    workspace, outdir = Path(workspace), Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    scores = load_scores(workspace, sweep)
+    members = member_table(scores)
+    ct = committee_table(members)
+    species = sorted(c[2:] for c in members.columns if c.startswith("D_") and c != "D_w")
+    table = q_table(ct, species)
+    files = {"table.md": outdir / "table.md", "table.csv": outdir / "table.csv", "table.tex": outdir / "table.tex",
+             "members.csv": outdir / "members.csv"}
+    files["table.md"].write_text(to_markdown(table))
+    table.to_csv(files["table.csv"], index=False)
+    files["table.tex"].write_text(to_latex(table))
+    members.to_csv(files["members.csv"], index=False)
+
+    settings = scores[0]["settings"]
+    reference = scores[0]["reference_committee"]
+    subsets = list(dict.fromkeys(members.subset))
+    archs = list(dict.fromkeys(members.arch))
+    tau = settings["tau_ps"]
+    files["fig1a"] = figures.fig_stability(ct, tau, outdir / "fig1a_stability.png", subsets=subsets, archs=archs)
+    grid = DensityGrid(**settings["density_grid"])
+    files["fig1b"] = figures.fig_density(density_samples(scores), reference, grid, outdir / "fig1b_density.png")
+    for panel, sp in zip("cdefg", species or ["EC", "EMC"]):
+        files[f"fig1{panel}"] = figures.fig_diffusivity(ct, sp, reference, outdir / f"fig1{panel}_D_{sp}.png",
+                                                        subsets=subsets, archs=archs, panel=panel)
+
+    store = Store(workspace / "harness.sqlite")
+    counts = store.counts(sweep)
+    store.close()
+    caveat = ""
+    if tau < 100:
+        caveat = (f"<p class='warn'>The horizon here is {tau:g} ps (the paper uses 1 ns) and the models are small: "
+                  "this is a demonstration of the machinery, not converged science.</p>")
+    prov = {"harness": __version__, "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "workspace": str(workspace.resolve()), "reference committee": reference, "settings": settings,
+            "tasks": {f"{k}/{s}": n for (k, s), n in sorted(counts.items())},
+            "packages": package_versions(("liquid-mlip-harness", "ase", "numpy", "torch", "mace-torch", "deepmd-kit",
+                                          "quippy-ase", "tblite", "openmm", "kinisi", "MDAnalysis", "dask"))}
+    figs = "".join(f"<figure><img src='{_img(p)}' alt='{k}'><figcaption>{k}</figcaption></figure>"
+                   for k, p in files.items() if k.startswith("fig"))
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>harness report</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 6px}}figure{{display:inline-block;margin:8px}}img{{max-width:520px}}
+.warn{{background:#fff3cd;padding:8px}}pre{{background:#f6f6f6;padding:8px;font-size:12px}}</style></head><body>
+<h1>Q comparison: which training data makes which architecture stable and accurate</h1>{caveat}
+<p>Q = S + R + V per member (SCIENCE.md §7: S = min(1, t_stab,NPT/τ); R and V count only for members stable for
+τ = {tau:g} ps); mean ± standard error over committee members. Reference committee: {html.escape(reference)}.
+D enters Q from the block estimator (composition-weighted); KL rule {html.escape(json.dumps(settings['kl_rule']))}.</p>
+{table.to_html(index=False, escape=True)}
+<h2>Figures</h2>{figs}
+<h2>Members</h2>{members.round(4).to_html(index=False)}
+<h2>Provenance</h2><pre>{html.escape(json.dumps(prov, indent=1, default=str))}</pre></body></html>"""
+    files["report.html"] = outdir / "report.html"
+    files["report.html"].write_text(page)
+    return files

@@ -1,0 +1,72 @@
+"""Collect a workspace's scored committees from the store into tidy tables (one row per member)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import InputError
+from harness.sweep.store import Store
+
+__all__ = ["load_scores", "member_table", "committee_table", "density_samples"]
+
+
+def load_scores(workspace: str | Path, sweep: str | None = None) -> list[dict]:
+    """Results of every finished score task (one per committee)."""
+    path = Path(workspace) / "harness.sqlite"
+    if not path.exists():
+        raise InputError(f"{workspace}: no harness.sqlite (run `harness sweep run SPEC --workspace {workspace}`)")
+    store = Store(path)
+    rows = store.tasks(kind="score", status="done", sweep=sweep)
+    store.close()
+    if not rows:
+        raise InputError(f"{workspace}: no scored committees yet (see `harness sweep status -w {workspace}`)")
+    return [r["result"] for r in rows]
+
+
+def member_table(scores: list[dict]) -> pd.DataFrame:
+    """One row per committee member: t_stab, density, D per species, KL, S, R, V, Q (D in 1e-6 cm²/s)."""
+    rows = []
+    for sc in scores:
+        for m in sc["members"]:
+            d = m.get("diffusion") or {}
+            row = {"committee": sc["committee"], "arch": sc["arch"], "subset": sc["subset"], "member": m["name"],
+                   "t_stab_npt_ps": m["t_stab_npt_ps"], "t_stab_nvt_ps": m["t_stab_nvt_ps"],
+                   "density_g_cm3": (m.get("density_g_cm3") or {}).get("mean", np.nan),
+                   "kl": np.nan if m.get("kl") is None else m["kl"],
+                   "D_w": d.get("D_weighted_block_A2_ps", np.nan) * 100.0,
+                   "S": m["S"], "R": m["R"], "V": m["V"], "Q": m["Q"]}
+            for sp, v in (d.get("species") or {}).items():
+                row[f"D_{sp}"] = v["D_block_A2_ps"] * 100.0
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def committee_table(members: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard error over members per committee for every numeric column."""
+    num = [c for c in members.columns if c not in ("committee", "arch", "subset", "member")]
+    g = members.groupby(["committee", "arch", "subset"], sort=False)[num]
+    mean, sem = g.mean(), g.sem(ddof=1)
+    n = g.size().rename("members")
+    out = mean.join(sem, rsuffix="_se").join(n).reset_index()
+    return out
+
+
+def density_samples(scores: list[dict]) -> dict[str, dict[str, np.ndarray]]:
+    """NPT density samples per committee and member (from the runs' cached observables)."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for sc in scores:
+        key = sc["settings"]["analysis_hash"]
+        for m in sc["members"]:
+            run = m.get("npt_run")
+            if not run:
+                continue
+            cache = Path(run) / f"observables-{key}.json"
+            if cache.exists():
+                data = json.loads(cache.read_text())
+                if data.get("density_samples"):
+                    out.setdefault(sc["committee"], {})[m["name"]] = np.array(data["density_samples"])
+    return out

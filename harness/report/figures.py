@@ -1,0 +1,100 @@
+"""Paper-style figures (Niblett et al. Fig. 1) from the member table: one function per figure.
+
+1a stability: t_stab (NPT) per subset and architecture, mean ± SE over members, the horizon marked;
+1b density distributions of each committee (members pooled) against the reference;
+1c/1d COM diffusivity of each species per subset and architecture against the reference band.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["fig_stability", "fig_density", "fig_diffusivity"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _grouped(ax, table: pd.DataFrame, col: str, *, subsets, archs) -> None:
+    width = 0.8 / max(len(archs), 1)
+    x = np.arange(len(subsets))
+    for i, a in enumerate(archs):
+        vals, errs = [], []
+        for s in subsets:
+            r = table[(table.arch == a) & (table.subset == s)]
+            vals.append(r[col].iloc[0] if len(r) else np.nan)
+            errs.append(r[f"{col}_se"].iloc[0] if len(r) and f"{col}_se" in r else np.nan)
+        ax.bar(x + (i - (len(archs) - 1) / 2) * width, vals, width, yerr=np.nan_to_num(errs), capsize=3, label=a)
+    ax.set_xticks(x, subsets, rotation=20)
+    ax.legend(title="architecture", fontsize=8)
+
+
+def fig_stability(table: pd.DataFrame, tau_ps: float, path: Path, *, subsets, archs) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    _grouped(ax, table[~table.committee.str.startswith("ref:")], "t_stab_npt_ps", subsets=subsets, archs=archs)
+    ax.axhline(tau_ps, color="k", ls="--", lw=1, label=f"horizon {tau_ps:g} ps")
+    ax.set_ylabel("t_stab NPT (ps), mean ± SE over members")
+    ax.set_title("(a) stability at the protocol temperature")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def fig_density(samples: dict[str, dict[str, np.ndarray]], reference: str, grid, path: Path) -> Path:
+    """Histograms (members pooled) of every committee's NPT density against the reference."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    edges = grid.edges
+    for cid, members in sorted(samples.items(), key=lambda kv: kv[0] != reference):
+        x = np.concatenate(list(members.values()))
+        p, _ = np.histogram(x, bins=edges, density=True)
+        style = {"color": "k", "lw": 2.2} if cid == reference else {"lw": 1.2}
+        ax.step(0.5 * (edges[1:] + edges[:-1]), p, where="mid", label=cid + (" (reference)" if cid == reference else ""),
+                **style)
+    if samples:
+        allx = np.concatenate([np.concatenate(list(m.values())) for m in samples.values()])
+        pad = 0.05
+        ax.set_xlim(max(edges[0], allx.min() - pad), min(edges[-1], allx.max() + pad))
+    ax.set_xlabel("density (g/cm³)")
+    ax.set_ylabel("P(ρ)")
+    ax.set_title("(b) NPT density distributions (members that reached the horizon)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def fig_diffusivity(table: pd.DataFrame, species: str, reference: str, path: Path, *, subsets, archs,
+                    panel: str) -> Path:
+    plt = _plt()
+    col = f"D_{species}"
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    if col in table:
+        _grouped(ax, table[~table.committee.str.startswith("ref:")], col, subsets=subsets, archs=archs)
+        ref = table[table.committee == reference]
+        if len(ref) and np.isfinite(ref[col].iloc[0]):
+            m, e = ref[col].iloc[0], np.nan_to_num(ref[f"{col}_se"].iloc[0])
+            ax.axhspan(m - e, m + e, color="k", alpha=0.15)
+            ax.axhline(m, color="k", lw=1.5, label=f"reference {reference}")
+            ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, f"no {species} diffusivity (no member stable in NVT for the horizon)", ha="center",
+                transform=ax.transAxes)
+    ax.set_ylabel(f"D({species}) (1e-6 cm²/s)")
+    ax.set_title(f"({panel}) {species} centre-of-mass self-diffusivity")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

@@ -1,0 +1,108 @@
+"""Sweep specs (``protocols/sweeps/*.yaml``): which subsets × architectures, how trained, run and scored.
+
+Relative paths are resolved against the spec file's directory first, then the current directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from harness.config import HarnessModel, load_yaml
+from harness.errors import ConfigError
+
+__all__ = ["SweepSpec", "ReferenceSpec", "load_sweep", "resolve_path"]
+
+ARCHS = ("gap", "deepmd", "mace")
+
+
+class ReferenceSpec(HarnessModel):
+    """The reference committee: its architecture and training subset (paper: GAP on Full), optionally with
+    its own training budget (a reference deserves the best model one can afford)."""
+
+    arch: str
+    subset: str
+    preset: str | None = Field(None, description="default: the sweep's preset")
+    max_train_frames: int | None = Field(None, ge=1, description="default: the sweep's")
+    overrides: dict[str, Any] | None = Field(None, description="default: the sweep's overrides for this arch")
+
+
+class SweepSpec(HarnessModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$")
+    description: str = ""
+    dataset: str = Field(description="dataset definition YAML")
+    subsets: list[str] = Field(min_length=1)
+    architectures: list[str] = Field(min_length=1)
+    committee: int = Field(5, ge=1, description="members per committee")
+    seeds: list[int] | None = Field(None, description="member seeds (default 0..committee-1)")
+    preset: str = "mini"
+    max_train_frames: int | None = Field(None, ge=1, description="evenly spaced sample of the training frames")
+    overrides: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                                 description="per-architecture hyperparameter overrides")
+    protocol: str = Field(description="MD protocol YAML")
+    replicas: int = Field(1, ge=1)
+    reference: ReferenceSpec
+    analysis: str | None = Field(None, description="analysis spec YAML overriding the protocol's analysis section")
+    threads_per_task: int = Field(1, ge=1, description="torch/xTB threads inside each task")
+    device: str = Field("cpu", pattern="^(cpu|cuda)$")
+
+    @model_validator(mode="after")
+    def _check(self):
+        for a in [*self.architectures, self.reference.arch]:
+            if a not in ARCHS:
+                raise ValueError(f"unknown architecture {a!r}; known: {', '.join(ARCHS)}")
+        for a in self.overrides:
+            if a not in ARCHS:
+                raise ValueError(f"overrides for unknown architecture {a!r}")
+        if self.seeds is not None and (len(self.seeds) != self.committee or len(set(self.seeds)) != self.committee):
+            raise ValueError(f"seeds must be {self.committee} distinct integers, got {self.seeds}")
+        if len(set(self.subsets)) != len(self.subsets) or len(set(self.architectures)) != len(self.architectures):
+            raise ValueError("subsets and architectures must not repeat")
+        return self
+
+    @property
+    def member_seeds(self) -> list[int]:
+        return list(self.seeds) if self.seeds is not None else list(range(self.committee))
+
+    def committees(self) -> list[dict[str, Any]]:
+        """Every committee to train: the grid of subsets × architectures, then the reference (merged with
+        its grid twin when it is trained the same way). ``id`` is ``arch/subset`` (``ref:`` prefixed
+        for a separately trained reference)."""
+        out = [{"id": f"{a}/{s}", "arch": a, "subset": s, "preset": self.preset, "overrides": self.overrides.get(a) or {},
+                "max_train_frames": self.max_train_frames, "reference": False}
+               for s in self.subsets for a in self.architectures]
+        r = self.reference
+        ref = {"id": f"{r.arch}/{r.subset}", "arch": r.arch, "subset": r.subset, "preset": r.preset or self.preset,
+               "overrides": self.overrides.get(r.arch) or {} if r.overrides is None else r.overrides,
+               "max_train_frames": self.max_train_frames if r.max_train_frames is None else r.max_train_frames,
+               "reference": True}
+        for c in out:
+            if all(c[k] == ref[k] for k in ("arch", "subset", "preset", "overrides", "max_train_frames")):
+                c["reference"] = True
+                return out
+        return [*out, {**ref, "id": "ref:" + ref["id"]}]
+
+
+def resolve_path(value: str, spec_path: Path, key: str) -> Path:
+    p = Path(value)
+    if p.is_absolute():
+        candidates = [p]
+    else:
+        candidates = [spec_path.parent / p, Path.cwd() / p]
+    for c in candidates:
+        if c.exists():
+            return c.resolve()
+    raise ConfigError(f"{spec_path}: {key}: {value} not found (looked in {', '.join(str(c.parent) for c in candidates)})")
+
+
+def load_sweep(path: str | Path) -> tuple[SweepSpec, dict[str, Path]]:
+    """The validated spec and its resolved files (dataset, protocol, analysis)."""
+    path = Path(path)
+    spec = load_yaml(path, SweepSpec)
+    files = {"dataset": resolve_path(spec.dataset, path, "dataset"),
+             "protocol": resolve_path(spec.protocol, path, "protocol")}
+    if spec.analysis:
+        files["analysis"] = resolve_path(spec.analysis, path, "analysis")
+    return spec, files

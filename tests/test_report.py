@@ -1,0 +1,68 @@
+"""`harness report` on a store of stand-in scored committees: tables, figures, HTML."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli.main import app
+from harness.md.protocol import load_protocol
+from harness.models.train import model_run_name
+from harness.observables.analysis import RunSet, score
+from harness.sweep.store import Store
+from tests.observables_helpers import fake_committee, fake_runs
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def scored_store(tmp_path):
+    proto = load_protocol("protocols/mini.yaml")
+    diff = proto.analysis.diffusion.model_copy(update={"kinisi": False})
+    proto = proto.model_copy(update={"analysis": proto.analysis.model_copy(update={"diffusion": diff})})
+    ws = tmp_path / "ws"
+    setups = {("gap", "Full"): (1.0, 1.0, 0.92, 0.3), ("mace", "OPLS"): (0.5, 1.0, 0.9, 0.4),
+              ("mace", "Full"): (1.0, 1.0, 0.95, 0.25), ("gap", "OPLS"): (0.3, 0.2, 0.9, 0.3)}
+    sets = {}
+    for k, ((arch, subset), (tn, tv, rho, D)) in enumerate(setups.items()):
+        c = fake_committee(ws, arch, subset, 2)
+        runs = []
+        for j, m in enumerate(sorted(c.glob("member-*"))):
+            fake_runs(ws, m, proto, t_npt=tn, t_nvt=tv, rho_mean=rho, D=D, seed=10 * k + j)
+            base = ws / "md" / model_run_name(m) / proto.name
+            runs.append(RunSet(m.name, base / "npt-r0", base / "nvt-r0"))
+        sets[(arch, subset)] = runs
+    store = Store(ws / "harness.sqlite")
+    for (arch, subset), runs in sets.items():
+        res = score(runs, sets[("gap", "Full")], proto.analysis, tau_ps=1.0, equilibration_ps=0.2)
+        res.update(committee=f"{arch}/{subset}", arch=arch, subset=subset, reference_committee="gap/Full")
+        key = f"score-{arch}-{subset}"
+        store.register(key, "score", f"score {arch}/{subset}", {}, [], "test")
+        store.mark_done(key, res, {}, 0.1)
+    store.close()
+    return ws
+
+
+def test_report_writes_tables_figures_and_html(scored_store, tmp_path):
+    out = tmp_path / "report"
+    r = runner.invoke(app, ["report", "-w", str(scored_store), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    for f in ("table.md", "table.csv", "table.tex", "members.csv", "fig1a_stability.png", "fig1b_density.png",
+              "fig1c_D_CHO2.png", "fig1d_D_CO2.png", "report.html"):
+        assert (out / f).stat().st_size > 200, f
+    table = pd.read_csv(out / "table.csv")
+    assert len(table) == 4 and set(table.architecture) == {"gap", "mace"}
+    members = pd.read_csv(out / "members.csv")
+    gap_opls = members[members.committee == "gap/OPLS"]
+    assert list(gap_opls.Q) == pytest.approx([0.3, 0.3])  # unstable: S = 0.3, R = V = 0
+    row = table[table.committee == "mace/OPLS"].iloc[0]
+    assert row["t_stab NPT (ps)"].startswith("0.500")
+    html = (out / "report.html").read_text()
+    assert "demonstration of the machinery" in html and "data:image/png;base64," in html and "Provenance" in html
+    assert r"\begin{tabular}" in (out / "table.tex").read_text()
+
+
+def test_report_without_scores_is_a_clear_error(tmp_path):
+    r = runner.invoke(app, ["report", "-w", str(tmp_path), "-o", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "no harness.sqlite" in r.output
