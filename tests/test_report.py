@@ -36,7 +36,7 @@ def scored_store(tmp_path):
     store = Store(ws / "harness.sqlite")
     for (arch, subset), runs in sets.items():
         res = score(runs, sets[("gap", "Full")], proto.analysis, tau_ps=1.0, equilibration_ps=0.2)
-        res.update(committee=f"{arch}/{subset}", arch=arch, subset=subset, reference_committee="gap/Full")
+        res.update(committee_id=f"{arch}/{subset}", arch=arch, subset=subset, reference_committee="gap/Full")
         key = f"score-{arch}-{subset}"
         store.register(key, "score", f"score {arch}/{subset}", {}, [], "test")
         store.mark_done(key, res, {}, 0.1)

@@ -109,16 +109,19 @@ def status(
     skipped = store.tasks(status="skipped", sweep=sweep)
     if skipped:
         console.print(f"{len(skipped)} skipped because a dependency failed")
+    old = sum(n for (k, s), n in counts.items() if s == "superseded")
+    if old:
+        console.print(f"{old} earlier tasks superseded by changed parameters (kept for provenance)")
     running = store.tasks(status="running", sweep=sweep)
     if running:
         console.print(f"{len(running)} marked running (in progress, or interrupted: `sweep run` again resumes them)")
     scores = store.tasks(kind="score", status="done", sweep=sweep)
     if scores:
         t = Table(title="Q per committee (mean ± SE over members)")
-        for col in ("arch", "subset", "S", "R", "V", "Q"):
+        for col in ("committee", "S", "R", "V", "Q"):
             t.add_column(col)
         for row in scores:
             r = row["result"]
             c = r["committee"]
-            t.add_row(r["arch"], r["subset"], *(f"{c[x]['mean']:.3f} ± {c[x]['sem']:.3f}" for x in "SRVQ"))
+            t.add_row(r["committee_id"], *(f"{c[x]['mean']:.3f} ± {c[x]['sem']:.3f}" for x in "SRVQ"))
         console.print(t)

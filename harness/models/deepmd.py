@@ -144,6 +144,9 @@ class DeePMDTrainer:
         torch_weights_only_workaround()
         if device == "cpu":
             os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+            # on CPU deepmd keeps its 1024-atom inference batch anyway; saying so explicitly skips its
+            # per-model warning about the variable (one line per MD run otherwise)
+            os.environ.setdefault("DP_INFER_BATCH_SIZE", "1024")
         import warnings
 
         with warnings.catch_warnings():  # torch.load's weights_only notice, expected here (see compat)

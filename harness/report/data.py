@@ -33,7 +33,7 @@ def member_table(scores: list[dict]) -> pd.DataFrame:
     for sc in scores:
         for m in sc["members"]:
             d = m.get("diffusion") or {}
-            row = {"committee": sc["committee"], "arch": sc["arch"], "subset": sc["subset"], "member": m["name"],
+            row = {"committee": sc["committee_id"], "arch": sc["arch"], "subset": sc["subset"], "member": m["name"],
                    "t_stab_npt_ps": m["t_stab_npt_ps"], "t_stab_nvt_ps": m["t_stab_nvt_ps"],
                    "density_g_cm3": (m.get("density_g_cm3") or {}).get("mean", np.nan),
                    "kl": np.nan if m.get("kl") is None else m["kl"],
@@ -68,5 +68,5 @@ def density_samples(scores: list[dict]) -> dict[str, dict[str, np.ndarray]]:
             if cache.exists():
                 data = json.loads(cache.read_text())
                 if data.get("density_samples"):
-                    out.setdefault(sc["committee"], {})[m["name"]] = np.array(data["density_samples"])
+                    out.setdefault(sc["committee_id"], {})[m["name"]] = np.array(data["density_samples"])
     return out

@@ -91,6 +91,8 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
         if missing:
             raise ValueError(f"task {t.label or t.key} depends on unknown tasks {missing}")
         store.register(t.key, t.kind, t.label or t.key, t.params, t.deps, sweep)
+    if sweep:
+        store.retire(sweep, by_key)
     results: dict[str, Any] = {}
     state: dict[str, str] = {}
     for key in by_key:
@@ -102,6 +104,21 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
         for d in t.deps:
             dependents[d].append(t.key)
     counts = {"cached": len(results), "done": 0, "failed": 0, "skipped": 0}
+    # priority = number of transitive dependents, so the critical path (e.g. the reference committee,
+    # on which every score waits) is worked on first
+    priority: dict[str, int] = {}
+
+    def n_downstream(key: str) -> int:
+        if key not in priority:
+            seen: set[str] = set()
+            stack = list(dependents[key])
+            while stack:
+                k = stack.pop()
+                if k not in seen:
+                    seen.add(k)
+                    stack += dependents[k]
+            priority[key] = len(seen)
+        return priority[key]
 
     def report(key: str, status: str) -> None:
         if progress is not None:
@@ -140,7 +157,7 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
         report(key, "cached")
     if client is None:
         while True:
-            batch = ready()
+            batch = sorted(ready(), key=n_downstream, reverse=True)
             if not batch:
                 break
             for key in batch:
@@ -165,7 +182,7 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
             state[key] = "running"
             store.mark_running(key)
             fut = client.submit(run_task, t.fn, t.params, {d: results[d] for d in t.deps}, pure=False,
-                                key=f"{key}-{time.time_ns()}")
+                                key=f"{key}-{time.time_ns()}", priority=n_downstream(key))
             futures[fut.key] = key
             ac.add(fut)
 

@@ -17,6 +17,9 @@ from harness.sweep.spec import SweepSpec
 __all__ = ["plan_sweep"]
 
 _T = "harness.sweep.tasks:"
+#: bumped when a task kind's result format changes, so stored results of the old format are recomputed
+#: (a plain code change does not invalidate finished work: training and MD are expensive)
+FORMAT = {"train": 1, "md": 1, "observe": 1, "ref_density": 1, "score": 2}
 
 
 def plan_sweep(spec: SweepSpec, files: dict[str, Path], workspace: str | Path) -> list[Task]:
@@ -44,12 +47,13 @@ def plan_sweep(spec: SweepSpec, files: dict[str, Path], workspace: str | Path) -
             t = Task("train", _T + "train", {
                 **common, "dataset": str(files["dataset"]), "subset": c["subset"], "arch": c["arch"],
                 "preset": c["preset"], "overrides": c["overrides"], "max_train_frames": c["max_train_frames"],
-                "seed": seed, "member": k, "committee_key": plan.key, "committee": cid},
+                "seed": seed, "member": k, "committee_key": plan.key, "committee": cid, "format": FORMAT["train"]},
                 (), f"train {cid} member {k}")
             tasks.append(t)
             members[cid].append(t)
 
-    md_params = {**common, "protocol": str(files["protocol"]), "protocol_hash": protocol_hash(proto)}
+    md_params = {**common, "protocol": str(files["protocol"]), "protocol_hash": protocol_hash(proto),
+                 "format": FORMAT["md"]}
 
     def runs(cid: str, ensemble: str, extra=()) -> dict[tuple[int, int], Task]:
         out = {}
@@ -60,7 +64,8 @@ def plan_sweep(spec: SweepSpec, files: dict[str, Path], workspace: str | Path) -
         return out
 
     def observed(runs_: dict) -> dict[tuple[int, int], Task]:
-        return {kr: Task("observe", _T + "observe", obs_params, (t.key,), t.label.replace("md ", "observe ", 1))
+        params = {**obs_params, "format": FORMAT["observe"]}
+        return {kr: Task("observe", _T + "observe", params, (t.key,), t.label.replace("md ", "observe ", 1))
                 for kr, t in runs_.items()}
 
     npt = {c: runs(c, "npt") for c in members}
@@ -69,7 +74,8 @@ def plan_sweep(spec: SweepSpec, files: dict[str, Path], workspace: str | Path) -
         tasks += [*npt[c].values(), *npt_obs[c].values()]
     extra: tuple[str, ...] = ()
     if proto.nvt.density_g_cm3 == "reference":
-        rd = Task("ref_density", _T + "ref_density", {"reference": ref, "tau_ps": proto.horizon_ps},
+        rd = Task("ref_density", _T + "ref_density", {"reference": ref, "tau_ps": proto.horizon_ps,
+                                                            "format": FORMAT["ref_density"]},
                   tuple(t.key for t in npt_obs[ref].values()), f"reference NPT density ({ref})")
         tasks.append(rd)
         extra = (rd.key,)
@@ -83,5 +89,6 @@ def plan_sweep(spec: SweepSpec, files: dict[str, Path], workspace: str | Path) -
                 if r == 0]
         tasks.append(Task("score", _T + "score", {**obs_params, "committee": cid, "arch": c["arch"],
                                                  "subset": c["subset"], "reference": ref,
-                                                 "reference_is_self": cid == ref}, tuple(deps), f"score {cid}"))
+                                                 "reference_is_self": cid == ref, "format": FORMAT["score"]},
+                          tuple(deps), f"score {cid}"))
     return tasks

@@ -18,9 +18,11 @@ from typing import Any, Iterable
 
 from harness.io import sha256_file
 
-__all__ = ["Store", "STATUSES"]
+__all__ = ["Store", "STATUSES", "SUPERSEDED"]
 
 STATUSES = ("pending", "running", "done", "failed", "skipped")
+#: rows of a sweep whose key is no longer in its plan (a parameter changed); kept for provenance
+SUPERSEDED = "superseded"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -109,6 +111,13 @@ class Store:
             "INSERT INTO tasks (key, kind, label, params, deps, status, sweep) VALUES (?, ?, ?, ?, ?, 'pending', ?) "
             "ON CONFLICT(key) DO UPDATE SET label = excluded.label, sweep = excluded.sweep",
             (key, kind, label, json.dumps(params, sort_keys=True, default=str), json.dumps(list(deps)), sweep))
+
+    def retire(self, sweep: str, keys: Iterable[str]) -> int:
+        """Mark the sweep's rows that are not in ``keys`` (the current plan) as superseded."""
+        keys = set(keys)
+        old = [r["key"] for r in self.db.execute("SELECT key FROM tasks WHERE sweep = ?", (sweep,)) if r["key"] not in keys]
+        self.db.executemany("UPDATE tasks SET status = 'superseded' WHERE key = ?", [(k,) for k in old])
+        return len(old)
 
     def mark_running(self, key: str) -> None:
         self.db.execute("UPDATE tasks SET status = 'running', started = ?, error = NULL, attempts = attempts + 1 "

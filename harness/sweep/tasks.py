@@ -17,7 +17,11 @@ __all__ = ["train", "md", "ref_density", "observe", "score"]
 
 
 def _threads(n: int) -> None:
-    os.environ["OMP_NUM_THREADS"] = str(n)
+    """Pin every threading layer a task may touch (torch, OpenMP/MKL, deepmd, xTB) to ``n`` threads, so
+    that workers × threads never oversubscribes the machine."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "DP_INTRA_OP_PARALLELISM_THREADS"):
+        os.environ[var] = str(n)
+    os.environ["DP_INTER_OP_PARALLELISM_THREADS"] = "1"
     try:
         import torch
 
@@ -122,5 +126,5 @@ def score(p: dict, deps: dict) -> dict:
 
     model = sets("reference") if p["reference_is_self"] else sets("model")
     res = score_fn(model, sets("reference"), _analysis(p), tau_ps=p["tau_ps"], equilibration_ps=p["equilibration_ps"])
-    return {**res, "committee": p["committee"], "arch": p["arch"], "subset": p["subset"],
+    return {**res, "committee_id": p["committee"], "arch": p["arch"], "subset": p["subset"],
             "reference_committee": p["reference"]}
