@@ -68,6 +68,33 @@ def test_gap_fit_completes_a_minimal_fit(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert (tmp_path / "gap.xml").stat().st_size > 0
 
+    # the harness calculator evaluates forces and stress in one pass once stress is wanted (NPT), with
+    # results identical to quippy's Potential called property by property
+    from quippy.potential import Potential
+
+    from harness.models.gap import _gap_potential
+
+    plain, ours = Potential(param_filename=str(tmp_path / "gap.xml")), _gap_potential(str(tmp_path / "gap.xml"))
+    calls = []
+    original = Potential.calculate
+
+    def counting(self, *a, **k):
+        calls.append(self is ours)
+        return original(self, *a, **k)
+
+    Potential.calculate = counting
+    try:
+        for d in (1.0, 1.1, 1.2):
+            x = Atoms("H2", positions=[[0, 0, 0], [0, 0, d]], cell=[10, 10, 10], pbc=True)
+            y = x.copy()
+            x.calc, y.calc = plain, ours
+            np.testing.assert_array_equal(x.get_forces(), y.get_forces())
+            np.testing.assert_array_equal(x.get_stress(), y.get_stress())
+    finally:
+        Potential.calculate = original
+    # plain: 2 calls per geometry; ours: 2 for the first geometry, then 1
+    assert calls.count(False) == 6 and calls.count(True) == 4
+
 
 def test_packmol_found():
     assert os.access(find_executable("packmol", env_var="HARNESS_PACKMOL"), os.X_OK)
