@@ -10,7 +10,7 @@ STAMP := $(VENV)/.harness-installed
 PYTEST_ARGS ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test test-all demo bench lock clean-venv
+.PHONY: install test test-all demo ci-sweep bench lock clean-venv
 
 install: $(STAMP)
 
@@ -28,6 +28,11 @@ test-all: install
 
 demo: install
 	$(VENV)/bin/harness demo --workspace $(DEMO_DIR)
+
+# The smallest real sweep (2 subsets x 2 architectures, committees of 2, the ci MD protocol) and its report.
+ci-sweep: install
+	$(VENV)/bin/harness sweep run protocols/sweeps/ci.yaml --workspace runs/ci
+	$(VENV)/bin/harness report --workspace runs/ci --output runs/ci/report
 
 bench: install
 	$(PY) benchmarks/label_throughput.py

@@ -1,74 +1,45 @@
-"""``harness demo``: the main job on the embedded default.
-
-Until the ablation sweep lands (issue #7), the demo runs the largest real piece that exists: it
-packs the paper's training-cell composition (3:7 EC:EMC by weight, 160 atoms = 4 EC + 8 EMC) at
-three densities, adds the isolated molecules, labels everything with GFN2-xTB and prints a table.
-Rerunning reuses finished labels.
-"""
+"""``harness demo``: the main job on the embedded default — a mini ablation sweep with its report."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
 
-from harness.cli.common import command_line, err, handle_errors
+from harness.cli.common import err, handle_errors
 
 HELP = (
-    "Run the main job on the embedded default and print where the results are. For now (before the "
-    "ablation sweep exists) this packs 3:7 EC:EMC by weight into 160-atom cells at three densities, "
-    "adds isolated EC and EMC, and labels all of them with GFN2-xTB (about a minute on 2 cores). "
-    "A second run reuses the labels."
+    "Run the mini ablation sweep (protocols/sweeps/demo.yaml: OPLS, OPLS+VS and Full x GAP, DeePMD and MACE "
+    "committees on the shipped EC:EMC GFN2-xTB data, a GAP reference, the 0.2 ps demo MD protocol), write "
+    "the Q report and print where it is. About 20 minutes on 2 cores; a second run takes seconds."
 )
 
 
 @handle_errors
 def demo(
-    ctx: typer.Context,
     workspace: Path = typer.Option(Path("runs/demo"), "--workspace", "-w", help="Output folder."),
-    seed: int = typer.Option(0, "--seed", help="Packing seed."),
+    spec: Path = typer.Option(Path("protocols/sweeps/demo.yaml"), "--spec", help="Sweep spec to run."),
+    workers: int = typer.Option(None, "--workers", min=1, help="Local worker processes (default: CPU cores)."),
 ) -> None:
-    import numpy as np
-    from rich.console import Console
-    from rich.table import Table
+    from harness.cli.sweep import run_with_progress
+    from harness.report.build import build_report
+    from harness.sweep.run import time_shares
 
-    from harness.io import read_frames
-    from harness.reference import make_oracle
-    from harness.reference.batch import label_to_file
-    from harness.systems.box import build_box
-    from harness.systems.composition import resolve_ratio
-    from harness.systems.molecules import get_molecule
-    from harness.systems.topology import tag_molecules
-    from harness.units import EV_PER_A3_TO_GPA, density_g_cm3
-
-    workspace.mkdir(parents=True, exist_ok=True)
-    out = workspace / "labelled.extxyz"
-    if out.exists():
-        frames = read_frames(out)
-        err(f"demo: reusing {len(frames)} labelled frames in {out}")
-    else:
-        comp = resolve_ratio({"EC": 3, "EMC": 7}, basis="weight", n_atoms=160)
-        inputs = [build_box(comp, rho, seed=seed + k) for k, rho in enumerate((0.6, 0.9, 1.2))]
-        for name in ("EC", "EMC"):
-            mol = get_molecule(name)
-            inputs.append(tag_molecules(mol.atoms(), [mol]))
-        report = label_to_file(inputs, out, make_oracle("xtb"), progress=True, source="harness demo",
-                               command=command_line(ctx))
-        frames = report.frames
-        if report.failed:
-            err(f"warning: {len(report.failed)} demo frames failed to label (see {out}.manifest.json)")
-    table = Table(title="GFN2-xTB labels of the demo frames")
-    for col in ("frame", "composition", "atoms", "density g/cm³", "E/atom eV", "max |F| eV/Å", "P GPa"):
-        table.add_column(col, justify="right")
-    for k, a in enumerate(frames):
-        fmax = float(np.linalg.norm(a.arrays["REF_forces"], axis=1).max())
-        rho = f"{density_g_cm3(a):.3f}" if a.pbc.all() else "isolated"
-        stress = a.info.get("REF_stress")
-        pressure = f"{-np.mean(np.asarray(stress)[:3]) * EV_PER_A3_TO_GPA:.3f}" if stress is not None else "-"
-        table.add_row(str(k), str(a.info.get("composition", "")), str(len(a)), rho,
-                      f"{a.info['REF_energy'] / len(a):.4f}", f"{fmax:.3f}", pressure)
-    Console(stderr=False).print(table)
-    typer.echo(f"demo: labelled frames in {out} (manifest {out}.manifest.json)")
+    t0 = time.perf_counter()
+    counts, name = run_with_progress(spec, workspace, workers=workers)
+    report_dir = workspace / "report"
+    files = build_report(workspace, report_dir, sweep=name)
+    wall = time.perf_counter() - t0
+    typer.echo(files["table.md"].read_text())
+    shares = time_shares(workspace, name)
+    total = sum(shares.values()) or 1.0
+    typer.echo(f"sweep {name}: {counts['done']} tasks run, {counts['cached']} cached, {counts['failed']} failed, "
+               f"{counts['skipped']} skipped in {wall / 60:.1f} min wall; task time by stage: "
+               + ", ".join(f"{k} {v / 60:.1f} min ({100 * v / total:.0f} %)" for k, v in sorted(shares.items())))
+    if counts["failed"]:
+        err(f"{counts['failed']} task(s) failed: `harness sweep status -w {workspace}` says why")
+    typer.echo(f"report: {files['report.html'].resolve()}")
 
 
 demo.__doc__ = HELP

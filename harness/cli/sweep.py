@@ -22,6 +22,8 @@ def run(
                                             "(tcp://host:port); default: an embedded LocalCluster."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="LocalCluster worker processes "
                                           "(default: CPU cores / threads_per_task)."),
+    slurm: Optional[Path] = typer.Option(None, "--slurm", help="SLURM cluster spec (YAML; see "
+                                         "protocols/clusters/slurm-example.yaml): workers run in SLURM jobs."),
     sync: bool = typer.Option(False, "--sync", help="Run every task in this process, one at a time (debugging)."),
     plan_only: bool = typer.Option(False, "--plan", help="Print the task graph and exit."),
 ) -> None:
@@ -31,48 +33,41 @@ def run(
     changing a parameter reruns only what depends on it. A failing task is recorded with its error and
     the sweep goes on; its dependents are skipped. Exit status 1 if any task failed.
     """
-    import os
-
-    from harness.datasets.build import build_dataset
-    from harness.datasets.spec import load_dataset_spec
-    from harness.sweep.execute import execute, make_client
-    from harness.sweep.plan import plan_sweep
-    from harness.sweep.spec import load_sweep
     from harness.sweep.store import Store
 
-    spec, files = load_sweep(spec_path)
-    build_dataset(load_dataset_spec(files["dataset"]), say=err)  # a no-op when the data is built
-    tasks = plan_sweep(spec, files, workspace)
     if plan_only:
-        for t in tasks:
+        from harness.sweep.plan import plan_sweep
+        from harness.sweep.spec import load_sweep
+
+        spec, files = load_sweep(spec_path)
+        for t in plan_sweep(spec, files, workspace):
             typer.echo(f"{t.key}  {t.label}  <- {len(t.deps)} deps")
         return
+    counts, name = run_with_progress(spec_path, workspace, scheduler=scheduler, workers=workers, sync=sync,
+                                     slurm=slurm)
     store = Store(workspace / "harness.sqlite")
-    client = None
-    if not sync:
-        n = workers or max(1, (os.cpu_count() or 1) // spec.threads_per_task)
-        client = make_client(scheduler, workers=n)
-        err(f"sweep {spec.name}: {len(tasks)} tasks on {'scheduler ' + scheduler if scheduler else f'{n} local workers'}")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[last]}"), transient=False) as bar:
-        bar_id = bar.add_task(f"sweep {spec.name}", total=len(tasks), last="")
-
-        def progress(ev: dict) -> None:
-            bar.update(bar_id, completed=ev["finished"], last=f"{ev['status']}: {ev['label']}")
-
-        try:
-            counts = execute(tasks, store, sweep=spec.name, client=client, progress=progress)
-        finally:
-            if client is not None:
-                client.close()
-    typer.echo(f"sweep {spec.name}: {counts['done']} done, {counts['cached']} cached, {counts['failed']} failed, "
+    typer.echo(f"sweep {name}: {counts['done']} done, {counts['cached']} cached, {counts['failed']} failed, "
                f"{counts['skipped']} skipped; store {workspace / 'harness.sqlite'}")
-    for row in store.tasks(sweep=spec.name, status="failed"):
+    for row in store.tasks(sweep=name, status="failed"):
         err(f"failed: {row['label']}: {row['error']}")
     if counts["failed"]:
         raise typer.Exit(1)
+
+
+def run_with_progress(spec_path: Path, workspace: Path, **kwargs) -> tuple[dict[str, int], str]:
+    """``run_sweep`` with a live progress bar (tasks finished of total, last event)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from harness.sweep.run import run_sweep
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[last]}"), transient=False) as bar:
+        bar_id = bar.add_task(f"sweep {Path(spec_path).stem}", total=None, last="")
+
+        def progress(ev: dict) -> None:
+            bar.update(bar_id, total=ev["total"], completed=ev["finished"], last=f"{ev['status']}: {ev['label']}")
+
+        return run_sweep(spec_path, workspace, progress=progress, say=err, **kwargs)
 
 
 @app.command("status")

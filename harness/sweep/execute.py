@@ -26,6 +26,8 @@ from harness.sweep.store import Store
 
 __all__ = ["Task", "execute", "run_task", "make_client"]
 
+from harness.sweep.cluster import make_client  # noqa: E402  (re-exported: the one place clients are made)
+
 logger = logging.getLogger(__name__)
 
 
@@ -60,22 +62,6 @@ def _error_summary(exc: BaseException) -> str:
     frames = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(tb[-3:]))
     head = f"{type(exc).__name__}: {exc}".strip()
     return f"{head} [{frames}]" if frames else head
-
-
-def make_client(scheduler: str | None = None, *, workers: int | None = None, threads_per_worker: int = 1):
-    """A Dask client: an existing scheduler (``tcp://host:port``) or an embedded ``LocalCluster`` with one
-    thread per worker process (MLIP/xTB threads are set per task, so workers do not oversubscribe)."""
-    from distributed import Client, LocalCluster
-
-    logging.getLogger("distributed").setLevel(logging.ERROR)  # its INFO chatter drowns the progress bar
-    if scheduler:
-        return Client(scheduler)
-    import os
-
-    n = workers or max(1, (os.cpu_count() or 1))
-    cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
-                           dashboard_address=None, silence_logs=logging.ERROR)
-    return Client(cluster)
 
 
 def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,

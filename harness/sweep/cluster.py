@@ -1,0 +1,64 @@
+"""Dask clusters for sweeps: an embedded LocalCluster, an existing scheduler, or SLURM via dask-jobqueue.
+
+A SLURM cluster is described by a small YAML file (``protocols/clusters/slurm-example.yaml``): each
+SLURM job runs ``processes`` single-threaded worker processes on ``cores`` cores; ``jobs`` jobs are
+requested. ``job_script_prologue`` lines run before the workers start (activate the harness
+environment there). The driver (``harness sweep run``) stays on the login/submit node and only
+schedules; all training and MD runs in the jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from pydantic import Field
+
+from harness.config import HarnessModel, load_yaml
+
+__all__ = ["SlurmSpec", "slurm_cluster", "make_client"]
+
+
+class SlurmSpec(HarnessModel):
+    jobs: int = Field(2, ge=1, description="SLURM jobs to request")
+    cores: int = Field(8, ge=1, description="cores per job")
+    processes: int = Field(8, ge=1, description="worker processes per job (one thread each)")
+    memory: str = Field("32GB", description="memory per job")
+    walltime: str = Field("04:00:00", description="per job, HH:MM:SS")
+    queue: str | None = Field(None, description="partition")
+    account: str | None = None
+    job_extra_directives: list[str] = Field(default_factory=list, description="extra #SBATCH lines, e.g. --gres=gpu:1")
+    job_script_prologue: list[str] = Field(default_factory=list, description="shell lines before the workers start")
+    local_directory: str | None = Field(None, description="node-local scratch for worker spill files")
+
+
+def slurm_cluster(spec: SlurmSpec):
+    """A dask-jobqueue ``SLURMCluster`` (no jobs submitted until ``scale``)."""
+    from dask_jobqueue import SLURMCluster
+
+    return SLURMCluster(cores=spec.cores, processes=spec.processes, memory=spec.memory, walltime=spec.walltime,
+                        queue=spec.queue, account=spec.account, job_extra_directives=spec.job_extra_directives,
+                        job_script_prologue=spec.job_script_prologue, local_directory=spec.local_directory,
+                        silence_logs="error", scheduler_options={"dashboard_address": ":0"})
+
+
+def make_client(scheduler: str | None = None, *, workers: int | None = None, threads_per_worker: int = 1,
+                slurm: str | Path | None = None):
+    """A Dask client: an existing scheduler (``tcp://host:port``), a SLURM cluster from a YAML spec, or an
+    embedded ``LocalCluster`` with one thread per worker process (MLIP/xTB threads are pinned per task, so
+    workers do not oversubscribe the machine)."""
+    from distributed import Client, LocalCluster
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)  # its INFO chatter drowns the progress bar
+    if scheduler:
+        return Client(scheduler)
+    if slurm is not None:
+        spec = load_yaml(slurm, SlurmSpec)
+        cluster = slurm_cluster(spec)
+        cluster.scale(jobs=spec.jobs)
+        return Client(cluster)
+    n = workers or max(1, os.cpu_count() or 1)
+    cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
+                           dashboard_address=None, silence_logs=logging.ERROR)
+    return Client(cluster)
