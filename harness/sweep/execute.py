@@ -157,28 +157,40 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
                 finish(key, outcome)
         return counts
 
-    from distributed import as_completed
+    from distributed import wait
 
-    ac = as_completed(with_results=False)
-    futures = {}
+    futures: dict = {}  # future -> task key
+
+    def slots() -> int:
+        try:
+            return max(1, sum(client.nthreads().values()))
+        except Exception:  # a scheduler between workers (SLURM jobs pending): keep one task in flight
+            return 1
 
     def submit_ready() -> None:
-        for key in ready():
+        # at most one task per worker thread in flight, highest priority first: Dask's own priorities do
+        # not reorder tasks already handed to workers, so the driver keeps the queue
+        free = slots() - len(futures)
+        for key in sorted(ready(), key=n_downstream, reverse=True)[:max(free, 0)]:
             t = by_key[key]
             state[key] = "running"
             store.mark_running(key)
             fut = client.submit(run_task, t.fn, t.params, {d: results[d] for d in t.deps}, pure=False,
                                 key=f"{key}-{time.time_ns()}", priority=n_downstream(key))
-            futures[fut.key] = key
-            ac.add(fut)
+            futures[fut] = key
 
     submit_ready()
-    for fut in ac:
-        key = futures.pop(fut.key)
-        try:
-            outcome = fut.result()
-        except Exception as exc:
-            outcome = exc
-        finish(key, outcome)
+    while futures:
+        try:  # wake up now and then: workers may have joined (SLURM) and freed slots
+            done, _ = wait(list(futures), timeout=10, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done = set()
+        for fut in done:
+            key = futures.pop(fut)
+            try:
+                outcome = fut.result()
+            except Exception as exc:
+                outcome = exc
+            finish(key, outcome)
         submit_ready()
     return counts
