@@ -44,8 +44,8 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     tmp = Path(tempfile.mkdtemp())
 
-    def graph(name, n, **params):
-        return [Task(name, f"sweep_scheduler:{name}", {**params, "i": i}) for i in range(n)]
+    def graph(name, count, **params):
+        return [Task(name, f"sweep_scheduler:{name}", {**params, "i": i}) for i in range(count)]
 
     t0 = time.perf_counter()
     for i in range(args.tasks):
