@@ -103,3 +103,12 @@ def fake_runs(workspace: Path, member: Path, protocol, *, t_npt: float, t_nvt: f
                               "threshold": 0.5, "message": "bond 0-1 is 2.0 Å"} if failed else None,
                   "meta": {"protocol": protocol.name, "protocol_spec": protocol.model_dump(mode="json")}}
         (run / "result.json").write_text(json.dumps(result))
+
+
+def quick_protocol(path: str = "protocols/mini.yaml"):
+    """A shipped protocol with kinisi switched off (tests of the scoring logic, not of kinisi)."""
+    from harness.md.protocol import load_protocol
+
+    proto = load_protocol(path)
+    diff = proto.analysis.diffusion.model_copy(update={"kinisi": False})
+    return proto.model_copy(update={"analysis": proto.analysis.model_copy(update={"diffusion": diff})})

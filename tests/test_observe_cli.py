@@ -9,8 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli.main import app
-from harness.md.protocol import load_protocol
-from tests.observables_helpers import brownian_molecules, fake_committee, fake_runs, write_h5md
+from tests.observables_helpers import brownian_molecules, fake_committee, fake_runs, quick_protocol, write_h5md
 
 runner = CliRunner()
 
@@ -50,9 +49,7 @@ def test_observe_errors_are_one_line(tmp_path, brownian_h5md):
 
 @pytest.fixture()
 def scored_workspace(tmp_path):
-    proto = load_protocol("protocols/mini.yaml")
-    diff = proto.analysis.diffusion.model_copy(update={"kinisi": False})
-    proto = proto.model_copy(update={"analysis": proto.analysis.model_copy(update={"diffusion": diff})})
+    proto = quick_protocol()
     ws = tmp_path / "ws"
     ref = fake_committee(ws, "gap", "Full", 3)
     model = fake_committee(ws, "mace", "OPLS", 3)

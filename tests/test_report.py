@@ -7,20 +7,17 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli.main import app
-from harness.md.protocol import load_protocol
 from harness.models.train import model_run_name
 from harness.observables.analysis import RunSet, score
 from harness.sweep.store import Store
-from tests.observables_helpers import fake_committee, fake_runs
+from tests.observables_helpers import quick_protocol, fake_committee, fake_runs
 
 runner = CliRunner()
 
 
 @pytest.fixture()
 def scored_store(tmp_path):
-    proto = load_protocol("protocols/mini.yaml")
-    diff = proto.analysis.diffusion.model_copy(update={"kinisi": False})
-    proto = proto.model_copy(update={"analysis": proto.analysis.model_copy(update={"diffusion": diff})})
+    proto = quick_protocol()
     ws = tmp_path / "ws"
     setups = {("gap", "Full"): (1.0, 1.0, 0.92, 0.3), ("mace", "OPLS"): (0.5, 1.0, 0.9, 0.4),
               ("mace", "Full"): (1.0, 1.0, 0.95, 0.25), ("gap", "OPLS"): (0.3, 0.2, 0.9, 0.3)}
