@@ -10,7 +10,7 @@ from harness.cli.main import app
 from harness.models.train import model_run_name
 from harness.observables.analysis import RunSet, score
 from harness.sweep.store import Store
-from tests.observables_helpers import quick_protocol, fake_committee, fake_runs
+from tests.observables_helpers import fake_committee, fake_runs, quick_protocol
 
 runner = CliRunner()
 
