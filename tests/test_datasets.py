@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ase.calculators.emt import EMT
 
-from harness.datasets.build import build_dataset, load_manifest, source_file
+from harness.datasets.build import build_dataset, source_file
 from harness.datasets.spec import load_dataset_spec
 from harness.datasets.subsets import assemble, is_validation, training_fraction
 from harness.errors import ConfigError, InputError

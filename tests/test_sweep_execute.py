@@ -11,7 +11,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from harness.sweep.execute import execute
 from harness.sweep.store import Store

@@ -19,7 +19,6 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Sequence
 
 import numpy as np
 import yaml
