@@ -24,6 +24,19 @@ def compute(params: dict, deps: dict) -> dict:
     return {"value": value, "_outputs": [str(path)]}
 
 
+def die_once(params: dict, deps: dict) -> dict:
+    """Kill the worker process running it the first time (a lost worker), succeed the second time."""
+    import os
+
+    marker = Path(params["dir"]) / f"{params['name']}.died"
+    with open(Path(params["dir"]) / "executions.log", "a") as f:
+        f.write(params["name"] + "\n")
+    if not marker.exists():
+        marker.write_text("x")
+        os._exit(1)
+    return {"value": params["value"]}
+
+
 def graph(workdir: str, *, sleep: float = 0.0, fail: str | None = None) -> list[Task]:
     """3 trains -> 2 runs each -> 1 observe per run -> 1 score: 16 tasks."""
     fn = "tests.sweep_helpers:compute"
@@ -47,13 +60,18 @@ def graph(workdir: str, *, sleep: float = 0.0, fail: str | None = None) -> list[
 
 def main() -> None:
     """python -m tests.sweep_helpers WORKDIR [dask]: run the stand-in graph, print final values as JSON."""
-    from harness.sweep.execute import execute, make_client
+    from harness.sweep.cluster import make_client
+    from harness.sweep.execute import execute
     from harness.sweep.store import Store
 
     workdir = sys.argv[1]
-    client = make_client(workers=2) if len(sys.argv) > 2 and sys.argv[2] == "dask" else None
+    mode = sys.argv[2] if len(sys.argv) > 2 else "local"
+    client = make_client(workers=2) if mode in ("dask", "lost-worker") else None
     store = Store(Path(workdir) / "harness.sqlite")
     tasks = graph(workdir, sleep=0.3)
+    if mode == "lost-worker":  # one extra task whose worker dies on the first attempt
+        tasks.append(Task("md", "tests.sweep_helpers:die_once", {"dir": workdir, "name": "crash", "value": 7},
+                          (tasks[0].key,), "crash"))
     counts = execute(tasks, store, sweep="stand-in", client=client)
     values = {t.label: store.get(t.key)["result"]["value"] for t in tasks}
     print(json.dumps({"counts": counts, "values": values}))

@@ -62,8 +62,32 @@ def test_truncated_artifact_is_detected_and_recomputed(tmp_path):
     assert executions(tmp_path)["md01"] == 2
 
 
-def _run(workdir: Path, *, kill_after: int | None = None) -> dict | None:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.sweep_helpers", str(workdir), "dask"], cwd=ROOT,
+def test_changing_one_parameter_reruns_only_its_dependents(tmp_path):
+    store = Store(tmp_path / "harness.sqlite")
+    execute(graph(str(tmp_path)), store)
+    tasks = graph(str(tmp_path))
+    md = next(t for t in tasks if t.label == "md11")
+    changed = type(md)(md.kind, md.fn, {**md.params, "value": 20}, md.deps, md.label)
+    # rebuild the dependents of md11 with the new key
+    obs = next(t for t in tasks if t.label == "obs11")
+    new_obs = type(obs)(obs.kind, obs.fn, obs.params, (changed.key,), obs.label)
+    score = tasks[-1]
+    new_score = type(score)(score.kind, score.fn, score.params,
+                            tuple(new_obs.key if d == obs.key else d for d in score.deps), score.label)
+    tasks = [changed if t is md else new_obs if t is obs else new_score if t is score else t for t in tasks]
+    counts = execute(tasks, store, sweep="s")
+    assert counts == {"cached": 13, "done": 3, "failed": 0, "skipped": 0}
+    assert store.get(new_score.key)["result"]["value"] == 42 + 10  # md11: 10 + 1 -> 20 + 1
+
+
+def test_a_lost_worker_task_is_rerun(tmp_path):
+    out = _run(tmp_path, mode="lost-worker")
+    assert out["counts"]["done"] == 17 and out["counts"]["failed"] == 0
+    assert executions(tmp_path)["crash"] == 2  # died with its worker, then ran again
+
+
+def _run(workdir: Path, *, kill_after: int | None = None, mode: str = "dask") -> dict | None:
+    proc = subprocess.Popen([sys.executable, "-m", "tests.sweep_helpers", str(workdir), mode], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     if kill_after is None:
         out, errs = proc.communicate(timeout=300)
