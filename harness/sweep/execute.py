@@ -24,9 +24,7 @@ from typing import Any, Callable
 
 from harness.sweep.store import Store
 
-__all__ = ["Task", "execute", "run_task", "make_client"]
-
-from harness.sweep.cluster import make_client  # noqa: E402  (re-exported: the one place clients are made)
+__all__ = ["Task", "execute", "run_task"]
 
 logger = logging.getLogger(__name__)
 
