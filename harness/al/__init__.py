@@ -1,0 +1,1 @@
+"""Committee active learning (SCIENCE.md §8): selection of frames from exploration trajectories (growing, #8)."""
