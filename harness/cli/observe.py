@@ -98,6 +98,7 @@ def observe(
 
 def _members(committee: Path, workspace: Path, protocol: str, replica: int, role: str):
     from harness.errors import InputError
+    from harness.md.launch import run_dir
     from harness.models.base import ModelArtifact
     from harness.models.train import model_run_name
     from harness.observables.analysis import RunSet
@@ -109,8 +110,7 @@ def _members(committee: Path, workspace: Path, protocol: str, replica: int, role
         art = ModelArtifact.load(p.parent)
         if art.status != "ok":
             continue
-        base = workspace / "md" / model_run_name(p.parent) / protocol
-        runs = {e: base / f"{e}-r{replica}" for e in ("npt", "nvt")}
+        runs = {e: run_dir(workspace, model_run_name(p.parent), protocol, e, replica) for e in ("npt", "nvt")}
         sets.append(RunSet(p.parent.name, *(r if r.exists() else None for r in runs.values())))
     if not sets:
         raise InputError(f"--{role} {committee}: no successfully trained members")

@@ -47,6 +47,11 @@ def analysis_hash(spec: AnalysisSpec) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def _density_dict(rho) -> dict:
+    s = density_summary(rho)
+    return {"mean": s.mean, "std": s.std, "sem": s.sem, "n": s.n, "n_eff": s.n_eff}
+
+
 def _diffusion_dict(traj, spec: AnalysisSpec, equilibration_ps: float) -> dict:
     res = species_diffusivity(traj, spec.diffusion, equilibration_ps=equilibration_ps)
     species = {}
@@ -82,8 +87,7 @@ def trajectory_observables(traj, spec: AnalysisSpec, *, equilibration_ps: float,
     if traj.periodic:
         rho = t.densities_g_cm3()
         if np.ptp(rho) > 1e-9 * rho.mean():
-            s = density_summary(rho)
-            out["density_g_cm3"] = {"mean": s.mean, "std": s.std, "sem": s.sem, "n": s.n, "n_eff": s.n_eff}
+            out["density_g_cm3"] = _density_dict(rho)
         else:
             out["density_g_cm3"] = {"mean": float(rho.mean()), "std": 0.0, "sem": 0.0, "n": len(rho), "n_eff": 0}
         out["diffusion"] = _diffusion_dict(traj, spec, equilibration_ps)
@@ -134,8 +138,7 @@ def observe_run(run_dir: str | Path, spec: AnalysisSpec, *, equilibration_ps: fl
             rho = th["density_g_cm3"].to_numpy()
             if len(rho) < 2:
                 raise InputError(f"{run_dir}: {len(rho)} density samples after {equilibration_ps:g} ps equilibration")
-            s = density_summary(rho)
-            out["density_g_cm3"] = {"mean": s.mean, "std": s.std, "sem": s.sem, "n": s.n, "n_eff": s.n_eff}
+            out["density_g_cm3"] = _density_dict(rho)
             out["density_samples"] = rho.tolist()
         else:
             from harness.observables.trajectory import load_trajectory
