@@ -10,7 +10,7 @@ STAMP := $(VENV)/.harness-installed
 PYTEST_ARGS ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test test-all demo ci-sweep bench lock clean-venv
+.PHONY: install test test-all demo ci-sweep ci-al ci-transfer bench lock clean-venv
 
 install: $(STAMP)
 
@@ -34,10 +34,22 @@ ci-sweep: install
 	$(VENV)/bin/harness sweep run protocols/sweeps/ci.yaml --workspace runs/ci
 	$(VENV)/bin/harness report --workspace runs/ci --output runs/ci/report
 
+# The smallest real AL campaign (2 generations of tiny DeePMD committees, GFN2-xTB oracle) and the
+# smallest transfer run, in the ci sweep's workspace (its reference committee is reused), then the
+# report with the AL section; and the end-to-end AL test (stand-in oracle, SIGKILL resume).
+ci-al: install
+	$(VENV)/bin/harness al run protocols/al/ci.yaml --workspace runs/ci
+	$(PY) -m pytest -m slow tests/test_al.py $(PYTEST_ARGS)
+
+ci-transfer: install
+	$(VENV)/bin/harness transfer run protocols/transfer/ci.yaml --workspace runs/ci
+	$(VENV)/bin/harness report --workspace runs/ci --output runs/ci/report
+
 bench: install
 	$(PY) benchmarks/label_throughput.py
 	$(PY) benchmarks/opls_sampler.py
 	$(PY) benchmarks/com_msd.py
+	$(PY) benchmarks/al_generation.py
 
 # Re-pin every installed distribution after changing dependencies in pyproject.toml.
 lock: install

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from harness import __version__
+from harness.cli import al as al_cmd
 from harness.cli import box as box_cmd
 from harness.cli import dataset as dataset_cmd
 from harness.cli import demo as demo_cmd
@@ -14,6 +15,7 @@ from harness.cli import observe as observe_cmd
 from harness.cli import report as report_cmd
 from harness.cli import sweep as sweep_cmd
 from harness.cli import train as train_cmd
+from harness.cli import transfer as transfer_cmd
 from harness.cli.common import setup_logging
 
 app = typer.Typer(
@@ -54,6 +56,8 @@ app.command("observe")(observe_cmd.observe)
 app.command("score")(observe_cmd.score)
 app.add_typer(sweep_cmd.app, name="sweep")
 app.command("report")(report_cmd.report)
+app.add_typer(al_cmd.app, name="al")
+app.add_typer(transfer_cmd.app, name="transfer")
 
 
 def main() -> None:

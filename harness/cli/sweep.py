@@ -54,15 +54,18 @@ def run(
         raise typer.Exit(1)
 
 
-def run_with_progress(spec_path: Path, workspace: Path, **kwargs) -> tuple[dict[str, int], str]:
-    """``run_sweep`` with a live progress bar (tasks finished of total, last event)."""
+def run_with_progress(spec_path: Path, workspace: Path, runner=None, **kwargs) -> tuple[dict[str, int], str]:
+    """``runner`` (default ``run_sweep``; also ``run_al``) with a live progress bar (tasks finished of total,
+    last event)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from harness.sweep.run import run_sweep
 
+    run_sweep = runner or run_sweep
+
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[last]}"), transient=False) as bar:
-        bar_id = bar.add_task(f"sweep {Path(spec_path).stem}", total=None, last="")
+        bar_id = bar.add_task(Path(spec_path).stem, total=None, last="")
 
         def progress(ev: dict) -> None:
             bar.update(bar_id, total=ev["total"], completed=ev["finished"], last=f"{ev['status']}: {ev['label']}")
@@ -77,16 +80,37 @@ def status(
     sweep: Optional[str] = typer.Option(None, "--sweep", help="Only this sweep (by name)."),
 ) -> None:
     """Task counts by kind and status, every failure with its reason, and the Q of scored committees."""
-    from rich.console import Console
     from rich.table import Table
 
     from harness.errors import InputError
-    from harness.sweep.store import STATUSES, Store
+    from harness.sweep.store import Store
 
     path = workspace / "harness.sqlite"
     if not path.exists():
         raise InputError(f"{workspace}: no harness.sqlite (run `harness sweep run SPEC --workspace {workspace}`)")
+    console = print_task_counts(workspace, sweep)
     store = Store(path)
+    scores = store.tasks(kind="score", status="done", sweep=sweep)
+    store.close()
+    if scores:
+        t = Table(title="Q per committee (mean ± SE over members)")
+        for col in ("committee", "S", "R", "V", "Q"):
+            t.add_column(col)
+        for row in scores:
+            r = row["result"]
+            c = r["committee"]
+            t.add_row(r["committee_id"], *(f"{c[x]['mean']:.3f} ± {c[x]['sem']:.3f}" for x in "SRVQ"))
+        console.print(t)
+
+
+def print_task_counts(workspace: Path, sweep: str | None):
+    """Task counts by kind and status, failures with reasons, skipped/superseded/running notes; the console."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.sweep.store import STATUSES, Store
+
+    store = Store(workspace / "harness.sqlite")
     counts = store.counts(sweep)
     kinds = ["train", "md", "ref_density", "observe", "score"]
     kinds += sorted({k for k, _ in counts} - set(kinds))
@@ -110,13 +134,5 @@ def status(
     running = store.tasks(status="running", sweep=sweep)
     if running:
         console.print(f"{len(running)} marked running (in progress, or interrupted: `sweep run` again resumes them)")
-    scores = store.tasks(kind="score", status="done", sweep=sweep)
-    if scores:
-        t = Table(title="Q per committee (mean ± SE over members)")
-        for col in ("committee", "S", "R", "V", "Q"):
-            t.add_column(col)
-        for row in scores:
-            r = row["result"]
-            c = r["committee"]
-            t.add_row(r["committee_id"], *(f"{c[x]['mean']:.3f} ± {c[x]['sem']:.3f}" for x in "SRVQ"))
-        console.print(t)
+    store.close()
+    return console

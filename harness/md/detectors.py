@@ -144,20 +144,44 @@ class NonFinite(_Patient):
 
 @dataclass
 class CommitteeVariance(_Patient):
-    """Committee force variance sigma2_F above ``max_sigma2_F_eV2_A2`` (needs a CommitteeCalculator)."""
+    """Committee force variance sigma2_F above ``max_sigma2_F_eV2_A2``.
+
+    Either the driving calculator is a :class:`~harness.models.committee.CommitteeCalculator` (sigma2_F
+    read from its results), or ``others`` holds the committee's other members and the trajectory is
+    driven by one member (active learning: the primary model runs, the committee is evaluated only at the
+    checks, every ``interval`` steps). Then sigma2_F from the driver's forces and the others' is written
+    into the driver's results, so the thermo row of that step records it.
+    """
 
     max_sigma2_F_eV2_A2: float = 0.5
+    others: list = field(default_factory=list, repr=False)
     name: str = "committee_variance"
 
     def reset(self, atoms: Atoms) -> None:
         self._strikes = 0
 
+    def _sigma2_F(self, atoms: Atoms, results: dict) -> float | None:
+        if not self.others:
+            return float(results["sigma2_F"]) if "sigma2_F" in results else None
+        from harness.models.committee import force_deviation
+
+        if "forces" not in results:
+            atoms.get_forces()
+        forces = [np.asarray(atoms.calc.results["forces"])]
+        for calc in self.others:
+            a = atoms.copy()
+            a.calc = calc
+            forces.append(a.get_forces(apply_constraint=False))
+        s2, _ = force_deviation(np.array(forces))
+        atoms.calc.results["sigma2_F"] = s2
+        return s2
+
     def check(self, atoms, step, time_ps):
         results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
-        if "sigma2_F" not in results:
+        s2 = self._sigma2_F(atoms, results)
+        if s2 is None:
             return None
-        s2 = float(results["sigma2_F"])
-        if self._judge(s2 > self.max_sigma2_F_eV2_A2):
+        if self._judge(not (s2 <= self.max_sigma2_F_eV2_A2)):  # NaN counts as above
             return FailureEvent(self.name, step, time_ps, s2, self.max_sigma2_F_eV2_A2,
                                 f"sigma2_F {s2:.3f} eV²/Å²")
         return None
@@ -173,10 +197,13 @@ def validation_detectors(npt: bool, *, interval: int = 10, bond_length_method: s
 
 
 def active_learning_detectors(npt: bool, *, interval: int = 10, bond_length_method: str = "gfn2",
-                              max_sigma2_F_eV2_A2: float = 0.5) -> list:
-    """The paper's active-learning stop rules (SCIENCE.md §5, §8)."""
-    dets = [BondStretch(interval=interval, max_stretch_A=None, max_ratio=2.0, bond_length_method=bond_length_method),
-            NonFinite(interval=1), CommitteeVariance(interval=interval, max_sigma2_F_eV2_A2=max_sigma2_F_eV2_A2)]
+                              max_sigma2_F_eV2_A2: float = 0.5, max_bond_ratio: float = 2.0,
+                              density_window_g_cm3: tuple[float, float] = (0.2, 1.2), others=()) -> list:
+    """The paper's active-learning stop rules (SCIENCE.md §5, §8); ``others``: see :class:`CommitteeVariance`."""
+    dets = [BondStretch(interval=interval, max_stretch_A=None, max_ratio=max_bond_ratio,
+                        bond_length_method=bond_length_method),
+            NonFinite(interval=1), CommitteeVariance(interval=interval, max_sigma2_F_eV2_A2=max_sigma2_F_eV2_A2,
+                                                     others=list(others))]
     if npt:
-        dets.append(DensityWindow(interval=interval, density_window_g_cm3=(0.2, 1.2)))
+        dets.append(DensityWindow(interval=interval, density_window_g_cm3=tuple(density_window_g_cm3)))
     return dets

@@ -107,6 +107,7 @@ class TrainInputs:
     device: str = "cpu"
     dtype: str = "float64"
     threads: int | None = None
+    init_model: str | None = None  # warm start: a previous model's checkpoint (deepmd)
 
 
 class Trainer(Protocol):

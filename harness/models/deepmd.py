@@ -128,7 +128,8 @@ class DeePMDTrainer:
                "DP_INTRA_OP_PARALLELISM_THREADS": threads, "DP_INTER_OP_PARALLELISM_THREADS": "1"}
         if inputs.device == "cpu":
             env["CUDA_VISIBLE_DEVICES"] = ""
-        seconds = run_tool([dp, "--pt", "train", "input.json"], cwd=workdir, log=workdir / "train.log", env=env)
+        init = ["--init-model", str(Path(inputs.init_model).resolve())] if inputs.init_model else []
+        seconds = run_tool([dp, "--pt", "train", "input.json", *init], cwd=workdir, log=workdir / "train.log", env=env)
         seconds += run_tool([dp, "--pt", "freeze", "-o", "model.pth"], cwd=workdir, log=workdir / "train.log", env=env)
         model = workdir / "model.pth"
         return ModelArtifact(arch="deepmd", preset="", seed=inputs.seed, workdir=str(workdir), files={"model": "model.pth"},

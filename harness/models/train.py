@@ -47,12 +47,13 @@ def committee_dir(workspace: Path, arch: str, subset: str, preset: str, key: str
 def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperparameters: dict[str, Any],
                  preset: str, seed: int, workdir: Path, dataset: dict[str, Any] | None = None,
                  device: str = "cpu", dtype: str = "float64", threads: int | None = None,
-                 max_train_eval: int = 30) -> ModelArtifact:
+                 max_train_eval: int = 30, init_model: str | Path | None = None) -> ModelArtifact:
     """Train (or reuse) one committee member in ``workdir``.
 
     A finished member (``artifact.json`` with status ok and unchanged files) is returned as is.
     A crash of the backend tool is recorded in ``artifact.json`` with status ``failed`` and the
-    log tail; it does not raise.
+    log tail; it does not raise. ``init_model``: warm start from a previous member's checkpoint
+    (backends that support it; recorded in the artifact's dataset entry).
     """
     workdir = Path(workdir)
     if (workdir / "artifact.json").exists():
@@ -71,7 +72,10 @@ def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperpara
             raise InputError(f"validation frames contain element(s) {', '.join(sorted(unseen))} absent from the "
                              "training frames; the model cannot describe them")
     inputs = TrainInputs(train=train, valid=valid, species=species, e0=isolated_atom_energies(train), seed=seed,
-                         device=device, dtype=dtype, threads=threads)
+                         device=device, dtype=dtype, threads=threads,
+                         init_model=str(init_model) if init_model else None)
+    if init_model:
+        dataset = {**(dataset or {}), "init_model": str(init_model)}
     if workdir.exists():
         import shutil
 
@@ -134,9 +138,15 @@ class CommitteePlan:
 def plan_committee(spec_path: str | Path, subset: str, arch: str, *, preset: str = "mini",
                    workspace: str | Path = "runs/default", overrides: dict[str, Any] | None = None,
                    device: str = "cpu", dtype: str | None = None,
-                   max_train_frames: int | None = None) -> CommitteePlan:
+                   max_train_frames: int | None = None, extra_frames: str | Path | None = None,
+                   name: str | None = None) -> CommitteePlan:
     """Assemble the subset and resolve hyperparameters; the committee key hashes arch, preset,
-    hyperparameters, the training/validation frames, device and dtype."""
+    hyperparameters, the training/validation frames, device and dtype.
+
+    ``extra_frames``: a labelled extxyz file (e.g. active-learned frames) added to the subset's training
+    frames after the ``max_train_frames`` thinning (all of them train); ``name`` labels the committee
+    directory (default: the subset name).
+    """
     from harness.datasets.spec import load_dataset_spec
     from harness.datasets.subsets import assemble
 
@@ -146,16 +156,36 @@ def plan_committee(spec_path: str | Path, subset: str, arch: str, *, preset: str
     if max_train_frames is not None and len(train) > max_train_frames:
         step = len(train) / max_train_frames
         train = [train[int(k * step)] for k in range(max_train_frames)]
+    if extra_frames is not None:
+        train = train + _extra_frames(extra_frames)
     if not train:
         raise InputError(f"subset {subset!r} has no training frames")
     hp = resolve_hyperparameters(arch, preset, overrides)
     dtype = dtype or str(hp.get("dtype", "float64"))
-    dataset = {"spec": str(spec.path), "subset": subset, "train_key": _frames_key(train),
+    dataset = {"spec": str(spec.path), "subset": subset, "extra_frames": str(extra_frames) if extra_frames else None,
+               "train_key": _frames_key(train),
                "valid_key": _frames_key(valid) if valid else None, "n_train": len(train), "n_valid": len(valid)}
     key = hashlib.sha256(json.dumps([arch, preset, hp, dataset["train_key"], dataset["valid_key"], device, dtype],
                                     sort_keys=True, default=str).encode()).hexdigest()
-    return CommitteePlan(arch, subset, preset, committee_dir(Path(workspace), arch, subset, preset, key), key, hp,
+    label = name or subset
+    return CommitteePlan(arch, label, preset, committee_dir(Path(workspace), arch, label, preset, key), key, hp,
                          dtype, device, dataset, train, valid)
+
+
+def _extra_frames(path: str | Path) -> list[Atoms]:
+    """Labelled frames of an extra training file, weight 1 unless set, all in the training split."""
+    from harness.io import read_frames
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"extra training frames {path}: no such file")
+    frames = read_frames(path)
+    for k, a in enumerate(frames):
+        if "REF_energy" not in a.info or "REF_forces" not in a.arrays:
+            raise InputError(f"{path}: frame {k} lacks reference labels (REF_energy/REF_forces)")
+        a.info.setdefault("weight", 1.0)
+        a.info["split"] = "train"
+    return frames
 
 
 def train_committee(spec_path: str | Path, subset: str, arch: str, *, preset: str = "mini", n: int = 5,

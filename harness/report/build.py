@@ -99,6 +99,10 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
         files[f"fig1{panel}"] = figures.fig_diffusivity(ct, sp, reference, outdir / f"fig1{panel}_D_{sp}.png",
                                                         subsets=subsets, archs=archs, panel=panel)
 
+    al_html = ""
+    if members.generation.notna().any():
+        al_html = _al_section(workspace, sweep, members, tau, outdir, files)
+
     store = Store(workspace / "harness.sqlite")
     counts = store.counts(sweep)
     store.close()
@@ -112,7 +116,7 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
             "packages": package_versions(("liquid-mlip-harness", "ase", "numpy", "torch", "mace-torch", "deepmd-kit",
                                           "quippy-ase", "tblite", "openmm", "kinisi", "MDAnalysis", "dask"))}
     figs = "".join(f"<figure><img src='{_img(p)}' alt='{k}'><figcaption>{k}</figcaption></figure>"
-                   for k, p in files.items() if k.startswith("fig"))
+                   for k, p in files.items() if k.startswith("fig1"))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>harness report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 6px}}figure{{display:inline-block;margin:8px}}img{{max-width:520px}}
@@ -123,8 +127,38 @@ td,th{{border:1px solid #ccc;padding:3px 6px}}figure{{display:inline-block;margi
 D enters Q from the block estimator (composition-weighted); KL rule {html.escape(json.dumps(settings['kl_rule']))}.</p>
 {table.to_html(index=False, escape=True)}
 <h2>Figures</h2>{figs}
+{al_html}
 <h2>Members</h2>{members.round(4).to_html(index=False)}
 <h2>Provenance</h2><pre>{html.escape(json.dumps(prov, indent=1, default=str))}</pre></body></html>"""
     files["report.html"] = outdir / "report.html"
     files["report.html"].write_text(page)
     return files
+
+
+def _al_section(workspace: Path, sweep: str | None, members: pd.DataFrame, tau: float, outdir: Path,
+                files: dict[str, Path]) -> str:
+    """Active learning: Fig. 2 analogue, per-generation table, selected frames, threshold-hit fractions."""
+    from harness.al.run import al_tables
+
+    ref = members[members.committee.str.startswith("ref:")]
+    files["fig2"] = figures.fig_al_generations(members, ref, tau, outdir / "fig2_al_generations.png")
+    tables = al_tables(workspace, sweep)
+    for name, df in tables.items():
+        files[f"al_{name}.csv"] = outdir / f"al_{name}.csv"
+        df.to_csv(files[f"al_{name}.csv"], index=False)
+    gen, sel, hits = tables["generations"], tables["selected"], tables["hits"]
+    parts = ["<h2>Active learning</h2>",
+             "<p>Per generation: committee trained on the initial subset plus every frame labelled before it; "
+             "exploration runs of the primary member stop at the first committee check with sigma2_F above the "
+             "threshold (a <i>hit</i>), a stretched bond or a density outside the window; one frame per run is "
+             "relabelled (first above the threshold, else the largest sigma2_F).</p>",
+             f"<figure><img src='{_img(files['fig2'])}' alt='fig2'><figcaption>fig2: Q, t_stab, density and D "
+             "against the generation</figcaption></figure>",
+             "<h3>Generations</h3>", gen.round(4).to_html(index=False)]
+    if len(hits):
+        pivot = hits.pivot_table(index=["campaign", "chain", "generation"], columns="composition",
+                                 values="hit_fraction").round(2)
+        parts += ["<h3>Fraction of exploration runs that crossed the threshold</h3>", pivot.to_html()]
+    if len(sel):
+        parts += ["<h3>Selected frames</h3>", sel.round(4).to_html(index=False)]
+    return "\n".join(parts)

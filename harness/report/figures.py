@@ -2,7 +2,8 @@
 
 1a stability: t_stab (NPT) per subset and architecture, mean ± SE over members, the horizon marked;
 1b density distributions of each committee (members pooled) against the reference;
-1c/1d COM diffusivity of each species per subset and architecture against the reference band.
+1c/1d COM diffusivity of each species per subset and architecture against the reference band;
+2 (active learning, Niblett et al. Fig. 2): Q, t_stab per member, density and D against the generation.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["fig_stability", "fig_density", "fig_diffusivity"]
+__all__ = ["fig_stability", "fig_density", "fig_diffusivity", "fig_al_generations"]
 
 
 def _plt():
@@ -94,6 +95,46 @@ def fig_diffusivity(table: pd.DataFrame, species: str, reference: str, path: Pat
                 transform=ax.transAxes)
     ax.set_ylabel(f"D({species}) (1e-6 cm²/s)")
     ax.set_title(f"({panel}) {species} centre-of-mass self-diffusivity")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def fig_al_generations(members: pd.DataFrame, reference: pd.DataFrame, tau_ps: float, path: Path) -> Path:
+    """Fig. 2 analogue: Q, t_stab (NPT) per member, mean density ± SE and mean weighted D ± SE against the AL
+    generation, one line per campaign/chain (initial subset); the reference committee's values as bands."""
+    plt = _plt()
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    al = members[members.generation.notna()].copy()
+    al["line"] = al.campaign.astype(str) + ": " + al.chain.astype(str)
+    panels = [("Q", "(a) Q (mean ± SE)"), ("t_stab_npt_ps", "(b) t_stab NPT per member (ps)"),
+              ("density_g_cm3", "(c) density (g/cm³, mean ± SE)"), ("D_w", "(d) D weighted (1e-6 cm²/s, mean ± SE)")]
+    for (col, title), ax in zip(panels, axes.ravel()):
+        for i, (line, df) in enumerate(al.groupby("line", sort=True)):
+            g = df.groupby("generation")[col]
+            m, se = g.mean(), g.sem(ddof=1)
+            off = 0.06 * (i - 0.5)
+            if col == "t_stab_npt_ps":
+                ax.scatter(df.generation + off, df[col], s=14, alpha=0.7)
+                ax.plot(m.index + off, m.values, marker="o", label=line)
+            else:
+                ax.errorbar(m.index + off, m.values, yerr=np.nan_to_num(se.values), marker="o", capsize=3, label=line)
+        if col in ("density_g_cm3", "D_w") and not np.isfinite(al[col].to_numpy(dtype=float)).any():
+            ax.text(0.5, 0.5, "no member stable for the horizon", transform=ax.transAxes, ha="center", color="0.3")
+        if col == "t_stab_npt_ps":
+            ax.axhline(tau_ps, color="k", ls="--", lw=1, label=f"horizon {tau_ps:g} ps")
+        elif len(reference) and col in reference and np.isfinite(reference[col]).any():
+            v = reference[col].to_numpy(dtype=float)
+            v = v[np.isfinite(v)]
+            lo, hi = v.mean() - v.std(), v.mean() + v.std()
+            ax.axhspan(lo, hi, color="0.85", label="reference (mean ± std)")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("generation")
+    axes[0, 0].legend(fontsize=7)
+    axes[0, 1].legend(fontsize=7)
+    for ax in axes.ravel():
+        ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

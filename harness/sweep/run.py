@@ -6,40 +6,59 @@ import os
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["run_sweep", "time_shares"]
+__all__ = ["run_sweep", "execute_plan", "time_shares"]
 
 
 def run_sweep(spec_path: str | Path, workspace: str | Path, *, scheduler: str | None = None,
               workers: int | None = None, sync: bool = False, slurm: str | Path | None = None, progress: Callable[[dict], None] | None = None,
-              say: Callable[[str], None] | None = None) -> tuple[dict[str, int], str]:
-    """Build the dataset if needed, plan, execute; returns (counts by status, sweep name)."""
-    from harness.datasets.build import build_dataset
-    from harness.datasets.spec import load_dataset_spec
-    from harness.sweep.cluster import make_client
-    from harness.sweep.execute import execute
+              say: Callable[[str], None] | None = None, loader: Callable | None = None) -> tuple[dict[str, int], str]:
+    """Build the dataset if needed, plan, execute; returns (counts by status, sweep name).
+
+    ``loader``: the spec loader (default :func:`harness.sweep.spec.load_sweep`; transfer specs have their own)."""
     from harness.sweep.plan import plan_sweep
     from harness.sweep.spec import load_sweep
+
+    workspace = Path(workspace)
+    spec, files = (loader or load_sweep)(spec_path)
+    _build_data(files["dataset"], say)
+    tasks = plan_sweep(spec, files, workspace)
+    counts = execute_plan(tasks, spec.name, workspace, threads_per_task=spec.threads_per_task, scheduler=scheduler,
+                          workers=workers, sync=sync, slurm=slurm, progress=progress, say=say)
+    return counts, spec.name
+
+
+def _build_data(dataset: Path, say: Callable[[str], None] | None) -> None:
+    from harness.datasets.build import build_dataset
+    from harness.datasets.spec import load_dataset_spec
+
+    build_dataset(load_dataset_spec(dataset), say=say or (lambda msg: None))  # a no-op when the data is built
+
+
+def execute_plan(tasks: list, name: str, workspace: str | Path, *, threads_per_task: int = 1,
+                 scheduler: str | None = None, workers: int | None = None, sync: bool = False,
+                 slurm: str | Path | None = None, progress: Callable[[dict], None] | None = None,
+                 say: Callable[[str], None] | None = None) -> dict[str, int]:
+    """Execute a planned task graph against ``workspace/harness.sqlite`` (Dask, SLURM or in-process)."""
+    from harness.sweep.cluster import make_client
+    from harness.sweep.execute import execute
     from harness.sweep.store import Store
 
     say = say or (lambda msg: None)
     workspace = Path(workspace)
-    spec, files = load_sweep(spec_path)
-    build_dataset(load_dataset_spec(files["dataset"]), say=say)  # a no-op when the data is built
-    tasks = plan_sweep(spec, files, workspace)
+    workspace.mkdir(parents=True, exist_ok=True)
     store = Store(workspace / "harness.sqlite")
     client = None
     if not sync:
-        n = workers or max(1, (os.cpu_count() or 1) // spec.threads_per_task)
+        n = workers or max(1, (os.cpu_count() or 1) // threads_per_task)
         client = make_client(scheduler, workers=n, slurm=slurm)
         where = f"scheduler {scheduler}" if scheduler else f"SLURM ({slurm})" if slurm else f"{n} local workers"
-        say(f"sweep {spec.name}: {len(tasks)} tasks on {where}")
+        say(f"{name}: {len(tasks)} tasks on {where}")
     try:
-        counts = execute(tasks, store, sweep=spec.name, client=client, progress=progress)
+        return execute(tasks, store, sweep=name, client=client, progress=progress)
     finally:
         if client is not None:
             client.close()
         store.close()
-    return counts, spec.name
 
 
 def time_shares(workspace: str | Path, sweep: str | None = None) -> dict[str, float]:
@@ -48,7 +67,7 @@ def time_shares(workspace: str | Path, sweep: str | None = None) -> dict[str, fl
 
     store = Store(Path(workspace) / "harness.sqlite")
     stage = {"train": "training", "md": "MD", "observe": "analysis", "ref_density": "analysis", "score": "analysis",
-             "label": "labelling"}
+             "label": "labelling", "al_set": "labelling", "al_start": "exploration", "explore": "exploration"}
     out: dict[str, float] = {}
     for row in store.tasks(status="done", sweep=sweep):
         key = stage.get(row["kind"], row["kind"])

@@ -29,11 +29,24 @@ def _threads(n: int) -> None:
         pass
 
 
-def _committee_plan(p: dict):
+_META = ("arch", "subset", "seed", "member", "committee", "tags")
+
+
+def _meta(d: dict) -> dict:
+    """The identity of a member carried through its runs and observables."""
+    return {k: d[k] for k in _META if k in d}
+
+
+def _committee_plan(p: dict, deps: dict):
     from harness.models.train import plan_committee
 
+    extra = p.get("extra_frames")
+    for d in deps.values():  # an AL generation trains on the frames labelled so far
+        if "al_frames" in d:
+            extra = d["al_frames"]
     return plan_committee(p["dataset"], p["subset"], p["arch"], preset=p["preset"], workspace=p["workspace"],
-                          overrides=p["overrides"], device=p["device"], max_train_frames=p["max_train_frames"])
+                          overrides=p["overrides"], device=p["device"], max_train_frames=p["max_train_frames"],
+                          extra_frames=extra, name=p.get("name"))
 
 
 def train(p: dict, deps: dict) -> dict:
@@ -42,13 +55,20 @@ def train(p: dict, deps: dict) -> dict:
     from harness.models.train import train_member
 
     _threads(p["threads"])
-    plan = _committee_plan(p)
-    if plan.key[:10] != p["committee_key"][:10]:
+    plan = _committee_plan(p, deps)
+    if p["committee_key"] and plan.key[:10] != p["committee_key"][:10]:
         raise InputError(f"{p['arch']} on {p['subset']}: the training data changed since the sweep was planned")
     plan.directory.mkdir(parents=True, exist_ok=True)
+    init = None
+    if p.get("warm_start"):  # AL: start from the previous generation's member (a dependency)
+        prev = next((d for d in deps.values() if "workdir" in d), None)
+        if prev is not None:
+            init = Path(prev["workdir"]) / "model.ckpt.pt"
+            if not init.exists():
+                raise InputError(f"warm start: {init} not found (the previous generation's checkpoint)")
     art = train_member(p["arch"], plan.train, plan.valid, hyperparameters=plan.hyperparameters, preset=p["preset"],
                        seed=p["seed"], workdir=plan.member_dir(p["member"], p["seed"]), dataset=plan.dataset,
-                       device=p["device"], dtype=plan.dtype, threads=p["threads"])
+                       device=p["device"], dtype=plan.dtype, threads=p["threads"], init_model=init)
     arts = [ModelArtifact.load(q.parent) for q in sorted(plan.directory.glob("*/artifact.json"))]
     plan.write_json(arts)
     if art.status != "ok":
@@ -56,8 +76,9 @@ def train(p: dict, deps: dict) -> dict:
                            f"{(art.error or '').splitlines()[0] if art.error else 'unknown error'}")
     files = [Path(art.workdir) / "artifact.json", *(art.path(r) for r in art.files)]
     return {"workdir": art.workdir, "arch": p["arch"], "subset": p["subset"], "seed": p["seed"],
-            "member": p["member"], "committee": p["committee"], "committee_dir": str(plan.directory), "metrics": art.metrics, "train_seconds": art.train_seconds,
-            "_outputs": [str(f) for f in files]}
+            "member": p["member"], "committee": p["committee"], "committee_dir": str(plan.directory),
+            "n_train": len(plan.train), "metrics": art.metrics, "train_seconds": art.train_seconds,
+            **({"tags": p["tags"]} if p.get("tags") else {}), "_outputs": [str(f) for f in files]}
 
 
 def md(p: dict, deps: dict) -> dict:
@@ -77,7 +98,8 @@ def md(p: dict, deps: dict) -> dict:
                                   species=species, nvt_density=rho, label=member["workdir"])
     files = [outdir / f for f in ("result.json", "thermo.parquet", "trajectory.h5md")]
     return {"run_dir": str(outdir), "ensemble": p["ensemble"], "t_stab_ps": result.t_stab_ps,
-            "failure": result.failure, **{k: member[k] for k in ("arch", "subset", "seed", "member", "committee")}, "ns_per_day": result.ns_per_day, "_outputs": [str(f) for f in files if f.exists()]}
+            "failure": result.failure, **_meta(member), "ns_per_day": result.ns_per_day,
+            "_outputs": [str(f) for f in files if f.exists()]}
 
 
 def _analysis(p: dict):
@@ -94,7 +116,7 @@ def observe(p: dict, deps: dict) -> dict:
     spec = _analysis(p)
     obs = observe_run(run["run_dir"], spec, equilibration_ps=p["equilibration_ps"], tau_ps=p["tau_ps"])
     out = {k: v for k, v in obs.items() if k != "density_samples"}
-    out.update({k: run[k] for k in ("arch", "subset", "seed", "member", "committee")})
+    out.update(_meta(run))
     cache = Path(run["run_dir"]) / f"observables-{analysis_hash(spec)}.json"
     return {**out, "_outputs": [str(cache)]}
 
@@ -126,4 +148,4 @@ def score(p: dict, deps: dict) -> dict:
     model = sets("reference") if p["reference_is_self"] else sets("model")
     res = score_fn(model, sets("reference"), _analysis(p), tau_ps=p["tau_ps"], equilibration_ps=p["equilibration_ps"])
     return {**res, "committee_id": p["committee"], "arch": p["arch"], "subset": p["subset"],
-            "reference_committee": p["reference"]}
+            "reference_committee": p["reference"], **({"tags": p["tags"]} if p.get("tags") else {})}

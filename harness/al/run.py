@@ -1,0 +1,88 @@
+"""Run an AL campaign (``harness al run``) and summarise one from its store (``harness al status``, report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+__all__ = ["run_al", "al_tables"]
+
+
+def run_al(spec_path: str | Path, workspace: str | Path, *, scheduler: str | None = None, workers: int | None = None,
+           sync: bool = False, slurm: str | Path | None = None, progress: Callable[[dict], None] | None = None,
+           say: Callable[[str], None] | None = None) -> tuple[dict[str, int], str]:
+    """Build the dataset if needed, plan every generation, execute (resuming); (counts, campaign name)."""
+    from harness.al.plan import plan_al
+    from harness.al.spec import load_al
+    from harness.sweep.run import _build_data, execute_plan
+
+    spec, files = load_al(spec_path)
+    _build_data(files["dataset"], say)
+    tasks = plan_al(spec, files, workspace)
+    counts = execute_plan(tasks, spec.name, workspace, threads_per_task=spec.threads_per_task, scheduler=scheduler,
+                          workers=workers, sync=sync, slurm=slurm, progress=progress, say=say)
+    return counts, spec.name
+
+
+def al_tables(workspace: str | Path, campaign: str | None = None) -> dict[str, pd.DataFrame]:
+    """Tables of the AL campaign(s) in a workspace's store.
+
+    ``generations``: per campaign, chain and generation — members trained, training frames, exploration
+    runs done/planned, threshold hits, frames selected/labelled/failed, oracle calls, Q ± SE, mean t_stab.
+    ``selected``: one row per labelled frame (composition, source trajectory, time of selection, sigma2_F,
+    rule). ``hits``: fraction of exploration runs that crossed the threshold per generation and composition.
+    """
+    from harness.sweep.store import Store
+
+    store = Store(Path(workspace) / "harness.sqlite")
+    try:
+        rows = [r for r in store.tasks(sweep=campaign) if r["status"] != "superseded"]
+    finally:
+        store.close()
+    gens: dict[tuple, dict] = {}
+
+    def entry(p: dict) -> dict:
+        k = (p["campaign"], p["chain"], p["generation"])
+        return gens.setdefault(k, {"campaign": k[0], "chain": k[1], "generation": k[2], "members_trained": 0,
+                                   "members": 0, "n_train": None, "explore_done": 0, "explore_planned": 0,
+                                   "threshold_hits": 0, "selected": 0, "labelled": None, "label_failed": None,
+                                   "oracle_calls": None, "Q": None, "Q_se": None, "t_stab_npt_ps": None})
+
+    selected, hits = [], []
+    for r in rows:
+        p, res = r["params"], r["result"] or {}
+        if r["kind"] == "train" and p.get("tags", {}).get("campaign"):
+            e = entry(p["tags"])
+            e["members"] += 1
+            if r["status"] == "done":
+                e["members_trained"] += 1
+                e["n_train"] = res.get("n_train")
+        elif r["kind"] == "explore":
+            e = entry(p)
+            e["explore_planned"] += 1
+            if r["status"] == "done":
+                e["explore_done"] += 1
+                e["threshold_hits"] += bool(res["hit_threshold"])
+                e["selected"] += bool(res.get("selected_file"))
+                hits.append({"campaign": p["campaign"], "chain": p["chain"], "generation": p["generation"],
+                             "composition": p["composition"], "hit": bool(res["hit_threshold"]),
+                             "t_stop_ps": res["t_stop_ps"], "stopped_by": res["stopped_by"]})
+        elif r["kind"] == "al_set" and r["status"] == "done":
+            e = entry(p)
+            e.update(labelled=res["n_new"], label_failed=len(res["failed"]), oracle_calls=res["oracle_calls"])
+            for f in res["frames"]:
+                selected.append({"campaign": p["campaign"], "chain": p["chain"], "generation": p["generation"], **f})
+        elif r["kind"] == "score" and r["status"] == "done" and p.get("tags", {}).get("campaign"):
+            e = entry(p["tags"])
+            q = res["committee"]["Q"]
+            e["Q"], e["Q_se"] = q["mean"], q["sem"]
+            ts = [m["t_stab_npt_ps"] for m in res["members"]]
+            e["t_stab_npt_ps"] = sum(ts) / len(ts) if ts else None
+    gen = pd.DataFrame(sorted(gens.values(), key=lambda d: (d["campaign"], d["chain"], d["generation"])))
+    hit = pd.DataFrame(hits)
+    if len(hit):
+        hit = (hit.groupby(["campaign", "chain", "generation", "composition"]).agg(
+            runs=("hit", "size"), hit_fraction=("hit", "mean"), mean_t_stop_ps=("t_stop_ps", "mean")).reset_index())
+    return {"generations": gen, "selected": pd.DataFrame(selected), "hits": hit}

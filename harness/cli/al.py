@@ -1,0 +1,166 @@
+"""``harness al run|status``: committee active learning as a resumable task graph, and where a campaign stands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from harness.cli.common import err, handle_errors
+
+app = typer.Typer(help="Committee active learning: train → explore → select → relabel, generation after generation.",
+                  no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
+
+
+@app.command("run")
+@handle_errors
+def run(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="AL spec (YAML), e.g. protocols/al/deepmd-mini.yaml."),
+    workspace: Path = typer.Option(Path("runs/al"), "--workspace", "-w", help="Workspace folder."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="LocalCluster worker processes "
+                                          "(default: CPU cores / threads_per_task)."),
+    slurm: Optional[Path] = typer.Option(None, "--slurm", help="SLURM cluster spec (YAML): workers in SLURM jobs."),
+    sync: bool = typer.Option(False, "--sync", help="Run every task in this process, one at a time (debugging)."),
+    plan_only: bool = typer.Option(False, "--plan", help="Print the task graph and exit."),
+) -> None:
+    """Plan every generation of the campaign as one task graph and run what is not done yet.
+
+    Per chain (initial subset) and generation: train the committee on the current set, explore with the
+    primary member (the committee evaluated every check_interval steps; stop at the first sigma2_F above
+    the threshold, a stretched bond or a density outside the window), select one frame per trajectory
+    (first above the threshold, else the largest sigma2_F), relabel with the oracle, append with tags, and
+    (with a validation section) score the committee's Q against the reference. Rerunning resumes: killed
+    mid-generation, it continues where it stopped; nothing finished is trained, run or labelled twice.
+    """
+    from harness.al.run import run_al
+    from harness.cli.sweep import run_with_progress
+
+    if plan_only:
+        from harness.al.plan import plan_al
+        from harness.al.spec import load_al
+
+        spec, files = load_al(spec_path)
+        for t in plan_al(spec, files, workspace):
+            typer.echo(f"{t.key}  {t.label}  <- {len(t.deps)} deps")
+        return
+    counts, name = run_with_progress(spec_path, workspace, runner=run_al, scheduler=scheduler, workers=workers,
+                                     sync=sync, slurm=slurm)
+    typer.echo(f"AL campaign {name}: {counts['done']} done, {counts['cached']} cached, {counts['failed']} failed, "
+               f"{counts['skipped']} skipped; store {workspace / 'harness.sqlite'}")
+    _print_generations(workspace, name)
+    if counts["failed"]:
+        from harness.sweep.store import Store
+
+        store = Store(workspace / "harness.sqlite")
+        for row in store.tasks(sweep=name, status="failed"):
+            err(f"failed: {row['label']}: {row['error']}")
+        store.close()
+        raise typer.Exit(1)
+
+
+def _print_generations(workspace: Path, campaign: str | None, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.al.run import al_tables
+
+    console = console or Console(width=None if Console().is_terminal else 160)
+    gen = al_tables(workspace, campaign)["generations"]
+    if not len(gen):
+        console.print("no AL generations in this workspace")
+        return
+    t = Table(title="AL generations")
+    cols = ["campaign", "chain", "generation", "members", "n_train", "explored", "hits", "labelled", "oracle calls",
+            "Q", "t_stab NPT (ps)"]
+    for c in cols:
+        t.add_column(c)
+
+    def fmt(v, f="{}"):
+        return "" if v is None or v != v else f.format(v)
+
+    for r in gen.to_dict("records"):
+        q = "" if r["Q"] is None or r["Q"] != r["Q"] else f"{r['Q']:.2f} ± {r['Q_se']:.2f}"
+        t.add_row(r["campaign"], r["chain"], str(r["generation"]), f"{r['members_trained']}/{r['members']}",
+                  fmt(r["n_train"], "{:.0f}"), f"{r['explore_done']}/{r['explore_planned']}" if r["explore_planned"] else "",
+                  str(r["threshold_hits"]) if r["explore_planned"] else "",
+                  fmt(r["labelled"], "{:.0f}") + (f" ({r['label_failed']:.0f} failed)" if r["label_failed"] == r["label_failed"]
+                                        and r["label_failed"] else ""),
+                  fmt(r["oracle_calls"], "{:.0f}"), q, fmt(r["t_stab_npt_ps"], "{:.3g}"))
+    console.print(t)
+
+
+@app.command("status")
+@handle_errors
+def status(
+    workspace: Path = typer.Option(Path("runs/al"), "--workspace", "-w", help="Workspace folder."),
+    campaign: Optional[str] = typer.Option(None, "--campaign", help="Only this campaign (by name)."),
+) -> None:
+    """Task counts and failures, then per generation: members trained, exploration runs, threshold hits,
+    frames labelled, oracle calls, Q and t_stab; the AL frame files so far."""
+    from harness.cli.sweep import print_task_counts
+    from harness.errors import InputError
+    from harness.sweep.store import Store
+
+    if not (workspace / "harness.sqlite").exists():
+        raise InputError(f"{workspace}: no harness.sqlite (run `harness al run SPEC --workspace {workspace}`)")
+    console = print_task_counts(workspace, campaign)
+    _print_generations(workspace, campaign, console)
+    store = Store(workspace / "harness.sqlite")
+    for row in store.tasks(kind="al_set", status="done", sweep=campaign):
+        r = row["result"]
+        if r.get("al_frames"):
+            console.print(f"{r['campaign']}/{r['chain']} after generation {r['generation']}: {r['n_total']} AL frames "
+                          f"in {r['al_frames']}")
+    store.close()
+
+
+@app.command("export")
+@handle_errors
+def export(
+    workspace: Path = typer.Option(Path("runs/al"), "--workspace", "-w", help="Workspace folder."),
+    output: Path = typer.Option(..., "--output", "-o", help="extxyz file to write (.gz compresses)."),
+    campaign: Optional[str] = typer.Option(None, "--campaign", help="Campaign name (needed if several)."),
+    chain: Optional[str] = typer.Option(None, "--chain", help="Initial subset of the chain (needed if several)."),
+) -> None:
+    """Write a chain's AL frames (every generation's labelled frames, with their tags) to OUTPUT, and
+    OUTPUT.provenance.json beside it (campaign, generations, per-frame selection, oracle, store keys)."""
+    import json
+
+    from harness.errors import InputError
+    from harness.io import read_frames, sha256_file, write_frames
+    from harness.provenance import run_context
+    from harness.sweep.store import Store
+
+    if not (workspace / "harness.sqlite").exists():
+        raise InputError(f"{workspace}: no harness.sqlite (run `harness al run SPEC --workspace {workspace}`)")
+    store = Store(workspace / "harness.sqlite")
+    rows = [r for r in store.tasks(kind="al_set", status="done", sweep=campaign)
+            if chain is None or r["result"]["chain"] == chain]
+    labels = {r["key"]: r for r in store.tasks(kind="label", status="done", sweep=campaign)}
+    store.close()
+    chains = sorted({(r["result"]["campaign"], r["result"]["chain"]) for r in rows})
+    if not chains:
+        raise InputError(f"{workspace}: no finished AL generation" + (f" in campaign {campaign}" if campaign else "")
+                         + (f" for chain {chain}" if chain else ""))
+    if len(chains) > 1:
+        raise InputError(f"{workspace}: several chains ({', '.join('/'.join(c) for c in chains)}); "
+                         "choose one with --campaign and --chain")
+    last = max(rows, key=lambda r: r["result"]["generation"])
+    res = last["result"]
+    if not res.get("al_frames"):
+        raise InputError(f"{'/'.join(chains[0])}: no frame was labelled (see `harness al status -w {workspace}`)")
+    frames = read_frames(res["al_frames"])
+    write_frames(output, frames)
+    oracle = next((r["params"]["oracle"] for r in labels.values()), None)
+    prov = {"campaign": res["campaign"], "chain": res["chain"], "generations": sorted(r["result"]["generation"] for r in rows),
+            "n_frames": len(frames), "output_sha256": sha256_file(output), "oracle": oracle,
+            "store": str((workspace / "harness.sqlite").resolve()), "al_set_tasks": [r["key"] for r in rows],
+            "per_generation": [{k: r["result"][k] for k in ("generation", "n_selected", "n_new", "oracle_calls",
+                                                             "failed", "skipped", "frames")} for r in rows],
+            "context": run_context(("liquid-mlip-harness", "ase", "numpy", "tblite", "quippy-ase", "deepmd-kit",
+                                    "mace-torch"))}
+    Path(str(output) + ".provenance.json").write_text(json.dumps(prov, indent=1, default=str) + "\n")
+    typer.echo(f"{len(frames)} AL frames of {res['campaign']}/{res['chain']} (generations "
+               f"{', '.join(str(g) for g in prov['generations'])}) → {output}")

@@ -1,0 +1,77 @@
+"""Cross-architecture transfer of active-learned frames (the paper's question, automated).
+
+A transfer spec is a sweep spec (base subsets × target architectures, committee, protocol, reference)
+plus ``al_frames``: named files of AL frames (e.g. ``gap:`` the frames a GAP campaign selected). The plan
+trains every target on each base subset alone and on base + each AL file, validates all of them with
+the sweep machinery, and the transfer matrix reports ΔQ = Q(B on base + AL of A) − Q(B on base).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, PrivateAttr, field_validator
+
+from harness.config import load_yaml
+from harness.errors import InputError
+from harness.sweep.spec import SweepSpec, resolve_path
+
+__all__ = ["TransferSpec", "load_transfer", "transfer_matrix"]
+
+
+class TransferSpec(SweepSpec):
+    al_frames: dict[str, str] = Field(min_length=1, description="source name (e.g. the architecture that "
+                                      "generated them) → labelled extxyz file of AL frames")
+    _files: dict[str, Path] = PrivateAttr(default_factory=dict)
+
+    @field_validator("al_frames")
+    @classmethod
+    def _names(cls, v):
+        bad = [k for k in v if not k.replace("-", "").replace("_", "").isalnum()]
+        if bad:
+            raise ValueError(f"al_frames names must be alphanumeric (with - or _): {bad}")
+        return v
+
+    def committees(self) -> list[dict[str, Any]]:
+        base = super().committees()
+        out = list(base)
+        for c in base:
+            if c["id"].startswith("ref:") or c["subset"] not in self.subsets:
+                continue
+            for src, path in self._files.items():
+                out.append({**c, "id": f"{c['id']}+AL[{src}]", "reference": False, "extra_frames": str(path),
+                            "name": f"{c['subset']}+AL-{src}", "tags": {"transfer_source": src, "base": c["subset"]}})
+        return out
+
+
+def load_transfer(path: str | Path) -> tuple[TransferSpec, dict[str, Path]]:
+    path = Path(path)
+    spec = load_yaml(path, TransferSpec)
+    files = {"dataset": resolve_path(spec.dataset, path, "dataset"),
+             "protocol": resolve_path(spec.protocol, path, "protocol")}
+    if spec.analysis:
+        files["analysis"] = resolve_path(spec.analysis, path, "analysis")
+    spec._files = {name: resolve_path(f, path, f"al_frames.{name}") for name, f in spec.al_frames.items()}
+    return spec, files
+
+
+def transfer_matrix(scores: list[dict]) -> pd.DataFrame:
+    """ΔQ (mean ± combined SE) of every target architecture × base subset × AL source."""
+    q = {s["committee_id"]: s["committee"]["Q"] for s in scores}
+    rows = []
+    for s in scores:
+        tags = s.get("tags") or {}
+        if "transfer_source" not in tags:
+            continue
+        base_id = s["committee_id"].rsplit("+AL[", 1)[0]
+        if base_id not in q:
+            raise InputError(f"transfer: no score for the base committee {base_id}")
+        a, b = s["committee"]["Q"], q[base_id]
+        rows.append({"target": s["arch"], "base": tags["base"], "source": tags["transfer_source"],
+                     "Q_base": b["mean"], "Q_with_AL": a["mean"], "dQ": a["mean"] - b["mean"],
+                     "dQ_se": float(np.hypot(a["sem"] if np.isfinite(a["sem"]) else 0.0,
+                                             b["sem"] if np.isfinite(b["sem"]) else 0.0))})
+    return pd.DataFrame(rows)
