@@ -337,3 +337,28 @@ def test_al_run_bad_subset_is_one_line_error(tmp_path):
     assert r.exit_code == 2 and "unknown subset 'NOPE'" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["al", "status", "-w", str(tmp_path / "nothing")])
     assert r.exit_code == 2 and "no harness.sqlite" in r.output
+
+
+@pytest.mark.slow
+def test_deepmd_warm_start_from_previous_member(tmp_path):
+    """Warm start (AL generations, deepmd): `dp --init-model` from the previous member's checkpoint."""
+    from harness.models.train import plan_committee, train_member
+
+    ds = ROOT / "datasets" / "ec-emc-xtb.yaml"
+    hp = {"training": {"numb_steps": 20, "disp_freq": 10, "save_freq": 20}}
+    plan = plan_committee(ds, "OPLS", "deepmd", workspace=tmp_path, max_train_frames=4, overrides=hp)
+    first = train_member("deepmd", plan.train, plan.valid, hyperparameters=plan.hyperparameters, preset="mini", seed=0,
+                         workdir=tmp_path / "g0", dataset=plan.dataset, threads=1)
+    assert first.status == "ok", first.error
+    ckpt = tmp_path / "g0" / "model.ckpt.pt"
+    warm = train_member("deepmd", plan.train, plan.valid, hyperparameters=plan.hyperparameters, preset="mini", seed=0,
+                        workdir=tmp_path / "g1", dataset=plan.dataset, threads=1, init_model=ckpt)
+    assert warm.status == "ok", warm.error
+    assert warm.dataset["init_model"] == str(ckpt)
+    log = (tmp_path / "g1" / "train.log").read_text()
+    assert "--init-model" in log or "Resuming from" in log
+    # the warm-started model starts from the trained weights: its first training loss is below the fresh one's
+    def first_loss(d):
+        rows = [line.split() for line in (d / "lcurve.out").read_text().splitlines() if not line.startswith("#")]
+        return float(rows[0][1])
+    assert first_loss(tmp_path / "g1") < first_loss(tmp_path / "g0")
