@@ -269,6 +269,11 @@ def test_tiny_campaign_end_to_end_with_sigkill_resume(tmp_path):
     assert len(read_frames(out)) == label["n_new"]
     prov = json.loads(Path(str(out) + ".provenance.json").read_text())
     assert prov["campaign"] == "al-test" and prov["oracle"]["name"] == "ase:tests.al_helpers.CountingLJ"
+    rep = subprocess.run([harness, "report", "-w", str(ws), "-o", str(ws / "report")], capture_output=True, text=True)
+    assert rep.returncode == 0, rep.stderr
+    page = (ws / "report" / "report.html").read_text()
+    assert "Active-learning campaign" in page and "Selected frames" in page and "crossed the threshold" in page
+    assert len(pd.read_csv(ws / "report" / "al_selected.csv")) == label["n_new"]
 
 
 def _labelled_file(tmp_path: Path, n: int = 3) -> Path:

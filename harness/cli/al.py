@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from harness.cli.common import err, handle_errors
+from harness.cli.common import handle_errors
+from harness.cli.sweep import PLAN, SCHEDULER, SLURM, SYNC, WORKERS, print_plan, run_and_summarise
 
 app = typer.Typer(help="Committee active learning: train → explore → select → relabel, generation after generation.",
                   no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,12 +19,11 @@ app = typer.Typer(help="Committee active learning: train → explore → select 
 def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="AL spec (YAML), e.g. protocols/al/deepmd-mini.yaml."),
     workspace: Path = typer.Option(Path("runs/al"), "--workspace", "-w", help="Workspace folder."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="LocalCluster worker processes "
-                                          "(default: CPU cores / threads_per_task)."),
-    slurm: Optional[Path] = typer.Option(None, "--slurm", help="SLURM cluster spec (YAML): workers in SLURM jobs."),
-    sync: bool = typer.Option(False, "--sync", help="Run every task in this process, one at a time (debugging)."),
-    plan_only: bool = typer.Option(False, "--plan", help="Print the task graph and exit."),
+    scheduler: Optional[str] = SCHEDULER,
+    workers: Optional[int] = WORKERS,
+    slurm: Optional[Path] = SLURM,
+    sync: bool = SYNC,
+    plan_only: bool = PLAN,
 ) -> None:
     """Plan every generation of the campaign as one task graph and run what is not done yet.
 
@@ -33,30 +33,20 @@ def run(
     (first above the threshold, else the largest sigma2_F), relabel with the oracle, append with tags, and
     (with a validation section) score the committee's Q against the reference. Rerunning resumes: killed
     mid-generation, it continues where it stopped; nothing finished is trained, run or labelled twice.
+    Exit status 1 if any task failed.
     """
     from harness.al.run import run_al
-    from harness.cli.sweep import run_with_progress
 
     if plan_only:
         from harness.al.plan import plan_al
         from harness.al.spec import load_al
 
-        spec, files = load_al(spec_path)
-        for t in plan_al(spec, files, workspace):
-            typer.echo(f"{t.key}  {t.label}  <- {len(t.deps)} deps")
+        print_plan(plan_al(*load_al(spec_path), workspace))
         return
-    counts, name = run_with_progress(spec_path, workspace, runner=run_al, scheduler=scheduler, workers=workers,
-                                     sync=sync, slurm=slurm)
-    typer.echo(f"AL campaign {name}: {counts['done']} done, {counts['cached']} cached, {counts['failed']} failed, "
-               f"{counts['skipped']} skipped; store {workspace / 'harness.sqlite'}")
+    counts, name = run_and_summarise("AL campaign", spec_path, workspace, runner=run_al, scheduler=scheduler,
+                                     workers=workers, sync=sync, slurm=slurm)
     _print_generations(workspace, name)
     if counts["failed"]:
-        from harness.sweep.store import Store
-
-        store = Store(workspace / "harness.sqlite")
-        for row in store.tasks(sweep=name, status="failed"):
-            err(f"failed: {row['label']}: {row['error']}")
-        store.close()
         raise typer.Exit(1)
 
 

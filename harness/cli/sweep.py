@@ -13,19 +13,46 @@ app = typer.Typer(help="Ablation sweeps: subsets × architectures → committees
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 
+# options shared by every command that executes a task graph (sweep, al and transfer run)
+SCHEDULER = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler (tcp://host:port); "
+                         "default: an embedded LocalCluster.")
+WORKERS = typer.Option(None, "--workers", min=1, help="LocalCluster worker processes (default: CPU cores / "
+                       "threads_per_task).")
+SLURM = typer.Option(None, "--slurm", help="SLURM cluster spec (YAML; see protocols/clusters/slurm-example.yaml): "
+                     "workers run in SLURM jobs.")
+SYNC = typer.Option(False, "--sync", help="Run every task in this process, one at a time (debugging).")
+PLAN = typer.Option(False, "--plan", help="Print the task graph and exit.")
+
+
+def print_plan(tasks) -> None:
+    for t in tasks:
+        typer.echo(f"{t.key}  {t.label}  <- {len(t.deps)} deps")
+
+
+def run_and_summarise(what: str, spec_path: Path, workspace: Path, **kwargs) -> tuple[dict[str, int], str]:
+    """Run a task graph with the progress bar, print the counts and every failure with its reason."""
+    from harness.sweep.store import Store
+
+    counts, name = run_with_progress(spec_path, workspace, **kwargs)
+    typer.echo(f"{what} {name}: {counts['done']} done, {counts['cached']} cached, {counts['failed']} failed, "
+               f"{counts['skipped']} skipped; store {workspace / 'harness.sqlite'}")
+    store = Store(workspace / "harness.sqlite")
+    for row in store.tasks(sweep=name, status="failed"):
+        err(f"failed: {row['label']}: {row['error']}")
+    store.close()
+    return counts, name
+
+
 @app.command("run")
 @handle_errors
 def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="Sweep spec (YAML), e.g. protocols/sweeps/ci.yaml."),
     workspace: Path = typer.Option(Path("runs/default"), "--workspace", "-w", help="Workspace folder."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler "
-                                            "(tcp://host:port); default: an embedded LocalCluster."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="LocalCluster worker processes "
-                                          "(default: CPU cores / threads_per_task)."),
-    slurm: Optional[Path] = typer.Option(None, "--slurm", help="SLURM cluster spec (YAML; see "
-                                         "protocols/clusters/slurm-example.yaml): workers run in SLURM jobs."),
-    sync: bool = typer.Option(False, "--sync", help="Run every task in this process, one at a time (debugging)."),
-    plan_only: bool = typer.Option(False, "--plan", help="Print the task graph and exit."),
+    scheduler: Optional[str] = SCHEDULER,
+    workers: Optional[int] = WORKERS,
+    slurm: Optional[Path] = SLURM,
+    sync: bool = SYNC,
+    plan_only: bool = PLAN,
 ) -> None:
     """Plan the sweep (content-hashed tasks), skip what is already done in WORKSPACE/harness.sqlite, run the rest.
 
@@ -33,23 +60,14 @@ def run(
     changing a parameter reruns only what depends on it. A failing task is recorded with its error and
     the sweep goes on; its dependents are skipped. Exit status 1 if any task failed.
     """
-    from harness.sweep.store import Store
-
     if plan_only:
         from harness.sweep.plan import plan_sweep
         from harness.sweep.spec import load_sweep
 
-        spec, files = load_sweep(spec_path)
-        for t in plan_sweep(spec, files, workspace):
-            typer.echo(f"{t.key}  {t.label}  <- {len(t.deps)} deps")
+        print_plan(plan_sweep(*load_sweep(spec_path), workspace))
         return
-    counts, name = run_with_progress(spec_path, workspace, scheduler=scheduler, workers=workers, sync=sync,
-                                     slurm=slurm)
-    store = Store(workspace / "harness.sqlite")
-    typer.echo(f"sweep {name}: {counts['done']} done, {counts['cached']} cached, {counts['failed']} failed, "
-               f"{counts['skipped']} skipped; store {workspace / 'harness.sqlite'}")
-    for row in store.tasks(sweep=name, status="failed"):
-        err(f"failed: {row['label']}: {row['error']}")
+    counts, _ = run_and_summarise("sweep", spec_path, workspace, scheduler=scheduler, workers=workers, sync=sync,
+                                  slurm=slurm)
     if counts["failed"]:
         raise typer.Exit(1)
 

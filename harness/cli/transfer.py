@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from harness.cli.common import err, handle_errors
+from harness.cli.common import handle_errors
+from harness.cli.sweep import SCHEDULER, SLURM, SYNC, WORKERS, run_and_summarise
 
 app = typer.Typer(help="Cross-architecture transfer of active-learned frames: the ΔQ matrix.", no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,30 +19,20 @@ app = typer.Typer(help="Cross-architecture transfer of active-learned frames: th
 def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="Transfer spec (YAML), e.g. protocols/transfer/ci.yaml."),
     workspace: Path = typer.Option(Path("runs/transfer"), "--workspace", "-w", help="Workspace folder."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="LocalCluster worker processes."),
-    slurm: Optional[Path] = typer.Option(None, "--slurm", help="SLURM cluster spec (YAML)."),
-    sync: bool = typer.Option(False, "--sync", help="Run every task in this process (debugging)."),
+    scheduler: Optional[str] = SCHEDULER,
+    workers: Optional[int] = WORKERS,
+    slurm: Optional[Path] = SLURM,
+    sync: bool = SYNC,
 ) -> None:
     """Train every target architecture on each base subset alone and with each AL frame file, validate all
     with the sweep machinery (resumable, like `harness sweep run`), and write the transfer matrix
     ΔQ = Q(B on base + AL of A) − Q(B on base) to WORKSPACE/transfer.{md,csv}. Exit 1 if a task failed."""
-    from harness.cli.sweep import run_with_progress
     from harness.report.build import to_markdown
     from harness.report.data import load_scores
-    from harness.sweep.run import run_sweep
-    from harness.sweep.store import Store
     from harness.transfer import load_transfer, transfer_matrix
 
-    counts, name = run_with_progress(spec_path, workspace, runner=run_sweep, loader=load_transfer,
-                                     scheduler=scheduler, workers=workers, sync=sync, slurm=slurm)
-    typer.echo(f"transfer {name}: {counts['done']} done, {counts['cached']} cached, {counts['failed']} failed, "
-               f"{counts['skipped']} skipped")
-    if counts["failed"]:
-        store = Store(workspace / "harness.sqlite")
-        for row in store.tasks(sweep=name, status="failed"):
-            err(f"failed: {row['label']}: {row['error']}")
-        store.close()
+    counts, name = run_and_summarise("transfer", spec_path, workspace, loader=load_transfer, scheduler=scheduler,
+                                     workers=workers, sync=sync, slurm=slurm)
     matrix = transfer_matrix(load_scores(workspace, name))
     if len(matrix):
         shown = matrix.copy()

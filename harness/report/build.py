@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.errors import InputError
 from harness.report.data import committee_table, density_samples, load_scores, member_table
 from harness.report import figures
 
@@ -75,7 +76,15 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
 
     workspace, outdir = Path(workspace), Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    scores = load_scores(workspace, sweep)
+    try:
+        scores = load_scores(workspace, sweep)
+    except InputError:
+        if (workspace / "harness.sqlite").exists():  # an AL campaign without validation: its AL tables alone
+            from harness.al.run import al_tables
+
+            if len(al_tables(workspace, sweep)["generations"]):
+                return _al_only_report(workspace, outdir, sweep)
+        raise
     members = member_table(scores)
     ct = committee_table(members)
     species = sorted(c[2:] for c in members.columns if c.startswith("D_") and c != "D_w")
@@ -135,13 +144,36 @@ D enters Q from the block estimator (composition-weighted); KL rule {html.escape
     return files
 
 
-def _al_section(workspace: Path, sweep: str | None, members: pd.DataFrame, tau: float, outdir: Path,
+def _al_only_report(workspace: Path, outdir: Path, sweep: str | None) -> dict[str, Path]:
+    """report.html of an AL campaign without per-generation validation (no Q): its AL tables."""
+    from harness import __version__
+    from harness.provenance import package_versions
+
+    files: dict[str, Path] = {}
+    body = _al_section(workspace, sweep, None, None, outdir, files)
+    prov = {"harness": __version__, "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "workspace": str(workspace.resolve()),
+            "packages": package_versions(("liquid-mlip-harness", "ase", "numpy", "torch", "deepmd-kit", "mace-torch",
+                                          "quippy-ase", "tblite", "openmm"))}
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>harness AL report</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 6px}}pre{{background:#f6f6f6;padding:8px;font-size:12px}}</style></head><body>
+<h1>Active-learning campaign</h1><p>No committee of this workspace has been scored (the campaign has no
+validation section), so there is no Q table.</p>{body}
+<h2>Provenance</h2><pre>{html.escape(json.dumps(prov, indent=1, default=str))}</pre></body></html>"""
+    files["report.html"] = outdir / "report.html"
+    files["report.html"].write_text(page)
+    return files
+
+
+def _al_section(workspace: Path, sweep: str | None, members: pd.DataFrame | None, tau: float | None, outdir: Path,
                 files: dict[str, Path]) -> str:
-    """Active learning: Fig. 2 analogue, per-generation table, selected frames, threshold-hit fractions."""
+    """Active learning: Fig. 2 analogue (when scored), per-generation table, selected frames, hit fractions."""
     from harness.al.run import al_tables
 
-    ref = members[members.committee.str.startswith("ref:")]
-    files["fig2"] = figures.fig_al_generations(members, ref, tau, outdir / "fig2_al_generations.png")
+    if members is not None:
+        ref = members[members.committee.str.startswith("ref:")]
+        files["fig2"] = figures.fig_al_generations(members, ref, tau, outdir / "fig2_al_generations.png")
     tables = al_tables(workspace, sweep)
     for name, df in tables.items():
         files[f"al_{name}.csv"] = outdir / f"al_{name}.csv"
@@ -151,10 +183,11 @@ def _al_section(workspace: Path, sweep: str | None, members: pd.DataFrame, tau: 
              "<p>Per generation: committee trained on the initial subset plus every frame labelled before it; "
              "exploration runs of the primary member stop at the first committee check with sigma2_F above the "
              "threshold (a <i>hit</i>), a stretched bond or a density outside the window; one frame per run is "
-             "relabelled (first above the threshold, else the largest sigma2_F).</p>",
-             f"<figure><img src='{_img(files['fig2'])}' alt='fig2'><figcaption>fig2: Q, t_stab, density and D "
-             "against the generation</figcaption></figure>",
-             "<h3>Generations</h3>", gen.round(4).to_html(index=False)]
+             "relabelled (first above the threshold, else the largest sigma2_F).</p>"]
+    if "fig2" in files:
+        parts.append(f"<figure><img src='{_img(files['fig2'])}' alt='fig2'><figcaption>fig2: Q, t_stab, density and "
+                     "D against the generation</figcaption></figure>")
+    parts += ["<h3>Generations</h3>", gen.round(4).to_html(index=False)]
     if len(hits):
         pivot = hits.pivot_table(index=["campaign", "chain", "generation"], columns="composition",
                                  values="hit_fraction").round(2)

@@ -97,10 +97,11 @@ def resolve_path(value: str, spec_path: Path, key: str) -> Path:
     raise ConfigError(f"{spec_path}: {key}: {value} not found (looked in {', '.join(str(c.parent) for c in candidates)})")
 
 
-def load_sweep(path: str | Path) -> tuple[SweepSpec, dict[str, Path]]:
-    """The validated spec and its resolved files (dataset, protocol, analysis)."""
+def load_sweep(path: str | Path, model: type[SweepSpec] | None = None) -> tuple[SweepSpec, dict[str, Path]]:
+    """The validated spec (``model``: a SweepSpec subclass, e.g. a transfer spec) and its resolved files
+    (dataset, protocol, analysis)."""
     path = Path(path)
-    spec = load_yaml(path, SweepSpec)
+    spec = load_yaml(path, model or SweepSpec)
     files = {"dataset": resolve_path(spec.dataset, path, "dataset"),
              "protocol": resolve_path(spec.protocol, path, "protocol")}
     if spec.analysis:

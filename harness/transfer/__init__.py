@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, PrivateAttr, field_validator
 
-from harness.config import load_yaml
 from harness.errors import InputError
-from harness.sweep.spec import SweepSpec, resolve_path
+from harness.sweep.spec import SweepSpec, load_sweep, resolve_path
 
 __all__ = ["TransferSpec", "load_transfer", "transfer_matrix"]
 
@@ -48,13 +47,9 @@ class TransferSpec(SweepSpec):
 
 
 def load_transfer(path: str | Path) -> tuple[TransferSpec, dict[str, Path]]:
-    path = Path(path)
-    spec = load_yaml(path, TransferSpec)
-    files = {"dataset": resolve_path(spec.dataset, path, "dataset"),
-             "protocol": resolve_path(spec.protocol, path, "protocol")}
-    if spec.analysis:
-        files["analysis"] = resolve_path(spec.analysis, path, "analysis")
-    spec._files = {name: resolve_path(f, path, f"al_frames.{name}") for name, f in spec.al_frames.items()}
+    spec, files = load_sweep(path, TransferSpec)
+    assert isinstance(spec, TransferSpec)
+    spec._files = {name: resolve_path(f, Path(path), f"al_frames.{name}") for name, f in spec.al_frames.items()}
     return spec, files
 
 
