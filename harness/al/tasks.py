@@ -120,7 +120,14 @@ def explore(p: dict, deps: dict) -> dict:
     others = [model_calculator(m["workdir"], device=p["device"])[0] for m in members[1:]]
     committee = Path(members[0]["committee_dir"])
     tag = p["composition"].replace("=", "").replace(",", "-")
-    outdir = Path(p["workspace"]) / "al" / "explore" / model_run_name(committee) / f"{tag}-s{p['start']}"
+    from harness.datasets.spec import params_hash
+
+    # the run directory names the committee, the start and the exploration settings: a changed setting is a
+    # new trajectory, never a stale finished one
+    run_id = params_hash({"exploration": e, "start_file": start_dep["path"], "index": p["index"],
+                          "generation": p["generation"]})[:8]
+    outdir = (Path(p["workspace"]) / "al" / "explore" / model_run_name(committee) /
+              f"{tag}-s{p['start']}-{run_id}")
     if species is not None:
         extra = set(start.get_chemical_symbols()) - set(species)
         if extra:
