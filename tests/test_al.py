@@ -244,9 +244,9 @@ def test_tiny_campaign_end_to_end_with_sigkill_resume(tmp_path):
     frames = read_frames(label["al_frames"])
     assert len(frames) == label["n_new"]
     for f in frames:
-        assert f.info["config_type"] == "AL" and f.info["al_arch"] == "deepmd" and f.info["al_generation"] == 0
+        assert f.info["config_type"] == "AL" and f.info["architecture"] == "deepmd" and f.info["generation"] == 0
         assert f.info["composition"] in ("EC=2,EMC=10", "EC=10,EMC=2")
-        assert f.info["al_source"].startswith("al-test/OPLS/g0/") and Path(f.info["al_trajectory"]).is_dir()
+        assert f.info["al_run"].startswith("al-test/OPLS/g0/") and Path(f.info["source_trajectory"]).is_dir()
         assert np.isfinite(f.info["REF_energy"]) and f.info["al_reason"] in ("threshold", "max")
     trains = [json.loads(r["result"]) for r in after.values() if r["kind"] == "train"]
     n0 = {t["n_train"] for t in trains if t["tags"]["generation"] == 0}

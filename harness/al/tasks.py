@@ -155,9 +155,9 @@ def explore(p: dict, deps: dict) -> dict:
     out["selection"] = info
     if atoms is not None:
         atoms.info.update({
-            "config_type": "AL", "al_arch": p["arch"], "al_generation": p["generation"],
-            "composition": p["composition"], "al_source": f"{p['campaign']}/{p['chain']}/g{p['generation']}/{tag}-s{p['start']}",
-            "al_trajectory": str(outdir), "al_sigma2_F": info["sigma2_F"], "al_time_ps": info["time_ps"],
+            "config_type": "AL", "architecture": p["arch"], "generation": p["generation"],
+            "composition": p["composition"], "al_run": f"{p['campaign']}/{p['chain']}/g{p['generation']}/{tag}-s{p['start']}",
+            "source_trajectory": str(outdir), "al_sigma2_F": info["sigma2_F"], "al_time_ps": info["time_ps"],
             "al_reason": info["reason"], "al_campaign": p["campaign"]})
         write_frames(sel_file, [atoms])
         out["selected_file"] = str(sel_file)
@@ -197,7 +197,7 @@ def label(p: dict, deps: dict) -> dict:
         return {**base, "labelled_file": None, "oracle_calls": calls, "error": error or "labelling failed",
                 "skipped": None}
     a = read_frames(out)[0]
-    frame = {"composition": a.info.get("composition"), "source": a.info.get("al_source"),
+    frame = {"composition": a.info.get("composition"), "run": a.info.get("al_run"),
              "time_ps": a.info.get("al_time_ps"), "sigma2_F": a.info.get("al_sigma2_F"),
              "reason": a.info.get("al_reason"), "uid": a.info.get("uid")}
     return {**base, "labelled_file": str(out), "oracle_calls": calls, "error": None, "skipped": None, "frame": frame,

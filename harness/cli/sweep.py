@@ -151,6 +151,6 @@ def print_task_counts(workspace: Path, sweep: str | None):
         console.print(f"{old} earlier tasks superseded by changed parameters (kept for provenance)")
     running = store.tasks(status="running", sweep=sweep)
     if running:
-        console.print(f"{len(running)} marked running (in progress, or interrupted: `sweep run` again resumes them)")
+        console.print(f"{len(running)} marked running (in progress, or interrupted: running the same spec again resumes them)")
     store.close()
     return console
