@@ -19,9 +19,12 @@ def report(
     """Write the Q comparison table (table.md/.csv/.tex: subset × architecture, mean ± SE over members, the
     three terms, t_stab, density, diffusivities), members.csv, Fig. 1 analogues (fig1a stability, fig1b
     density distributions vs the reference, fig1c/d diffusivities vs the reference) and report.html (all of
-    it, self-contained, with provenance)."""
+    it, self-contained, with provenance). With active-learning scores: fig2 (Q, t_stab, density, D vs
+    generation) and al_generations/al_selected/al_hits.csv; a campaign without validation gets its AL
+    tables alone."""
     from harness.report.build import build_report
 
     files = build_report(workspace, output, sweep=sweep)
-    typer.echo((output / "table.md").read_text())
+    if "table.md" in files:  # an AL campaign without validation has no Q table
+        typer.echo(files["table.md"].read_text())
     typer.echo(f"report: {files['report.html']} (+ {len(files) - 1} files in {output})")
