@@ -46,8 +46,8 @@ def main() -> None:
     for r in rows:
         par, res = r["params"], r["result"] or {}
         tags = par.get("tags") or res.get("tags") or {}
-        gen = par.get("generation", tags.get("generation"))
-        chain = par.get("chain", tags.get("chain"))
+        gen = par.get("generation", tags.get("generation", res.get("generation")))
+        chain = par.get("chain", tags.get("chain", res.get("chain")))
         if r["kind"] == "al_start":
             gen, chain = "starts", "-"
         if gen is None:
