@@ -1,6 +1,7 @@
 """Dataset specs, building (with a cheap EMT stand-in reference), subsets, splits, weights, imports."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -268,3 +269,83 @@ def test_dataset_cli_show_and_export(built, runner, tmp_path):
     assert len(read_frames(out)) == len(assemble(spec, "W").train)
     result = runner.invoke(app, ["dataset", "export", str(spec.path), "nope", "-o", str(out)])
     assert result.exit_code == 2 and "unknown subset or source 'nope'" in result.stderr
+
+
+# --- the shipped dataset: thinning and isolated-atom energies (issue #13 items 2-3) ---
+
+SHIPPED = Path(__file__).resolve().parents[1] / "datasets" / "ec-emc-xtb.yaml"
+
+
+def _by_source(frames):
+    from collections import Counter
+
+    return Counter(str(a.info["source"]) for a in frames)
+
+
+def test_thinning_keeps_pinned_molecules_and_sets_their_weight_after():
+    """OPLS+EC+EMC at 60 frames: the single EC and EMC stay and still carry 5 % of the weight each
+    (the old evenly spaced thinning after weighting dropped both)."""
+    spec = load_dataset_spec(SHIPPED)
+    sub = assemble(spec, "OPLS+EC+EMC", max_train_frames=60)
+    train = sub.train
+    assert len(train) == 60
+    singles = [a for a in train if a.info["source"] == "sm"]
+    assert sorted(str(a.info["composition"]) for a in singles) == ["EC=1", "EMC=1"]
+    total = sum(a.info["weight"] for a in train)
+    for a in singles:
+        assert a.info["weight"] / total == pytest.approx(0.05, rel=1e-9)
+    # validation is never thinned
+    assert len(sub.valid) == len(assemble(spec, "OPLS+EC+EMC").valid)
+
+
+def test_thinning_shares_the_budget_between_sources_in_proportion():
+    spec = load_dataset_spec(SHIPPED)
+    full = _by_source(assemble(spec, "Full").train)
+    thinned = _by_source(assemble(spec, "Full", max_train_frames=60).train)
+    assert sum(thinned.values()) == 60 and set(thinned) == set(full)
+    n = sum(full.values())
+    for source, count in full.items():
+        assert abs(thinned[source] - 60 * count / n) < 1.0, (source, thinned, full)
+
+
+def test_thinning_refuses_a_budget_below_the_pinned_frames():
+    from ase import Atoms
+
+    from harness.datasets.subsets import thin
+
+    frames = [Atoms("H") for _ in range(5)]
+    for k, a in enumerate(frames):
+        a.info["source"] = "s"
+        a.info["weight"] = 2.0 if k < 3 else 1.0
+    assert len(thin(frames, 4)) == 4 and all(a in thin(frames, 4) for a in frames[:3])
+    with pytest.raises(InputError, match="smaller than the 3 pinned or weighted"):
+        thin(frames, 2)
+
+
+def test_isolated_atoms_ship_and_are_every_subsets_e0(tmp_path):
+    """GFN2-xTB free atoms in their ground-state multiplicity are the E0s of a committee on OPLS, a subset
+    that does not list them; they enter the committee key."""
+    from harness.datasets.subsets import dataset_e0
+    from harness.models.train import plan_committee
+
+    spec = load_dataset_spec(SHIPPED)
+    manifest = json.loads((spec.data_path / "manifest.json").read_text())["sources"]["atoms"]
+    assert manifest["spin"]["multiplicity"] == {"H": 2, "C": 3, "O": 3}
+    assert manifest["reference"]["method"] == "GFN2-xTB" and "spin-polarisation" in manifest["spin"]["treatment"]
+    values, info = dataset_e0(spec)
+    # GFN2-xTB (tblite 0.8.0, 300 K electronic temperature) free atoms, doublet H and triplet C/O
+    assert values == pytest.approx({"H": -10.7072, "C": -48.7981, "O": -102.5218}, abs=1e-3)
+    plan = plan_committee(SHIPPED, "OPLS", "gap", workspace=tmp_path)
+    assert not any(len(a) == 1 for a in plan.train)
+    assert plan.e0 == pytest.approx(values) and plan.dataset["e0"]["method"] == "isolated_atoms"
+    # the E0s are part of the key: a dataset without the source plans another committee
+    text = SHIPPED.read_text()
+    start = text.index("  atoms:\n")
+    end = text.index("  vs:\n")
+    (tmp_path / "d").mkdir()
+    alt = tmp_path / "d" / "ec-emc-xtb.yaml"
+    alt.write_text(text[:start] + text[end:])
+    (tmp_path / "d" / "ec-emc-xtb").symlink_to(spec.data_path)
+    other = plan_committee(alt, "OPLS", "gap", workspace=tmp_path)
+    assert other.e0 is None and other.dataset["e0"] == {"method": "average", "values": None}
+    assert other.key != plan.key

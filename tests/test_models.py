@@ -48,7 +48,17 @@ RMSE_BOUND = {"gap": 0.55, "deepmd": 0.9, "mace": 0.5}
 
 
 @pytest.fixture(scope="module")
-def trained(frames, tmp_path_factory):
+def e0():
+    from harness.datasets.spec import load_dataset_spec
+    from harness.datasets.subsets import dataset_e0
+
+    values, info = dataset_e0(load_dataset_spec(ROOT / "datasets" / "ec-emc-xtb.yaml"))
+    assert info["method"] == "isolated_atoms" and info["multiplicity"] == {"H": 2, "C": 3, "O": 3}
+    return values
+
+
+@pytest.fixture(scope="module")
+def trained(frames, e0, tmp_path_factory):
     cache = {}
 
     def get(arch, overrides):
@@ -58,7 +68,7 @@ def trained(frames, tmp_path_factory):
             weighted[0].info["weight"] = 4.0
             work = tmp_path_factory.mktemp(arch) / "member"
             art = train_member(arch, weighted[:18], weighted[18:], hyperparameters=hp, preset="mini", seed=3,
-                               workdir=work, dtype=hp.get("dtype", "float64"), threads=2)
+                               workdir=work, dtype=hp.get("dtype", "float64"), threads=2, e0=e0)
             cache[arch] = (art, weighted)
         return cache[arch]
 
@@ -69,11 +79,42 @@ def trained(frames, tmp_path_factory):
 def test_trains_and_fits_its_training_frames(trained, arch, overrides):
     art, frames = trained(arch, overrides)
     assert art.status == "ok", art.error
-    assert art.arch == arch and art.seed == 3 and art.e0["method"] == "average"
+    assert art.arch == arch and art.seed == 3 and art.e0["method"] == "isolated_atoms"
     assert art.metrics["train_forces_rmse_meV_A"] / 1000 < RMSE_BOUND[arch] * _force_rms(frames[:18])
     assert art.metrics["valid_n_frames"] == 2
     saved = json.loads((Path(art.workdir) / "artifact.json").read_text())
     assert saved["file_sha256"]["model"] and saved["versions"]
+
+
+@pytest.mark.parametrize("arch, overrides", BACKENDS)
+def test_isolated_atom_energies_are_the_backend_e0s(trained, e0, arch, overrides):
+    """The GFN2-xTB free-atom energies reach each backend: GAP's e0, DeePMD's per-type energy bias, MACE's
+    E0s (a lone MACE atom has exactly E0; a least-squares average, the fallback, is eV away)."""
+    from ase import Atoms
+
+    art, _ = trained(arch, overrides)
+    assert art.e0["values"] == pytest.approx(e0)
+    work = Path(art.workdir)
+    if arch == "gap":
+        # gap_fit stores e0 per species in the potential file (isolated-atom SOAP is not zero, so the
+        # energy of a lone atom is e0 plus a small descriptor term: check the stored value)
+        import re
+
+        text = (work / "gap.xml").read_text()
+        got = {int(z): float(v) for z, v in re.findall(r'<e0 Z="(\d+)" value="([-0-9.eE+]+)"', text)}
+        assert {z: got[z] for z in (1, 6, 8)} == pytest.approx({1: e0["H"], 6: e0["C"], 8: e0["O"]}, abs=1e-6)
+        return
+    if arch == "deepmd":
+        # the per-type bias is E0; a lone atom gets E0 plus the fitting net's output at a zero descriptor
+        config = json.loads((work / "input.json").read_text())
+        assert config["model"]["preset_out_bias"]["energy"] == pytest.approx([e0[s] for s in config["model"]["type_map"]])
+        assert config["model"]["descriptor"]["set_davg_zero"] is True
+        return
+    calc = get_trainer(arch).calculator(art)
+    for symbol in ("H", "C", "O"):
+        atom = Atoms(symbol, positions=[[5.0, 5.0, 5.0]], cell=[10.0, 10.0, 10.0], pbc=False)
+        atom.calc = calc
+        assert atom.get_potential_energy() == pytest.approx(e0[symbol], abs=1e-4), symbol
 
 
 @pytest.mark.parametrize("arch, overrides", BACKENDS)

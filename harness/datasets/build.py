@@ -25,8 +25,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from ase import Atoms
 
-from harness.datasets.spec import (DatasetSpec, ImportSource, IsolatedMDSource, LiquidMDSource,
-                                   VolumeScanSource, params_hash)
+from harness.datasets.spec import (DatasetSpec, ImportSource, IsolatedAtomsSource, IsolatedMDSource,
+                                   LiquidMDSource, VolumeScanSource, params_hash)
 from harness.errors import InputError
 from harness.io import atomic_path, frame_uid, read_frames, sha256_file, write_frames
 from harness.provenance import run_context
@@ -75,7 +75,8 @@ def _source_seed(spec: DatasetSpec, name: str) -> int:
 
 
 def sample_source(spec: DatasetSpec, name: str, *, progress: Callable[[str], None] | None = None) -> list[Atoms]:
-    """Unlabelled frames of a generated source (``liquid_md``, ``isolated_md``, ``volume_scan``)."""
+    """Unlabelled frames of a generated source (``liquid_md``, ``isolated_md``, ``isolated_atoms``,
+    ``volume_scan``)."""
     from harness.datasets.classical_md import sample_frames
     from harness.datasets.single_molecule import sample_isolated
     from harness.datasets.volume_scan import density_grid, volume_scan
@@ -106,6 +107,8 @@ def sample_source(spec: DatasetSpec, name: str, *, progress: Callable[[str], Non
             frames += sample_isolated(get_molecule(species), count, src.temperatures_K, stride_ps=src.stride_ps,
                                       equilibration_ps=src.equilibration_ps, seed=seed + 100 * k,
                                       threads=spec.threads)
+    elif isinstance(src, IsolatedAtomsSource):
+        frames = isolated_atoms(src)
     elif isinstance(src, VolumeScanSource):
         comp = Composition.parse(src.composition)
         box = build_box(comp, src.start_density_g_cm3, seed=seed)
@@ -121,6 +124,20 @@ def sample_source(spec: DatasetSpec, name: str, *, progress: Callable[[str], Non
     for f in frames:
         f.info["config_type"] = src.config_type
         f.info["source"] = name
+    return frames
+
+
+def isolated_atoms(src: IsolatedAtomsSource) -> list[Atoms]:
+    """One free atom per element, non-periodic, with 2S = multiplicity - 1 unpaired electrons as its
+    initial magnetic moment (how ASE calculators such as tblite's take the spin state)."""
+    frames = []
+    for symbol, mult in src.multiplicities().items():
+        a = Atoms(symbol, positions=[[0.0, 0.0, 0.0]], pbc=False)
+        a.set_initial_magnetic_moments([float(mult - 1)])
+        a.arrays["mol_id"] = np.zeros(1, dtype=int)
+        a.info["composition"] = symbol
+        a.info["spin_multiplicity"] = mult
+        frames.append(a)
     return frames
 
 
@@ -195,6 +212,14 @@ def _manifest_entry(spec: DatasetSpec, name: str, frames: list[Atoms], report=No
         "command": f"harness dataset build {_rel(spec.path)} --only {name}",
         "seconds": round(seconds, 1),
     }
+    src = spec.sources[name]
+    if isinstance(src, IsolatedAtomsSource):
+        entry["spin"] = {"multiplicity": src.multiplicities(),
+                         "treatment": "each free atom in the multiplicity given (default: its ground state by "
+                                      "Hund's rules), passed as 2S unpaired electrons through the initial magnetic "
+                                      "moment; the reference's settings are the dataset's, unchanged (GFN2-xTB: "
+                                      "no spin-polarisation term, as for every other label)"}
+        entry["e0_eV"] = {str(f.get_chemical_symbols()[0]): float(f.info["REF_energy"]) for f in frames}
     if report is not None:
         entry["reference"] = report.provenance
         entry["reference_key"] = report.oracle_key

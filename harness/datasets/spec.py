@@ -2,7 +2,8 @@
 
 A *source* makes frames of one config type (SCIENCE.md §3) and labels them with the reference:
 ``liquid_md`` (classical OPLS-AA runs of a packed box; the OPLS type), ``isolated_md`` (gas-phase
-molecules; SM), ``volume_scan`` (rigid-molecule scans of liquid frames; VS) and ``import`` (frames
+molecules; SM), ``isolated_atoms`` (one free atom per element: the E0s of every backend),
+``volume_scan`` (rigid-molecule scans of liquid frames; VS) and ``import`` (frames
 from a file, e.g. active-learned frames with their tags, or external data with foreign label keys).
 A *subset* is a union of sources (or of other subsets), with optional per-frame weights or a
 fraction of training samples per member; validation sets are subsets never used for training.
@@ -20,7 +21,8 @@ from pydantic import Field, field_validator, model_validator
 from harness.config import HarnessModel, load_yaml
 from harness.errors import ConfigError
 
-__all__ = ["DatasetSpec", "load_dataset_spec", "SubsetItem", "params_hash"]
+__all__ = ["DatasetSpec", "load_dataset_spec", "SubsetItem", "params_hash", "IsolatedAtomsSource",
+           "GROUND_STATE_MULTIPLICITY"]
 
 Ensemble = Literal["npt", "nvt"]
 
@@ -78,6 +80,51 @@ class IsolatedMDSource(_Source):
         return v
 
 
+#: Ground-state spin multiplicities of free atoms (Hund's rules), for ``isolated_atoms`` sources
+GROUND_STATE_MULTIPLICITY = {"H": 2, "He": 1, "Li": 2, "Be": 1, "B": 2, "C": 3, "N": 4, "O": 3, "F": 2, "Ne": 1,
+                             "Na": 2, "Mg": 1, "Al": 2, "Si": 3, "P": 4, "S": 3, "Cl": 2, "Ar": 1}
+
+
+class IsolatedAtomsSource(_Source):
+    """Single free atoms of each element, labelled by the reference: the isolated-atom energies (E0s)
+    every backend takes as its zero-density baseline (SCIENCE.md §4).
+
+    Spin: each atom is labelled with ``multiplicity`` (default: its ground state by Hund's rules,
+    H 2, C 3, O 3), passed to the reference as initial magnetic moments (2S unpaired electrons),
+    with the dataset's reference settings unchanged (for GFN2-xTB: no spin-polarisation term,
+    the same Hamiltonian as every other label).
+    """
+
+    kind: Literal["isolated_atoms"]
+    elements: list[str] = Field(min_length=1, description="chemical symbols")
+    multiplicity: dict[str, int] = Field(default_factory=dict,
+                                         description="2S+1 per element (default: the ground state)")
+
+    @model_validator(mode="after")
+    def _known(self):
+        from ase.data import chemical_symbols
+
+        bad = [e for e in self.elements if e not in chemical_symbols[1:]]
+        if bad:
+            raise ValueError(f"unknown element(s) {', '.join(bad)}")
+        if len(set(self.elements)) != len(self.elements):
+            raise ValueError("elements are listed twice")
+        extra = set(self.multiplicity) - set(self.elements)
+        if extra:
+            raise ValueError(f"multiplicity given for element(s) not listed: {', '.join(sorted(extra))}")
+        missing = [e for e in self.elements if e not in self.multiplicity and e not in GROUND_STATE_MULTIPLICITY]
+        if missing:
+            raise ValueError(f"no default multiplicity for {', '.join(missing)}: give multiplicity")
+        for e, m in self.multiplicity.items():
+            if m < 1:
+                raise ValueError(f"multiplicity of {e} must be >= 1, got {m}")
+        return self
+
+    def multiplicities(self) -> dict[str, int]:
+        """2S+1 of every listed element."""
+        return {e: int(self.multiplicity.get(e, GROUND_STATE_MULTIPLICITY.get(e, 1))) for e in self.elements}
+
+
 class DensityGrid(HarnessModel):
     low_g_cm3: float = Field(gt=0)
     high_g_cm3: float = Field(gt=0)
@@ -115,7 +162,7 @@ class ImportSource(_Source):
     tags: dict[str, str | int | float] = Field(default_factory=dict, description="added to every frame")
 
 
-Source = Annotated[Union[LiquidMDSource, IsolatedMDSource, VolumeScanSource, ImportSource],
+Source = Annotated[Union[LiquidMDSource, IsolatedMDSource, IsolatedAtomsSource, VolumeScanSource, ImportSource],
                    Field(discriminator="kind")]
 
 

@@ -26,7 +26,7 @@ from harness.datasets.spec import DatasetSpec, SubsetItem
 from harness.errors import InputError
 from harness.io import frame_uid, read_frames
 
-__all__ = ["Subset", "assemble", "is_validation", "load_source"]
+__all__ = ["Subset", "assemble", "is_validation", "load_source", "dataset_e0"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +93,14 @@ def _select(frames: list[Atoms], item: SubsetItem) -> list[Atoms]:
     return out
 
 
-def assemble(spec: DatasetSpec, name: str, *, _stack: tuple[str, ...] = ()) -> Subset:
-    """Frames of subset or validation set ``name``, weighted and split."""
+def assemble(spec: DatasetSpec, name: str, *, max_train_frames: int | None = None,
+             _stack: tuple[str, ...] = ()) -> Subset:
+    """Frames of subset or validation set ``name``, weighted and split.
+
+    ``max_train_frames`` thins the training split before the weights are set (see :func:`thin`):
+    every source keeps the same share of its frames, pinned and weighted frames always stay, and
+    sampling fractions are computed on what is left. Validation frames are never thinned.
+    """
     if name in spec.subsets:
         items, role = spec.subsets[name], "training"
     elif name in spec.validation:
@@ -135,6 +141,13 @@ def assemble(spec: DatasetSpec, name: str, *, _stack: tuple[str, ...] = ()) -> S
             a.info["weight"] = float(item.weight) if item.weight is not None else float(a.info.get("weight", 1.0))
             a.info["subset"] = name
         frames += got
+    if max_train_frames is not None and role == "training":
+        pinned_ids = {id(a) for item, got in members if item.count is not None or item.sampling_fraction is not None
+                      for a in got}
+        keep = {id(a) for a in thin([a for a in frames if a.info["split"] == "train"], max_train_frames,
+                                    pinned=pinned_ids)}
+        frames = [a for a in frames if a.info["split"] != "train" or id(a) in keep]
+        members = [(item, [a for a in got if a.info["split"] != "train" or id(a) in keep]) for item, got in members]
     # sampling fractions: w_i = f_i * W_total / n_i over the training frames
     fractions = [(item, got) for item, got in members if item.sampling_fraction is not None]
     if fractions and role == "training":
@@ -149,8 +162,92 @@ def assemble(spec: DatasetSpec, name: str, *, _stack: tuple[str, ...] = ()) -> S
     return Subset(name, role, frames)
 
 
+def thin(frames: list[Atoms], max_frames: int, *, pinned: set[int] = frozenset()) -> list[Atoms]:
+    """At most ``max_frames`` of ``frames``, every source thinned by the same fraction.
+
+    Frames whose ``id`` is in ``pinned`` and frames with a weight other than 1 are always kept; the
+    rest of the budget is shared between sources (``info["source"]``) in proportion to their
+    number of free frames (largest remainders; every source keeps at least one frame while the
+    budget allows), and each source keeps evenly spaced frames in its own order. Deterministic.
+
+    Raises
+    ------
+    InputError
+        ``max_frames`` is smaller than the number of frames that must be kept.
+    """
+    if max_frames < 1:
+        raise InputError(f"max_train_frames must be at least 1, got {max_frames}")
+    if len(frames) <= max_frames:
+        return list(frames)
+    fixed = [a for a in frames if id(a) in pinned or float(a.info.get("weight", 1.0)) != 1.0]
+    budget = max_frames - len(fixed)
+    if budget < 0:
+        raise InputError(f"max_train_frames={max_frames} is smaller than the {len(fixed)} pinned or weighted "
+                         "training frames, which are always kept")
+    fixed_ids = {id(a) for a in fixed}
+    by_source: dict[str, list[Atoms]] = {}
+    for a in frames:
+        if id(a) not in fixed_ids:
+            by_source.setdefault(str(a.info.get("source", "?")), []).append(a)
+    total = sum(len(v) for v in by_source.values())
+    quota = {s: budget * len(v) / total for s, v in by_source.items()}
+    alloc = {s: int(np.floor(q)) for s, q in quota.items()}
+    if budget >= len(by_source):  # no source vanishes while the budget allows one frame each
+        for s in alloc:
+            alloc[s] = max(alloc[s], 1)
+    spare = budget - sum(alloc.values())
+    for s in sorted(quota, key=lambda s: (alloc[s] - quota[s], s)):  # largest remainder first
+        if spare <= 0:
+            break
+        if alloc[s] < len(by_source[s]):
+            alloc[s] += 1
+            spare -= 1
+    while sum(alloc.values()) > budget:  # the minimum of one frame each overshot: trim the largest
+        s = max(alloc, key=lambda s: (alloc[s] - quota[s], alloc[s]))
+        alloc[s] -= 1
+    keep = set(fixed_ids)
+    for s, v in by_source.items():
+        n = alloc[s]
+        keep.update(id(v[int(k * len(v) / n)]) for k in range(n))
+    return [a for a in frames if id(a) in keep]
+
+
 def training_fraction(subset: Subset, source: str) -> float:
     """Share of the training weight carried by frames of ``source`` (for checks and reports)."""
     w = np.array([a.info["weight"] for a in subset.train])
     mask = np.array([a.info.get("source") == source for a in subset.train])
     return float(w[mask].sum() / w.sum()) if len(w) else 0.0
+
+
+def dataset_e0(spec: DatasetSpec) -> tuple[dict[str, float] | None, dict]:
+    """Isolated-atom energies (eV per element) of the dataset's ``isolated_atoms`` source(s).
+
+    They are every backend's E0s in every subset, whether or not a subset lists the source
+    (SCIENCE.md §4). Returns ``(None, {"method": "average"})`` when the dataset has no such
+    source: each backend then uses its own least-squares average, recorded as such.
+
+    Raises
+    ------
+    InputError
+        The source is not built, or two sources disagree on an element.
+    """
+    from harness.datasets.spec import IsolatedAtomsSource
+
+    names = [n for n, s in spec.sources.items() if isinstance(s, IsolatedAtomsSource)]
+    if not names:
+        return None, {"method": "average"}
+    values: dict[str, float] = {}
+    info: dict = {"method": "isolated_atoms", "sources": names, "multiplicity": {}}
+    for name in names:
+        for a in load_source(spec, name):
+            if len(a) != 1:
+                raise InputError(f"source {name!r}: a frame with {len(a)} atoms (isolated atoms have one)")
+            symbol = a.get_chemical_symbols()[0]
+            e = float(a.info["REF_energy"])
+            if symbol in values and abs(values[symbol] - e) > 1e-8:
+                raise InputError(f"isolated-atom sources disagree on the energy of {symbol} "
+                                 f"({values[symbol]} vs {e} eV)")
+            values[symbol] = e
+            info["multiplicity"][symbol] = int(a.info.get("spin_multiplicity", 0)) or None
+            info["reference"] = a.info.get("REF_method")
+    return values, info

@@ -116,7 +116,12 @@ class DeePMDTrainer:
         })
         config["training"].pop("batch_size", None)
         if inputs.e0:
-            config["model"]["fitting_net"]["atom_ener"] = [inputs.e0.get(s) for s in type_map]
+            # the isolated-atom energies are the per-type energy bias (``preset_out_bias``, which needs
+            # ``set_davg_zero``); DeePMD otherwise fits the bias by least squares over the training set.
+            # (``atom_ener``, which would also remove the fitting net's vacuum output, breaks the frozen
+            # PyTorch model in deepmd-kit 3.2: "a view of a leaf Variable ... in-place operation".)
+            config["model"]["preset_out_bias"] = {"energy": [float(inputs.e0[s]) for s in type_map]}
+            config["model"]["descriptor"]["set_davg_zero"] = True
         if inputs.valid:
             valid_paths, _ = write_deepmd_systems(inputs.valid, workdir / "data" / "valid", type_map)
             config["training"]["validation_data"] = {"systems": [os.path.relpath(p, workdir) for p in valid_paths],

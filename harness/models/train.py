@@ -47,13 +47,16 @@ def committee_dir(workspace: Path, arch: str, subset: str, preset: str, key: str
 def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperparameters: dict[str, Any],
                  preset: str, seed: int, workdir: Path, dataset: dict[str, Any] | None = None,
                  device: str = "cpu", dtype: str = "float64", threads: int | None = None,
-                 max_train_eval: int = 30, init_model: str | Path | None = None) -> ModelArtifact:
+                 max_train_eval: int = 30, init_model: str | Path | None = None,
+                 e0: dict[str, float] | None = None) -> ModelArtifact:
     """Train (or reuse) one committee member in ``workdir``.
 
     A finished member (``artifact.json`` with status ok and unchanged files) is returned as is.
     A crash of the backend tool is recorded in ``artifact.json`` with status ``failed`` and the
     log tail; it does not raise. ``init_model``: warm start from a previous member's checkpoint
-    (backends that support it; recorded in the artifact's dataset entry).
+    (backends that support it; recorded in the artifact's dataset entry). ``e0``: isolated-atom
+    energies (eV per element, e.g. :attr:`CommitteePlan.e0`); default: single-atom frames among
+    ``train``, else each backend's average.
     """
     workdir = Path(workdir)
     if (workdir / "artifact.json").exists():
@@ -71,7 +74,12 @@ def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperpara
         if unseen:
             raise InputError(f"validation frames contain element(s) {', '.join(sorted(unseen))} absent from the "
                              "training frames; the model cannot describe them")
-    inputs = TrainInputs(train=train, valid=valid, species=species, e0=isolated_atom_energies(train), seed=seed,
+    if e0 is not None:
+        missing = sorted(set(species) - set(e0))
+        if missing:
+            raise InputError(f"isolated-atom energies lack element(s) {', '.join(missing)} of the training frames")
+    inputs = TrainInputs(train=train, valid=valid, species=species,
+                         e0=e0 if e0 is not None else isolated_atom_energies(train), seed=seed,
                          device=device, dtype=dtype, threads=threads,
                          init_model=str(init_model) if init_model else None)
     if init_model:
@@ -121,6 +129,7 @@ class CommitteePlan:
     dataset: dict[str, Any]
     train: list[Atoms]
     valid: list[Atoms]
+    e0: dict[str, float] | None = None  # the dataset's isolated-atom energies (eV), None -> backend average
 
     def member_dir(self, k: int, seed: int) -> Path:
         return self.directory / f"member-{k}-seed{seed}"
@@ -143,33 +152,43 @@ def plan_committee(spec_path: str | Path, subset: str, arch: str, *, preset: str
     """Assemble the subset and resolve hyperparameters; the committee key hashes arch, preset,
     hyperparameters, the training/validation frames, device and dtype.
 
+    ``max_train_frames`` thins the subset's training split (every source by the same fraction,
+    pinned and weighted frames kept, weights set after: :func:`harness.datasets.subsets.thin`).
     ``extra_frames``: a labelled extxyz file (e.g. active-learned frames) added to the subset's training
-    frames after the ``max_train_frames`` thinning (all of them train); ``name`` labels the committee
-    directory (default: the subset name).
+    frames after the thinning (all of them train); ``name`` labels the committee directory (default:
+    the subset name). The E0s are the dataset's isolated-atom energies in every subset
+    (:func:`harness.datasets.subsets.dataset_e0`) and are part of the key.
     """
     from harness.datasets.spec import load_dataset_spec
-    from harness.datasets.subsets import assemble
+    from harness.datasets.subsets import assemble, dataset_e0
 
     spec = load_dataset_spec(spec_path)
-    sub = assemble(spec, subset)
+    sub = assemble(spec, subset, max_train_frames=max_train_frames)
     train, valid = sub.train, sub.valid
-    if max_train_frames is not None and len(train) > max_train_frames:
-        step = len(train) / max_train_frames
-        train = [train[int(k * step)] for k in range(max_train_frames)]
+    e0, e0_info = dataset_e0(spec)
     if extra_frames is not None:
         train = train + _extra_frames(extra_frames)
     if not train:
         raise InputError(f"subset {subset!r} has no training frames")
+    if e0 is not None:
+        species = {s for a in train for s in a.get_chemical_symbols()}
+        missing = sorted(species - set(e0))
+        if missing:
+            raise InputError(f"{spec.path.name}: the isolated-atom source(s) {', '.join(e0_info['sources'])} have no "
+                             f"energy for element(s) {', '.join(missing)} of subset {subset!r}: add them to `elements`")
+        e0 = {s: e0[s] for s in sorted(species)}
     hp = resolve_hyperparameters(arch, preset, overrides)
     dtype = dtype or str(hp.get("dtype", "float64"))
     dataset = {"spec": str(spec.path), "subset": subset, "extra_frames": str(extra_frames) if extra_frames else None,
                "train_key": _frames_key(train),
-               "valid_key": _frames_key(valid) if valid else None, "n_train": len(train), "n_valid": len(valid)}
-    key = hashlib.sha256(json.dumps([arch, preset, hp, dataset["train_key"], dataset["valid_key"], device, dtype],
+               "valid_key": _frames_key(valid) if valid else None, "n_train": len(train), "n_valid": len(valid),
+               "max_train_frames": max_train_frames, "e0": {**e0_info, "values": e0}}
+    key = hashlib.sha256(json.dumps([arch, preset, hp, dataset["train_key"], dataset["valid_key"], device, dtype,
+                                     *([e0] if e0 is not None else [])],
                                     sort_keys=True, default=str).encode()).hexdigest()
     label = name or subset
     return CommitteePlan(arch, label, preset, committee_dir(Path(workspace), arch, label, preset, key), key, hp,
-                         dtype, device, dataset, train, valid)
+                         dtype, device, dataset, train, valid, e0)
 
 
 def _extra_frames(path: str | Path) -> list[Atoms]:
@@ -210,7 +229,7 @@ def train_committee(spec_path: str | Path, subset: str, arch: str, *, preset: st
     for k, seed in enumerate(seeds):
         art = train_member(arch, plan.train, plan.valid, hyperparameters=plan.hyperparameters, preset=preset,
                            seed=seed, workdir=plan.member_dir(k, seed), dataset=plan.dataset, device=device,
-                           dtype=plan.dtype, threads=threads)
+                           dtype=plan.dtype, threads=threads, e0=plan.e0)
         arts.append(art)
         if on_member is not None:
             on_member(k, art)

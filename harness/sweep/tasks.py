@@ -68,7 +68,7 @@ def train(p: dict, deps: dict) -> dict:
                 raise InputError(f"warm start: {init} not found (the previous generation's checkpoint)")
     art = train_member(p["arch"], plan.train, plan.valid, hyperparameters=plan.hyperparameters, preset=p["preset"],
                        seed=p["seed"], workdir=plan.member_dir(p["member"], p["seed"]), dataset=plan.dataset,
-                       device=p["device"], dtype=plan.dtype, threads=p["threads"], init_model=init)
+                       device=p["device"], dtype=plan.dtype, threads=p["threads"], init_model=init, e0=plan.e0)
     arts = [ModelArtifact.load(q.parent) for q in sorted(plan.directory.glob("*/artifact.json"))]
     plan.write_json(arts)
     if art.status != "ok":
