@@ -63,7 +63,9 @@ class MACETrainer:
         frames_valid = [_prepare(a) for a in inputs.valid]
         write_frames(workdir / "train.xyz", frames_train)
         write_frames(workdir / "valid.xyz", frames_valid)
-        e0 = json.dumps({_Z(s): v for s, v in inputs.e0.items()}) if inputs.e0 else "average"
+        # a Python dict literal with integer keys: mace_run_train reads E0s with ast.literal_eval (JSON's
+        # string keys are not found)
+        e0 = repr({_Z(s): float(v) for s, v in inputs.e0.items()}) if inputs.e0 else "average"
         args = [find_executable("mace_run_train", env_var="HARNESS_MACE_RUN_TRAIN"), "--name=member",
                 "--train_file=train.xyz", "--valid_file=valid.xyz", f"--seed={inputs.seed}",
                 f"--device={inputs.device}", f"--default_dtype={dtype}", "--work_dir=.",
