@@ -56,7 +56,10 @@ def test_nvt_kinetic_energy_distribution(tmp_path, thermostat):
 
 
 class Scripted(Calculator):
-    """Harmonic bonds to the start geometry, plus scripted trouble from a given call on."""
+    """Harmonic restraints to the start geometry, plus scripted trouble from a given call on.
+
+    Stiff (20 eV/Å²): thermal displacements at 300 K are ~0.04 Å per coordinate, so a healthy run never
+    comes near the 0.5 Å bond limit once the thermostat has equilibrated it."""
 
     implemented_properties = ["energy", "forces", "stress"]
 
@@ -69,10 +72,10 @@ class Scripted(Calculator):
         super().calculate(atoms, properties, system_changes)
         self.calls += 1
         d = self.atoms.positions - self.ref
-        forces = -2.0 * d
+        forces = -20.0 * d
         if self.raise_from is not None and self.calls >= self.raise_from:
             raise RuntimeError("model exploded")
-        energy = float(np.sum(d**2))
+        energy = float(10.0 * np.sum(d**2))
         if self.nan_from is not None and self.calls >= self.nan_from:
             forces[0, 0] = np.nan
         self.results = {"energy": energy, "forces": forces, "stress": np.zeros(6)}
@@ -106,8 +109,9 @@ def test_bond_detector_fires_at_the_right_step(small_box, tmp_path):
     atoms = small_box.copy()
     det = BondStretch(interval=10, max_stretch_A=0.5, bond_length_method="mmff")
     det.reset(atoms)
-    s = RunSettings("nvt", 1.0, length_ps=2.0, timestep_fs=1.0, friction_per_ps=1e-9, frame_interval=100,
-                    thermo_interval=10, checkpoint_interval=10**9)
+    # Langevin with negligible friction: the scripted velocities are kept (Bussi would rescale them to 1 K)
+    s = RunSettings("nvt", 1.0, length_ps=2.0, timestep_fs=1.0, thermostat="langevin", friction_per_ps=1e-9,
+                    frame_interval=100, thermo_interval=10, checkpoint_interval=10**9)
     # zero temperature start: give every atom a radial velocity from its molecule's centre
     from harness.md import runner
 
@@ -193,3 +197,139 @@ def test_h5md_opens_in_mdanalysis(small_box, tmp_path):
     ref = read_h5md(tmp_path / "trajectory.h5md")
     assert np.allclose(u.atoms.positions, ref["positions"][3], atol=1e-4)
     assert u.trajectory.ts.dimensions[0] == pytest.approx(small_box.cell[0, 0], rel=1e-5)
+
+
+# ---- NVT thermostat: global (Bussi) by default, Langevin an option (SCIENCE.md §5) -----------------
+
+def test_nvt_thermostat_defaults_to_bussi_everywhere():
+    from ase.md.bussi import Bussi
+    from ase.md.langevin import Langevin
+
+    from harness.md.protocol import NVTSpec, load_protocol
+    from harness.md.runner import make_dynamics
+
+    assert RunSettings("nvt", 300.0, 1.0).thermostat == "bussi"
+    assert NVTSpec(length_ps=1.0).thermostat == "bussi"
+    for name in ("mini", "demo", "ci", "paper-500K"):
+        assert load_protocol(f"protocols/{name}.yaml").settings("nvt").thermostat == "bussi", name
+    atoms = _gas(10, 1000.0)
+    atoms.set_velocities(np.random.default_rng(0).normal(0.0, 0.01, (10, 3)))
+    assert isinstance(make_dynamics(atoms, RunSettings("nvt", 300.0, 1.0), np.random.default_rng(0)), Bussi)
+    lang = make_dynamics(atoms, RunSettings("nvt", 300.0, 1.0, thermostat="langevin"), np.random.default_rng(0))
+    assert isinstance(lang, Langevin)
+
+
+LJ_SIGMA_A, LJ_EPSILON_EV = 3.405, 0.0104  # argon
+
+
+class ForceShiftedLJ(Calculator):
+    """Vectorised force-shifted Lennard-Jones (cubic box, minimum image, all pairs): a fast simple fluid.
+
+    U(r) = u(r) - u(r_c) - (r - r_c) u'(r_c) for r < r_c, so energy and force are continuous at the cut-off
+    and velocity Verlet conserves energy (NVE reference)."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self, rc_A: float = 2.5 * LJ_SIGMA_A):
+        super().__init__()
+        self.rc_A = rc_A
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        super().calculate(atoms, properties, system_changes)
+        n = len(self.atoms)
+        i, j = np.triu_indices(n, 1)
+        box = self.atoms.cell[0, 0]
+        d = self.atoms.positions[i] - self.atoms.positions[j]
+        d -= box * np.round(d / box)
+        r2 = np.einsum("ij,ij->i", d, d)
+        near = r2 < self.rc_A ** 2
+        i, j, d, r2 = i[near], j[near], d[near], r2[near]
+        r, s6 = np.sqrt(r2), (LJ_SIGMA_A ** 2 / r2) ** 3
+        rc, c6 = self.rc_A, (LJ_SIGMA_A / self.rc_A) ** 6
+        f_c = 24 * LJ_EPSILON_EV * (2 * c6 * c6 - c6) / rc  # -u'(r_c)
+        energy = 4 * LJ_EPSILON_EV * (s6 * s6 - s6 - c6 * c6 + c6) + (r - rc) * f_c
+        f = (24 * LJ_EPSILON_EV * (2 * s6 * s6 - s6) / r2 - f_c / r)[:, None] * d
+        forces = np.stack([np.bincount(i, f[:, k], n) - np.bincount(j, f[:, k], n) for k in range(3)], axis=1)
+        self.results = {"energy": float(energy.sum()), "forces": forces}
+
+
+def _lj_fluid(rho_reduced: float) -> Atoms:
+    """108 argon atoms on an fcc lattice at reduced density rho* = N sigma³ / V; each atom its own molecule."""
+    box = (108 / rho_reduced) ** (1 / 3) * LJ_SIGMA_A
+    cell = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    grid = np.array(np.meshgrid(*[np.arange(3)] * 3, indexing="ij")).reshape(3, -1).T
+    atoms = Atoms("Ar108", positions=(grid[:, None] + cell[None]).reshape(-1, 3) * box / 3, cell=[box] * 3, pbc=True)
+    atoms.arrays["mol_id"] = np.arange(108)
+    return atoms
+
+
+def _com_diffusivity(dyn, atoms, n_steps: int, dt_ps: float, every: int = 10) -> tuple[float, float, float]:
+    """(D, standard error, mean total energy) of ``n_steps`` of ``dyn`` with the harness's block estimator on
+    non-overlapping 4 ps blocks (independent, so std/sqrt(blocks) is an honest standard error)."""
+    from harness.observables.diffusion import DiffusionSpec, species_diffusivity
+    from harness.observables.trajectory import Trajectory
+
+    pos, e_tot = [], []
+
+    def sample():
+        pos.append(atoms.positions.copy())  # ASE integrators do not wrap: unwrapped positions
+        e_tot.append(atoms.get_kinetic_energy() + atoms.get_potential_energy())
+
+    dyn.attach(sample, interval=every)
+    dyn.run(n_steps)
+    n = len(pos)
+    traj = Trajectory(np.array(pos), np.tile(atoms.cell[:], (n, 1, 1)), np.arange(n) * every * dt_ps,
+                      atoms.numbers, atoms.get_masses(), atoms.arrays["mol_id"])
+    spec = DiffusionSpec(block_ps=4.0, block_stride_ps=4.0, skip_ps=1.0, kinisi=False)
+    block = species_diffusivity(traj, spec)["Ar"].block
+    return block.D, block.sem, float(np.mean(e_tot))
+
+
+def test_default_nvt_thermostat_keeps_the_nve_diffusivity_and_langevin_slows_it():
+    """Centre-of-mass self-diffusivity of a Lennard-Jones fluid (108 argon atoms, rho* = 0.5, T = 180 K,
+    T* = 1.49) under the default NVT thermostat equals its NVE value; Langevin friction on every atom
+    lowers it (D -> kT / (m gamma) at large friction).
+
+    Statistics: 3000 steps of 15 fs (45 ps) per run, D from non-overlapping 4 ps blocks (1 ps of ballistic
+    lags dropped; the velocity correlation time is ~0.4 ps) gives ~3 % standard error per run. Measured
+    (seed 0): D_NVE = 1.57 ± 0.05, D_Bussi = 1.51 ± 0.04 Å²/ps; Langevin 1 ps⁻¹ (the old default)
+    1.01 ± 0.03, i.e. 9 combined standard errors below NVE, so the first assertion fails for it;
+    Langevin 10 ps⁻¹: 0.24 ± 0.02. About 14 s of CPU.
+    """
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.verlet import VelocityVerlet
+
+    from harness.md.runner import make_dynamics
+
+    temp, dt_fs, n_steps = 180.0, 15.0, 3000
+    dt_ps = dt_fs / 1000
+    atoms = _lj_fluid(0.5)
+    atoms.calc = ForceShiftedLJ()
+    rng = np.random.default_rng(0)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temp, rng=rng)
+    Stationary(atoms)
+    make_dynamics(atoms, RunSettings("nvt", temp, 1.0, timestep_fs=dt_fs, thermostat="bussi", tdamp_fs=50.0),
+                  rng).run(1000)  # melt and equilibrate (15 ps)
+
+    def clone(src):
+        a = src.copy()
+        a.set_momenta(src.get_momenta(), apply_constraint=False)
+        a.calc = ForceShiftedLJ()
+        return a
+
+    # the default NVT thermostat of the harness
+    a = clone(atoms)
+    d_default, se_default, e_mean = _com_diffusivity(
+        make_dynamics(a, RunSettings("nvt", temp, 1.0, timestep_fs=dt_fs), rng), a, n_steps, dt_ps)
+    # NVE from the last frame, kinetic energy set so the total energy is the canonical mean: same temperature
+    b = clone(a)
+    b.set_momenta(b.get_momenta() * np.sqrt((e_mean - b.get_potential_energy()) / b.get_kinetic_energy()))
+    d_nve, se_nve, _ = _com_diffusivity(VelocityVerlet(b, dt_fs * units.fs), b, n_steps, dt_ps)
+    # Langevin with a large friction (10 ps⁻¹): half as long a run suffices for a large effect
+    c = clone(atoms)
+    lang = RunSettings("nvt", temp, 1.0, timestep_fs=dt_fs, thermostat="langevin", friction_per_ps=10.0)
+    d_lang, se_lang, _ = _com_diffusivity(make_dynamics(c, lang, rng), c, n_steps // 2, dt_ps)
+
+    se = np.hypot(se_default, se_nve)
+    assert abs(d_default - d_nve) < 3 * se, (d_default, se_default, d_nve, se_nve)
+    assert d_nve - d_lang > 5 * np.hypot(se_nve, se_lang) and d_lang < 0.5 * d_nve, (d_lang, se_lang, d_nve)

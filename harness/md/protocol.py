@@ -38,8 +38,10 @@ class NPTSpec(HarnessModel):
 
 class NVTSpec(HarnessModel):
     length_ps: float = Field(gt=0)
-    thermostat: Literal["langevin", "bussi"] = "langevin"
-    friction_per_ps: float = Field(1.0, gt=0)
+    thermostat: Literal["langevin", "bussi"] = Field(
+        "bussi", description="bussi (global stochastic velocity rescaling; leaves the dynamics, hence diffusion, "
+        "intact) or langevin (friction on every atom slows molecular diffusion: an option only)")
+    friction_per_ps: float = Field(1.0, gt=0, description="Langevin friction")
     tdamp_fs: float = Field(100.0, gt=0, description="Bussi coupling time")
     density_g_cm3: float | Literal["reference"] = Field(
         "reference", description="fixed density, or 'reference': the reference committee's mean NPT density")

@@ -44,7 +44,7 @@ class RunSettings:
     length_ps: float
     timestep_fs: float = 0.5
     pressure_atm: float = 1.0
-    thermostat: Literal["langevin", "bussi"] = "langevin"
+    thermostat: Literal["langevin", "bussi"] = "bussi"  # global: keeps diffusion; Langevin slows it (SCIENCE.md §5)
     friction_per_ps: float = 1.0
     tdamp_fs: float = 50.0
     pdamp_fs: float = 500.0
