@@ -23,21 +23,26 @@ def _gas(n, volume, seed=0):
     return Atoms(f"Ar{n}", positions=rng.uniform(0, edge, (n, 3)), cell=[edge] * 3, pbc=True)
 
 
-def test_npt_ideal_gas_volume_distribution(tmp_path):
-    """MTK NPT on an ideal gas of N = 8 samples P(V) ∝ V^N exp(-PV/kT), i.e. Gamma(N + 1, kT/P).
+def test_npt_ideal_gas_volume_distribution_and_kinetic_temperature(tmp_path):
+    """MTK NPT on an ideal gas of N = 8 samples P(V) ∝ V^N exp(-PV/kT), i.e. Gamma(N + 1, kT/P), and
+    its kinetic temperature (3N - 3 degrees of freedom: the total momentum stays zero) averages T.
 
     16 000 steps of 5 fs (no forces, so a long step is exact for positions), volume every 25 steps.
-    Measured: KS p = 0.98 for shape N + 1, p < 1e-10 for shapes N and N + 2.
+    Measured: KS p = 0.98 for shape N + 1, p < 1e-10 for shapes N and N + 2. ASE's thermostat alone
+    targets 3N kT, i.e. a mean kinetic temperature of 3N/(3N - 3) T = 1.14 T here.
     """
     n, temp, p_atm = 8, 300.0, 1000.0
     kT, p = units.kB * temp, p_atm * ATM_TO_EV_PER_A3
     s = RunSettings("npt", temp, length_ps=80.0, timestep_fs=5.0, pressure_atm=p_atm, tdamp_fs=50, pdamp_fs=500,
                     frame_interval=10**9, thermo_interval=25, checkpoint_interval=10**9)
     run_md(_gas(n, (n + 1) * kT / p), IdealGas(), s, outdir=tmp_path, seed=1)
-    v = pd.read_parquet(tmp_path / "thermo.parquet")["volume_A3"].to_numpy()[20:]
+    thermo = pd.read_parquet(tmp_path / "thermo.parquet").iloc[20:]
+    v = thermo["volume_A3"].to_numpy()
     assert stats.kstest(v, stats.gamma(n + 1, scale=kT / p).cdf).pvalue > 0.01
     for wrong in (n, n + 2):
         assert stats.kstest(v, stats.gamma(wrong, scale=kT / p).cdf).pvalue < 1e-4
+    # 620 samples of relative std sqrt(2/(3N - 3)) = 0.31, 125 fs apart: standard error of the mean ~1.5 %
+    assert thermo["temperature_K"].mean() == pytest.approx(temp, rel=0.05)
 
 
 @pytest.mark.parametrize("thermostat", ["langevin", "bussi"])

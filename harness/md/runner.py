@@ -78,15 +78,61 @@ class MDResult:
         return self.failure is None
 
 
+def _zero_momentum_mtk(atoms: Atoms, timestep: float, temperature_K: float, pressure_au: float, tdamp: float,
+                       pdamp: float):
+    """ASE's isotropic MTK NPT (Martyna, Tobias, Klein, J. Chem. Phys. 101, 4177 (1994)) for a system whose
+    total momentum is zero, so with N_f = 3N - 3 kinetic degrees of freedom instead of ASE's 3N.
+
+    ASE's Nosé-Hoover chain drives sum p²/m to 3N kT; the total momentum is conserved (zero), so the kinetic
+    temperature counted over 3N - 3 degrees of freedom (the thermo table's) would average 3N/(3N - 3) T
+    (503 K for 160 atoms at 500 K; SCIENCE.md §5). Only passing T (3N - 3)/(3N) to the integrator would
+    fix the kinetic mean but lower the volume: the barostat's force on the volume momentum contains the
+    kinetic energy. Here, with the MTK equations for N_f = 3N - 3 and 3N position coordinates (the centre
+    of mass still moves with the cell):
+
+    - the first chain element targets N_f kT (a chain built for N - 1 "atoms" at the true T; the later
+      elements and the barostat's chain keep the true kT);
+    - the momenta and the volume momentum couple through alpha = (3N + 3)/N_f = (N + 1)/(N - 1) (ASE:
+      1 + 1/N = (3N + 3)/(3N)): d p/dt = F - alpha (p_eps/W) p, d p_eps/dt = 3V (P - P_ext) + (alpha - 1)
+      sum p²/m with P including the kinetic term sum p²/m / (3V). This keeps the conserved energy and makes
+      the invariant measure the isothermal-isobaric one at T (V^N exp(-PV/kT) dV for an ideal gas).
+    """
+    from ase.md.nose_hoover_chain import IsotropicMTKNPT, NoseHooverChainThermostat
+    from scipy.special import exprel
+
+    class ZeroMomentumMTKNPT(IsotropicMTKNPT):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            n = self._num_atoms_global
+            if n < 2:
+                raise ValueError("NPT with a fixed total momentum needs at least two atoms")
+            th = self._thermostat
+            self._thermostat = NoseHooverChainThermostat(num_atoms_global=n - 1, masses=self.masses,
+                                                         temperature_K=self._temperature_K, tdamp=th._tdamp,
+                                                         tchain=th._tchain, tloop=th._tloop)
+            self._alpha = (n + 1) / (n - 1)
+
+        def _integrate_p(self, delta: float) -> None:
+            x = self._alpha * self._p_eps * delta / self._barostat.W
+            forces = self._get_forces()
+            self._p = self._p * np.exp(-x) + delta * forces * exprel(-x)
+
+        def _integrate_p_cell(self, delta: float) -> None:
+            pressure, volume = self._get_pressure(), self._get_volume()
+            kinetic2 = np.sum(self._p ** 2 / self.masses)
+            self._p_eps += delta * (3 * volume * (pressure - self._pressure_au) + (self._alpha - 1) * kinetic2)
+
+    return ZeroMomentumMTKNPT(atoms, timestep, temperature_K=temperature_K, pressure_au=pressure_au, tdamp=tdamp,
+                              pdamp=pdamp)
+
+
 def make_dynamics(atoms: Atoms, s: RunSettings, rng: np.random.Generator):
     """The ASE integrator for the settings (MTK NPT samples the true NPT volume distribution)."""
     dt = s.timestep_fs * units.fs
     if s.ensemble == "npt":
-        from ase.md.nose_hoover_chain import IsotropicMTKNPT
-
-        return IsotropicMTKNPT(atoms, dt, temperature_K=s.temperature_K,
-                               pressure_au=s.pressure_atm * ATM_TO_EV_PER_A3, tdamp=s.tdamp_fs * units.fs,
-                               pdamp=s.pdamp_fs * units.fs)
+        # run_md zeroes the total momentum and MTK conserves it: 3N - 3 kinetic degrees of freedom
+        return _zero_momentum_mtk(atoms, dt, s.temperature_K, s.pressure_atm * ATM_TO_EV_PER_A3,
+                                  s.tdamp_fs * units.fs, s.pdamp_fs * units.fs)
     from ase.constraints import FixCom
 
     # NVT: fix the centre of mass with a constraint (ASE >= 3.28; Langevin's fixcm=True is deprecated
