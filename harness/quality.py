@@ -6,7 +6,9 @@ Per committee member m with horizon tau:
 - density    R = H(t_stab,NPT - tau) * (1 - tanh(max(0, D_KL(P_m || P_ref) - D_KL baseline)))
 - diffusion  V = H(t_stab,NVT - tau) * (1 - tanh(|D_m - D_ref| / D_ref))
 
-with H(x) = 1 for x >= 0 (a run that reached the horizon counts) and 0 otherwise. Q_m = S + R + V in
+with H(x) = 1 for x >= 0 (a run that reached the horizon counts) and 0 otherwise. A run reaches the
+horizon only if it has no failure and t_stab >= tau: a failure at the last check (t_stab equal to the run
+length) is a failure, so a member carries whether each run failed. Q_m = S + R + V in
 [0, 3]; a committee's Q is the mean over its members, reported with the spread and the three terms.
 A member stable for the horizon must come with its KL (NPT) or D (NVT): missing inputs raise, they are
 never a silent zero.
@@ -31,6 +33,8 @@ class MemberInputs:
     t_stab_nvt_ps: float
     kl: float | None = None  # D_KL(P_m || P_ref,av), needed when the NPT run reached tau
     D: float | None = None  # composition-weighted D (any unit shared with D_ref), needed when NVT reached tau
+    npt_failed: bool = False  # a detector ended the NPT run (at t_stab): it did not reach tau
+    nvt_failed: bool = False  # a detector ended the NVT run (at t_stab): it did not reach tau
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,9 @@ class MemberScore:
     reached_nvt: bool
 
 
-def _reached(t: float, tau: float) -> bool:
-    return t >= tau * (1 - _EPS)
+def _reached(t: float, tau: float, failed: bool = False) -> bool:
+    """A run reaches the horizon only if it has no failure and lasted tau (SCIENCE.md §5)."""
+    return not failed and t >= tau * (1 - _EPS)
 
 
 def member_score(m: MemberInputs, *, tau_ps: float, kl_baseline: float, D_ref: float) -> MemberScore:
@@ -60,7 +65,7 @@ def member_score(m: MemberInputs, *, tau_ps: float, kl_baseline: float, D_ref: f
     if not (D_ref > 0 and math.isfinite(D_ref)):
         raise ValueError(f"reference diffusivity must be positive, got {D_ref}")
     S = min(1.0, m.t_stab_npt_ps / tau_ps)
-    npt, nvt = _reached(m.t_stab_npt_ps, tau_ps), _reached(m.t_stab_nvt_ps, tau_ps)
+    npt, nvt = _reached(m.t_stab_npt_ps, tau_ps, m.npt_failed), _reached(m.t_stab_nvt_ps, tau_ps, m.nvt_failed)
     R = V = 0.0
     if npt:
         if m.kl is None or math.isnan(m.kl) or m.kl < 0:

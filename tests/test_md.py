@@ -167,6 +167,20 @@ def test_nan_force_and_calculator_error_and_committee_variance(small_box, tmp_pa
     assert r.failure["detector"] == "committee_variance" and r.failure["step"] == 110
 
 
+def test_failure_at_the_last_step_is_recorded_and_does_not_reach_the_horizon(small_box, tmp_path):
+    """sigma2_F exceeds the threshold from the last step on (call 1001 is after step 1000): the check at the
+    final step fires, so t_stab equals the run length but the run failed and did not reach tau = length."""
+    from harness.observables.analysis import AnalysisSpec, observe_run
+
+    r = run_md(small_box, Scripted(small_box.positions, sigma_from=1001), SHORT, outdir=tmp_path,
+               detectors=[CommitteeVariance(interval=10)])
+    assert r.completed and r.n_steps == 1000 and r.t_stab_ps == pytest.approx(SHORT.length_ps)
+    assert r.failure["detector"] == "committee_variance" and r.failure["step"] == 1000
+    obs = observe_run(tmp_path, AnalysisSpec(), equilibration_ps=0.0, tau_ps=SHORT.length_ps)
+    assert obs["t_stab_ps"] == pytest.approx(SHORT.length_ps) and obs["reached_tau"] is False
+    assert "diffusion" not in obs
+
+
 @pytest.mark.parametrize("ensemble", ["nvt", "npt"])
 def test_restart_reproduces_an_uninterrupted_run(tmp_path, ensemble):
     atoms = Atoms("Ar27", positions=np.array(np.meshgrid(*[np.arange(3)] * 3)).reshape(3, -1).T * 3.8,

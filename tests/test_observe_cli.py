@@ -99,3 +99,20 @@ def test_score_needs_a_stable_reference_and_all_runs(scored_workspace):
     assert r.exit_code == 2 and "model member member-1-seed1: no NVT run" in r.output
     r = runner.invoke(app, ["score", "-w", str(ws), "--model", str(model / "member-0-seed0"), "--reference", str(ref)])
     assert r.exit_code == 2 and "not a committee directory" in r.output
+
+
+def test_score_a_failure_at_the_horizon_is_not_reached(scored_workspace):
+    """SCIENCE.md §5: member 0 reached tau in both runs; a failure recorded at its last check (t_stab still
+    equals tau) makes R = V = 0 while S stays 1."""
+    ws, model, ref = scored_workspace
+    for ens in ("npt", "nvt"):
+        res = next((ws / "md").glob(f"mace-*member-0-seed0/mini/{ens}-r0")) / "result.json"
+        data = json.loads(res.read_text())
+        failure = {"detector": "bond_stretch", "time_ps": data["t_stab_ps"], "step": 100, "value": 2.0,
+                   "threshold": 0.5, "message": "bond 0-1 is 2.0 Å"}
+        res.write_text(json.dumps({**data, "failure": failure}))
+    r = runner.invoke(app, ["score", "-w", str(ws), "--model", str(model), "--reference", str(ref), "--json"])
+    assert r.exit_code == 0, r.output
+    m0 = json.loads(r.output)["members"][0]
+    assert m0["t_stab_npt_ps"] == 1.0 and m0["t_stab_nvt_ps"] == 1.0
+    assert (m0["S"], m0["R"], m0["V"]) == (1.0, 0.0, 0.0) and m0["kl"] is None

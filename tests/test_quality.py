@@ -81,3 +81,17 @@ def test_Q_is_bounded(t_npt, t_nvt, kl, base, D, D_ref, tau):
         assert 0.0 <= term <= 1.0
     assert 0.0 <= s.Q <= 3.0
     assert s.Q == pytest.approx(s.S + s.R + s.V)
+
+
+def test_a_failure_at_or_after_the_horizon_does_not_reach_it():
+    """SCIENCE.md §5: a run reaches the horizon only if it has no failure and t >= tau; a failure at the
+    last check (t_stab = run length = tau) is a failure. S stays min(1, t_stab/tau)."""
+    ok = member_score(MemberInputs("m", TAU, TAU, kl=0.0, D=48.0), tau_ps=TAU, kl_baseline=0.0, D_ref=48.0)
+    assert (ok.R, ok.V) == (1.0, 1.0) and ok.reached_npt and ok.reached_nvt
+    s = member_score(MemberInputs("m", TAU, TAU, kl=0.0, D=48.0, npt_failed=True, nvt_failed=True), tau_ps=TAU,
+                     kl_baseline=0.0, D_ref=48.0)
+    assert (s.S, s.R, s.V, s.Q) == (1.0, 0.0, 0.0, 1.0) and not s.reached_npt and not s.reached_nvt
+    # a failed run needs no observables; the other ensemble is judged on its own
+    s = member_score(MemberInputs("m", 1.5 * TAU, TAU, D=39.0, npt_failed=True), tau_ps=TAU, kl_baseline=0.0,
+                     D_ref=48.0)
+    assert s.S == 1.0 and s.R == 0.0 and s.V == pytest.approx(0.815, abs=0.001)

@@ -111,8 +111,9 @@ def observe_run(run_dir: str | Path, spec: AnalysisSpec, *, equilibration_ps: fl
     """Observables of one harness MD run, cached as ``observables-<analysis hash>.json`` in the run dir.
 
     NPT: density samples after the equilibration cut (from the thermo table) and their statistics;
-    NVT: per-species and weighted COM diffusivity. Both only when the run reached ``tau_ps``: an
-    unstable member's observables never enter Q.
+    NVT: per-species and weighted COM diffusivity. Both only when the run reached ``tau_ps``, i.e. it
+    has no failure and ``t_stab_ps >= tau_ps`` (SCIENCE.md §5: a failure at the last check is a failure):
+    an unstable member's observables never enter Q.
     """
     from harness.io import atomic_path
 
@@ -120,15 +121,16 @@ def observe_run(run_dir: str | Path, spec: AnalysisSpec, *, equilibration_ps: fl
     result = _read_result(run_dir)
     key = analysis_hash(spec)
     cache = run_dir / f"observables-{key}.json"
+    reached = result["failure"] is None and result["t_stab_ps"] >= tau_ps * (1 - 1e-9)
     if cache.exists():
         data = json.loads(cache.read_text())
         if data.get("equilibration_ps") == equilibration_ps and data.get("tau_ps") == tau_ps \
-                and data.get("t_stab_ps") == result["t_stab_ps"]:
+                and data.get("t_stab_ps") == result["t_stab_ps"] and data.get("reached_tau") == reached:
             return data
     ens = result["ensemble"]
     out = {"run": str(run_dir), "ensemble": ens, "t_stab_ps": result["t_stab_ps"], "length_ps": result["length_ps"],
            "failure": result["failure"], "equilibration_ps": equilibration_ps, "tau_ps": tau_ps,
-           "analysis_hash": key, "reached_tau": result["t_stab_ps"] >= tau_ps * (1 - 1e-9)}
+           "analysis_hash": key, "reached_tau": reached}
     if out["reached_tau"]:
         if ens == "npt":
             import pandas as pd
@@ -207,7 +209,8 @@ def score(model: list[RunSet], reference: list[RunSet], spec: AnalysisSpec, *, t
                 raise InputError(f"model member {name}: {exc}") from None
         if nvt["reached_tau"]:
             D = nvt["diffusion"]["D_weighted_block_A2_ps"]
-        inputs.append(MemberInputs(name, npt["t_stab_ps"], nvt["t_stab_ps"], kl, D))
+        inputs.append(MemberInputs(name, npt["t_stab_ps"], nvt["t_stab_ps"], kl, D,
+                                   npt_failed=npt["failure"] is not None, nvt_failed=nvt["failure"] is not None))
         rows.append({"name": name, "t_stab_npt_ps": npt["t_stab_ps"], "t_stab_nvt_ps": nvt["t_stab_ps"],
                      "npt_failure": npt["failure"], "nvt_failure": nvt["failure"],
                      "npt_run": npt["run"], "nvt_run": nvt["run"],
