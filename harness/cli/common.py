@@ -6,13 +6,14 @@ import functools
 import logging
 import shlex
 import sys
+from pathlib import Path
 from typing import Callable, TypeVar
 
 import typer
 
 from harness.errors import HarnessError
 
-__all__ = ["handle_errors", "setup_logging", "err", "command_line"]
+__all__ = ["handle_errors", "setup_logging", "err", "command_line", "is_file"]
 
 F = TypeVar("F", bound=Callable)
 
@@ -20,6 +21,15 @@ F = TypeVar("F", bound=Callable)
 def err(message: str) -> None:
     """Print to standard error (standard output may carry frames)."""
     typer.echo(message, err=True)
+
+
+def is_file(text: str) -> bool:
+    """Whether ``text`` names an existing file; False for text that cannot be a path (a long JSON
+    object: ``OSError: File name too long``; a NUL byte)."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def handle_errors(fn: F) -> F:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from harness.cli.common import handle_errors
+from harness.cli.common import handle_errors, is_file
 
 D_UNIT = 100.0  # Å²/ps → 1e-6 cm²/s
 
@@ -123,7 +123,7 @@ def _protocol(protocol: Optional[str], workspace: Path, committees: list[Path]):
     from harness.md.protocol import MDProtocol, load_protocol
     from harness.models.train import model_run_name
 
-    if protocol is not None and Path(protocol).is_file():
+    if protocol is not None and is_file(protocol):
         return load_protocol(protocol)
     names, specs = set(), {}
     for c in committees:

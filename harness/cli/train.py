@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from harness.cli.common import err, handle_errors
+from harness.cli.common import err, handle_errors, is_file
 
 models_app = typer.Typer(help="Inspect trained models.", no_args_is_help=True,
                          context_settings={"help_option_names": ["-h", "--help"]})
@@ -64,7 +64,7 @@ def train(
         raise InputError(f"--dtype must be float32 or float64, got {dtype!r}")
     overrides = {}
     if options:
-        if Path(options).is_file():
+        if not options.lstrip().startswith("{") and is_file(options):
             overrides = yaml.safe_load(Path(options).read_text()) or {}
         else:
             try:

@@ -64,6 +64,10 @@ class ModelArtifact:
     log: str | None = None
     status: str = "ok"
     error: str | None = None
+    #: the model file kept and why, e.g. {"file": "member_stagetwo.model", "reason": "...", "discarded": {...}}
+    kept_model: dict[str, Any] = field(default_factory=dict)
+    #: validation learning curve: [{"step" or "epoch", "wall_s", "valid_forces_rmse_meV_A", ...}, ...]
+    curve: list[dict[str, Any]] = field(default_factory=list)
 
     def path(self, role: str) -> Path:
         return Path(self.workdir) / self.files[role]

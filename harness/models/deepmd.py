@@ -114,7 +114,8 @@ class DeePMDTrainer:
         from harness.models.base import deep_merge
 
         hp = json.loads(json.dumps(hyperparameters))
-        dtype = hp.pop("dtype", inputs.dtype)
+        hp.pop("dtype", None)  # the preset's default; the resolved dtype is inputs.dtype (an explicit one wins)
+        dtype = inputs.dtype
         type_map = list(inputs.species)
         train_paths, train_w = write_deepmd_systems(inputs.train, workdir / "data" / "train", type_map)
         total = sum(train_w)

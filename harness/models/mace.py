@@ -10,11 +10,11 @@ from typing import Any
 from ase.calculators.calculator import Calculator
 
 from harness.io import sha256_file, write_frames
-from harness.models.base import ModelArtifact, TrainInputs, run_tool, training_copy
+from harness.models.base import MemberFailed, ModelArtifact, TrainInputs, run_tool, training_copy
 from harness.provenance import package_versions
 from harness.tools import find_executable
 
-__all__ = ["MACETrainer"]
+__all__ = ["MACETrainer", "kept_model"]
 
 #: Keys the harness sets itself; a preset or override naming them is refused.
 _OWNED = {"name", "train_file", "valid_file", "test_file", "seed", "device", "default_dtype", "work_dir",
@@ -67,7 +67,8 @@ class MACETrainer:
         if clash:
             raise InputError(f"mace: {', '.join(sorted(clash))} are set by the harness, not by presets")
         hp = dict(hyperparameters)
-        dtype = hp.pop("dtype", inputs.dtype)
+        hp.pop("dtype", None)  # the preset's default; the resolved dtype is inputs.dtype (an explicit one wins)
+        dtype = inputs.dtype
         frames_train = [_prepare(a) for a in inputs.train]
         frames_valid = [_prepare(a) for a in inputs.valid]
         write_frames(workdir / "train.xyz", frames_train)
@@ -86,13 +87,11 @@ class MACETrainer:
         if inputs.threads:
             env.update(OMP_NUM_THREADS=str(inputs.threads), MKL_NUM_THREADS=str(inputs.threads))
         seconds = run_tool(args, cwd=workdir, log=workdir / "train.log", env=env)
-        model = workdir / "member.model"
-        if not model.exists():
-            candidates = sorted(workdir.glob("**/member*.model"))
-            model = next((c for c in candidates if "compiled" not in c.name), model)
+        model, kept = kept_model(workdir, swa=bool(hp.get("swa")))
         rel = os.path.relpath(model, workdir)
         return ModelArtifact(arch="mace", preset="", seed=inputs.seed, workdir=str(workdir), files={"model": rel},
                              file_sha256={"model": sha256_file(model)}, hyperparameters={**hp, "dtype": dtype},
+                             kept_model=kept,
                              e0={"method": "isolated_atoms" if inputs.e0 else "average", "values": inputs.e0 or {}},
                              device=inputs.device, dtype=dtype,
                              versions=package_versions(("mace-torch", "torch", "e3nn", "ase")),
@@ -110,6 +109,29 @@ class MACETrainer:
 
             return MACECalculator(model_paths=str(artifact.path("model")), device=device,
                                   default_dtype=artifact.dtype)
+
+
+def kept_model(workdir: Path, *, swa: bool) -> tuple[Path, dict[str, Any]]:
+    """The final model ``mace_run_train`` wrote in ``workdir`` and why it is the one kept.
+
+    With SWA / stage two on, mace-torch writes the stage-one model (``member.model``, the best
+    validation checkpoint before stage two) and the stage-two model (``member_stagetwo.model``);
+    the stage-two model is the one trained last (SCIENCE.md §4), so it is kept. The stage-one file
+    stays on disk and its hash is recorded under ``discarded``.
+    """
+    def find(name: str) -> Path | None:  # model_dir is the work dir; any other layout: the first match
+        return next(iter(sorted(workdir.glob(f"**/{name}"), key=lambda p: len(p.parts))), None)
+
+    stage_one, stage_two = find("member.model"), find("member_stagetwo.model")
+    if stage_two is not None:
+        return stage_two, {"file": os.path.relpath(stage_two, workdir), "stage": "two",
+                           "reason": "stage two (swa) written by mace_run_train: the model trained last",
+                           "discarded": {os.path.relpath(stage_one, workdir): sha256_file(stage_one)} if stage_one else {}}
+    if stage_one is None:
+        raise MemberFailed(f"mace_run_train wrote no member.model in {workdir} (see train.log)")
+    reason = ("stage one: swa was requested but mace_run_train wrote no stage-two model (start_swa >= "
+              "max_num_epochs?)" if swa else "stage one: swa off, the only model mace_run_train wrote")
+    return stage_one, {"file": os.path.relpath(stage_one, workdir), "stage": "one", "reason": reason, "discarded": {}}
 
 
 def _Z(symbol: str) -> int:

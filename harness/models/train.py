@@ -46,7 +46,7 @@ def committee_dir(workspace: Path, arch: str, subset: str, preset: str, key: str
 
 def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperparameters: dict[str, Any],
                  preset: str, seed: int, workdir: Path, dataset: dict[str, Any] | None = None,
-                 device: str = "cpu", dtype: str = "float64", threads: int | None = None,
+                 device: str = "cpu", dtype: str | None = None, threads: int | None = None,
                  max_train_eval: int = 30, init_model: str | Path | None = None,
                  e0: dict[str, float] | None = None) -> ModelArtifact:
     """Train (or reuse) one committee member in ``workdir``.
@@ -56,9 +56,11 @@ def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperpara
     log tail; it does not raise. ``init_model``: warm start from a previous member's checkpoint
     (backends that support it; recorded in the artifact's dataset entry). ``e0``: isolated-atom
     energies (eV per element, e.g. :attr:`CommitteePlan.e0`); default: single-atom frames among
-    ``train``, else each backend's average.
+    ``train``, else each backend's average. ``dtype``: float32 or float64; None takes the
+    hyperparameters' ``dtype`` (the preset's), else float64; an explicit one wins over the preset.
     """
     workdir = Path(workdir)
+    dtype = dtype or str(hyperparameters.get("dtype", "float64"))
     if (workdir / "artifact.json").exists():
         art = ModelArtifact.load(workdir)
         if art.status == "ok":
@@ -178,6 +180,8 @@ def plan_committee(spec_path: str | Path, subset: str, arch: str, *, preset: str
                              f"energy for element(s) {', '.join(missing)} of subset {subset!r}: add them to `elements`")
         e0 = {s: e0[s] for s in sorted(species)}
     hp = resolve_hyperparameters(arch, preset, overrides)
+    if dtype and "dtype" in hp:  # an explicit dtype wins over the preset's, in the key and in training
+        hp["dtype"] = dtype
     dtype = dtype or str(hp.get("dtype", "float64"))
     dataset = {"spec": str(spec.path), "subset": subset, "extra_frames": str(extra_frames) if extra_frames else None,
                "train_key": _frames_key(train),
