@@ -53,3 +53,61 @@ def test_rule_properties(xs, threshold):
         assert all(not (x > threshold) for x in xs[:s.index] if not math.isnan(x))
     else:
         assert s.reason == "max" and xs[s.index] == max(finite)
+
+
+def test_the_frame_another_rule_stopped_at_is_never_selected():
+    """The run left the density window at its last frame, which also has the largest sigma2_F (below the
+    threshold): the fallback takes the largest of the others. Without the stop it would take the last."""
+    series = [0.1, 0.3, 0.2, 0.45]
+    assert select_frame(series, 0.5).index == 3
+    s = select_frame(series, 0.5, stop_index=3)
+    assert (s.index, s.sigma2_F, s.reason) == (1, 0.3, "max")
+    s = select_frame([0.1, 0.2, 0.9], 0.5, stop_index=-1)  # above the threshold, but the density rule stopped it
+    assert (s.index, s.reason) == (1, "max")
+    with pytest.raises(ValueError, match="stopping frame excluded"):
+        select_frame([0.4], 0.5, stop_index=0)
+    with pytest.raises(ValueError, match="outside the series"):
+        select_frame([0.4], 0.5, stop_index=1)
+
+
+def _stopped_run(tmp_path, sigma2, failure):
+    """A run directory as the AL exploration writes it: frames and committee checks every 5 steps, and
+    ``result.json`` with the failure that stopped it."""
+    import json
+
+    import pandas as pd
+    from ase import Atoms
+
+    from harness.md.writers import H5MDWriter
+
+    atoms = Atoms("OH2", positions=[[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]], cell=[8.0] * 3, pbc=True)
+    atoms.arrays["mol_id"] = np.zeros(3, dtype=int)
+    h5 = H5MDWriter(tmp_path / "trajectory.h5md", atoms)
+    rows = []
+    for k, s in enumerate(sigma2):
+        step = 5 * (k + 1)
+        a = atoms.copy()
+        a.positions += 0.01 * k
+        h5.write(a, step, step * 0.0005)
+        rows.append({"step": step, "time_ps": step * 0.0005, "sigma2_F": s})
+    h5.close()
+    pd.DataFrame(rows).to_parquet(tmp_path / "thermo.parquet")
+    (tmp_path / "result.json").write_text(json.dumps({"ensemble": "npt", "failure": failure}))
+    return tmp_path
+
+
+@pytest.mark.parametrize("detector, step", [("density", 20), ("bond_stretch", 20), ("committee_variance", 20),
+                                            (None, None)])
+def test_selection_from_a_run_excludes_the_stopping_frame_unless_the_variance_rule_stopped_it(tmp_path, detector,
+                                                                                               step):
+    from harness.al.tasks import selected_frame
+
+    failure = None if detector is None else {"detector": detector, "step": step, "time_ps": step * 0.0005,
+                                             "value": 0.1, "threshold": 0.5, "message": ""}
+    run = _stopped_run(tmp_path, [0.1, 0.3, 0.2, 0.45], failure)
+    atoms, info = selected_frame(run, 0.5)
+    excluded = detector in ("density", "bond_stretch")
+    # else the variance rule (or nothing) stopped it: the last frame is a candidate like any other
+    assert (info["step"], info["reason"]) == ((10, "max") if excluded else (20, "max"))
+    assert np.allclose(atoms.positions[0], 0.01 * (1 if excluded else 3))
+    assert info["stop_frame_excluded"] is excluded and info["stopped_by"] == detector

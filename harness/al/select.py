@@ -2,7 +2,10 @@
 
 From each exploration trajectory take the first frame whose committee force variance sigma2_F exceeds
 the threshold (0.5 eV²/Å² in the paper); if none does, the frame with the largest sigma2_F. Non-finite
-values (a frame the committee could not evaluate) are ignored, never selected.
+values (a frame the committee could not evaluate) are ignored, never selected. The frame at which another
+stop rule ended the trajectory (density outside the window, a broken bond) is not a candidate either: it
+is the configuration that rule rejected, not one the committee is uncertain about. When the variance rule
+itself stopped the run, its stopping frame is the first above the threshold and is the one taken.
 """
 
 from __future__ import annotations
@@ -21,16 +24,33 @@ class Selection:
     reason: str  # "threshold" (first above) or "max" (fallback)
 
 
-def select_frame(sigma2_F, threshold: float = 0.5) -> Selection:
-    """Index of the frame to relabel from one trajectory's sigma2_F series (eV²/Å²)."""
+def select_frame(sigma2_F, threshold: float = 0.5, *, stop_index: int | None = None) -> Selection:
+    """Index of the frame to relabel from one trajectory's sigma2_F series (eV²/Å²).
+
+    Parameters
+    ----------
+    sigma2_F
+        Committee force variance of the candidate frames, in time order.
+    threshold
+        The variance rule's threshold (eV²/Å²).
+    stop_index
+        Index of the frame at which a stop rule *other than* the variance rule ended the trajectory
+        (density window, bond stretch): excluded from the candidates. None when the run ended at its
+        length or was stopped by the variance rule.
+    """
     s = np.asarray(sigma2_F, dtype=float)
     if s.ndim != 1:
         raise ValueError(f"sigma2_F must be a 1-d series, got shape {s.shape}")
     if not threshold > 0:
         raise ValueError(f"threshold must be positive, got {threshold}")
     finite = np.isfinite(s)
+    if stop_index is not None:
+        if not -s.size <= stop_index < s.size:
+            raise ValueError(f"stop_index {stop_index} is outside the series of {s.size} frames")
+        finite[stop_index] = False
     if not finite.any():
-        raise ValueError(f"no finite sigma2_F among {s.size} frames: nothing to select")
+        excluded = " (the stopping frame excluded)" if stop_index is not None else ""
+        raise ValueError(f"no finite sigma2_F among {s.size} frames{excluded}: nothing to select")
     above = np.flatnonzero(finite & (s > threshold))
     if above.size:
         k = int(above[0])

@@ -71,7 +71,8 @@ def selected_frame(run_dir: str | Path, threshold: float):
     """(frame with tags, selection dict) of a finished exploration run, or (None, reason dict).
 
     The candidates are the stored frames whose step has a finite sigma2_F in the thermo table (the
-    committee's checks); the rule is :func:`harness.al.select.select_frame`."""
+    committee's checks); the rule is :func:`harness.al.select.select_frame`. When a rule other than the
+    variance rule stopped the run (``result.json``: density, bond stretch), its stopping frame is excluded."""
     import pandas as pd
     from ase import Atoms
 
@@ -89,16 +90,23 @@ def selected_frame(run_dir: str | Path, threshold: float):
     if not cand:
         return None, {"reason": "no stored frame with a finite committee variance"}
     series = np.array([s2[s] for _, s in cand], dtype=float)
+    result_path = run_dir / "result.json"
+    failure = json.loads(result_path.read_text()).get("failure") if result_path.exists() else None
+    stopped_by = (failure or {}).get("detector")
+    stop_index = None
+    if failure is not None and stopped_by != "committee_variance":
+        stop_index = next((i for i, (_, s) in enumerate(cand) if s == failure["step"]), None)
     try:
-        sel = select_frame(series, threshold)
+        sel = select_frame(series, threshold, stop_index=stop_index)
     except ValueError as exc:
-        return None, {"reason": str(exc)}
+        return None, {"reason": str(exc), "stopped_by": stopped_by}
     k, step = cand[sel.index]
     atoms = Atoms(numbers=traj["numbers"], positions=traj["positions"][k], cell=traj["cells"][k], pbc=True)
     if "mol_id" in traj:
         atoms.arrays["mol_id"] = np.asarray(traj["mol_id"], dtype=int)
     info = {"sigma2_F": sel.sigma2_F, "reason": sel.reason, "step": step, "time_ps": float(traj["time_ps"][k]),
-            "n_checks": int(series.size), "max_sigma2_F": float(np.nanmax(series))}
+            "n_checks": int(series.size), "max_sigma2_F": float(np.nanmax(series)), "stopped_by": stopped_by,
+            "stop_frame_excluded": stop_index is not None}
     return atoms, info
 
 
