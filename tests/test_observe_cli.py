@@ -116,3 +116,34 @@ def test_score_a_failure_at_the_horizon_is_not_reached(scored_workspace):
     m0 = json.loads(r.output)["members"][0]
     assert m0["t_stab_npt_ps"] == 1.0 and m0["t_stab_nvt_ps"] == 1.0
     assert (m0["S"], m0["R"], m0["V"]) == (1.0, 0.0, 0.0) and m0["kl"] is None
+
+
+@pytest.mark.parametrize("bad", ["zero", "nan", "kl"])
+def test_score_with_an_unusable_reference_diffusivity_is_a_one_line_error(tmp_path, bad):
+    """A reference committee whose molecules do not move (D_ref = 0) or whose D is NaN: V = 1 -
+    tanh(|D - D_ref| / D_ref) is undefined, which is the user's input, not a bug: `error: ...`, exit 2.
+    Likewise an infinite KL baseline (strict rule, reference members' densities 0.3 g/cm³ apart)."""
+    proto = quick_protocol()
+    if bad == "kl":
+        from harness.observables.density import KLRule
+
+        proto = proto.model_copy(update={"analysis": proto.analysis.model_copy(update={"kl": KLRule(method="strict")})})
+    ws = tmp_path / "ws"
+    ref = fake_committee(ws, "gap", "Full", 2)
+    model = fake_committee(ws, "mace", "OPLS", 1)
+    for k, m in enumerate(sorted(ref.glob("member-*"))):
+        fake_runs(ws, m, proto, t_npt=1.0, t_nvt=1.0, rho_mean=0.8 + 0.3 * k if bad == "kl" else 0.92,
+                  D=0.0 if bad == "zero" else 0.3, seed=k)
+    fake_runs(ws, next(model.glob("member-*")), proto, t_npt=1.0, t_nvt=1.0, rho_mean=0.92, D=0.3, seed=9)
+    if bad == "nan":  # observables cached with a NaN diffusivity (e.g. from another estimator or a broken file)
+        from harness.observables.analysis import observe_run
+
+        for run in (ws / "md").glob("gap-*/mini/nvt-r0"):
+            obs = observe_run(run, proto.analysis, equilibration_ps=proto.equilibration_ps, tau_ps=proto.horizon_ps)
+            obs["diffusion"]["D_weighted_block_A2_ps"] = float("nan")
+            next(run.glob("observables-*.json")).write_text(json.dumps(obs))
+    r = runner.invoke(app, ["score", "-w", str(ws), "--model", str(model), "--reference", str(ref)])
+    assert r.exit_code == 2, r.output
+    what = "the KL baseline between its members is inf" if bad == "kl" else "the diffusivity D_ref"
+    assert f"error: reference committee: {what}" in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1

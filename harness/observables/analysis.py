@@ -198,6 +198,15 @@ def score(model: list[RunSet], reference: list[RunSet], spec: AnalysisSpec, *, t
         raise InputError(f"reference committee: no member reached the horizon ({tau_ps:g} ps) in NVT; "
                          "D_ref is undefined")
     D_ref = float(np.mean(ref_D))
+    if not (D_ref > 0 and np.isfinite(D_ref)):
+        # V = 1 - tanh(|D_m - D_ref| / D_ref) needs a positive, finite reference (user input, not a bug)
+        raise InputError(f"reference committee: the diffusivity D_ref = {D_ref:.3g} Å²/ps (mean weighted block D of "
+                         f"{len(ref_D)} member(s) stable in NVT) is not positive and finite; V is undefined "
+                         "(do its molecules move? check the NVT runs with `harness observe`)")
+    if not np.isfinite(rk.baseline):
+        raise InputError(f"reference committee: the KL baseline between its members is {rk.baseline} (their density "
+                         f"distributions do not overlap under the KL rule {rule.describe()}); use the kde or "
+                         "pseudocount rule")
     inputs, rows = [], []
     for name, v in mod.items():
         npt, nvt = v["npt"], v["nvt"]
