@@ -103,6 +103,9 @@ def test_isolated_atom_energies_are_the_backend_e0s(trained, e0, arch, overrides
         text = (work / "gap.xml").read_text()
         got = {int(z): float(v) for z, v in re.findall(r'<e0 Z="(\d+)" value="([-0-9.eE+]+)"', text)}
         assert {z: got[z] for z in (1, 6, 8)} == pytest.approx({1: e0["H"], 6: e0["C"], 8: e0["O"]}, abs=1e-6)
+        # one 2-body term per species pair and one turbo-SOAP per central species: 6 + 3 coordinates
+        # (gap_fit's default add_species=T made it 6 + 9, three identical SOAP sets)
+        assert re.findall(r'n_coordinate="(\d+)"', text) == ["9"]
         return
     if arch == "deepmd":
         # the per-type bias is E0; a lone atom gets E0 plus the fitting net's output at a zero descriptor

@@ -16,7 +16,7 @@ from ase.data import atomic_numbers
 
 from harness.errors import InputError
 from harness.io import sha256_file, write_frames
-from harness.models.base import ModelArtifact, TrainInputs, run_tool, training_copy
+from harness.models.base import ModelArtifact, TrainInputs, default_threads, run_tool, training_copy
 from harness.provenance import package_versions
 from harness.tools import find_executable
 
@@ -43,6 +43,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "default_sigma": [0.002, 0.05, 0.05, 0.0],
         "sparse_method": "cur_points",
     },
+    # the best this 2-core CPU affords (issue #13 item 7): study's 2-body term and sigmas, turbo-SOAP l_max 4 /
+    # alpha_max 5 in 4.0 Å with 400 sparse environments per species. Measured on Full (~480 frames): a fit in
+    # minutes on one core, ~0.3 s per 160-atom MD step (study: 13 min, ~0.6 s)
+    "cpu": {
+        "two_body": {"cutoff": 5.0, "n_sparse": 20, "delta": 0.5, "theta_uniform": 1.0},
+        "soap_turbo": {"rcut_hard": 4.0, "rcut_soft": 3.5, "l_max": 4, "alpha_max": 5, "atom_sigma_r": 0.5,
+                       "atom_sigma_t": 0.5, "zeta": 4, "delta": 0.1, "n_sparse": 400},
+        "default_sigma": [0.002, 0.05, 0.05, 0.0],
+        "sparse_method": "cur_points",
+    },
     # the paper's descriptor family at practitioner size
     "paper": {
         "two_body": {"cutoff": 5.0, "n_sparse": 20, "delta": 0.5, "theta_uniform": 1.0},
@@ -65,7 +75,10 @@ def gap_string(hp: dict[str, Any], species: tuple[str, ...]) -> str:
              f"delta={tb['delta']} theta_uniform={tb['theta_uniform']} n_sparse={tb['n_sparse']} "
              f"sparse_method=uniform add_species=T"]
     st = hp["soap_turbo"]
-    # arrays inside gap={...} need doubled braces, or gap_fit reads only their first field
+    # arrays inside gap={...} need doubled braces, or gap_fit reads only their first field.
+    # One soap_turbo per central species with add_species=F: gap_fit's default (T) expands *each* of them
+    # into one copy per species, i.e. n x n descriptors (3 identical sets for H, C, O), tripling the fit's
+    # memory and time and the MD cost
     vec = lambda v: "{{" + " ".join(str(v) for _ in range(n)) + "}}"  # noqa: E731
     for k in range(1, n + 1):
         parts.append(
@@ -73,7 +86,7 @@ def gap_string(hp: dict[str, Any], species: tuple[str, ...]) -> str:
             f"atom_sigma_t={vec(st['atom_sigma_t'])} atom_sigma_r_scaling={vec(0.0)} atom_sigma_t_scaling={vec(0.0)} "
             f"amplitude_scaling={vec(1.0)} central_weight={vec(1.0)} rcut_hard={st['rcut_hard']} "
             f"rcut_soft={st['rcut_soft']} basis=poly3gauss scaling_mode=polynomial radial_enhancement=1 "
-            f"compress_mode=trivial species_Z={{{{{' '.join(map(str, z))}}}}} n_species={n} central_index={k} "
+            f"compress_mode=trivial species_Z={{{{{' '.join(map(str, z))}}}}} n_species={n} central_index={k} add_species=F "
             f"covariance_type=dot_product zeta={st['zeta']} delta={st['delta']} n_sparse={st['n_sparse']} "
             f"sparse_method={hp['sparse_method']}")
     return "{" + " : ".join(parts) + "}"
@@ -117,7 +130,7 @@ class GAPTrainer:
         else:
             args.append("e0_method=average")
         args += list(hp.get("extra_args", []))
-        env = {"OMP_NUM_THREADS": str(inputs.threads or 1)}
+        env = {"OMP_NUM_THREADS": str(inputs.threads or default_threads())}  # gap_fit's OpenBLAS threads
         seconds = run_tool(args, cwd=workdir, log=workdir / "train.log", env=env)
         model = workdir / "gap.xml"
         files = {"model": "gap.xml"}
@@ -127,6 +140,7 @@ class GAPTrainer:
             shas[f"sparse{k}"] = sha256_file(extra)
         return ModelArtifact(arch="gap", preset="", seed=inputs.seed, workdir=str(workdir), files=files,
                              file_sha256=shas, hyperparameters=hyperparameters,
+                             kept_model={"file": "gap.xml", "reason": "closed-form fit: gap_fit writes one model"},
                              e0={"method": "isolated_atoms" if inputs.e0 else "average", "values": inputs.e0 or {}},
                              device="cpu", dtype="float64", versions=package_versions(("quippy-ase", "ase")),
                              train_seconds=seconds, log="train.log")
