@@ -71,6 +71,15 @@ def test_swa_training_keeps_the_stage_two_model(molecules, tmp_path):
     # and the calculator is built from it
     ModelArtifact.load(work).verify()
     assert "Loaded Stage two model" in "".join(p.read_text() for p in (work / "logs").glob("*.log"))
+    # its learning curve: before training and after each of the 3 epochs (stage two from epoch 1), then the
+    # harness's evaluation of the kept model, on one clock
+    curve = saved["curve"]
+    assert [p.get("epoch") for p in curve] == [0, 1, 2, 3, None]
+    assert [p.get("stage", 1) for p in curve[:4]] == [1, 1, 2, 2] and curve[-1]["source"] == "harness"
+    walls = [p["wall_s"] for p in curve]
+    assert all(0 < a < b for a, b in zip(walls, walls[1:])) and walls[-1] <= art.train_seconds
+    assert curve[-1]["valid_forces_rmse_meV_A"] == pytest.approx(art.metrics["valid_forces_rmse_meV_A"])
+    assert all(500 < p["valid_forces_rmse_meV_A"] < 5000 for p in curve)  # meV/Å, not eV/Å
 
 
 # -- an explicit dtype wins ----------------------------------------------------------------------------
@@ -101,19 +110,27 @@ def test_backend_trains_in_the_inputs_dtype_not_the_presets(arch, molecules, tmp
                           "open('member.model', 'wb').write(b'x')")
         monkeypatch.setenv("HARNESS_MACE_RUN_TRAIN", str(tool))
     else:
-        tool = _fake_tool(tmp_path / "dp", "if 'freeze' in sys.argv: open('model.pth', 'wb').write(b'x')")
+        tool = _fake_tool(tmp_path / "dp", f"json.dump(dict(os.environ), open({str(log)!r}, 'w'))\n"
+                          "if 'freeze' in sys.argv: open('model.pth', 'wb').write(b'x')")
         monkeypatch.setenv("HARNESS_DP", str(tool))
     hp = resolve_hyperparameters(arch, "mini", {"dtype": "float32"})
-    inputs = TrainInputs(train=molecules[:2], valid=molecules[2:3], species=("C", "H", "O"), e0=None, seed=0,
+    inputs = TrainInputs(train=molecules[:2], valid=molecules[2:8], species=("C", "H", "O"), e0=None, seed=0,
                          dtype="float64")
     (tmp_path / "m").mkdir()
     art = get_trainer(arch).train(inputs, hp, tmp_path / "m")
     assert art.dtype == "float64" and art.hyperparameters["dtype"] == "float64"
     if arch == "mace":
-        assert "--default_dtype=float64" in json.loads(log.read_text())
+        argv = json.loads(log.read_text())
+        assert "--default_dtype=float64" in argv
+        assert "--plot=False" in argv  # no end-of-run inference over the training set for parity plots
     else:
-        model = json.loads((tmp_path / "m" / "input.json").read_text())["model"]
+        config = json.loads((tmp_path / "m" / "input.json").read_text())
+        model = config["model"]
         assert model["descriptor"]["precision"] == model["fitting_net"]["precision"] == "float64"
+        # no data-loader worker processes competing with the training threads
+        assert json.loads(log.read_text())["NUM_WORKERS"] == "0"
+        # the learning curve's validation error over more than deepmd's default single frame
+        assert config["training"]["validation_data"]["numb_btch"] == 5  # disp_freq 100 / 20, <= 6 frames
 
 
 def _fake_train_member(calls):

@@ -97,8 +97,16 @@ def train(
 @handle_errors
 def list_(
     workspace: Path = typer.Option(Path("runs/default"), "--workspace", "-w", help="Workspace folder."),
+    curves: bool = typer.Option(False, "--curves", help="Also each member's learning curve: its last points."),
+    points: int = typer.Option(5, "--points", min=1, help="With --curves: how many points per member."),
+    curves_png: Optional[Path] = typer.Option(None, "--curves-png", help="Write the learning curves of every "
+                                              "member as a figure (PNG) to this path."),
 ) -> None:
-    """Every trained member in a workspace with its status and validation errors."""
+    """Every trained member in a workspace with its status and validation errors.
+
+    --curves adds each member's validation learning curve (force and energy RMSE against training wall time
+    and epoch or step; the last row is the harness's evaluation of the kept model) and the model file kept.
+    """
     from rich.console import Console
 
     from harness.models.train import list_models
@@ -107,4 +115,31 @@ def list_(
     if not arts:
         err(f"no models in {workspace}")
         return
-    Console(width=None if Console().is_terminal else 200).print(_table(arts, f"models in {workspace}"))
+    console = Console(width=None if Console().is_terminal else 200)
+    console.print(_table(arts, f"models in {workspace}"))
+    if curves:
+        from rich.table import Table
+
+        from harness.models.curves import curve_table
+
+        for a in arts:
+            kept = a.kept_model.get("file", a.files.get("model", "-"))
+            table = Table(title=f"{a.arch} {a.dataset.get('subset', '?')} {Path(a.workdir).name} ({kept})",
+                          title_justify="left")
+            for col in ("at", "wall s", "valid E meV/atom", "valid F meV/Å"):
+                table.add_column(col)
+            for row in curve_table(a.curve, last=points):
+                table.add_row(*row)
+            if not a.curve:
+                table.add_row("no curve recorded", "-", "-", "-")
+            console.print(table)
+    if curves_png is not None:
+        from harness.report.data import learning_curves
+        from harness.report.figures import fig_learning_curves
+
+        df = learning_curves(workspace)
+        if not len(df):
+            err("no member in this workspace recorded a learning curve")
+            raise typer.Exit(1)
+        curves_png.parent.mkdir(parents=True, exist_ok=True)
+        typer.echo(f"learning curves: {fig_learning_curves(df, curves_png)}")

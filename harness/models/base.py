@@ -26,7 +26,7 @@ from harness.errors import InputError, ToolError
 from harness.io import sha256_file
 
 __all__ = ["Trainer", "ModelArtifact", "TrainInputs", "get_trainer", "TRAINERS", "check_frames", "isolated_atom_energies",
-           "evaluate", "run_tool", "MemberFailed", "deep_merge", "training_copy"]
+           "evaluate", "run_tool", "MemberFailed", "deep_merge", "training_copy", "default_threads"]
 
 logger = logging.getLogger(__name__)
 
@@ -216,6 +216,14 @@ def evaluate(calc: Calculator, frames: Sequence[Atoms]) -> dict[str, float]:
     return {"energy_rmse_meV_atom": float(1000 * np.sqrt(np.mean(np.square(de)))),
             "forces_rmse_meV_A": float(1000 * np.sqrt(np.mean(np.square(np.concatenate(df))))),
             "n_frames": len(de)}
+
+
+def default_threads() -> int:
+    """Threads a training process uses when none are given: every core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def run_tool(args: Sequence[str], *, cwd: Path, log: Path, env: dict[str, str] | None = None,

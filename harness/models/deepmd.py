@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ import numpy as np
 from ase.calculators.calculator import Calculator
 
 from harness.io import sha256_file
-from harness.models.base import ModelArtifact, TrainInputs, run_tool
+from harness.models.base import ModelArtifact, TrainInputs, default_threads, run_tool
+from harness.models.curves import deepmd_curve, read_curve
 from harness.provenance import package_versions
 from harness.tools import find_executable
 
@@ -138,20 +140,33 @@ class DeePMDTrainer:
             config["model"]["descriptor"]["set_davg_zero"] = True
         if inputs.valid:
             valid_paths, _ = write_deepmd_systems(inputs.valid, workdir / "data" / "valid", type_map)
+            # the validation error of each display (lcurve.out, the learning curve) over up to disp_freq/20
+            # frames (one validation frame per 20 training steps) instead of deepmd's single frame (numb_btch 1)
+            disp_freq = int(config["training"].get("disp_freq", 1000))
+            numb_btch = hp.get("training", {}).get("validation_data", {}).get(
+                "numb_btch", min(len(inputs.valid), max(1, disp_freq // 20)))
             config["training"]["validation_data"] = {"systems": [os.path.relpath(p, workdir) for p in valid_paths],
-                                                     "batch_size": 1}
+                                                     "batch_size": 1, "numb_btch": numb_btch}
         (workdir / "input.json").write_text(json.dumps(config, indent=1))
         dp = find_executable("dp", env_var="HARNESS_DP")
-        threads = str(inputs.threads or 1)
-        env = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "OMP_NUM_THREADS": threads,
+        threads = str(inputs.threads or default_threads())
+        # NUM_WORKERS=0: deepmd-kit's PyTorch data loader otherwise forks min(4, cores) worker processes
+        # per data set, which compete with the training threads for the cores (measured on 2 cores:
+        # 0.111 -> 0.087 s per step, benchmarks/training.py)
+        env = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "OMP_NUM_THREADS": threads, "NUM_WORKERS": "0",
                "DP_INTRA_OP_PARALLELISM_THREADS": threads, "DP_INTER_OP_PARALLELISM_THREADS": "1"}
         if inputs.device == "cpu":
             env["CUDA_VISIBLE_DEVICES"] = ""
         init = ["--init-model", str(Path(inputs.init_model).resolve())] if inputs.init_model else []
+        t_start = time.time()
         seconds = run_tool([dp, "--pt", "train", "input.json", *init], cwd=workdir, log=workdir / "train.log", env=env)
         seconds += run_tool([dp, "--pt", "freeze", "-o", "model.pth"], cwd=workdir, log=workdir / "train.log", env=env)
         model = workdir / "model.pth"
+        steps = int(config["training"].get("numb_steps", 0))
         return ModelArtifact(arch="deepmd", preset="", seed=inputs.seed, workdir=str(workdir), files={"model": "model.pth"},
+                             kept_model={"file": "model.pth", "reason": f"frozen from the last checkpoint of dp train "
+                                                                       f"(step {steps}): the model trained last"},
+                             curve=read_curve(deepmd_curve, workdir, t_start),
                              file_sha256={"model": sha256_file(model)}, hyperparameters={**hp, "dtype": dtype},
                              e0={"method": "isolated_atoms" if inputs.e0 else "average", "values": inputs.e0 or {}},
                              device=inputs.device, dtype=dtype,

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from ase.calculators.calculator import Calculator
 
 from harness.io import sha256_file, write_frames
-from harness.models.base import MemberFailed, ModelArtifact, TrainInputs, run_tool, training_copy
+from harness.models.base import MemberFailed, ModelArtifact, TrainInputs, default_threads, run_tool, training_copy
+from harness.models.curves import mace_curve, read_curve
 from harness.provenance import package_versions
 from harness.tools import find_executable
 
@@ -80,18 +82,20 @@ class MACETrainer:
                 "--train_file=train.xyz", "--valid_file=valid.xyz", f"--seed={inputs.seed}",
                 f"--device={inputs.device}", f"--default_dtype={dtype}", "--work_dir=.",
                 "--energy_key=REF_energy", "--forces_key=REF_forces", "--stress_key=REF_stress",
-                f"--E0s={e0}", "--num_workers=0"]
+                f"--E0s={e0}", "--num_workers=0",
+                # mace's end-of-run parity plots re-run inference over the whole training set once per stage
+                f"--plot={bool(hp.get('plot', False))}"]
         for k, v in hp.items():
-            args += _flag(k, v)
-        env = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
-        if inputs.threads:
-            env.update(OMP_NUM_THREADS=str(inputs.threads), MKL_NUM_THREADS=str(inputs.threads))
+            args += _flag(k, v) if k != "plot" else []
+        threads = str(inputs.threads or default_threads())
+        env = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        t_start = time.time()
         seconds = run_tool(args, cwd=workdir, log=workdir / "train.log", env=env)
         model, kept = kept_model(workdir, swa=bool(hp.get("swa")))
         rel = os.path.relpath(model, workdir)
         return ModelArtifact(arch="mace", preset="", seed=inputs.seed, workdir=str(workdir), files={"model": rel},
                              file_sha256={"model": sha256_file(model)}, hyperparameters={**hp, "dtype": dtype},
-                             kept_model=kept,
+                             kept_model=kept, curve=read_curve(mace_curve, workdir, t_start),
                              e0={"method": "isolated_atoms" if inputs.e0 else "average", "values": inputs.e0 or {}},
                              device=inputs.device, dtype=dtype,
                              versions=package_versions(("mace-torch", "torch", "e3nn", "ase")),

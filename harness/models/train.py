@@ -17,6 +17,7 @@ from harness.errors import InputError
 from harness.io import frame_uid
 from harness.models.base import (MemberFailed, ModelArtifact, TrainInputs, check_frames, deep_merge,
                                  evaluate, get_trainer, isolated_atom_energies)
+from harness.models.curves import final_point
 
 __all__ = ["train_member", "train_committee", "plan_committee", "CommitteePlan", "committee_dir", "list_models", "model_run_name", "resolve_hyperparameters"]
 
@@ -101,6 +102,7 @@ def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperpara
         art.save()
         logger.error("member %s failed: %s", workdir, str(exc).splitlines()[0])
         return art
+    tool_seconds = art.train_seconds  # the backend's tool time: the clock of its learning curve
     art.preset = preset
     art.species = list(species)
     art.dataset = dataset or {}
@@ -110,6 +112,8 @@ def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperpara
         step = max(1, len(train) // max_train_eval)
         art.metrics = {**{f"train_{k}": v for k, v in evaluate(calc, train[::step]).items()},
                        **{f"valid_{k}": v for k, v in evaluate(calc, valid).items()}}
+        final = final_point(art.metrics, tool_seconds)  # the kept model closes the learning curve
+        art.curve = [*art.curve, final] if final else art.curve
     except Exception as exc:  # a model that trains but cannot be evaluated is a failed member
         art.status, art.error = "failed", f"evaluation failed: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
     art.save()

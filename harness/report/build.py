@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import InputError
-from harness.report.data import committee_table, density_samples, load_scores, member_table
+from harness.report.data import committee_table, density_samples, learning_curves, load_scores, member_table
 from harness.report import figures
 
 __all__ = ["build_report", "q_table", "to_markdown", "to_latex"]
@@ -68,7 +68,8 @@ def _img(path: Path) -> str:
 
 
 def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None = None) -> dict[str, Path]:
-    """Write table.{md,csv,tex}, members.csv, fig1a..d PNGs and report.html into ``outdir``."""
+    """Write table.{md,csv,tex}, members.csv, fig1a..d PNGs, the members' learning curves (fig3 PNG and
+    learning_curves.csv, when members recorded them) and report.html into ``outdir``."""
     from harness import __version__
     from harness.observables.density import DensityGrid
     from harness.provenance import package_versions
@@ -108,6 +109,12 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
         files[f"fig1{panel}"] = figures.fig_diffusivity(ct, sp, reference, outdir / f"fig1{panel}_D_{sp}.png",
                                                         subsets=subsets, archs=archs, panel=panel)
 
+    curves = learning_curves(workspace)  # every member that recorded one (SCIENCE.md §4)
+    if len(curves):
+        files["learning_curves.csv"] = outdir / "learning_curves.csv"
+        curves.to_csv(files["learning_curves.csv"], index=False)
+        files["fig3"] = figures.fig_learning_curves(curves, outdir / "fig3_learning_curves.png")
+
     al_html = ""
     if members.generation.notna().any():
         al_html = _al_section(workspace, sweep, members, tau, outdir, files)
@@ -125,7 +132,7 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
             "packages": package_versions(("liquid-mlip-harness", "ase", "numpy", "torch", "mace-torch", "deepmd-kit",
                                           "quippy-ase", "tblite", "openmm", "kinisi", "MDAnalysis", "dask"))}
     figs = "".join(f"<figure><img src='{_img(p)}' alt='{k}'><figcaption>{k}</figcaption></figure>"
-                   for k, p in files.items() if k.startswith("fig1"))
+                   for k, p in files.items() if k.startswith(("fig1", "fig3")))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>harness report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 6px}}figure{{display:inline-block;margin:8px}}img{{max-width:520px}}

@@ -11,7 +11,7 @@ import pandas as pd
 from harness.errors import InputError
 from harness.sweep.store import Store
 
-__all__ = ["load_scores", "member_table", "committee_table", "density_samples"]
+__all__ = ["load_scores", "member_table", "committee_table", "density_samples", "learning_curves"]
 
 
 def load_scores(workspace: str | Path, sweep: str | None = None) -> list[dict]:
@@ -73,3 +73,27 @@ def density_samples(scores: list[dict]) -> dict[str, dict[str, np.ndarray]]:
                 if data.get("density_samples"):
                     out.setdefault(sc["committee_id"], {})[m["name"]] = np.array(data["density_samples"])
     return out
+
+
+def learning_curves(workspace: str | Path) -> pd.DataFrame:
+    """Every trained member's learning curve in ``workspace`` (``ModelArtifact.curve``), one row per point:
+    committee (``arch/subset/preset-key``), member, arch, subset, position (epoch or step; NaN for the
+    harness's evaluation of the kept model), wall_s, validation and training RMSEs (meV/atom, meV/Å)."""
+    from harness.models.train import list_models
+
+    rows = []
+    for art in list_models(workspace):
+        if art.status != "ok" or not art.curve:
+            continue
+        member = Path(art.workdir)
+        committee = f"{art.arch}/{art.dataset.get('subset', member.parents[1].name)}/{member.parent.name}"
+        for p in art.curve:
+            unit = "epoch" if "epoch" in p else "step" if "step" in p else None
+            rows.append({"committee": committee, "member": member.name, "arch": art.arch,
+                         "subset": art.dataset.get("subset", member.parents[1].name), "preset": art.preset,
+                         "unit": unit, "position": p.get(unit, np.nan) if unit else np.nan,
+                         "wall_s": p.get("wall_s", np.nan), "stage": p.get("stage", 1),
+                         "source": p.get("source", "tool"),
+                         **{k: p.get(k, np.nan) for k in ("valid_forces_rmse_meV_A", "valid_energy_rmse_meV_atom",
+                                                          "train_forces_rmse_meV_A", "train_energy_rmse_meV_atom")}})
+    return pd.DataFrame(rows)

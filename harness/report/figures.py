@@ -3,7 +3,8 @@
 1a stability: t_stab (NPT) per subset and architecture, mean ± SE over members, the horizon marked;
 1b density distributions of each committee (members pooled) against the reference;
 1c/1d COM diffusivity of each species per subset and architecture against the reference band;
-2 (active learning, Niblett et al. Fig. 2): Q, t_stab per member, density and D against the generation.
+2 (active learning, Niblett et al. Fig. 2): Q, t_stab per member, density and D against the generation;
+3 learning curves: validation force and energy RMSE of every member against its training wall time.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["fig_stability", "fig_density", "fig_diffusivity", "fig_al_generations"]
+__all__ = ["fig_stability", "fig_density", "fig_diffusivity", "fig_al_generations", "fig_learning_curves"]
 
 
 def _plt():
@@ -135,6 +136,36 @@ def fig_al_generations(members: pd.DataFrame, reference: pd.DataFrame, tau_ps: f
     axes[0, 1].legend(fontsize=7)
     for ax in axes.ravel():
         ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def fig_learning_curves(curves: pd.DataFrame, path: Path) -> Path:
+    """Validation force RMSE (meV/Å) and energy RMSE (meV/atom) against training wall time, one line per
+    member coloured by committee (:func:`harness.report.data.learning_curves`); the harness's evaluation
+    of each kept model is a black-edged marker (GAP, fitted in closed form, has only that point)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (committee, df) in enumerate(curves.groupby("committee", sort=True)):
+        c = colours[i % len(colours)]
+        for col, ax in zip(("valid_forces_rmse_meV_A", "valid_energy_rmse_meV_atom"), axes):
+            for k, (_, m) in enumerate(df.groupby("member", sort=True)):
+                tool = m[m.source != "harness"].dropna(subset=["wall_s", col])
+                kept = m[m.source == "harness"].dropna(subset=["wall_s", col])
+                label = committee if k == 0 else None
+                if len(tool):
+                    ax.plot(tool.wall_s, tool[col], color=c, lw=1, alpha=0.8, label=label)
+                    label = None
+                if len(kept):
+                    ax.scatter(kept.wall_s, kept[col], color=c, edgecolor="k", s=30, zorder=3, label=label)
+    for ax, title in zip(axes, ("(a) validation force RMSE (meV/Å)", "(b) validation energy RMSE (meV/atom)")):
+        ax.set_xlabel("training wall time (s)")
+        ax.set_yscale("log")
+        ax.set_title(title, fontsize=10)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
