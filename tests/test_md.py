@@ -143,6 +143,37 @@ def test_bond_detector_fires_at_the_right_step(small_box, tmp_path):
     assert r.failure["step"] % 10 == 0 and r.failure["value"] > r.failure["threshold"]
 
 
+def test_bond_detector_measures_from_the_equilibrium_length_not_the_start():
+    """An EC molecule starts with a C-H bond already 0.3 Å longer than equilibrium (MMFF template length,
+    taken here from the template itself, independent of the detector). A further 0.25 Å (r_eq + 0.55 Å)
+    must fire the validation rule r > r_eq + 0.5 Å; a limit measured from the start (r_0 + 0.5 = r_eq +
+    0.8 Å) would not. At r_eq + 0.45 Å nothing fires."""
+    from harness.systems.molecules import MoleculeRegistry
+    from harness.systems.topology import Topology, tag_molecules
+
+    ec = MoleculeRegistry()["EC"]
+    template = tag_molecules(ec.atoms(), [ec])
+    template.set_cell([20.0] * 3)
+    topo = Topology.from_atoms(template)
+    r_eq = topo.bond_lengths(template)  # the MMFF template is the mmff method's equilibrium geometry
+    symbols = template.get_chemical_symbols()
+    k = next(b for b, (i, j) in enumerate(topo.bonds) if symbols[j] == "H" or symbols[i] == "H")
+    heavy, h = topo.bonds[k] if symbols[topo.bonds[k][1]] == "H" else topo.bonds[k][::-1]
+    unit = (template.positions[h] - template.positions[heavy]) / r_eq[k]
+
+    def stretched(extra_A):
+        a = template.copy()
+        a.positions[h] = a.positions[heavy] + (r_eq[k] + extra_A) * unit
+        return a
+
+    det = BondStretch(interval=1, max_stretch_A=0.5, bond_length_method="mmff")
+    det.reset(stretched(0.3))
+    assert det.check(stretched(0.3), 1, 0.0) is None and det.check(stretched(0.45), 2, 0.0) is None
+    ev = det.check(stretched(0.55), 3, 0.0)
+    assert ev is not None and ev.detector == "bond_stretch"
+    assert ev.value == pytest.approx(r_eq[k] + 0.55, abs=1e-9)
+
+
 def test_density_detector_on_an_expanding_cell(small_box):
     det = DensityWindow(density_window_g_cm3=(0.2, 2.0))
     det.reset(small_box)
@@ -309,18 +340,18 @@ def test_default_nvt_thermostat_keeps_the_nve_diffusivity_and_langevin_slows_it(
     T* = 1.49) under the default NVT thermostat equals its NVE value; Langevin friction on every atom
     lowers it (D -> kT / (m gamma) at large friction).
 
-    Statistics: 3000 steps of 15 fs (45 ps) per run, D from non-overlapping 4 ps blocks (1 ps of ballistic
-    lags dropped; the velocity correlation time is ~0.4 ps) gives ~3 % standard error per run. Measured
-    (seed 0): D_NVE = 1.57 ± 0.05, D_Bussi = 1.51 ± 0.04 Å²/ps; Langevin 1 ps⁻¹ (the old default)
-    1.01 ± 0.03, i.e. 9 combined standard errors below NVE, so the first assertion fails for it;
-    Langevin 10 ps⁻¹: 0.24 ± 0.02. About 14 s of CPU.
+    Statistics: 2400 steps of 15 fs (36 ps) per run, D from 9 non-overlapping 4 ps blocks (1 ps of
+    ballistic lags dropped; the velocity correlation time is ~0.4 ps) gives ~3 % standard error per run.
+    Measured (seed 0): D_NVE = 1.65 ± 0.05, D_Bussi = 1.61 ± 0.05 Å²/ps (0.7 combined standard errors
+    apart); Langevin 1 ps⁻¹ (the old default) 0.96 ± 0.04, 11 combined standard errors below NVE, so the
+    first assertion fails for it; Langevin 10 ps⁻¹: 0.24 ± 0.02. About 13 s of CPU.
     """
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
     from ase.md.verlet import VelocityVerlet
 
     from harness.md.runner import make_dynamics
 
-    temp, dt_fs, n_steps = 180.0, 15.0, 3000
+    temp, dt_fs, n_steps = 180.0, 15.0, 2400
     dt_ps = dt_fs / 1000
     atoms = _lj_fluid(0.5)
     atoms.calc = ForceShiftedLJ()
@@ -328,7 +359,7 @@ def test_default_nvt_thermostat_keeps_the_nve_diffusivity_and_langevin_slows_it(
     MaxwellBoltzmannDistribution(atoms, temperature_K=temp, rng=rng)
     Stationary(atoms)
     make_dynamics(atoms, RunSettings("nvt", temp, 1.0, timestep_fs=dt_fs, thermostat="bussi", tdamp_fs=50.0),
-                  rng).run(1000)  # melt and equilibrate (15 ps)
+                  rng).run(600)  # melt and equilibrate (9 ps)
 
     def clone(src):
         a = src.copy()

@@ -251,3 +251,98 @@ def test_com_rdf_of_ideal_gas_is_one():
     g = com_rdfs(traj, bin_width=0.5)["CO2-CO2"]
     assert g.r[-1] < box / 2
     assert np.mean(g.g[g.r > 3]) == pytest.approx(1.0, abs=0.03)
+
+
+# ---- discriminating checks: KL direction in Q, composition weighting, drift removal ------------------------
+
+def test_score_uses_kl_of_the_model_from_the_reference_not_the_reverse(tmp_path):
+    """Reference members with density std 0.02 g/cm³, a model member with 0.045: the score's KL must be
+    D_KL(P_model || P_ref) (computed here from the same distributions with numpy), which differs from the
+    reverse direction by far more than the tolerance."""
+    import pandas as pd
+
+    from harness.models.train import model_run_name
+    from harness.observables.analysis import RunSet, observe_run, score
+    from tests.observables_helpers import ar1, fake_committee, fake_runs, quick_protocol
+
+    proto = quick_protocol()
+    ws = tmp_path / "ws"
+    ref, model = fake_committee(ws, "gap", "Full", 2), fake_committee(ws, "mace", "OPLS", 1)
+    refs = sorted(ref.glob("member-*"))
+    for k, m in enumerate(refs):
+        fake_runs(ws, m, proto, t_npt=1.0, t_nvt=1.0, rho_mean=0.92, D=0.3, seed=k)
+    member = next(model.glob("member-*"))
+    fake_runs(ws, member, proto, t_npt=1.0, t_nvt=1.0, rho_mean=0.92, D=0.3, seed=5)
+    npt = ws / "md" / model_run_name(member) / proto.name / "npt-r0"
+    th = pd.read_parquet(npt / "thermo.parquet")
+    th["density_g_cm3"] = ar1(len(th), 0.92, 0.045, 0.5, seed=6)  # wider than the reference
+    th.to_parquet(npt / "thermo.parquet")
+
+    def runs(m):
+        base = ws / "md" / model_run_name(m) / proto.name
+        return RunSet(m.name, base / "npt-r0", base / "nvt-r0")
+
+    spec, eq, tau = proto.analysis, proto.equilibration_ps, proto.horizon_ps
+    res = score([runs(member)], [runs(m) for m in refs], spec, tau_ps=tau, equilibration_ps=eq)
+
+    def dist(run):
+        return distribution(observe_run(run, spec, equilibration_ps=eq, tau_ps=tau)["density_samples"],
+                            spec.density_grid, spec.kl)
+
+    p_model = dist(npt)
+    p_ref = np.mean([dist(runs(m).npt) for m in refs], axis=0)  # the pooled reference
+    p, q = p_model / p_model.sum(), p_ref / p_ref.sum()
+    assert p.min() > 0 and q.min() > 0  # the KDE rule's floor keeps every bin positive
+    forward, reverse = float(np.sum(p * np.log(p / q))), float(np.sum(q * np.log(q / p)))
+    assert res["members"][0]["kl"] == pytest.approx(forward, rel=1e-6)
+    assert abs(forward - reverse) > 0.2 * forward, (forward, reverse)
+
+
+def _drop_molecules(pos, numbers, mol_id, keep):
+    """Keep only the molecules ``keep`` (renumbered 0..len(keep)-1)."""
+    atoms = np.flatnonzero(np.isin(mol_id, keep))
+    renumber = {m: k for k, m in enumerate(keep)}
+    return pos[:, atoms], numbers[atoms], np.array([renumber[m] for m in mol_id[atoms]])
+
+
+def test_weighted_diffusivity_weights_species_by_molecule_count():
+    """20 molecules of species A (D = 0.6 Å²/ps) and 40 of B (0.1): the composition-weighted D is the
+    molecule-count average (20 D_A + 40 D_B)/60 = 0.267, not the species average 0.35 (SCIENCE.md §6;
+    what `score` puts in Q)."""
+    from harness.observables.analysis import AnalysisSpec, trajectory_observables
+
+    pos, numbers, mol_id = brownian_molecules(80, 1000, 0.1, {0: 0.6, 1: 0.1}, 40.0, seed=11, n_species=2)
+    keep = [m for m in range(80) if m % 2 == 1] + [m for m in range(80) if m % 2 == 0][:20]  # 40 B, 20 A
+    pos, numbers, mol_id = _drop_molecules(pos, numbers, mol_id, sorted(keep))
+    traj = Trajectory(pos, np.tile(np.eye(3) * 40.0, (len(pos), 1, 1)), np.arange(len(pos)) * 0.1, numbers,
+                      np.array([{1: 1.008, 6: 12.011, 8: 15.999}[z] for z in numbers]), mol_id)
+    spec = AnalysisSpec(diffusion=DiffusionSpec(block_ps=20, block_stride_ps=5, skip_ps=2, kinisi=False))
+    d = trajectory_observables(traj, spec, equilibration_ps=0.0, rdf=False)["diffusion"]
+    a, b = d["species"]["CO2"], d["species"]["CHO2"]
+    assert (a["n_molecules"], b["n_molecules"]) == (20, 40)
+    count_weighted = (20 * a["D_block_A2_ps"] + 40 * b["D_block_A2_ps"]) / 60
+    assert d["D_weighted_block_A2_ps"] == pytest.approx(count_weighted, rel=1e-12)
+    assert d["D_weighted_block_A2_ps"] == pytest.approx((20 * 0.6 + 40 * 0.1) / 60, rel=0.1)
+    assert abs(d["D_weighted_block_A2_ps"] - (a["D_block_A2_ps"] + b["D_block_A2_ps"]) / 2) > 0.05
+
+
+def test_drift_of_every_molecule_is_removed_before_the_msd():
+    """A uniform drift of 0.2 Å/ps on every molecule (the whole liquid flowing) must not change D: the
+    estimator removes the system's centre-of-mass motion. Without removal the MSD gains v² t², which on
+    20 ps blocks fitted from 2 ps biases D by ~ v² (2 + 20)/6 = 0.15 Å²/ps, half of D = 0.3."""
+    from harness.observables.diffusion import block_diffusivity
+    from harness.observables.trajectory import molecule_com
+
+    D, v = 0.3, np.array([0.2, 0.0, 0.0])
+    pos, numbers, mol_id, cells = _brownian_traj(D, seed=12, n_mol=200, n_frames=1000)
+    t = np.arange(len(pos)) * 0.1
+    masses = np.array([12.0, 16.0, 16.0] * 200)
+    spec = DiffusionSpec(block_ps=20, block_stride_ps=2, skip_ps=2, kinisi=False)
+    drifting = Trajectory(pos + t[:, None, None] * v, cells, t, numbers, masses, mol_id)
+    got = species_diffusivity(drifting, spec)["CO2"].block.D
+    # removing the system COM also removes its own Brownian motion: D (1 - 1/M) with M = 200 molecules
+    assert got == pytest.approx(D * (1 - 1 / 200), rel=0.05)
+    # the same blocks on the raw molecular COMs (no drift removal) are off by far more than the tolerance
+    com = molecule_com(drifting.positions, masses, mol_id)
+    raw = block_diffusivity(com, 0.1, 200, 20, 20, {"CO2": np.arange(200)})["CO2"].D
+    assert raw > 1.3 * D
