@@ -182,3 +182,16 @@ def test_is_file_survives_names_that_cannot_be_paths(tmp_path):
     (tmp_path / "a.yaml").write_text("x: 1\n")
     assert is_file(str(tmp_path / "a.yaml")) and not is_file(str(tmp_path))
     assert not is_file("{" + "x" * 5000 + "}") and not is_file("a\0b")
+
+
+def test_mace_eval_interval_that_discards_epochs_is_refused():
+    from harness.errors import InputError
+    from harness.models.mace import _check_eval_interval
+
+    _check_eval_interval({"max_num_epochs": 10})  # mace's default: every epoch
+    _check_eval_interval({"max_num_epochs": 10, "eval_interval": 3})  # validates 0, 3, 6, 9
+    with pytest.raises(InputError, match="last validated epoch is 8 of 0..9; the 1 epoch"):
+        _check_eval_interval({"max_num_epochs": 10, "eval_interval": 4})
+    with pytest.raises(InputError, match="no epoch of stage two"):  # stage two = epochs 8, 9
+        _check_eval_interval({"max_num_epochs": 10, "eval_interval": 7, "swa": True, "start_swa": 8})
+    _check_eval_interval({"max_num_epochs": 10, "eval_interval": 3, "swa": True})  # default start 6: 6 and 9

@@ -69,6 +69,7 @@ class MACETrainer:
         if clash:
             raise InputError(f"mace: {', '.join(sorted(clash))} are set by the harness, not by presets")
         hp = dict(hyperparameters)
+        _check_eval_interval(hp)
         hp.pop("dtype", None)  # the preset's default; the resolved dtype is inputs.dtype (an explicit one wins)
         dtype = inputs.dtype
         frames_train = [_prepare(a) for a in inputs.train]
@@ -113,6 +114,31 @@ class MACETrainer:
 
             return MACECalculator(model_paths=str(artifact.path("model")), device=device,
                                   default_dtype=artifact.dtype)
+
+
+def _check_eval_interval(hp: dict[str, Any]) -> None:
+    """Refuse an ``eval_interval`` that would throw trained epochs away.
+
+    mace_run_train saves a checkpoint only on validation epochs (``epoch % eval_interval == 0``) and
+    keeps the best validated one: epochs after the last validation are trained for nothing, and with
+    SWA and no validation in stage two it fails after the last epoch (no stage-two checkpoint).
+    """
+    from harness.errors import InputError
+
+    k = int(hp.get("eval_interval", 1))
+    if k <= 1:
+        return
+    epochs = int(hp.get("max_num_epochs", 2048))
+    start = hp.get("start_swa")
+    start = max(1, epochs // 4 * 3) if start is None else int(start)
+    if hp.get("swa") and start < epochs and not any(e % k == 0 for e in range(start, epochs)):
+        raise InputError(f"mace: eval_interval {k} validates no epoch of stage two (epochs {start}..{epochs - 1}); "
+                         "mace_run_train would train every epoch and then find no stage-two checkpoint")
+    if (epochs - 1) % k:
+        last = (epochs - 1) // k * k
+        raise InputError(f"mace: with eval_interval {k} the last validated epoch is {last} of 0..{epochs - 1}; "
+                         f"the {epochs - 1 - last} epoch(s) after it would be trained and discarded (choose "
+                         "eval_interval dividing max_num_epochs - 1)")
 
 
 def kept_model(workdir: Path, *, swa: bool) -> tuple[Path, dict[str, Any]]:
