@@ -128,7 +128,9 @@ def test_backend_trains_in_the_inputs_dtype_not_the_presets(arch, molecules, tmp
         model = config["model"]
         assert model["descriptor"]["precision"] == model["fitting_net"]["precision"] == "float64"
         # no data-loader worker processes competing with the training threads
-        assert json.loads(log.read_text())["NUM_WORKERS"] == "0"
+        env = json.loads(log.read_text())
+        assert env["NUM_WORKERS"] == "0"
+        assert env["OMP_WAIT_POLICY"] == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")  # no spinning threads
         # the learning curve's validation error over more than deepmd's default single frame
         assert config["training"]["validation_data"]["numb_btch"] == 5  # disp_freq 100 / 20, <= 6 frames
 
@@ -195,3 +197,13 @@ def test_mace_eval_interval_that_discards_epochs_is_refused():
     with pytest.raises(InputError, match="no epoch of stage two"):  # stage two = epochs 8, 9
         _check_eval_interval({"max_num_epochs": 10, "eval_interval": 7, "swa": True, "start_swa": 8})
     _check_eval_interval({"max_num_epochs": 10, "eval_interval": 3, "swa": True})  # default start 6: 6 and 9
+
+
+def test_thread_env_passive_waiting_unless_the_user_says_otherwise(monkeypatch):
+    from harness.models.base import default_threads, thread_env
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert thread_env(3) == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3", "OMP_WAIT_POLICY": "PASSIVE"}
+    assert thread_env(None)["OMP_NUM_THREADS"] == str(default_threads())
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert "OMP_WAIT_POLICY" not in thread_env(1)

@@ -42,7 +42,7 @@ def train(
     options: Optional[str] = typer.Option(None, "--options", help="Backend hyperparameter overrides: JSON object or a YAML file."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 or float64 (default: the preset's)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Threads per training process."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads per training process (default: every core this process may use)."),
     max_train_frames: Optional[int] = typer.Option(None, "--max-train-frames", help="Use an evenly spaced sample of at most N training frames."),
 ) -> None:
     """Train a committee (members differ only in their seed) and print members with validation errors.

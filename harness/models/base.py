@@ -26,7 +26,8 @@ from harness.errors import InputError, ToolError
 from harness.io import sha256_file
 
 __all__ = ["Trainer", "ModelArtifact", "TrainInputs", "get_trainer", "TRAINERS", "check_frames", "isolated_atom_energies",
-           "evaluate", "run_tool", "MemberFailed", "deep_merge", "training_copy", "default_threads"]
+           "evaluate", "run_tool", "MemberFailed", "deep_merge", "training_copy", "default_threads",
+           "thread_env"]
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +225,21 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def thread_env(threads: int | None) -> dict[str, str]:
+    """Environment of a PyTorch training tool on ``threads`` threads (default: :func:`default_threads`).
+
+    ``OMP_WAIT_POLICY=PASSIVE`` (unless the user's environment sets it): OpenMP threads that spin at
+    every barrier turn a busy machine's shared cores into a trap; measured with dp --pt train on 2 cores
+    with another process running: 2.63 s per step with spinning threads, 0.095 s passive, 0.093 s on
+    one thread.
+    """
+    n = str(threads or default_threads())
+    env = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+    if "OMP_WAIT_POLICY" not in os.environ:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    return env
 
 
 def run_tool(args: Sequence[str], *, cwd: Path, log: Path, env: dict[str, str] | None = None,

@@ -19,7 +19,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator
 
 from harness.io import sha256_file
-from harness.models.base import ModelArtifact, TrainInputs, default_threads, run_tool
+from harness.models.base import ModelArtifact, TrainInputs, default_threads, run_tool, thread_env
 from harness.models.curves import deepmd_curve, read_curve
 from harness.provenance import package_versions
 from harness.tools import find_executable
@@ -152,8 +152,8 @@ class DeePMDTrainer:
         threads = str(inputs.threads or default_threads())
         # NUM_WORKERS=0: deepmd-kit's PyTorch data loader otherwise forks min(4, cores) worker processes
         # per data set, which compete with the training threads for the cores (measured on 2 cores:
-        # 0.111 -> 0.087 s per step, benchmarks/training.py)
-        env = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "OMP_NUM_THREADS": threads, "NUM_WORKERS": "0",
+        # 0.111 -> 0.087 s per step)
+        env = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", **thread_env(inputs.threads), "NUM_WORKERS": "0",
                "DP_INTRA_OP_PARALLELISM_THREADS": threads, "DP_INTER_OP_PARALLELISM_THREADS": "1"}
         if inputs.device == "cpu":
             env["CUDA_VISIBLE_DEVICES"] = ""

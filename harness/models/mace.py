@@ -11,7 +11,7 @@ from typing import Any
 from ase.calculators.calculator import Calculator
 
 from harness.io import sha256_file, write_frames
-from harness.models.base import MemberFailed, ModelArtifact, TrainInputs, default_threads, run_tool, training_copy
+from harness.models.base import MemberFailed, ModelArtifact, TrainInputs, run_tool, thread_env, training_copy
 from harness.models.curves import mace_curve, read_curve
 from harness.provenance import package_versions
 from harness.tools import find_executable
@@ -88,8 +88,7 @@ class MACETrainer:
                 f"--plot={bool(hp.get('plot', False))}"]
         for k, v in hp.items():
             args += _flag(k, v) if k != "plot" else []
-        threads = str(inputs.threads or default_threads())
-        env = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        env = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", **thread_env(inputs.threads)}
         t_start = time.time()
         seconds = run_tool(args, cwd=workdir, log=workdir / "train.log", env=env)
         model, kept = kept_model(workdir, swa=bool(hp.get("swa")))
