@@ -16,7 +16,7 @@ harness's ``NUM_WORKERS=0``). Printed per architecture:
 
 each with the ratio harness/by-hand of the *times* (target <= 1.05), and the harness's own work around
 the tool (writing inputs, evaluating the kept model on the training/validation frames). With
-``--repeats`` > 1 harness and by-hand runs alternate and medians are printed. The machine's load is
+``--repeats`` > 1 the order alternates (harness first, then by hand first) and medians are printed. The machine's load is
 printed with the results: compare ratios only from runs on an otherwise idle machine.
 
     python benchmarks/training.py [--arch deepmd,mace,gap] [--frames 12] [--valid 2] [--threads 2]
@@ -159,8 +159,11 @@ def main() -> None:
         hp = resolve_hyperparameters(arch, "mini", overrides[arch])
         res: dict[str, list[float]] = {}
         for r in range(args.repeats):
-            rec.calls.clear()
             work = root / f"{arch}-{r}"
+            hand = None
+            if r % 2 == 1:  # odd repeats: by hand first (on the previous repeat's inputs), then the harness
+                hand = by_hand(rec.calls, args.threads, work / "by-hand")
+            rec.calls.clear()
             t0 = time.perf_counter()
             art = train_member(arch, train, valid, hyperparameters=hp, preset="mini", seed=0, workdir=work / "harness",
                                threads=args.threads, e0=e0)
@@ -169,7 +172,10 @@ def main() -> None:
                 print(f"{arch}: training failed: {art.error}")
                 break
             tool = [c["seconds"] for c in rec.calls]
-            hand = by_hand(rec.calls, args.threads, work / "by-hand")
+            if hand is None:
+                hand = by_hand(rec.calls, args.threads, work / "by-hand")
+            print(f"  {arch} repeat {r}: tool s harness {' + '.join(f'{x:.2f}' for x in tool)}, "
+                  f"by hand {' + '.join(f'{x:.2f}' for x in hand)}", flush=True)
             res.setdefault("tool_h", []).append(tool[0])
             res.setdefault("tool_b", []).append(hand[0])
             res.setdefault("overhead", []).append(total - sum(tool))
