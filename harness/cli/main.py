@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Before anything imports torch or another OpenMP runtime: threads that spin at every barrier make MD and
+# evaluation in this process (and the sweep workers it starts, which inherit the environment) a trap on a
+# busy machine's shared cores (see harness.models.base.thread_env). A user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import typer
 
 from harness import __version__

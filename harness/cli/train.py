@@ -35,7 +35,9 @@ def train(
     dataset: Path = typer.Option(..., "--dataset", "-d", help="Dataset definition (YAML)."),
     subset: str = typer.Option(..., "--subset", "-s", help="Training subset name (e.g. OPLS+VS)."),
     arch: str = typer.Option(..., "--arch", "-a", help="gap, deepmd or mace."),
-    preset: str = typer.Option("mini", "--preset", help="Hyperparameter preset: mini (CPU) or paper (GPU-scale)."),
+    preset: str = typer.Option("mini", "--preset", help=(
+        "Hyperparameter preset: mini (CPU, not converged), study (one GPU node; GAP: 16 cores), "
+        "cpu (GAP on 2 cores) or paper.")),
     committee: int = typer.Option(5, "--committee", "-n", help="Committee size."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated member seeds (default 0..n-1)."),
     workspace: Path = typer.Option(Path("runs/default"), "--workspace", "-w", help="Workspace folder."),
