@@ -207,3 +207,25 @@ def test_thread_env_passive_waiting_unless_the_user_says_otherwise(monkeypatch):
     assert thread_env(None)["OMP_NUM_THREADS"] == str(default_threads())
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert "OMP_WAIT_POLICY" not in thread_env(1)
+
+
+def test_every_preset_trains_what_it_says():
+    """Each preset keeps the model it trained and anneals: MACE's SWA stage starts inside the run and owns a
+    validated epoch, so stage two is kept; DeePMD's learning rate reaches stop_lr by the last step (decay steps
+    fewer than the steps) and checkpoints at the last step; GAP sets E0s only through the harness."""
+    from harness.models import deepmd, gap, mace
+
+    for name, hp in mace.PRESETS.items():
+        mace._check_eval_interval(hp)
+        assert not mace._OWNED & set(hp), name
+        if hp.get("swa"):
+            assert 0 < hp["start_swa"] < hp["max_num_epochs"], name
+            # stage two raises the energy weight (mace_run_train default 1000): it removes the energy offset
+            assert hp.get("swa_energy_weight", 1000.0) > hp["energy_weight"], name
+    for name, hp in deepmd.PRESETS.items():
+        t, lr = hp["training"], hp["learning_rate"]
+        assert lr["decay_steps"] < t["numb_steps"] and lr["stop_lr"] < lr["start_lr"], name
+        assert t["numb_steps"] % t["save_freq"] == 0, name  # a checkpoint at the last step is frozen
+    for name, hp in gap.PRESETS.items():
+        assert "e0" not in hp, name
+    assert {"mini", "study", "cpu", "paper"} <= set(mace.PRESETS) & set(deepmd.PRESETS) & set(gap.PRESETS)
