@@ -11,8 +11,9 @@ from harness.cli.common import err, handle_errors
 
 HELP = (
     "Run the mini ablation sweep (protocols/sweeps/demo.yaml: OPLS, OPLS+VS and Full x GAP, DeePMD and MACE "
-    "committees on the shipped EC:EMC GFN2-xTB data, a GAP reference, the 0.2 ps demo MD protocol), write "
-    "the Q report and print where it is. About 20 minutes on 2 cores; a second run takes seconds."
+    "committees of 2 on the shipped EC:EMC GFN2-xTB data, the GAP/Full reference, the 0.1 ps demo MD protocol "
+    "at 500 K), write the Q report and print where it is. About 14 minutes on 2 cores; a second run takes "
+    "seconds."
 )
 
 
