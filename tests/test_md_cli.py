@@ -121,3 +121,28 @@ def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
     b = read_h5md(out / "trajectory.h5md")
     assert len(a["time_ps"]) == len(b["time_ps"]) == 1 + 3000 // 25
     assert np.array_equal(a["time_ps"], b["time_ps"]) and np.array_equal(a["positions"], b["positions"])
+
+
+def test_another_nvt_density_or_protocol_supersedes_the_old_run(runner, tmp_path):
+    """The run directory is named by protocol name, not by its content or the NVT density a sweep takes from
+    its reference: a run asked for at another density (or under an edited protocol) must not return the old
+    trajectory. It runs anew at the new density; the old run is kept aside."""
+    def nvt(rho, protocol="protocols/ci.yaml"):
+        r = runner.invoke(app, ["md", *EMT, "--protocol", protocol, "--ensemble", "nvt", "--nvt-density", str(rho),
+                                "--workspace", str(tmp_path)])
+        assert r.exit_code == 0, r.output
+        return json.loads((tmp_path / "md" / "EMT" / "ci" / "nvt-r0" / "result.json").read_text())
+
+    assert nvt(1.0)["meta"]["nvt_density_g_cm3"] == 1.0
+    again = nvt(1.0)  # same settings: the finished run is returned, nothing is moved
+    assert not list((tmp_path / "md" / "EMT" / "ci").glob("nvt-r0.superseded-*"))
+    res = nvt(1.1)
+    assert res["meta"]["nvt_density_g_cm3"] == 1.1 and res["meta"]["protocol_hash"] == again["meta"]["protocol_hash"]
+    from ase.io import read
+    from harness.units import density_g_cm3
+    start = read(tmp_path / "md" / "EMT" / "ci" / "nvt-r0" / "start.extxyz")
+    assert density_g_cm3(start) == pytest.approx(1.1, rel=1e-6)
+    assert len(list((tmp_path / "md" / "EMT" / "ci").glob("nvt-r0.superseded-*"))) == 1
+    edited = tmp_path / "ci.yaml"  # same name, another timestep: another protocol hash
+    edited.write_text(open("protocols/ci.yaml").read().replace("timestep_fs: 0.5", "timestep_fs: 0.25"))
+    assert nvt(1.1, str(edited))["meta"]["protocol_hash"] != res["meta"]["protocol_hash"]

@@ -7,7 +7,9 @@ then calls :func:`harness.md.runner.run_md` (which resumes or returns a finished
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from pathlib import Path
 
 from harness.errors import InputError
@@ -42,6 +44,43 @@ def run_dir(workspace: str | Path, name: str, protocol_name: str, ensemble: str,
     return Path(workspace) / "md" / name / protocol_name / f"{ensemble}-r{replica}"
 
 
+#: what a run directory was started with (``run.json``); a later call that asks for something else supersedes it
+_RUN_KEYS = ("protocol_hash", "nvt_density_g_cm3")
+
+
+def _recorded(outdir: Path) -> dict | None:
+    """The settings a run directory was started with (``run.json``, else a finished run's meta)."""
+    for f in ("run.json", "result.json"):
+        if (outdir / f).exists():
+            data = json.loads((outdir / f).read_text())
+            return data.get("meta", data)
+    return None
+
+
+def _supersede_stale(outdir: Path, want: dict) -> None:
+    """Move aside a run directory started under another protocol hash or NVT density.
+
+    The directory name holds the protocol's name, not its content or the NVT density (which a sweep takes
+    from its reference committee): without this check an edited protocol or another reference would
+    silently return, or resume, the old trajectory under the new settings. The old run is kept, renamed.
+    """
+    have = _recorded(outdir)
+    if have is None:
+        return
+    stale = {}
+    for k in _RUN_KEYS:
+        a, b = have.get(k), want.get(k)
+        same = (a is None and b is None) or (a is not None and b is not None and (
+            abs(float(a) - float(b)) <= 1e-9 if k == "nvt_density_g_cm3" else a == b))
+        if not same:
+            stale[k] = (a, b)
+    if stale:
+        aside = outdir.with_name(f"{outdir.name}.superseded-{time.strftime('%Y%m%dT%H%M%S')}")
+        outdir.rename(aside)
+        logger.warning("%s was run with %s; kept as %s, running anew", outdir,
+                       ", ".join(f"{k}={a} (now {b})" for k, (a, b) in stale.items()), aside.name)
+
+
 def run_protocol(proto, ensemble: str, calc, name: str, *, workspace: str | Path, replica: int = 0,
                  species=None, start: str | Path | None = None, nvt_density: float | None = None,
                  label: str | None = None):
@@ -63,6 +102,8 @@ def run_protocol(proto, ensemble: str, calc, name: str, *, workspace: str | Path
         if rho <= 0:
             raise InputError(f"NVT density must be positive, got {rho}")
     outdir = run_dir(workspace, name, proto.name, ensemble, replica)
+    started = {"protocol_hash": protocol_hash(proto), "nvt_density_g_cm3": rho}
+    _supersede_stale(outdir, started)
     cached_start = outdir / "start.extxyz"
     if cached_start.exists():  # a resumed or finished run keeps its exact start
         atoms = read_frames(cached_start)[0]
@@ -79,6 +120,7 @@ def run_protocol(proto, ensemble: str, calc, name: str, *, workspace: str | Path
     check_start(atoms, where=str(start) if start else "protocol start", species=species)
     if not cached_start.exists():
         write_frames(cached_start, [atoms])
+        (outdir / "run.json").write_text(json.dumps(started))
     rules = validation_detectors if proto.detectors.rules == "validation" else active_learning_detectors
     dets = rules(ensemble == "npt", interval=proto.detectors.interval,
                  bond_length_method=proto.detectors.bond_length_method)
