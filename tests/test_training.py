@@ -130,7 +130,8 @@ def test_backend_trains_in_the_inputs_dtype_not_the_presets(arch, molecules, tmp
         # no data-loader worker processes competing with the training threads
         env = json.loads(log.read_text())
         assert env["NUM_WORKERS"] == "0"
-        assert env["OMP_WAIT_POLICY"] == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")  # no spinning threads
+        tool_env = {**os.environ, **env}  # no unbounded spinning: a bounded spin count or the user's policy
+        assert "GOMP_SPINCOUNT" in tool_env or "OMP_WAIT_POLICY" in tool_env
         # the learning curve's validation error over more than deepmd's default single frame
         assert config["training"]["validation_data"]["numb_btch"] == 5  # disp_freq 100 / 20, <= 6 frames
 
@@ -199,14 +200,19 @@ def test_mace_eval_interval_that_discards_epochs_is_refused():
     _check_eval_interval({"max_num_epochs": 10, "eval_interval": 3, "swa": True})  # default start 6: 6 and 9
 
 
-def test_thread_env_passive_waiting_unless_the_user_says_otherwise(monkeypatch):
+def test_thread_env_bounded_spinning_unless_the_user_says_otherwise(monkeypatch):
     from harness.models.base import default_threads, thread_env
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    assert thread_env(3) == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3", "OMP_WAIT_POLICY": "PASSIVE"}
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("HARNESS_SPINCOUNT", raising=False)
+    assert thread_env(3) == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3", "GOMP_SPINCOUNT": "10000"}
     assert thread_env(None)["OMP_NUM_THREADS"] == str(default_threads())
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    assert "OMP_WAIT_POLICY" not in thread_env(1)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # the user's policy wins: no spin count of ours
+    assert "GOMP_SPINCOUNT" not in thread_env(1)
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setenv("GOMP_SPINCOUNT", "0")
+    assert "GOMP_SPINCOUNT" not in thread_env(1)
 
 
 def test_every_preset_trains_what_it_says():
