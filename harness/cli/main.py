@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 
-# Before anything imports torch or another OpenMP runtime: threads that spin long at every barrier make MD
-# and evaluation in this process (and the sweep workers it starts, which inherit the environment) a trap on a
-# busy machine's shared cores; bounded spinning as for the training tools (harness.models.base.thread_env).
-# A user's own setting wins.
-if "OMP_WAIT_POLICY" not in os.environ:
-    os.environ.setdefault("GOMP_SPINCOUNT", os.environ.get("HARNESS_SPINCOUNT", "10000"))
+from harness.tools import openmp_wait_env
+
+# Before anything imports torch or another OpenMP runtime: bounded spinning for MD and evaluation in this
+# process and the sweep workers it starts (they inherit the environment), as for the training tools.
+os.environ.update(openmp_wait_env())
 
 import typer
 

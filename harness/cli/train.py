@@ -37,7 +37,7 @@ def train(
     arch: str = typer.Option(..., "--arch", "-a", help="gap, deepmd or mace."),
     preset: str = typer.Option("mini", "--preset", help=(
         "Hyperparameter preset: mini (CPU, not converged), study (one GPU node; GAP: 16 cores), "
-        "cpu (GAP on 2 cores) or paper.")),
+        "cpu (half an hour of one CPU core) or paper.")),
     committee: int = typer.Option(5, "--committee", "-n", help="Committee size."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated member seeds (default 0..n-1)."),
     workspace: Path = typer.Option(Path("runs/default"), "--workspace", "-w", help="Workspace folder."),

@@ -57,6 +57,11 @@ def _recorded(outdir: Path) -> dict | None:
     return None
 
 
+def _same(value):
+    """A recorded value as compared (densities to 1e-9 g/cm³: JSON round trips and float sums)."""
+    return round(float(value), 9) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
 def _supersede_stale(outdir: Path, want: dict) -> None:
     """Move aside a run directory started under another protocol hash or NVT density.
 
@@ -67,13 +72,7 @@ def _supersede_stale(outdir: Path, want: dict) -> None:
     have = _recorded(outdir)
     if have is None:
         return
-    stale = {}
-    for k in _RUN_KEYS:
-        a, b = have.get(k), want.get(k)
-        same = (a is None and b is None) or (a is not None and b is not None and (
-            abs(float(a) - float(b)) <= 1e-9 if k == "nvt_density_g_cm3" else a == b))
-        if not same:
-            stale[k] = (a, b)
+    stale = {k: (have.get(k), want.get(k)) for k in _RUN_KEYS if _same(have.get(k)) != _same(want.get(k))}
     if stale:
         aside = outdir.with_name(f"{outdir.name}.superseded-{time.strftime('%Y%m%dT%H%M%S')}")
         outdir.rename(aside)

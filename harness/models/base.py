@@ -230,18 +230,12 @@ def default_threads() -> int:
 def thread_env(threads: int | None) -> dict[str, str]:
     """Environment of a PyTorch training tool on ``threads`` threads (default: :func:`default_threads`).
 
-    Bounded spinning, ``GOMP_SPINCOUNT=10000`` (``HARNESS_SPINCOUNT`` to change it; none when the user sets
-    ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``): OpenMP threads that spin long at every barrier turn a busy
-    machine's shared cores into a trap (dp --pt train on 2 cores with another process running, measured:
-    2.63 s per step spinning, 0.095 s passive), while fully passive threads cost 10-30 % on an idle
-    machine. benchmarks/training.py, harness / by hand (libgomp's default): idle DeePMD 0.80, MACE 0.975
-    (PASSIVE: 1.047, 1.11); with two busy-loop processes on the 2 cores DeePMD 0.68, MACE 1.047.
+    OpenMP threads spin a bounded time at barriers (:func:`harness.tools.openmp_wait_env`).
     """
+    from harness.tools import openmp_wait_env
+
     n = str(threads or default_threads())
-    env = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
-    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-        env["GOMP_SPINCOUNT"] = os.environ.get("HARNESS_SPINCOUNT", "10000")
-    return env
+    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, **openmp_wait_env()}
 
 
 def run_tool(args: Sequence[str], *, cwd: Path, log: Path, env: dict[str, str] | None = None,
