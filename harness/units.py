@@ -13,6 +13,8 @@ __all__ = [
     "units",
     "AMU_PER_A3_TO_G_PER_CM3",
     "A2_PER_PS_TO_CM2_PER_S",
+    "A2_PER_PS_TO_1E6_CM2_PER_S",
+    "diffusivity_1e6_cm2_s",
     "EV_PER_A3_TO_GPA",
     "ATM_TO_EV_PER_A3",
     "density_g_cm3",
@@ -25,6 +27,8 @@ __all__ = [
 AMU_PER_A3_TO_G_PER_CM3: float = units._amu * 1e3 / 1e-24
 #: 1 Å²/ps in cm²/s (1e-16 cm² / 1e-12 s = 1e-4).
 A2_PER_PS_TO_CM2_PER_S: float = 1e-4
+#: 1 Å²/ps in the 1e-6 cm²/s the paper reports diffusivities in (= 100).
+A2_PER_PS_TO_1E6_CM2_PER_S: float = A2_PER_PS_TO_CM2_PER_S / 1e-6
 #: 1 eV/Å³ in GPa.
 EV_PER_A3_TO_GPA: float = 1.0 / units.GPa
 #: 1 standard atmosphere (101325 Pa) in eV/Å³.
@@ -54,3 +58,8 @@ def volume_for_density_A3(total_mass_amu: float, density_g_cm3: float) -> float:
     if density_g_cm3 <= 0.0:
         raise ValueError(f"density must be positive, got {density_g_cm3} g/cm³")
     return total_mass_amu * AMU_PER_A3_TO_G_PER_CM3 / density_g_cm3
+
+
+def diffusivity_1e6_cm2_s(D_A2_ps: float | None) -> float | None:
+    """A diffusivity in Å²/ps (the harness's unit) in the paper's 1e-6 cm²/s; None stays None."""
+    return None if D_A2_ps is None else float(D_A2_ps) * A2_PER_PS_TO_1E6_CM2_PER_S

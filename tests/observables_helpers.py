@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from harness.md.writers import H5MDWriter
+from harness.h5md import H5MDWriter
 
 # a rigid three-atom "molecule" (C, O, O) and its atom offsets from the first atom (Å)
 OFFSETS = np.array([[0.0, 0.0, 0.0], [1.16, 0.0, 0.0], [-1.16, 0.0, 0.0]])

@@ -81,3 +81,32 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# -- a typed stand-in kind (the subject: the task contract in the executor) ----------------------------------------
+
+from typing import ClassVar  # noqa: E402
+
+from harness.sweep.contract import TaskParams, TaskResult  # noqa: E402
+
+
+class ToyResult(TaskResult):
+    value: int
+
+
+class ToyParams(TaskParams):
+    KIND: ClassVar[str] = "toy"
+    FN: ClassVar[str] = "tests.sweep_helpers:toy"
+    RESULT: ClassVar[type[TaskResult]] = ToyResult
+    DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"inputs": ("toy",)}
+
+    dir: str
+    name: str
+    value: int
+
+
+def toy(p: ToyParams, deps) -> ToyResult:
+    with open(Path(p.dir) / "executions.log", "a") as f:
+        f.write(p.name + "\n")
+    assert all(isinstance(d, ToyResult) for d in deps.get("inputs", []))  # typed results, by role
+    return ToyResult(value=p.value + sum(d.value for d in deps.get("inputs", [])))

@@ -64,17 +64,18 @@ def test_ci_plan_structure_and_stable_keys(tmp_path):
     # 2 generations x 2 members + 2 reference members; exploration and labelling only in generation 0
     assert {k: len(v) for k, v in by.items()} == {"al_start": 2, "train": 6, "explore": 2, "label": 2, "al_set": 1,
                                                  "md": 12, "observe": 12, "score": 3}
-    g0 = [t for t in by["train"] if t.params.get("tags", {}).get("generation") == 0]
-    g1 = [t for t in by["train"] if t.params.get("tags", {}).get("generation") == 1]
+    g0 = [t for t in by["train"] if t.params.tags.get("generation") == 0]
+    g1 = [t for t in by["train"] if t.params.tags.get("generation") == 1]
     label = by["al_set"][0]
     for e in by["explore"]:  # every explore run sees the whole generation-0 committee and its start frames
-        assert {t.key for t in g0} <= set(e.deps)
-        assert any(d in e.deps for d in (s.key for s in by["al_start"]))
-    assert set(label.deps) == {t.key for t in by["label"]}
-    assert sorted(t.deps for t in by["label"]) == sorted((e.key,) for e in by["explore"])
-    assert all(t.deps == (label.key,) for t in g1) and all(t.deps == () for t in g0)
-    assert all(t.params["committee_key"] for t in g0) and not any(t.params["committee_key"] for t in g1)
-    scores = {t.params["committee"] for t in by["score"]}
+        assert {t.key for t in g0} <= set(e.dep_keys)
+        assert any(d in e.dep_keys for d in (s.key for s in by["al_start"]))
+        assert set(e.deps["members"]) == {t.key for t in g0}  # named roles, not probed keys
+    assert set(label.dep_keys) == {t.key for t in by["label"]}
+    assert sorted(t.dep_keys for t in by["label"]) == sorted((e.key,) for e in by["explore"])
+    assert all(t.dep_keys == (label.key,) for t in g1) and all(t.dep_keys == () for t in g0)
+    assert all(t.params.committee_key for t in g0) and not any(t.params.committee_key for t in g1)
+    scores = {t.params.committee for t in by["score"]}
     assert scores == {"deepmd/OPLS@g0", "deepmd/OPLS@g1", "ref:gap/OPLS+VS"}
 
 
@@ -98,6 +99,8 @@ def _water_box():
 
 
 def test_committee_variance_from_other_members_matches_force_deviation():
+    from harness.models.committee import CommitteeCalculator
+
     atoms = _water_box()
     atoms.calc = LennardJones(sigma=1.0, epsilon=0.05, rc=4.0)
     others = [LennardJones(sigma=1.1, epsilon=0.05, rc=4.0), LennardJones(sigma=0.9, epsilon=0.07, rc=4.0)]
@@ -107,28 +110,31 @@ def test_committee_variance_from_other_members_matches_force_deviation():
         b.calc = c
         forces.append(b.get_forces())
     expected, _ = force_deviation(np.array(forces))
-    det = CommitteeVariance(interval=1, max_sigma2_F_eV2_A2=expected * 2, others=others)
+    # the exploration's committee: every member, the driving one first (its forces come from its cache)
+    committee = CommitteeCalculator([atoms.calc, *others])
+    det = CommitteeVariance(interval=1, max_sigma2_F_eV2_A2=expected * 2, committee=committee)
     det.reset(atoms)
     assert det.check(atoms, 1, 0.0005) is None
-    assert atoms.calc.results["sigma2_F"] == pytest.approx(expected, rel=1e-12)
+    assert det.observed()["sigma2_F"] == pytest.approx(expected, rel=1e-12)
+    assert "sigma2_F" not in atoms.calc.results  # the driver's results are its own
     det.max_sigma2_F_eV2_A2 = expected / 2
     ev = det.check(atoms, 2, 0.001)
     assert ev is not None and ev.value == pytest.approx(expected) and ev.detector == "committee_variance"
 
 
 def _fake_run(tmp_path: Path, sigma2: list[float], steps: list[int]) -> Path:
-    from harness.md.writers import H5MDWriter
+    from harness.h5md import H5MDWriter
 
     run = tmp_path / "run"
     run.mkdir()
     atoms = _water_box()
     atoms.arrays["mol_id"] = np.zeros(len(atoms), dtype=int)
-    h5 = H5MDWriter(run / "trajectory.h5md", atoms)
+    h5 = H5MDWriter(run / "trajectory.h5md", atoms, observables=("sigma2_F",))
     rows = []
     for k, (s, step) in enumerate(zip(sigma2, steps)):
         a = atoms.copy()
         a.positions += 0.01 * k
-        h5.write(a, step, step * 0.0005)
+        h5.write(a, step, step * 0.0005, {"sigma2_F": s})
         rows.append({"step": step, "time_ps": step * 0.0005, "sigma2_F": s})
     h5.close()
     rows.insert(0, {"step": 0, "time_ps": 0.0, "sigma2_F": np.nan})

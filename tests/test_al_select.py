@@ -78,17 +78,17 @@ def _stopped_run(tmp_path, sigma2, failure):
     import pandas as pd
     from ase import Atoms
 
-    from harness.md.writers import H5MDWriter
+    from harness.h5md import H5MDWriter
 
     atoms = Atoms("OH2", positions=[[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]], cell=[8.0] * 3, pbc=True)
     atoms.arrays["mol_id"] = np.zeros(3, dtype=int)
-    h5 = H5MDWriter(tmp_path / "trajectory.h5md", atoms)
+    h5 = H5MDWriter(tmp_path / "trajectory.h5md", atoms, observables=("sigma2_F",))
     rows = []
     for k, s in enumerate(sigma2):
         step = 5 * (k + 1)
         a = atoms.copy()
         a.positions += 0.01 * k
-        h5.write(a, step, step * 0.0005)
+        h5.write(a, step, step * 0.0005, {"sigma2_F": s})
         rows.append({"step": step, "time_ps": step * 0.0005, "sigma2_F": s})
     h5.close()
     pd.DataFrame(rows).to_parquet(tmp_path / "thermo.parquet")

@@ -12,7 +12,7 @@ from scipy import stats
 
 from harness.md.detectors import BondStretch, CommitteeVariance, DensityWindow, NonFinite, validation_detectors
 from harness.md.runner import RunSettings, run_md
-from harness.md.writers import read_h5md
+from harness.h5md import read_h5md
 from harness.units import ATM_TO_EV_PER_A3
 from tests.helpers import IdealGas
 

@@ -82,7 +82,7 @@ def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
     import sys
     import time
 
-    from harness.md.writers import read_h5md
+    from harness.h5md import read_h5md
 
     text = open("protocols/ci.yaml").read()
     text = text.replace("nvt: {length_ps: 0.05,", "nvt: {length_ps: 1.5,")

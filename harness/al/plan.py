@@ -13,13 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.al.contract import ALSetParams, ALStartParams, ExploreParams, LabelParams, exploration_hash
 from harness.al.spec import ALSpec
 from harness.sweep.execute import Task
 
-__all__ = ["plan_al", "committee_id", "FORMAT"]
-
-_A = "harness.al.tasks:"
-FORMAT = {"al_start": 1, "explore": 1, "label": 1, "al_set": 1}
+__all__ = ["plan_al", "committee_id"]
 
 
 def committee_id(arch: str, chain: str, generation: int) -> str:
@@ -40,6 +38,8 @@ def _oracle(spec: ALSpec, dataset: Path) -> dict:
 
 def plan_al(spec: ALSpec, files: dict[str, Path], workspace: str | Path) -> list[Task]:
     from harness.config import load_yaml
+    from harness.datasets.spec import params_hash
+    from harness.md.protocol import load_protocol
     from harness.models.train import plan_committee
     from harness.observables.analysis import AnalysisSpec
     from harness.sweep.plan import plan_validation, train_tasks
@@ -47,28 +47,22 @@ def plan_al(spec: ALSpec, files: dict[str, Path], workspace: str | Path) -> list
     workspace = str(Path(workspace).resolve())
     common = {"workspace": workspace, "threads": spec.threads_per_task, "device": spec.device}
     e = spec.exploration
-    explore_params = e.model_dump(mode="json", exclude={"compositions", "starts_per_composition", "start_density_g_cm3",
-                                                        "start_equilibration_ps", "start_stride_ps",
-                                                        "classical_cutoff_nm"})
+    ehash = exploration_hash(e)
     oracle = _oracle(spec, files["dataset"])
     tasks: list[Task] = []
     starts: dict[str, Task] = {}
     for ci, comp in enumerate(e.compositions):
-        params = {"composition": comp, "n": e.starts_per_composition, "density_g_cm3": e.start_density_g_cm3,
-                  "temperature_K": e.temperature_K, "equilibration_ps": e.start_equilibration_ps,
-                  "stride_ps": e.start_stride_ps, "cutoff_nm": e.classical_cutoff_nm, "seed": 1000 * e.seed + ci,
-                  "format": FORMAT["al_start"]}
-        from harness.datasets.spec import params_hash
-
-        params["path"] = str(Path(workspace) / "al" / "starts" / f"{comp.replace('=', '').replace(',', '-')}-"
-                                                                 f"{params_hash(params)}.extxyz")
-        starts[comp] = Task("al_start", _A + "al_start", params, (), f"OPLS-AA starts {comp}")
+        fields = {"composition": comp, "n": e.starts_per_composition, "start": e.start, "temperature_K": e.temperature_K,
+                  "stride_ps": e.start_stride_ps, "seed": 1000 * e.start.seed + ci}
+        digest = params_hash({k: v.model_dump(mode="json") if hasattr(v, "model_dump") else v for k, v in fields.items()})
+        path = Path(workspace) / "al" / "starts" / f"{comp.replace('=', '').replace(',', '-')}-{digest}.extxyz"
+        starts[comp] = ALStartParams(**fields, path=str(path)).task(label=f"OPLS-AA starts {comp}")
         tasks.append(starts[comp])
 
     members: dict[str, list[Task]] = {}
     committees: dict[str, dict] = {}
     for chain in spec.initial_subsets:
-        prev_label: Task | None = None
+        prev_set: Task | None = None
         prev_members: list[Task] = []
         for g in range(spec.generations):
             cid = committee_id(spec.architecture, chain, g)
@@ -79,16 +73,12 @@ def plan_al(spec: ALSpec, files: dict[str, Path], workspace: str | Path) -> list
             if g:
                 c["name"] = f"{chain}+AL.{spec.name}.g{g}" + (".warm" if spec.warm_start else "")
             key = None
-            if prev_label is None:  # generation 0: the data is known now, so its key is checked
+            if prev_set is None:  # generation 0: the data is known now, so its key is checked
                 key = plan_committee(files["dataset"], chain, spec.architecture, preset=spec.preset,
                                      workspace=workspace, overrides=spec.overrides, device=spec.device,
                                      max_train_frames=spec.max_train_frames).key
-            deps = (prev_label.key,) if prev_label else ()
-            tr = train_tasks(c, dataset=files["dataset"], seeds=spec.member_seeds, common=common, deps=deps,
-                             committee_key=key)
-            if spec.warm_start and prev_members:
-                tr = [Task(t.kind, t.fn, {**t.params, "warm_start": True}, (*t.deps, prev.key), t.label)
-                      for t, prev in zip(tr, prev_members)]
+            tr = train_tasks(c, dataset=files["dataset"], seeds=spec.member_seeds, common=common, al_set=prev_set,
+                             previous=prev_members, committee_key=key, warm_start=spec.warm_start)
             tasks += tr
             members[cid], committees[cid] = tr, c
             prev_members = tr
@@ -97,23 +87,21 @@ def plan_al(spec: ALSpec, files: dict[str, Path], workspace: str | Path) -> list
             explores = []
             for ci, comp in enumerate(e.compositions):
                 for k in range(e.starts_per_composition):
-                    params = {**common, "exploration": explore_params, "composition": comp, "start": k,
-                              "index": ci * e.starts_per_composition + k, "generation": g, "chain": chain,
-                              "campaign": spec.name, "arch": spec.architecture, "format": FORMAT["explore"]}
-                    explores.append(Task("explore", _A + "explore", params, (*[t.key for t in tr], starts[comp].key),
-                                         f"explore {cid} {comp} start {k}"))
+                    params = ExploreParams(**common, exploration=e, exploration_hash=ehash, composition=comp, start=k,
+                                           index=ci * e.starts_per_composition + k, generation=g, chain=chain,
+                                           campaign=spec.name, arch=spec.architecture)
+                    explores.append(params.task({"members": tr, "start": [starts[comp]]},
+                                                f"explore {cid} {comp} start {k}"))
             tasks += explores
-            labels = [Task("label", _A + "label", {**common, "oracle": oracle, "campaign": spec.name,
-                                                   "format": FORMAT["label"]}, (x.key,),
-                           x.label.replace("explore ", "label ", 1)) for x in explores]
+            label_params = LabelParams(**common, oracle=oracle, campaign=spec.name)
+            labels = [label_params.task({"run": [x]}, x.label.replace("explore ", "label ", 1)) for x in explores]
             tasks += labels
             directory = Path(workspace) / "al" / spec.name / chain.replace("/", "_") / f"g{g}"
-            lab = Task("al_set", _A + "al_set", {"campaign": spec.name, "chain": chain, "generation": g,
-                                                 "directory": str(directory), "format": FORMAT["al_set"]},
-                       (*[x.key for x in labels], *((prev_label.key,) if prev_label else ())),
-                       f"AL set after {cid} ({len(explores)} runs)")
+            lab = ALSetParams(campaign=spec.name, chain=chain, generation=g, directory=str(directory)).task(
+                {"labels": labels, "previous": [prev_set] if prev_set else []},
+                f"AL set after {cid} ({len(explores)} runs)")
             tasks.append(lab)
-            prev_label = lab
+            prev_set = lab
 
     if spec.validation is not None:
         v = spec.validation
@@ -127,6 +115,6 @@ def plan_al(spec: ALSpec, files: dict[str, Path], workspace: str | Path) -> list
         committees[ref["id"]] = ref
         tasks += members[ref["id"]]
         analysis = load_yaml(files["analysis"], AnalysisSpec) if "analysis" in files else None
-        tasks += plan_validation(members, committees, ref["id"], protocol=files["protocol"], analysis=analysis,
-                                 replicas=v.replicas, common=common)
+        tasks += plan_validation(members, committees, ref["id"], protocol=load_protocol(files["protocol"]),
+                                 analysis=analysis, replicas=v.replicas, common=common)
     return tasks

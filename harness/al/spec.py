@@ -16,7 +16,9 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from harness.config import HarnessModel, load_yaml
-from harness.sweep.spec import ARCHS, ReferenceSpec, resolve_path
+from harness.md.protocol import RunSpec, StartSpec
+from harness.models.base import ARCHITECTURES as ARCHS
+from harness.sweep.spec import ReferenceSpec, resolve_path
 
 __all__ = ["ALSpec", "ExplorationSpec", "ValidationSpec", "OracleSpec", "load_al", "PAPER_COMPOSITIONS"]
 
@@ -24,28 +26,55 @@ __all__ = ["ALSpec", "ExplorationSpec", "ValidationSpec", "OracleSpec", "load_al
 PAPER_COMPOSITIONS = ["EC=2,EMC=10", "EC=4,EMC=8", "EC=6,EMC=6", "EC=8,EMC=4", "EC=10,EMC=2"]
 
 
-class ExplorationSpec(HarnessModel):
-    """The exploration trajectories of one generation and their stop rules (SCIENCE.md §5, §8)."""
+#: what an exploration run is unless the spec says otherwise (the paper's: 500 ps NPT at 500 K and 1 atm,
+#: 0.5 fs, the active-learning stop rules, OPLS-AA starts packed at 1 g/cm³ and equilibrated 10 ps)
+EXPLORATION_DEFAULTS: dict[str, Any] = {
+    "temperature_K": 500.0, "pressure_atm": 1.0, "timestep_fs": 0.5, "npt": {"length_ps": 500.0},
+    "detectors": {"rules": "active_learning"}, "start": {"density_g_cm3": 1.0},
+}
+#: the flat keys of earlier AL specs -> their place in the exploration's MD configuration (still read)
+_FLAT_KEYS = {
+    "length_ps": ("npt", "length_ps"), "tdamp_fs": ("npt", "tdamp_fs"), "pdamp_fs": ("npt", "pdamp_fs"),
+    "checkpoint_interval": ("output", "checkpoint_interval"),
+    "max_sigma2_F_eV2_A2": ("detectors", "max_sigma2_F_eV2_A2"), "max_bond_ratio": ("detectors", "max_bond_ratio"),
+    "density_window_g_cm3": ("detectors", "density_window_g_cm3"),
+    "bond_length_method": ("detectors", "bond_length_method"),
+    "start_density_g_cm3": ("start", "density_g_cm3"), "start_equilibration_ps": ("start", "classical_equilibration_ps"),
+    "classical_cutoff_nm": ("start", "classical_cutoff_nm"), "seed": ("start", "seed"),
+}
+
+
+class ExplorationSpec(RunSpec):
+    """The exploration trajectories of one generation (SCIENCE.md §5, §8): an MD configuration
+    (:class:`~harness.md.protocol.RunSpec`, NPT; detectors with the active-learning rules) plus what
+    exploration adds — the compositions, the OPLS-AA starts per composition and the committee check
+    interval. Frames and thermo rows follow ``output``; the committee's checks are recorded besides.
+    """
 
     compositions: list[str] = Field(default_factory=lambda: list(PAPER_COMPOSITIONS), min_length=1)
     starts_per_composition: int = Field(5, ge=1, description="OPLS-AA starting frames per composition")
-    length_ps: float = Field(500.0, gt=0, description="maximum length of a trajectory (paper: 500 ps)")
-    temperature_K: float = Field(500.0, gt=0)
-    pressure_atm: float = Field(1.0, gt=0)
-    timestep_fs: float = Field(0.5, gt=0, le=5)
-    tdamp_fs: float = Field(50.0, gt=0)
-    pdamp_fs: float = Field(500.0, gt=0)
-    check_interval: int = Field(10, gt=0, description="steps between committee evaluations (= frames kept)")
-    checkpoint_interval: int = Field(2000, gt=0)
-    max_sigma2_F_eV2_A2: float = Field(0.5, gt=0, description="selection threshold and stop rule")
-    max_bond_ratio: float = Field(2.0, gt=1, description="stop when a bond exceeds this × its equilibrium length")
-    density_window_g_cm3: tuple[float, float] = (0.2, 1.2)
-    bond_length_method: str = Field("gfn2", pattern="^(gfn2|mmff)$")
-    start_density_g_cm3: float = Field(1.0, gt=0, description="packing density of the starting boxes")
-    start_equilibration_ps: float = Field(10.0, ge=0, description="OPLS-AA NVT before the first start frame")
+    start: StartSpec = Field(description="how each composition's starting liquid is made")
     start_stride_ps: float = Field(2.0, gt=0, description="OPLS-AA time between starting frames")
-    classical_cutoff_nm: float = Field(0.55, gt=0)
-    seed: int = Field(0, ge=0)
+    check_interval: int = Field(10, gt=0, description="steps between committee evaluations (and, unless "
+                                "detectors.interval is given, between the other checks)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data):
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for flat, (section, key) in _FLAT_KEYS.items():
+            if flat in data:
+                data[section] = {**dict(data.get(section) or {}), key: data.pop(flat)}
+        for key, value in EXPLORATION_DEFAULTS.items():
+            if isinstance(value, dict):
+                data[key] = {**value, **dict(data.get(key) or {})}
+            else:
+                data.setdefault(key, value)
+        if "interval" not in data["detectors"]:
+            data["detectors"]["interval"] = data.get("check_interval", 10)
+        return data
 
     @field_validator("compositions")
     @classmethod
@@ -58,12 +87,10 @@ class ExplorationSpec(HarnessModel):
             raise ValueError("compositions must not repeat")
         return out
 
-    @model_validator(mode="after")
-    def _window(self):
-        lo, hi = self.density_window_g_cm3
-        if not 0 < lo < hi:
-            raise ValueError(f"density_window_g_cm3 must be 0 < low < high, got {list(self.density_window_g_cm3)}")
-        return self
+    @property
+    def max_sigma2_F_eV2_A2(self) -> float:
+        """The selection threshold: the committee rule's."""
+        return float(self.detectors.threshold("max_sigma2_F_eV2_A2"))
 
 
 class ValidationSpec(HarnessModel):

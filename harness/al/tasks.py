@@ -1,11 +1,13 @@
-"""Task functions of an active-learning campaign (run in sweep workers: ``fn(params, deps) -> result``).
+"""Task functions of an active-learning campaign (run in sweep workers, typed by :mod:`harness.al.contract`).
 
 ``al_start``: OPLS-AA starting frames of one exploration composition (shared by every generation).
-``explore``: one exploration trajectory of a generation's primary member with the committee evaluated
-every ``check_interval`` steps (stopped by the AL rules), then the selection of one frame.
-``label``: one run's selected frame relabelled with the oracle; ``al_set``: the generation's labelled
-frames appended to the AL set (the next generation's extra training data).
-Each is idempotent: a finished trajectory, selection or label is reused, an interrupted one resumes.
+``explore``: one exploration trajectory of a generation's primary member; a
+:class:`~harness.models.committee.CommitteeCalculator` over the whole committee is asked for sigma2_F
+at the checks only (every ``check_interval`` steps), and each check's value is stored with the frame it
+was measured on; the AL rules stop the run; then one frame is selected. ``label``: that frame relabelled
+with the oracle; ``al_set``: the generation's labelled frames appended to the AL set (the next
+generation's extra training data). Each is idempotent: a finished trajectory, selection or label is
+reused, an interrupted one resumes.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.al.contract import (ALSetParams, ALSetResult, ALStartParams, ALStartResult, ExploreParams,
+                                 ExploreResult, LabelParams, LabelResult, exploration_hash)
 from harness.errors import InputError
+from harness.sweep.contract import Deps, check_hash
 
 __all__ = ["al_start", "explore", "label", "al_set", "selected_frame"]
 
@@ -30,66 +35,43 @@ def _write_json(path: Path, data: dict) -> None:
         tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
 
 
-def al_start(p: dict, deps: dict) -> dict:
-    """Pack a box of the composition, minimise, equilibrate with OPLS-AA (NVT at the exploration
-    temperature) and keep ``n`` frames ``stride_ps`` apart (single-threaded OpenMM: reproducible)."""
-    from harness.datasets.classical_md import ClassicalMD
+def al_start(p: ALStartParams, deps: Deps) -> ALStartResult:
+    """The composition's OPLS-AA starting frames (:func:`harness.md.start.equilibrated_frames`: packed,
+    minimised, NVT at the exploration temperature, ``n`` frames ``stride_ps`` apart)."""
     from harness.io import read_frames, write_frames
-    from harness.systems.box import build_box
-    from harness.systems.composition import Composition
+    from harness.md.start import equilibrated_frames
 
-    out = Path(p["path"])
-    if out.exists():
-        frames = read_frames(out)
-        if len(frames) == p["n"]:
-            return {"path": str(out), "n": len(frames), "composition": p["composition"], "_outputs": [str(out)]}
-    box = build_box(Composition.parse(p["composition"]), p["density_g_cm3"], seed=p["seed"])
-    md = ClassicalMD(box, p["temperature_K"], None, seed=p["seed"], cutoff_nm=p["cutoff_nm"])
-    md.minimize()
-    if p["equilibration_ps"] > 0:
-        md.run_ps(p["equilibration_ps"])
-    frames = []
-    for k in range(p["n"]):
-        if k:
-            md.run_ps(p["stride_ps"])
-        f = md.frame()
-        f.info.update({"start": "OPLS-AA equilibrated", "start_index": k, "composition": p["composition"]})
-        frames.append(f)
+    out = Path(p.path)
+    done = ALStartResult(path=str(out), n=p.n, composition=p.composition, outputs=[str(out)])
+    if out.exists() and len(read_frames(out)) == p.n:
+        return done
+    frames = equilibrated_frames(p.composition, p.start, p.temperature_K, seed=p.seed, n=p.n, stride_ps=p.stride_ps)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_frames(out, frames)
-    return {"path": str(out), "n": len(frames), "composition": p["composition"], "_outputs": [str(out)]}
-
-
-def _members(deps: dict) -> list[dict]:
-    members = sorted((d for d in deps.values() if "workdir" in d), key=lambda d: d["member"])
-    if len(members) < 2:
-        raise InputError(f"exploration needs a committee of at least 2 trained members, got {len(members)}")
-    return members
+    return done
 
 
 def selected_frame(run_dir: str | Path, threshold: float):
     """(frame with tags, selection dict) of a finished exploration run, or (None, reason dict).
 
-    The candidates are the stored frames whose step has a finite sigma2_F in the thermo table (the
-    committee's checks); the rule is :func:`harness.al.select.select_frame`. When a rule other than the
+    The candidates are the stored frames that carry a finite sigma2_F (the frames written at the
+    committee's checks, whatever the output intervals); the rule is :func:`harness.al.select.select_frame`. When a rule other than the
     variance rule stopped the run (``result.json``: density, bond stretch), its stopping frame is excluded."""
-    import pandas as pd
     from ase import Atoms
 
     from harness.al.select import select_frame
-    from harness.md.writers import read_h5md
+    from harness.h5md import read_h5md
 
     run_dir = Path(run_dir)
-    thermo = pd.read_parquet(run_dir / "thermo.parquet")
-    if "sigma2_F" not in thermo:
-        return None, {"reason": "no committee check before the trajectory stopped"}
-    s2 = thermo.dropna(subset=["sigma2_F"]).drop_duplicates("step", keep="last").set_index("step")["sigma2_F"]
     traj = read_h5md(run_dir / "trajectory.h5md")
+    if "sigma2_F" not in traj["observables"]:
+        return None, {"reason": "no committee check before the trajectory stopped"}
+    s2 = traj["observables"]["sigma2_F"]
     steps = [int(s) for s in traj["step"]]
-    cand = [(k, s) for k, s in enumerate(steps) if s in s2.index and np.all(np.isfinite(traj["positions"][k]))]
+    cand = [(k, s) for k, s in enumerate(steps) if np.isfinite(s2[k]) and np.all(np.isfinite(traj["positions"][k]))]
     if not cand:
         return None, {"reason": "no stored frame with a finite committee variance"}
-    series = np.array([s2[s] for _, s in cand], dtype=float)
+    series = np.array([s2[k] for k, _ in cand], dtype=float)
     result_path = run_dir / "result.json"
     failure = json.loads(result_path.read_text()).get("failure") if result_path.exists() else None
     stopped_by = (failure or {}).get("detector")
@@ -110,71 +92,73 @@ def selected_frame(run_dir: str | Path, threshold: float):
     return atoms, info
 
 
-def explore(p: dict, deps: dict) -> dict:
+def explore(p: ExploreParams, deps: Deps) -> ExploreResult:
     """One exploration trajectory and its selected frame (``selected.extxyz`` in the run directory)."""
     from harness.io import read_frames, write_frames
-    from harness.md.detectors import active_learning_detectors
-    from harness.md.launch import model_calculator
-    from harness.md.runner import RunSettings, run_md
+    from harness.md.detectors import detectors_from_spec
+    from harness.md.runner import run_md
+    from harness.models.committee import CommitteeCalculator
+    from harness.models.load import load_model
     from harness.models.train import model_run_name
-    from harness.sweep.tasks import _threads
+    from harness.sweep.tasks import set_threads
 
-    _threads(p["threads"])
-    e = p["exploration"]
-    members = _members(deps)
-    start_dep = next(d for d in deps.values() if "composition" in d and "path" in d)
-    start = read_frames(start_dep["path"])[p["start"]]
-    primary, _, species = model_calculator(members[0]["workdir"], device=p["device"])
-    others = [model_calculator(m["workdir"], device=p["device"])[0] for m in members[1:]]
-    committee = Path(members[0]["committee_dir"])
-    tag = p["composition"].replace("=", "").replace(",", "-")
-    from harness.datasets.spec import params_hash
-
+    e = p.exploration
+    check_hash("exploration settings", p.exploration_hash, exploration_hash(e))
+    set_threads(p.threads)
+    members = sorted(deps["members"], key=lambda m: m.member)
+    if len(members) < 2:
+        raise InputError(f"exploration needs a committee of at least 2 trained members, got {len(members)}")
+    (start_dep,) = deps["start"]
+    start = read_frames(start_dep.path)[p.start]
+    loaded = [load_model(m.model, device=p.device) for m in members]
+    primary = loaded[0]
+    committee = CommitteeCalculator([m.calculator for m in loaded], names=[m.run_name for m in members])
+    tag = p.composition.replace("=", "").replace(",", "-")
     # the run directory names the committee, the start and the exploration settings: a changed setting is a
     # new trajectory, never a stale finished one
-    run_id = params_hash({"exploration": e, "start_file": start_dep["path"], "index": p["index"],
-                          "generation": p["generation"]})[:8]
-    outdir = (Path(p["workspace"]) / "al" / "explore" / model_run_name(committee) /
-              f"{tag}-s{p['start']}-{run_id}")
-    if species is not None:
-        extra = set(start.get_chemical_symbols()) - set(species)
+    from harness.datasets.spec import params_hash
+
+    run_id = params_hash({"exploration": p.exploration_hash, "start_file": start_dep.path, "index": p.index,
+                          "generation": p.generation})[:8]
+    outdir = (Path(p.workspace) / "al" / "explore" / model_run_name(members[0].committee_dir) /
+              f"{tag}-s{p.start}-{run_id}")
+    if primary.species is not None:
+        extra = set(start.get_chemical_symbols()) - set(primary.species)
         if extra:
-            raise InputError(f"{start_dep['path']}: start frame has element(s) {', '.join(sorted(extra))} the "
+            raise InputError(f"{start_dep.path}: start frame has element(s) {', '.join(sorted(extra))} the "
                              "committee was not trained on")
-    settings = RunSettings("npt", temperature_K=e["temperature_K"], length_ps=e["length_ps"],
-                           timestep_fs=e["timestep_fs"], pressure_atm=e["pressure_atm"], tdamp_fs=e["tdamp_fs"],
-                           pdamp_fs=e["pdamp_fs"], frame_interval=e["check_interval"],
-                           thermo_interval=e["check_interval"], checkpoint_interval=e["checkpoint_interval"])
-    dets = active_learning_detectors(True, interval=e["check_interval"], bond_length_method=e["bond_length_method"],
-                                     max_sigma2_F_eV2_A2=e["max_sigma2_F_eV2_A2"], max_bond_ratio=e["max_bond_ratio"],
-                                     density_window_g_cm3=tuple(e["density_window_g_cm3"]), others=others)
-    meta = {"model": members[0]["workdir"], "committee": [m["workdir"] for m in members], "purpose": "AL exploration",
-            "composition": p["composition"], "start": p["start"], "start_file": start_dep["path"],
-            "generation": p["generation"], "chain": p["chain"], "campaign": p["campaign"]}
-    seed = 1000 * e["seed"] + 100 * p["generation"] + p["index"]
-    result = run_md(start, primary, settings, outdir=outdir, seed=seed, detectors=dets, meta=meta)
-    out = {"run_dir": str(outdir), "composition": p["composition"], "start": p["start"], "generation": p["generation"],
-           "chain": p["chain"], "campaign": p["campaign"], "arch": p["arch"], "t_stop_ps": result.t_stab_ps,
-           "stopped_by": (result.failure or {}).get("detector"), "length_ps": e["length_ps"],
-           "hit_threshold": (result.failure or {}).get("detector") == "committee_variance",
-           "wall_s": result.wall_s}
+    dets = [d for d in detectors_from_spec(e.detectors, True, committee=committee)]
+    for d in dets:  # the committee is asked at every check interval; the other rules at the detectors'
+        if d.name == "committee_variance":
+            d.interval = e.check_interval
+    meta = {"model": members[0].workdir, "committee": [m.workdir for m in members], "purpose": "AL exploration",
+            "composition": p.composition, "start": p.start, "start_file": start_dep.path,
+            "generation": p.generation, "chain": p.chain, "campaign": p.campaign,
+            "model_stamps": [m.stamp for m in members]}
+    seed = 1000 * e.start.seed + 100 * p.generation + p.index
+    result = run_md(start, primary.calculator, e.settings("npt"), outdir=outdir, seed=seed, detectors=dets, meta=meta)
     sel_file = outdir / "selected.extxyz"
-    atoms, info = selected_frame(outdir, e["max_sigma2_F_eV2_A2"])
-    out["selection"] = info
+    threshold = e.max_sigma2_F_eV2_A2
+    atoms, info = selected_frame(outdir, threshold)
+    selected = None
     if atoms is not None:
         atoms.info.update({
-            "config_type": "AL", "architecture": p["arch"], "generation": p["generation"],
-            "composition": p["composition"], "al_run": f"{p['campaign']}/{p['chain']}/g{p['generation']}/{tag}-s{p['start']}",
+            "config_type": "AL", "architecture": p.arch, "generation": p.generation,
+            "composition": p.composition, "al_run": f"{p.campaign}/{p.chain}/g{p.generation}/{tag}-s{p.start}",
             "source_trajectory": str(outdir), "al_sigma2_F": info["sigma2_F"], "al_time_ps": info["time_ps"],
-            "al_reason": info["reason"], "al_campaign": p["campaign"]})
+            "al_reason": info["reason"], "al_campaign": p.campaign})
         write_frames(sel_file, [atoms])
-        out["selected_file"] = str(sel_file)
+        selected = str(sel_file)
     files = [outdir / f for f in ("result.json", "thermo.parquet", "trajectory.h5md", "selected.extxyz")]
-    out["_outputs"] = [str(f) for f in files if f.exists()]
-    return out
+    stopped_by = (result.failure or {}).get("detector")
+    return ExploreResult(run_dir=str(outdir), composition=p.composition, start=p.start, generation=p.generation,
+                         chain=p.chain, campaign=p.campaign, arch=p.arch, t_stop_ps=result.t_stab_ps,
+                         stopped_by=stopped_by, length_ps=e.npt.length_ps,
+                         hit_threshold=stopped_by == "committee_variance", wall_s=result.wall_s, selection=info,
+                         selected_file=selected, outputs=[str(f) for f in files if f.exists()])
 
 
-def label(p: dict, deps: dict) -> dict:
+def label(p: LabelParams, deps: Deps) -> LabelResult:
     """Relabel one exploration run's selected frame with the oracle (``labelled.extxyz`` beside it).
 
     A frame the oracle cannot label (after its retry) is left out with the error; a finished label is
@@ -182,65 +166,63 @@ def label(p: dict, deps: dict) -> dict:
     from harness.io import read_frames
     from harness.reference import make_oracle, oracle_key
     from harness.reference.batch import label_to_file
-    from harness.sweep.tasks import _threads
+    from harness.sweep.tasks import set_threads
 
-    _threads(p["threads"])
-    run = next(iter(deps.values()))
-    base = {k: run[k] for k in ("campaign", "chain", "generation", "composition", "start", "run_dir")}
-    if not run.get("selected_file"):
-        return {**base, "labelled_file": None, "oracle_calls": 0, "error": None,
-                "skipped": run["selection"].get("reason", "nothing selected")}
-    oracle = make_oracle(p["oracle"]["name"], p["oracle"]["options"])
-    out = Path(run["run_dir"]) / f"labelled-{oracle_key(oracle)}.extxyz"
+    set_threads(p.threads)
+    (run,) = deps["run"]
+    base = {"campaign": run.campaign, "chain": run.chain, "generation": run.generation,
+            "composition": run.composition, "start": run.start, "run_dir": run.run_dir}
+    if not run.selected_file:
+        return LabelResult(**base, skipped=run.selection.get("reason", "nothing selected"))
+    oracle = make_oracle(p.oracle["name"], p.oracle["options"])
+    out = Path(run.run_dir) / f"labelled-{oracle_key(oracle)}.extxyz"
     calls, error = 0, None
     if not out.exists():
-        rep = label_to_file(read_frames(run["selected_file"]), out, oracle, source=run["selected_file"],
-                            command=f"harness al run ({p['campaign']})")
+        rep = label_to_file(read_frames(run.selected_file), out, oracle, source=run.selected_file,
+                            command=f"harness al run ({p.campaign})")
         # a label finished before an interruption comes back from the resume file as "cached": it was
         # computed once, by this task, so it counts as this frame's oracle call
         calls = sum(r.status in ("labelled", "cached") for r in rep.records)
         if rep.failed:
             error = rep.failed[0].error
     if not out.exists():
-        return {**base, "labelled_file": None, "oracle_calls": calls, "error": error or "labelling failed",
-                "skipped": None}
+        return LabelResult(**base, oracle_calls=calls, error=error or "labelling failed")
     a = read_frames(out)[0]
     frame = {"composition": a.info.get("composition"), "run": a.info.get("al_run"),
              "time_ps": a.info.get("al_time_ps"), "sigma2_F": a.info.get("al_sigma2_F"),
              "reason": a.info.get("al_reason"), "uid": a.info.get("uid")}
-    return {**base, "labelled_file": str(out), "oracle_calls": calls, "error": None, "skipped": None, "frame": frame,
-            "_outputs": [str(out)]}
+    return LabelResult(**base, labelled_file=str(out), oracle_calls=calls, frame=frame, outputs=[str(out)])
 
 
-def al_set(p: dict, deps: dict) -> dict:
+def al_set(p: ALSetParams, deps: Deps) -> ALSetResult:
     """The AL set after a generation: the previous generation's frames + this generation's labelled frames
     (``new.extxyz``, cumulative ``al-frames.extxyz``), with a reason for every run that added none."""
     from harness.io import read_frames, write_frames
 
-    outdir = Path(p["directory"])
+    outdir = Path(p.directory)
     outdir.mkdir(parents=True, exist_ok=True)
-    labels = sorted((d for d in deps.values() if "labelled_file" in d), key=lambda d: (d["composition"], d["start"]))
-    previous = next((d for d in deps.values() if "n_new" in d), None)
+    labels = sorted(deps.get("labels", []), key=lambda d: (d.composition, d.start))
+    previous = deps["previous"][0] if deps.get("previous") else None
     new = []
     for d in labels:
-        if d["labelled_file"]:
-            a = read_frames(d["labelled_file"])[0]
+        if d.labelled_file:
+            a = read_frames(d.labelled_file)[0]
             a.info["weight"] = 1.0
             new.append(a)
-    old = read_frames(previous["al_frames"]) if previous and previous.get("al_frames") else []
+    old = read_frames(previous.al_frames) if previous and previous.al_frames else []
     frames = old + new
     new_file, cum_file = outdir / "new.extxyz", outdir / "al-frames.extxyz"
     if new:
         write_frames(new_file, new)
     if frames:
         write_frames(cum_file, frames)
-    result = {"campaign": p["campaign"], "chain": p["chain"], "generation": p["generation"],
-              "n_selected": sum(d["skipped"] is None for d in labels), "n_new": len(new), "n_total": len(frames),
-              "oracle_calls": sum(d["oracle_calls"] for d in labels),
-              "failed": [{"trajectory": d["run_dir"], "error": d["error"]} for d in labels if d["error"]],
-              "skipped": [{"trajectory": d["run_dir"], "reason": d["skipped"]} for d in labels if d["skipped"]],
-              "frames": [d["frame"] for d in labels if d.get("frame")],
-              "al_frames": str(cum_file) if frames else None}
-    _write_json(outdir / "al-set.json", result)
-    outs = [f for f in (new_file, cum_file, outdir / "al-set.json") if f.exists()]
-    return {**result, "_outputs": [str(f) for f in outs]}
+    result = ALSetResult(campaign=p.campaign, chain=p.chain, generation=p.generation,
+                         n_selected=sum(d.skipped is None for d in labels), n_new=len(new), n_total=len(frames),
+                         oracle_calls=sum(d.oracle_calls for d in labels),
+                         failed=[{"trajectory": d.run_dir, "error": d.error} for d in labels if d.error],
+                         skipped=[{"trajectory": d.run_dir, "reason": d.skipped} for d in labels if d.skipped],
+                         frames=[d.frame for d in labels if d.frame],
+                         al_frames=str(cum_file) if frames else None)
+    _write_json(outdir / "al-set.json", result.model_dump(mode="json"))
+    result.outputs = [str(f) for f in (new_file, cum_file, outdir / "al-set.json") if f.exists()]
+    return result

@@ -120,7 +120,7 @@ def export(
 
     from harness.errors import InputError
     from harness.io import read_frames, sha256_file, write_frames
-    from harness.provenance import run_context
+    from harness.provenance import MLIP_GROUPS, run_context
     from harness.sweep.store import Store
 
     if not (workspace / "harness.sqlite").exists():
@@ -149,8 +149,7 @@ def export(
             "store": str((workspace / "harness.sqlite").resolve()), "al_set_tasks": [r["key"] for r in rows],
             "per_generation": [{k: r["result"][k] for k in ("generation", "n_selected", "n_new", "oracle_calls",
                                                              "failed", "skipped", "frames")} for r in rows],
-            "context": run_context(("liquid-mlip-harness", "ase", "numpy", "tblite", "quippy-ase", "deepmd-kit",
-                                    "mace-torch"))}
+            "context": run_context(("core", "reference", *MLIP_GROUPS))}
     Path(str(output) + ".provenance.json").write_text(json.dumps(prov, indent=1, default=str) + "\n")
     typer.echo(f"{len(frames)} AL frames of {res['campaign']}/{res['chain']} (generations "
                f"{', '.join(str(g) for g in prov['generations'])}) → {output}")

@@ -24,6 +24,7 @@ from harness.cli import report as report_cmd
 from harness.cli import sweep as sweep_cmd
 from harness.cli import train as train_cmd
 from harness.cli import transfer as transfer_cmd
+from harness.cli import validate as validate_cmd
 from harness.cli.common import setup_logging
 
 app = typer.Typer(
@@ -62,6 +63,7 @@ app.add_typer(train_cmd.models_app, name="models")
 app.command("md")(md_cmd.md)
 app.command("observe")(observe_cmd.observe)
 app.command("score")(observe_cmd.score)
+app.command("validate")(validate_cmd.validate)
 app.add_typer(sweep_cmd.app, name="sweep")
 app.command("report")(report_cmd.report)
 app.add_typer(al_cmd.app, name="al")

@@ -10,10 +10,11 @@ import typer
 from harness.cli.common import err, handle_errors
 
 
-def _calculator(model: Optional[Path], calculator: Optional[str], options: Optional[str], device: str):
+def _calculator(model: Optional[Path], calculator: Optional[str], options: Optional[str], device: str,
+                arch: Optional[str] = None):
     """(calculator, name, species or None) from a model/committee directory or an ASE import path."""
     from harness.errors import InputError
-    from harness.md.launch import model_calculator
+    from harness.models.load import model_calculator
 
     if (model is None) == (calculator is None):
         raise InputError("give exactly one of --model (a trained member or committee directory) or --calculator")
@@ -24,14 +25,16 @@ def _calculator(model: Optional[Path], calculator: Optional[str], options: Optio
             raise InputError(f"--calculator must look like ase:package.module.Class, got {calculator!r}")
         oracle = make_oracle(calculator, options)
         return oracle.make_calculator(), calculator[4:].rsplit(".", 1)[-1], None
-    return model_calculator(model, device=device)
+    return model_calculator(model, device=device, arch=arch)
 
 
 @handle_errors
 def md(
     protocol: Path = typer.Option(..., "--protocol", "-p", help="MD protocol (YAML), e.g. protocols/mini.yaml."),
     ensemble: str = typer.Option(..., "--ensemble", "-e", help="npt or nvt."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Trained member or committee directory."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Trained member or committee directory, or a "
+                                         "model file (MACE .model, DeePMD .pth/.pb, GAP .xml)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture of a model file whose suffix does not tell."),
     calculator: Optional[str] = typer.Option(None, "--calculator", help="Any ASE calculator: ase:package.module.Class."),
     calculator_options: Optional[str] = typer.Option(None, "--calculator-options", help="JSON keyword arguments."),
     replica: int = typer.Option(0, "--replica", "-r", min=0, help="Replica index (seeds the start and velocities)."),
@@ -53,7 +56,7 @@ def md(
     if ensemble not in ("npt", "nvt"):
         raise InputError(f"--ensemble must be npt or nvt, got {ensemble!r}")
     proto = load_protocol(protocol)
-    calc, name, species = _calculator(model, calculator, calculator_options, device)
+    calc, name, species = _calculator(model, calculator, calculator_options, device, arch)
     if ensemble == "nvt" and nvt_density is None and proto.nvt.density_g_cm3 == "reference":
         raise InputError(f"{protocol}: nvt.density_g_cm3 is 'reference'; give --nvt-density (the reference "
                          "committee's mean NPT density; sweeps resolve it automatically)")

@@ -10,8 +10,6 @@ import typer
 
 from harness.cli.common import handle_errors, is_file
 
-D_UNIT = 100.0  # Å²/ps → 1e-6 cm²/s
-
 
 def _analysis_spec(path: Optional[Path]):
     from harness.config import load_yaml
@@ -21,7 +19,9 @@ def _analysis_spec(path: Optional[Path]):
 
 
 def _fmt_d(v: Optional[float]) -> str:
-    return "-" if v is None else f"{v * D_UNIT:.2f}"
+    from harness.units import diffusivity_1e6_cm2_s
+
+    return "-" if v is None else f"{diffusivity_1e6_cm2_s(v):.2f}"
 
 
 @handle_errors
@@ -96,105 +96,76 @@ def observe(
         typer.echo("COM RDF first peak: " + ", ".join(f"{k} {v['g']:.2f} at {v['r_A']:.2f} Å" for k, v in peaks.items()))
 
 
-def _members(committee: Path, workspace: Path, protocol: str, replica: int, role: str):
-    from harness.errors import InputError
+def _runsets(sources, workspace: Path, protocol: str, replica: int):
+    """The NPT/NVT run directories of each model (None where a run is missing)."""
     from harness.md.launch import run_dir
-    from harness.models.base import ModelArtifact
-    from harness.models.train import model_run_name
+    from harness.models.load import run_name
     from harness.observables.analysis import RunSet
 
-    if not (committee / "committee.json").exists():
-        raise InputError(f"--{role} {committee}: not a committee directory (no committee.json)")
     sets = []
-    for p in sorted(committee.glob("*/artifact.json")):
-        art = ModelArtifact.load(p.parent)
-        if art.status != "ok":
-            continue
-        runs = {e: run_dir(workspace, model_run_name(p.parent), protocol, e, replica) for e in ("npt", "nvt")}
-        sets.append(RunSet(p.parent.name, *(r if r.exists() else None for r in runs.values())))
-    if not sets:
-        raise InputError(f"--{role} {committee}: no successfully trained members")
+    for k, src in enumerate(sources):
+        name = run_name(src)
+        runs = {e: run_dir(workspace, name, protocol, e, replica) for e in ("npt", "nvt")}
+        label = Path(src.path).name if src.kind == "member" else f"member-{k}"
+        sets.append(RunSet(label, *(r if r.exists() else None for r in runs.values())))
     return sets
 
 
-def _protocol(protocol: Optional[str], workspace: Path, committees: list[Path]):
+def _protocol(protocol: Optional[str], workspace: Path, sources):
     """The MD protocol of the runs: a YAML file, or a name whose spec is read from the runs' result.json."""
     from harness.errors import InputError
     from harness.md.protocol import MDProtocol, load_protocol
-    from harness.models.train import model_run_name
+    from harness.models.load import run_name
 
     if protocol is not None and is_file(protocol):
         return load_protocol(protocol)
     names, specs = set(), {}
-    for c in committees:
-        for p in sorted(c.glob("*/artifact.json")):
-            base = workspace / "md" / model_run_name(p.parent)
-            for r in base.glob("*/*/result.json"):
-                name = r.parent.parent.name
-                names.add(name)
-                meta = json.loads(r.read_text()).get("meta", {})
-                if "protocol_spec" in meta:
-                    specs.setdefault(name, meta["protocol_spec"])
+    for src in sources:
+        for r in (workspace / "md" / run_name(src)).glob("*/*/result.json"):
+            name = r.parent.parent.name
+            names.add(name)
+            meta = json.loads(r.read_text()).get("meta", {})
+            if "protocol_spec" in meta:
+                specs.setdefault(name, meta["protocol_spec"])
     if protocol is None:
         if len(names) != 1:
             raise InputError(f"runs under {workspace}/md use protocols {sorted(names) or 'none'}; choose one with "
                              "--protocol (a name or a protocol YAML)")
         protocol = names.pop()
     if protocol not in specs:
-        raise InputError(f"no finished runs with protocol {protocol!r} under {workspace}/md for these committees "
+        raise InputError(f"no finished runs with protocol {protocol!r} under {workspace}/md for these models "
                          "(or they predate stored protocol specs: pass --protocol protocols/<name>.yaml)")
     return MDProtocol.model_validate(specs[protocol])
 
 
-@handle_errors
-def score(
-    workspace: Path = typer.Option(Path("runs/default"), "--workspace", "-w", help="Workspace with models/ and md/."),
-    model: Path = typer.Option(..., "--model", "-m", help="Committee directory to score."),
-    reference: Path = typer.Option(..., "--reference", "-r", help="Reference committee directory (e.g. GAP on Full)."),
-    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Protocol name or YAML (default: the one "
-                                           "the runs used, when unique)."),
-    replica: int = typer.Option(0, "--replica", min=0, help="Replica of the per-member runs."),
-    analysis: Optional[Path] = typer.Option(None, "--analysis", help="Analysis spec YAML overriding the protocol's."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-) -> None:
-    """Q of a committee against a reference committee, per member and for the committee.
+MODEL_HELP = ("Model(s): a committee directory, trained member directories, model files (MACE .model, DeePMD "
+              ".pth/.pb, GAP .xml: one file is a committee of one, several a committee) or ase:package.module.Class.")
+ARCH_HELP = "Architecture of the model files when their suffix does not tell (gap, deepmd, mace)."
 
-    Needs one NPT and one NVT run per member of both committees (`harness md --model <member dir>`), in
-    WORKSPACE/md/<member>/<protocol>/{npt,nvt}-r<replica>. Prints t_stab (NPT, NVT), mean density, D(EC),
-    D(EMC), D(weighted) in 1e-6 cm²/s, the terms S, R, V and Q. Members that did not reach the horizon tau
-    get R = 0 (NPT) or V = 0 (NVT).
-    """
-    from harness.observables.analysis import score as score_fn
 
-    proto = _protocol(protocol, workspace, [model, reference])
-    spec = _analysis_spec(analysis) if analysis is not None else proto.analysis
-    res = score_fn(_members(model, workspace, proto.name, replica, "model"),
-                   _members(reference, workspace, proto.name, replica, "reference"), spec,
-                   tau_ps=proto.horizon_ps, equilibration_ps=proto.equilibration_ps)
-    res["model"], res["reference"]["committee"], res["protocol"] = str(model), str(reference), proto.name
-    if as_json:
-        typer.echo(json.dumps(res, indent=1))
-        return
+def print_score(res: dict, model: str, reference: str, protocol: str) -> None:
+    """The Q table of a score result (``harness score``, ``harness validate``)."""
     ref, st = res["reference"], res["settings"]
-    typer.echo(f"Q of {model} against {reference} ({proto.name}: tau {st['tau_ps']:g} ps, "
+    typer.echo(f"Q of {model} against {reference} ({protocol}: tau {st['tau_ps']:g} ps, "
                f"equilibration {st['equilibration_ps']:g} ps)")
     typer.echo(f"reference: density {ref['density_g_cm3']:.4f} g/cm³, D_ref {_fmt_d(ref['D_ref_A2_ps'])} "
                f"(1e-6 cm²/s), KL baseline {ref['kl_baseline']:.4f} over {ref['kl_pairs']} ordered pairs; "
                f"KL rule {st['kl_rule']}")
     species = sorted({s for m in res["members"] if m["diffusion"] for s in m["diffusion"]["species"]})
-    head = (f"{'member':<18}{'t_NPT ps':>9}{'t_NVT ps':>9}{'rho g/cm3':>10}" + "".join(f"{'D(' + s + ')':>9}" for s in species)
-            + f"{'D(w)':>8}{'KL':>8}{'S':>7}{'R':>7}{'V':>7}{'Q':>7}")
+    width = max([18, *(len(m["name"]) + 2 for m in res["members"])])
+    head = (f"{'member':<{width}}{'t_NPT ps':>9}{'t_NVT ps':>9}{'rho g/cm3':>10}"
+            + "".join(f"{'D(' + s + ')':>9}" for s in species) + f"{'D(w)':>8}{'KL':>8}{'S':>7}{'R':>7}{'V':>7}{'Q':>7}")
     typer.echo(head)
     for m in res["members"]:
         d = m["diffusion"] or {}
         rho = f"{m['density_g_cm3']['mean']:.4f}" if m["density_g_cm3"] else "-"
         ds = "".join(f"{_fmt_d(d.get('species', {}).get(s, {}).get('D_block_A2_ps')):>9}" for s in species)
         kl = f"{m['kl']:.3f}" if m["kl"] is not None else "-"
-        typer.echo(f"{m['name']:<18}{m['t_stab_npt_ps']:>9.3g}{m['t_stab_nvt_ps']:>9.3g}{rho:>10}{ds}"
+        typer.echo(f"{m['name']:<{width}}{m['t_stab_npt_ps']:>9.3g}{m['t_stab_nvt_ps']:>9.3g}{rho:>10}{ds}"
                    f"{_fmt_d(d.get('D_weighted_block_A2_ps')):>8}{kl:>8}{m['S']:>7.3f}{m['R']:>7.3f}{m['V']:>7.3f}"
                    f"{m['Q']:>7.3f}")
     c = res["committee"]
-    pad = 18 + 9 + 9 + 10 + 9 * len(species) + 8 + 8
+    pad = width + 9 + 9 + 10 + 9 * len(species) + 8 + 8
     typer.echo(f"{'committee mean ± SE':<{pad}}" + "".join(f"{c[t]['mean']:>7.3f}" for t in "SRVQ"))
     typer.echo(f"{'':<{pad}}" + "".join(f"{'±' + format(c[t]['sem'], '.3f'):>7}" for t in "SRVQ"))
     for m in res["members"]:
@@ -202,3 +173,46 @@ def score(
             f = m[f"{ens}_failure"]
             if f:
                 typer.echo(f"  {m['name']} {ens.upper()} failed at {f['time_ps']:g} ps: {f['detector']} ({f['message']})")
+    for name, stamp in (res.get("models") or {}).items():
+        what = stamp.get("calculator") or stamp.get("file")
+        sha = f", sha256 {stamp['sha256'][:12]}" if stamp.get("sha256") else ""
+        typer.echo(f"  {name}: {stamp.get('arch')} {what}{sha}")
+
+
+@handle_errors
+def score(
+    workspace: Path = typer.Option(Path("runs/default"), "--workspace", "-w", help="Workspace with models/ and md/."),
+    model: list[str] = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    arch: Optional[str] = typer.Option(None, "--arch", help=ARCH_HELP),
+    reference: list[str] = typer.Option(..., "--reference", "-r", help="Reference committee directory (e.g. GAP on "
+                                        "Full), or its members as for --model."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Protocol name or YAML (default: the one "
+                                           "the runs used, when unique)."),
+    replica: int = typer.Option(0, "--replica", min=0, help="Replica of the per-member runs."),
+    analysis: Optional[Path] = typer.Option(None, "--analysis", help="Analysis spec YAML overriding the protocol's."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Q of a model committee against a reference committee, per member and for the committee.
+
+    Needs one NPT and one NVT run per member of both committees (`harness md --model <member dir or file>`),
+    in WORKSPACE/md/<model>/<protocol>/{npt,nvt}-r<replica>; `harness validate` runs them and scores in one
+    command. Prints t_stab (NPT, NVT), mean density, D per species and D(weighted) in 1e-6 cm²/s, the terms S,
+    R, V and Q, and each model's provenance. Members that did not reach the horizon tau get R = 0 (NPT) or
+    V = 0 (NVT).
+    """
+    from harness.models.load import model_stamp, sources_from_cli
+    from harness.observables.analysis import score as score_fn
+
+    models, refs = sources_from_cli(model, arch=arch, members=False), sources_from_cli(reference, members=False)
+    proto = _protocol(protocol, workspace, [*models, *refs])
+    spec = _analysis_spec(analysis) if analysis is not None else proto.analysis
+    model_sets = _runsets(models, workspace, proto.name, replica)
+    res = score_fn(model_sets, _runsets(refs, workspace, proto.name, replica), spec,
+                   tau_ps=proto.horizon_ps, equilibration_ps=proto.equilibration_ps)
+    label, ref_label = " ".join(model), " ".join(reference)
+    res["model"], res["reference"]["committee"], res["protocol"] = label, ref_label, proto.name
+    res["models"] = {s.name: model_stamp(src) for s, src in zip(model_sets, models)}
+    if as_json:
+        typer.echo(json.dumps(res, indent=1))
+        return
+    print_score(res, label, ref_label, proto.name)

@@ -26,7 +26,7 @@ PLAN = typer.Option(False, "--plan", help="Print the task graph and exit.")
 
 def print_plan(tasks) -> None:
     for t in tasks:
-        typer.echo(f"{t.key}  {t.label}  <- {len(t.deps)} deps")
+        typer.echo(f"{t.key}  {t.label}  <- {len(t.dep_keys)} deps")
 
 
 def run_and_summarise(what: str, spec_path: Path, workspace: Path, **kwargs) -> tuple[dict[str, int], str]:

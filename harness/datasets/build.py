@@ -297,7 +297,7 @@ def build_dataset(
             "dataset": spec.name,
             "spec": spec.path.name,
             "spec_sha256": sha256_file(spec.path),
-            "context": run_context(("liquid-mlip-harness", "ase", "numpy", "tblite", "openmm", "rdkit", "packmol")),
+            "context": run_context(("core", "reference", "classical")),
             "rebuild": f"harness dataset build {_rel(spec.path)}",
         })
         with atomic_path(manifest_file(spec)) as tmp:

@@ -6,22 +6,31 @@ time_ps)`` returning a :class:`FailureEvent` or ``None``. Detectors never write 
 
 Validation rules: any initial covalent bond longer than equilibrium + 0.5 Å; NPT density outside
 [0.2, 2.0] g/cm³; non-finite energy/forces/positions. Active-learning rules: bond > 2 × equilibrium;
-density outside [0.2, 1.2] g/cm³; committee sigma2_F > 0.5 eV²/Å².
+density outside [0.2, 1.2] g/cm³; committee sigma2_F > 0.5 eV²/Å². These thresholds are defined once,
+in :data:`RULES`; :class:`DetectorSpec` (the ``detectors:`` section of an MD protocol or of an AL
+exploration) picks a rule set and may override any threshold, and :func:`detectors_from_spec` builds
+the detectors of a run from it.
+
+A detector may also *record* what it measured: :class:`CommitteeVariance` reports ``sigma2_F`` at its
+checks (``observed()``), and the runner writes a frame carrying it at exactly those steps.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from ase import Atoms
+from pydantic import Field, model_validator
+
+from harness.config import HarnessModel
 
 from harness.systems.topology import Topology
 from harness.units import density_g_cm3
 
 __all__ = ["FailureEvent", "Detector", "BondStretch", "DensityWindow", "NonFinite", "CommitteeVariance",
-           "validation_detectors", "active_learning_detectors"]
+           "DetectorSpec", "RULES", "detectors_from_spec", "validation_detectors", "active_learning_detectors"]
 
 
 @dataclass(frozen=True)
@@ -146,39 +155,37 @@ class NonFinite(_Patient):
 class CommitteeVariance(_Patient):
     """Committee force variance sigma2_F above ``max_sigma2_F_eV2_A2``.
 
-    Either the driving calculator is a :class:`~harness.models.committee.CommitteeCalculator` (sigma2_F
-    read from its results), or ``others`` holds the committee's other members and the trajectory is
-    driven by one member (active learning: the primary model runs, the committee is evaluated only at the
-    checks, every ``interval`` steps). Then sigma2_F from the driver's forces and the others' is written
-    into the driver's results, so the thermo row of that step records it.
+    ``committee``: an ASE calculator with a ``sigma2_F`` property (a
+    :class:`~harness.models.committee.CommitteeCalculator` over every member, the driving one
+    included: its forces at this step come from its cache), asked only at the checks, every
+    ``interval`` steps — active learning drives the trajectory with one member. None: the driving
+    calculator is itself a committee and ``sigma2_F`` is read from its results. Each checked value is
+    offered to the runner (``observed``), which records it with a frame at that step.
     """
 
     max_sigma2_F_eV2_A2: float = 0.5
-    others: list = field(default_factory=list, repr=False)
+    committee: Any = field(default=None, repr=False)
     name: str = "committee_variance"
+    observed_names: tuple[str, ...] = ("sigma2_F",)
 
     def reset(self, atoms: Atoms) -> None:
         self._strikes = 0
+        self._last: float | None = None
 
-    def _sigma2_F(self, atoms: Atoms, results: dict) -> float | None:
-        if not self.others:
-            return float(results["sigma2_F"]) if "sigma2_F" in results else None
-        from harness.models.committee import force_deviation
-
-        if "forces" not in results:
-            atoms.get_forces()
-        forces = [np.asarray(atoms.calc.results["forces"])]
-        for calc in self.others:
-            a = atoms.copy()
-            a.calc = calc
-            forces.append(a.get_forces(apply_constraint=False))
-        s2, _ = force_deviation(np.array(forces))
-        atoms.calc.results["sigma2_F"] = s2
-        return s2
+    def observed(self) -> dict[str, float]:
+        """What the last check measured (empty when the committee gave nothing)."""
+        return {} if self._last is None else {"sigma2_F": self._last}
 
     def check(self, atoms, step, time_ps):
-        results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
-        s2 = self._sigma2_F(atoms, results)
+        if self.committee is not None:
+            try:
+                s2 = float(self.committee.get_property("sigma2_F", atoms))
+            except Exception:  # a member that cannot evaluate this frame: as uncertain as it gets
+                s2 = float("nan")
+        else:
+            results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
+            s2 = float(results["sigma2_F"]) if "sigma2_F" in results else None
+        self._last = s2
         if s2 is None:
             return None
         if self._judge(not (s2 <= self.max_sigma2_F_eV2_A2)):  # NaN counts as above
@@ -187,23 +194,73 @@ class CommitteeVariance(_Patient):
         return None
 
 
-def validation_detectors(npt: bool, *, interval: int = 10, bond_length_method: str = "gfn2") -> list:
-    """The paper's validation rules (SCIENCE.md §5)."""
-    dets = [BondStretch(interval=interval, max_stretch_A=0.5, bond_length_method=bond_length_method),
-            NonFinite(interval=1)]
+#: the paper's two rule sets (SCIENCE.md §5, §8): every default threshold, defined here only
+RULES: dict[str, dict[str, Any]] = {
+    "validation": {"max_bond_stretch_A": 0.5, "max_bond_ratio": None, "density_window_g_cm3": (0.2, 2.0),
+                   "max_sigma2_F_eV2_A2": None},
+    "active_learning": {"max_bond_stretch_A": None, "max_bond_ratio": 2.0, "density_window_g_cm3": (0.2, 1.2),
+                        "max_sigma2_F_eV2_A2": 0.5},
+}
+
+
+class DetectorSpec(HarnessModel):
+    """The failure detectors of a run: a rule set and, optionally, any of its thresholds overridden."""
+
+    rules: Literal["validation", "active_learning"] = "validation"
+    interval: int = Field(10, gt=0, description="steps between checks")
+    patience: int = Field(1, gt=0, description="consecutive failing checks before a detector fires")
+    bond_length_method: Literal["gfn2", "mmff"] = "gfn2"
+    max_bond_stretch_A: float | None = Field(None, gt=0, description="bond > r_eq + this (validation: 0.5)")
+    max_bond_ratio: float | None = Field(None, gt=1, description="bond > this x r_eq (active learning: 2)")
+    density_window_g_cm3: tuple[float, float] | None = Field(
+        None, description="NPT density window (validation: [0.2, 2.0], active learning: [0.2, 1.2])")
+    max_sigma2_F_eV2_A2: float | None = Field(
+        None, gt=0, description="committee force variance limit (active learning: 0.5; validation: off)")
+
+    @model_validator(mode="after")
+    def _check(self):
+        w = self.density_window_g_cm3
+        if w is not None and not 0 < w[0] < w[1]:
+            raise ValueError(f"density_window_g_cm3 must be 0 < low < high, got {list(w)}")
+        if self.max_bond_stretch_A is not None and self.max_bond_ratio is not None:
+            raise ValueError("give max_bond_stretch_A or max_bond_ratio, not both")
+        return self
+
+    def threshold(self, name: str):
+        """A threshold as the run uses it: the value given here, else the rule set's default."""
+        value = getattr(self, name)
+        if value is not None:
+            return value
+        if name.startswith("max_bond_") and (self.max_bond_stretch_A or self.max_bond_ratio):
+            return None  # the other bond rule was chosen
+        return RULES[self.rules][name]
+
+
+def detectors_from_spec(spec: DetectorSpec, npt: bool, *, committee=None) -> list:
+    """The detectors of one run. The committee rule needs a sigma2_F: from ``committee`` (a calculator
+    asked at the checks) or from the driving calculator's results; without a threshold it is off."""
+    ratio, stretch = spec.threshold("max_bond_ratio"), spec.threshold("max_bond_stretch_A")
+    common = {"interval": spec.interval, "patience": spec.patience}
+    dets: list = [BondStretch(max_stretch_A=stretch, max_ratio=ratio, bond_length_method=spec.bond_length_method,
+                              **common),
+                  NonFinite(interval=1, patience=spec.patience)]
+    s2 = spec.threshold("max_sigma2_F_eV2_A2")
+    if s2 is not None:  # after the bond rule: a frame with a broken bond is that rule's, not the committee's
+        dets.append(CommitteeVariance(max_sigma2_F_eV2_A2=s2, committee=committee, **common))
     if npt:
-        dets.append(DensityWindow(interval=interval, density_window_g_cm3=(0.2, 2.0)))
+        dets.append(DensityWindow(density_window_g_cm3=tuple(spec.threshold("density_window_g_cm3")), **common))
     return dets
+
+
+def validation_detectors(npt: bool, *, interval: int = 10, bond_length_method: str = "gfn2") -> list:
+    """The paper's validation rules (SCIENCE.md §5) with their default thresholds."""
+    return detectors_from_spec(DetectorSpec(rules="validation", interval=interval,
+                                            bond_length_method=bond_length_method), npt)
 
 
 def active_learning_detectors(npt: bool, *, interval: int = 10, bond_length_method: str = "gfn2",
-                              max_sigma2_F_eV2_A2: float = 0.5, max_bond_ratio: float = 2.0,
-                              density_window_g_cm3: tuple[float, float] = (0.2, 1.2), others=()) -> list:
-    """The paper's active-learning stop rules (SCIENCE.md §5, §8); ``others``: see :class:`CommitteeVariance`."""
-    dets = [BondStretch(interval=interval, max_stretch_A=None, max_ratio=max_bond_ratio,
-                        bond_length_method=bond_length_method),
-            NonFinite(interval=1), CommitteeVariance(interval=interval, max_sigma2_F_eV2_A2=max_sigma2_F_eV2_A2,
-                                                     others=list(others))]
-    if npt:
-        dets.append(DensityWindow(interval=interval, density_window_g_cm3=tuple(density_window_g_cm3)))
-    return dets
+                              committee=None, **thresholds) -> list:
+    """The paper's active-learning stop rules (SCIENCE.md §5, §8); ``committee``: see :class:`CommitteeVariance`."""
+    return detectors_from_spec(DetectorSpec(rules="active_learning", interval=interval,
+                                            bond_length_method=bond_length_method, **thresholds), npt,
+                               committee=committee)

@@ -14,30 +14,9 @@ from pathlib import Path
 
 from harness.errors import InputError
 
-__all__ = ["model_calculator", "run_dir", "run_protocol"]
+__all__ = ["run_dir", "run_protocol"]
 
 logger = logging.getLogger(__name__)
-
-
-def model_calculator(model: str | Path, *, device: str = "cpu"):
-    """(calculator, run name, species) of a trained member or a committee directory."""
-    from harness.models.base import ModelArtifact, get_trainer
-    from harness.models.train import load_committee, model_run_name
-
-    model = Path(model)
-    if (model / "artifact.json").exists():
-        art = ModelArtifact.load(model)
-        if art.status != "ok":
-            raise InputError(f"{model}: this member failed to train ({(art.error or '').splitlines()[0]})")
-        art.verify()
-        return get_trainer(art.arch).calculator(art, device=device), model_run_name(model), tuple(art.species) or None
-    if (model / "committee.json").exists():
-        calc = load_committee(model, device=device)
-        species = set()
-        for p in sorted(model.glob("*/artifact.json")):
-            species.update(ModelArtifact.load(p.parent).species)
-        return calc, model_run_name(model), tuple(sorted(species)) or None
-    raise InputError(f"{model}: neither a trained member (artifact.json) nor a committee (committee.json)")
 
 
 def run_dir(workspace: str | Path, name: str, protocol_name: str, ensemble: str, replica: int) -> Path:
@@ -82,10 +61,12 @@ def _supersede_stale(outdir: Path, want: dict) -> None:
 
 def run_protocol(proto, ensemble: str, calc, name: str, *, workspace: str | Path, replica: int = 0,
                  species=None, start: str | Path | None = None, nvt_density: float | None = None,
-                 label: str | None = None):
-    """Run (or resume, or return) one trajectory; returns ``(MDResult, run directory)``."""
+                 label: str | None = None, model_stamp: dict | None = None):
+    """Run (or resume, or return) one trajectory; returns ``(MDResult, run directory)``.
+
+    ``model_stamp``: the model's provenance (architecture, file SHA-256, versions), kept in ``result.json``."""
     from harness.io import read_frames, write_frames
-    from harness.md.detectors import active_learning_detectors, validation_detectors
+    from harness.md.detectors import detectors_from_spec
     from harness.md.protocol import protocol_hash
     from harness.md.runner import run_md
     from harness.md.start import check_start, prepare_start
@@ -120,13 +101,10 @@ def run_protocol(proto, ensemble: str, calc, name: str, *, workspace: str | Path
     if not cached_start.exists():
         write_frames(cached_start, [atoms])
         (outdir / "run.json").write_text(json.dumps(started))
-    rules = validation_detectors if proto.detectors.rules == "validation" else active_learning_detectors
-    dets = rules(ensemble == "npt", interval=proto.detectors.interval,
-                 bond_length_method=proto.detectors.bond_length_method)
-    for d in dets:
-        d.patience = proto.detectors.patience
+    dets = detectors_from_spec(proto.detectors, ensemble == "npt")
     meta = {"model": label or name, "protocol": proto.name, "protocol_hash": protocol_hash(proto),
-            "protocol_spec": proto.model_dump(mode="json"), "replica": replica, "nvt_density_g_cm3": rho}
+            "protocol_spec": proto.model_dump(mode="json"), "replica": replica, "nvt_density_g_cm3": rho,
+            **({"model_stamp": model_stamp} if model_stamp else {})}
     result = run_md(atoms, calc, proto.settings(ensemble), outdir=outdir, seed=1000 * proto.system.seed + replica,
                     detectors=dets, meta=meta)
     return result, outdir

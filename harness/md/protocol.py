@@ -2,6 +2,12 @@
 
 Every field carries its unit in its name; unknown keys, missing keys and non-positive values are
 rejected with the file, line and key.
+
+:class:`RunSpec` is what any harness MD run is configured by (temperature, pressure, timestep, NPT
+coupling, outputs, detectors); :class:`MDProtocol` (validation: NPT then NVT, scored) and the AL
+exploration (:class:`harness.al.spec.ExplorationSpec`: NPT from several starts) both extend it, and
+both build their starting boxes with :func:`harness.md.start.equilibrated_frames` from a
+:class:`StartSpec`.
 """
 
 from __future__ import annotations
@@ -14,20 +20,27 @@ from typing import Literal
 from pydantic import Field
 
 from harness.config import HarnessModel, load_yaml
+from harness.md.detectors import DetectorSpec
 from harness.md.runner import RunSettings
 from harness.observables.analysis import AnalysisSpec
 
-__all__ = ["MDProtocol", "load_protocol", "protocol_hash"]
+__all__ = ["MDProtocol", "RunSpec", "StartSpec", "SystemSpec", "NPTSpec", "OutputSpec", "DetectorSpec",
+           "load_protocol", "protocol_hash"]
 
 
-class SystemSpec(HarnessModel):
-    """The starting liquid: packed with packmol, relaxed and equilibrated with OPLS-AA (OpenMM)."""
+class StartSpec(HarnessModel):
+    """How a starting liquid is made: packed with packmol, relaxed and equilibrated with OPLS-AA (OpenMM)."""
 
-    composition: str = Field(description="e.g. EC=16,EMC=32")
     density_g_cm3: float = Field(gt=0, description="packing density of the NPT start")
     classical_equilibration_ps: float = Field(10.0, ge=0, description="OPLS-AA NVT at the run temperature")
     classical_cutoff_nm: float = Field(0.55, gt=0)
     seed: int = Field(0, ge=0)
+
+
+class SystemSpec(StartSpec):
+    """The starting liquid of a validation protocol: one composition."""
+
+    composition: str = Field(description="e.g. EC=16,EMC=32")
 
 
 class NPTSpec(HarnessModel):
@@ -53,37 +66,43 @@ class OutputSpec(HarnessModel):
     checkpoint_interval: int = Field(2000, gt=0, description="steps between checkpoints")
 
 
-class DetectorSpec(HarnessModel):
-    rules: Literal["validation", "active_learning"] = "validation"
-    interval: int = Field(10, gt=0, description="steps between checks")
-    patience: int = Field(1, gt=0, description="consecutive failing checks before a detector fires")
-    bond_length_method: Literal["gfn2", "mmff"] = "gfn2"
+class RunSpec(HarnessModel):
+    """The MD configuration every harness run shares: thermodynamic state, integrator, NPT coupling,
+    outputs and failure detectors (thresholds: :data:`harness.md.detectors.RULES` unless overridden)."""
 
-
-class MDProtocol(HarnessModel):
-    name: str
-    description: str = ""
     temperature_K: float = Field(gt=0)
     pressure_atm: float = Field(gt=0)
     timestep_fs: float = Field(gt=0, le=5)
+    npt: NPTSpec
+    output: OutputSpec = OutputSpec()
+    detectors: DetectorSpec = DetectorSpec()
+
+    def _common(self) -> dict:
+        o = self.output
+        return dict(temperature_K=self.temperature_K, timestep_fs=self.timestep_fs, frame_interval=o.frame_interval,
+                    thermo_interval=o.thermo_interval, checkpoint_interval=o.checkpoint_interval)
+
+    def settings(self, ensemble: Literal["npt", "nvt"] = "npt") -> RunSettings:
+        if ensemble != "npt":
+            raise ValueError(f"{type(self).__name__} runs NPT only, not {ensemble}")
+        return RunSettings("npt", length_ps=self.npt.length_ps, pressure_atm=self.pressure_atm,
+                           tdamp_fs=self.npt.tdamp_fs, pdamp_fs=self.npt.pdamp_fs, **self._common())
+
+
+class MDProtocol(RunSpec):
+    name: str
+    description: str = ""
     horizon_ps: float = Field(gt=0, description="tau of the Q score")
     equilibration_ps: float = Field(ge=0, description="discarded before observables")
     system: SystemSpec
-    npt: NPTSpec
     nvt: NVTSpec
-    output: OutputSpec = OutputSpec()
-    detectors: DetectorSpec = DetectorSpec()
     analysis: AnalysisSpec = Field(AnalysisSpec(), description="observables and Q settings (not part of the hash)")
 
     def settings(self, ensemble: Literal["npt", "nvt"]) -> RunSettings:
-        o = self.output
-        common = dict(temperature_K=self.temperature_K, timestep_fs=self.timestep_fs, frame_interval=o.frame_interval,
-                      thermo_interval=o.thermo_interval, checkpoint_interval=o.checkpoint_interval)
         if ensemble == "npt":
-            return RunSettings("npt", length_ps=self.npt.length_ps, pressure_atm=self.pressure_atm,
-                               tdamp_fs=self.npt.tdamp_fs, pdamp_fs=self.npt.pdamp_fs, **common)
+            return super().settings("npt")
         return RunSettings("nvt", length_ps=self.nvt.length_ps, thermostat=self.nvt.thermostat,
-                           friction_per_ps=self.nvt.friction_per_ps, tdamp_fs=self.nvt.tdamp_fs, **common)
+                           friction_per_ps=self.nvt.friction_per_ps, tdamp_fs=self.nvt.tdamp_fs, **self._common())
 
 
 def load_protocol(path: str | Path) -> MDProtocol:
@@ -93,5 +112,8 @@ def load_protocol(path: str | Path) -> MDProtocol:
 def protocol_hash(protocol: MDProtocol) -> str:
     """Hash of what determines the trajectories; the analysis section is left out (re-analysing never
     reruns MD)."""
+    # thresholds left to their rule set are not written out: a protocol hashes as it did before they
+    # became configurable, so finished runs stay valid
     data = protocol.model_dump(mode="json", exclude={"analysis"})
+    data["detectors"] = {k: v for k, v in data["detectors"].items() if v is not None}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]

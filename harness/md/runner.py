@@ -7,6 +7,12 @@ a Parquet thermo table and ``result.json``. Every ``checkpoint_interval`` steps 
 positions, momenta, cell, the integrator's internal state (thermostat/barostat variables) and the
 random generator's state; a killed run resumes from the last checkpoint, truncating the outputs
 back to it, so nothing is duplicated or missing. A finished run is never rerun.
+
+Frames are written every ``frame_interval`` steps and, besides, at every step where a detector
+recorded a measurement (``observed()``, e.g. the committee's sigma2_F at active-learning checks): that
+frame carries the value as an H5MD per-frame observable, and the thermo table gets a row for it, so
+what was measured and the configuration it was measured on are stored together whatever the output
+intervals.
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ from ase import Atoms, units
 from ase.calculators.calculator import Calculator
 
 from harness.md.detectors import BondStretch, FailureEvent
-from harness.md.writers import H5MDWriter, ThermoTable
-from harness.provenance import run_context
+from harness.h5md import H5MDWriter, ThermoTable
+from harness.provenance import MLIP_GROUPS, run_context
 from harness.units import ATM_TO_EV_PER_A3, EV_PER_A3_TO_GPA, density_g_cm3
 
 __all__ = ["RunSettings", "MDResult", "run_md", "make_dynamics"]
@@ -214,7 +220,8 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
     for det in detectors:
         det.reset(atoms)
     bond = next((d for d in detectors if isinstance(d, BondStretch)), None)
-    h5 = H5MDWriter(outdir / "trajectory.h5md", atoms)
+    observed_names = tuple(dict.fromkeys(n for d in detectors for n in getattr(d, "observed_names", ())))
+    h5 = H5MDWriter(outdir / "trajectory.h5md", atoms, observables=observed_names)
     thermo = ThermoTable(outdir / "thermo.parquet")
     dt_ps = s.timestep_fs / 1000.0
     if ckpt_path.exists():
@@ -248,7 +255,7 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
     t0 = time.perf_counter()
     n_total = s.n_steps
 
-    def record(step: int) -> None:
+    def record(step: int, observed: dict[str, float] | None = None) -> None:
         res = atoms.calc.results if atoms.calc is not None else {}
         ekin = atoms.get_kinetic_energy()
         row = {"step": step, "time_ps": step * dt_ps,
@@ -263,6 +270,7 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
             row["max_bond_stretch_A"] = float(np.max(bond.stretch(atoms)))
         if "sigma2_F" in res:
             row["sigma2_F"] = float(res["sigma2_F"])
+        row.update(observed or {})
         thermo.append(row)
 
     def checkpoint(step: int) -> None:
@@ -294,20 +302,23 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
                 break
             step += 1
             t_ps = step * dt_ps
+            observed: dict[str, float] = {}
             for det in detectors:
                 if step % det.interval == 0:
                     ev = det.check(atoms, step, t_ps)
+                    if hasattr(det, "observed"):
+                        observed.update(det.observed())
                     if ev is not None:
                         failure = ev
                         break
             if failure is not None:
-                record(step)
-                h5.write(atoms, step, t_ps)
+                record(step, observed)
+                h5.write(atoms, step, t_ps, observed)
                 break
-            if step % s.thermo_interval == 0:
-                record(step)
-            if step % s.frame_interval == 0:
-                h5.write(atoms, step, t_ps)
+            if step % s.thermo_interval == 0 or observed:
+                record(step, observed)
+            if step % s.frame_interval == 0 or observed:
+                h5.write(atoms, step, t_ps, observed)
             if step % s.checkpoint_interval == 0:
                 checkpoint(step)
             if stop_after_steps is not None and step - start >= stop_after_steps:
@@ -331,8 +342,7 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
         completed=True, failure=failure.as_dict() if failure else None, n_steps=step, n_frames=h5.n_frames,
         wall_s=round(wall, 3), ns_per_day=(simulated / 1000) / (wall / 86400) if wall > 0 else 0.0,
         settings=asdict(s), meta={**meta, "seed": seed, "calculator": type(calculator).__name__,
-                                  "context": run_context(("liquid-mlip-harness", "ase", "numpy", "torch",
-                                                          "mace-torch", "deepmd-kit", "quippy-ase"))})
+                                  "context": run_context(("core", *MLIP_GROUPS))})
     _write_json(result_path, asdict(result))
     ckpt_path.unlink(missing_ok=True)
     return result

@@ -7,33 +7,46 @@ import logging
 from ase import Atoms
 
 from harness.errors import InputError
-from harness.md.protocol import MDProtocol
+from harness.md.protocol import MDProtocol, StartSpec
 
-__all__ = ["prepare_start", "check_start"]
+__all__ = ["equilibrated_frames", "prepare_start", "check_start"]
 
 logger = logging.getLogger(__name__)
 
 
-def prepare_start(protocol: MDProtocol, *, density_g_cm3: float | None = None, replica: int = 0,
-                  threads: int | None = None) -> Atoms:
-    """Pack the protocol's system (at ``density_g_cm3`` or the protocol's packing density),
-    minimise and equilibrate it classically (OPLS-AA, NVT at the run temperature). Seeded by the
-    protocol's system seed and the replica index."""
+def equilibrated_frames(composition: str, start: StartSpec, temperature_K: float, *, seed: int, n: int = 1,
+                        stride_ps: float = 0.0, density_g_cm3: float | None = None,
+                        threads: int | None = None) -> list[Atoms]:
+    """The one start builder: pack ``composition`` (at ``density_g_cm3``, else the start's packing
+    density), minimise, equilibrate with OPLS-AA (NVT at ``temperature_K``) and keep ``n`` frames
+    ``stride_ps`` apart. Seeded (packing, velocities); one-threaded OpenMM is reproducible."""
     from harness.datasets.classical_md import ClassicalMD
     from harness.systems.box import build_box
     from harness.systems.composition import Composition
 
-    sysm = protocol.system
-    rho = density_g_cm3 if density_g_cm3 is not None else sysm.density_g_cm3
-    seed = sysm.seed * 1000 + replica
-    box = build_box(Composition.parse(sysm.composition), rho, seed=seed)
-    md = ClassicalMD(box, protocol.temperature_K, None, seed=seed, threads=threads, cutoff_nm=sysm.classical_cutoff_nm)
+    rho = density_g_cm3 if density_g_cm3 is not None else start.density_g_cm3
+    box = build_box(Composition.parse(composition), rho, seed=seed)
+    md = ClassicalMD(box, temperature_K, None, seed=seed, threads=threads, cutoff_nm=start.classical_cutoff_nm)
     md.minimize()
-    if sysm.classical_equilibration_ps > 0:
-        md.run_ps(sysm.classical_equilibration_ps)
-    frame = md.frame()
-    frame.info.update({"start": "OPLS-AA equilibrated", "start_seed": seed})
-    return frame
+    if start.classical_equilibration_ps > 0:
+        md.run_ps(start.classical_equilibration_ps)
+    frames = []
+    for k in range(n):
+        if k:
+            md.run_ps(stride_ps)
+        f = md.frame()
+        f.info.update({"start": "OPLS-AA equilibrated", "start_seed": seed, "start_index": k,
+                       "composition": composition})
+        frames.append(f)
+    return frames
+
+
+def prepare_start(protocol: MDProtocol, *, density_g_cm3: float | None = None, replica: int = 0,
+                  threads: int | None = None) -> Atoms:
+    """The protocol's starting liquid (seeded by its system seed and the replica index)."""
+    sysm = protocol.system
+    return equilibrated_frames(sysm.composition, sysm, protocol.temperature_K, seed=sysm.seed * 1000 + replica,
+                               density_g_cm3=density_g_cm3, threads=threads)[0]
 
 
 def check_start(atoms: Atoms, *, where: str, species: tuple[str, ...] | None = None) -> None:

@@ -25,7 +25,7 @@ from ase.calculators.calculator import Calculator
 from harness.errors import InputError, ToolError
 from harness.io import sha256_file
 
-__all__ = ["Trainer", "ModelArtifact", "TrainInputs", "get_trainer", "TRAINERS", "check_frames", "isolated_atom_energies",
+__all__ = ["Trainer", "ModelArtifact", "TrainInputs", "get_trainer", "TRAINERS", "ARCHITECTURES", "check_frames", "isolated_atom_energies",
            "evaluate", "run_tool", "MemberFailed", "deep_merge", "training_copy", "default_threads",
            "thread_env"]
 
@@ -37,6 +37,10 @@ TRAINERS = {
     "deepmd": "harness.models.deepmd:DeePMDTrainer",
     "mace": "harness.models.mace:MACETrainer",
 }
+#: model-file suffixes of each architecture (what ``--model FILE`` recognises without ``--arch``)
+MODEL_SUFFIXES = {"gap": (".xml",), "deepmd": (".pth", ".pb"), "mace": (".model",)}
+#: the architectures the harness trains (the one list: specs and CLIs validate against it)
+ARCHITECTURES: tuple[str, ...] = tuple(TRAINERS)
 
 
 class MemberFailed(Exception):
@@ -128,6 +132,9 @@ class Trainer(Protocol):
 
     def calculator(self, artifact: ModelArtifact, *, device: str = "cpu") -> Calculator:
         """An ASE calculator of a trained member."""
+
+    def load_file(self, path: str | Path, *, device: str = "cpu", dtype: str = "float64") -> Calculator:
+        """An ASE calculator of a model file of this architecture (trained here or elsewhere)."""
 
 
 def get_trainer(name: str) -> Trainer:

@@ -31,6 +31,10 @@ def force_deviation(forces_comm: np.ndarray) -> tuple[float, float]:
 class CommitteeCalculator(Calculator):
     """Mean and spread of several ASE calculators evaluated on the same structure.
 
+    A member that has just been evaluated on the same positions, cell and numbers (the member driving
+    an active-learning trajectory) answers from its cache: asking the committee at a check costs the
+    other members only.
+
     Parameters
     ----------
     members
@@ -57,7 +61,8 @@ class CommitteeCalculator(Calculator):
             a = self.atoms.copy()
             a.calc = calc
             energies.append(a.get_potential_energy())
-            forces.append(a.get_forces())
+            # raw member forces: the atoms that drive MD apply their own constraints to the mean
+            forces.append(a.get_forces(apply_constraint=False))
             if want_stress:
                 if not a.pbc.all():
                     raise PropertyNotImplementedError("stress needs a periodic cell")

@@ -21,7 +21,7 @@ from ase.calculators.calculator import Calculator
 from harness.io import sha256_file
 from harness.models.base import ModelArtifact, TrainInputs, default_threads, run_tool, thread_env
 from harness.models.curves import deepmd_curve, read_curve
-from harness.provenance import package_versions
+from harness.provenance import versions
 from harness.tools import find_executable
 
 __all__ = ["DeePMDTrainer", "write_deepmd_systems"]
@@ -184,10 +184,13 @@ class DeePMDTrainer:
                              file_sha256={"model": sha256_file(model)}, hyperparameters={**hp, "dtype": dtype},
                              e0={"method": "isolated_atoms" if inputs.e0 else "average", "values": inputs.e0 or {}},
                              device=inputs.device, dtype=dtype,
-                             versions=package_versions(("deepmd-kit", "torch", "ase")), train_seconds=seconds,
+                             versions=versions("core", "deepmd"), train_seconds=seconds,
                              log="train.log")
 
     def calculator(self, artifact: ModelArtifact, *, device: str = "cpu") -> Calculator:
+        return self.load_file(artifact.path("model"), device=device, dtype=artifact.dtype)
+
+    def load_file(self, path: str | Path, *, device: str = "cpu", dtype: str = "float64") -> Calculator:
         from harness.models.compat import torch_weights_only_workaround
 
         torch_weights_only_workaround()
@@ -202,4 +205,4 @@ class DeePMDTrainer:
             warnings.simplefilter("ignore")
             from deepmd.calculator import DP
 
-            return DP(model=str(artifact.path("model")))
+            return DP(model=str(path))

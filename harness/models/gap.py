@@ -17,7 +17,7 @@ from ase.data import atomic_numbers
 from harness.errors import InputError
 from harness.io import sha256_file, write_frames
 from harness.models.base import ModelArtifact, TrainInputs, default_threads, run_tool, training_copy
-from harness.provenance import package_versions
+from harness.provenance import versions
 from harness.tools import find_executable
 
 __all__ = ["GAPTrainer", "gap_string"]
@@ -142,11 +142,14 @@ class GAPTrainer:
                              file_sha256=shas, hyperparameters=hyperparameters,
                              kept_model={"file": "gap.xml", "reason": "closed-form fit: gap_fit writes one model"},
                              e0={"method": "isolated_atoms" if inputs.e0 else "average", "values": inputs.e0 or {}},
-                             device="cpu", dtype="float64", versions=package_versions(("quippy-ase", "ase")),
+                             device="cpu", dtype="float64", versions=versions("core", "gap"),
                              train_seconds=seconds, log="train.log")
 
     def calculator(self, artifact: ModelArtifact, *, device: str = "cpu") -> Calculator:
-        return _gap_potential(str(artifact.path("model")))
+        return self.load_file(artifact.path("model"), device=device, dtype=artifact.dtype)
+
+    def load_file(self, path: str | Path, *, device: str = "cpu", dtype: str = "float64") -> Calculator:
+        return _gap_potential(str(path))
 
 
 def _gap_potential(path: str) -> Calculator:

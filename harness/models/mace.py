@@ -13,7 +13,7 @@ from ase.calculators.calculator import Calculator
 from harness.io import sha256_file, write_frames
 from harness.models.base import MemberFailed, ModelArtifact, TrainInputs, run_tool, thread_env, training_copy
 from harness.models.curves import mace_curve, read_curve
-from harness.provenance import package_versions
+from harness.provenance import versions
 from harness.tools import find_executable
 
 __all__ = ["MACETrainer", "kept_model"]
@@ -107,10 +107,13 @@ class MACETrainer:
                              kept_model=kept, curve=read_curve(mace_curve, workdir, t_start),
                              e0={"method": "isolated_atoms" if inputs.e0 else "average", "values": inputs.e0 or {}},
                              device=inputs.device, dtype=dtype,
-                             versions=package_versions(("mace-torch", "torch", "e3nn", "ase")),
+                             versions=versions("core", "mace"),
                              train_seconds=seconds, log="train.log")
 
     def calculator(self, artifact: ModelArtifact, *, device: str = "cpu") -> Calculator:
+        return self.load_file(artifact.path("model"), device=device, dtype=artifact.dtype)
+
+    def load_file(self, path: str | Path, *, device: str = "cpu", dtype: str = "float64") -> Calculator:
         from harness.models.compat import torch_weights_only_workaround
 
         torch_weights_only_workaround()
@@ -120,8 +123,7 @@ class MACETrainer:
             warnings.simplefilter("ignore")
             from mace.calculators import MACECalculator
 
-            return MACECalculator(model_paths=str(artifact.path("model")), device=device,
-                                  default_dtype=artifact.dtype)
+            return MACECalculator(model_paths=str(path), device=device, default_dtype=dtype)
 
 
 def _check_eval_interval(hp: dict[str, Any]) -> None:

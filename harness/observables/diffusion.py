@@ -24,12 +24,11 @@ from pydantic import Field, model_validator
 from harness.config import HarnessModel
 from harness.errors import InputError
 from harness.observables.trajectory import Trajectory, molecule_com
+from harness.units import A2_PER_PS_TO_1E6_CM2_PER_S
 
 __all__ = ["DiffusionSpec", "msd_fft", "msd_naive", "block_diffusivity", "kinisi_diffusivity",
            "species_diffusivity", "weighted_diffusivity", "A2_PER_PS_TO_1E6_CM2_PER_S"]
 
-#: 1 Å²/ps = 1e-4 cm²/s = 100 × 1e-6 cm²/s.
-A2_PER_PS_TO_1E6_CM2_PER_S = 100.0
 
 
 class DiffusionSpec(HarnessModel):

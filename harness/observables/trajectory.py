@@ -110,7 +110,7 @@ def _make_whole(positions: np.ndarray, cell: np.ndarray, mol_id: np.ndarray) -> 
 
 
 def _from_h5md(path: Path) -> Trajectory:
-    from harness.md.writers import read_h5md
+    from harness.h5md import read_h5md
 
     try:
         d = read_h5md(path)

@@ -20,17 +20,17 @@ class ASECalculatorOracle:
     harness does not translate them. The retry after a failure uses the same settings.
     """
 
-    def __init__(self, import_path: str, options: Mapping[str, Any] | None = None):
+    def __init__(self, import_path: str, options: Mapping[str, Any] | None = None, *, role: str = "reference"):
         module_name, _, class_name = import_path.rpartition(".")
         if not module_name or not class_name:
-            raise InputError(f"reference 'ase:{import_path}': expected ase:package.module.Class")
+            raise InputError(f"{role} 'ase:{import_path}': expected ase:package.module.Class")
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise InputError(f"reference 'ase:{import_path}': cannot import module {module_name} ({exc})") from None
+            raise InputError(f"{role} 'ase:{import_path}': cannot import module {module_name} ({exc})") from None
         cls = getattr(module, class_name, None)
         if cls is None or not isinstance(cls, type) or not issubclass(cls, Calculator):
-            raise InputError(f"reference 'ase:{import_path}': {class_name} is not an ASE Calculator class in {module_name}")
+            raise InputError(f"{role} 'ase:{import_path}': {class_name} is not an ASE Calculator class in {module_name}")
         self.cls = cls
         self.import_path = import_path
         self.options = dict(options or {})
@@ -38,7 +38,7 @@ class ASECalculatorOracle:
         try:
             self.make_calculator()
         except Exception as exc:
-            raise InputError(f"reference 'ase:{import_path}': cannot construct with options {self.options} ({exc})") from None
+            raise InputError(f"{role} 'ase:{import_path}': cannot construct with options {self.options} ({exc})") from None
 
     def make_calculator(self, *, safer: bool = False) -> Calculator:
         return self.cls(**self.options)

@@ -101,8 +101,7 @@ def label_to_file(
     finally:
         if handle is not None:
             handle.close()
-    extra: dict[str, Any] = {"input": source, "command": command, "context": run_context(
-        ("liquid-mlip-harness", "ase", "numpy", "tblite"))}
+    extra: dict[str, Any] = {"input": source, "command": command, "context": run_context(("core", "reference"))}
     if source and source != STDIO and Path(source).is_file():
         extra["input_sha256"] = sha256_file(source)
     report.extra.update(extra)

@@ -72,7 +72,7 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
     learning_curves.csv, when members recorded them) and report.html into ``outdir``."""
     from harness import __version__
     from harness.observables.density import DensityGrid
-    from harness.provenance import package_versions
+    from harness.provenance import versions
     from harness.sweep.store import Store
 
     workspace, outdir = Path(workspace), Path(outdir)
@@ -129,8 +129,7 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
     prov = {"harness": __version__, "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "workspace": str(workspace.resolve()), "reference committee": reference, "settings": settings,
             "tasks": {f"{k}/{s}": n for (k, s), n in sorted(counts.items())},
-            "packages": package_versions(("liquid-mlip-harness", "ase", "numpy", "torch", "mace-torch", "deepmd-kit",
-                                          "quippy-ase", "tblite", "openmm", "kinisi", "MDAnalysis", "dask"))}
+            "packages": versions()}
     figs = "".join(f"<figure><img src='{_img(p)}' alt='{k}'><figcaption>{k}</figcaption></figure>"
                    for k, p in files.items() if k.startswith(("fig1", "fig3")))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>harness report</title>
@@ -154,14 +153,13 @@ D enters Q from the block estimator (composition-weighted); KL rule {html.escape
 def _al_only_report(workspace: Path, outdir: Path, sweep: str | None) -> dict[str, Path]:
     """report.html of an AL campaign without per-generation validation (no Q): its AL tables."""
     from harness import __version__
-    from harness.provenance import package_versions
+    from harness.provenance import versions
 
     files: dict[str, Path] = {}
     body = _al_section(workspace, sweep, None, None, outdir, files)
     prov = {"harness": __version__, "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "workspace": str(workspace.resolve()),
-            "packages": package_versions(("liquid-mlip-harness", "ase", "numpy", "torch", "deepmd-kit", "mace-torch",
-                                          "quippy-ase", "tblite", "openmm"))}
+            "packages": versions()}
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>harness AL report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 6px}}pre{{background:#f6f6f6;padding:8px;font-size:12px}}</style></head><body>

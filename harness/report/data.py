@@ -10,6 +10,7 @@ import pandas as pd
 
 from harness.errors import InputError
 from harness.sweep.store import Store
+from harness.units import A2_PER_PS_TO_1E6_CM2_PER_S
 
 __all__ = ["load_scores", "member_table", "committee_table", "density_samples", "learning_curves"]
 
@@ -40,10 +41,10 @@ def member_table(scores: list[dict]) -> pd.DataFrame:
                    "t_stab_npt_ps": m["t_stab_npt_ps"], "t_stab_nvt_ps": m["t_stab_nvt_ps"],
                    "density_g_cm3": (m.get("density_g_cm3") or {}).get("mean", np.nan),
                    "kl": np.nan if m.get("kl") is None else m["kl"],
-                   "D_w": d.get("D_weighted_block_A2_ps", np.nan) * 100.0,
+                   "D_w": d.get("D_weighted_block_A2_ps", np.nan) * A2_PER_PS_TO_1E6_CM2_PER_S,
                    "S": m["S"], "R": m["R"], "V": m["V"], "Q": m["Q"]}
             for sp, v in (d.get("species") or {}).items():
-                row[f"D_{sp}"] = v["D_block_A2_ps"] * 100.0
+                row[f"D_{sp}"] = v["D_block_A2_ps"] * A2_PER_PS_TO_1E6_CM2_PER_S
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -8,6 +8,11 @@ resume), submits a task once its dependencies are done, records results as they 
 failure with its traceback summary and marks the dependents skipped, and carries on with the rest.
 A task function receives ``(params, deps)`` (``deps``: dependency key → result) and returns a JSON
 result; the paths it lists under ``"_outputs"`` are hashed for later verification.
+
+Typed tasks (:mod:`harness.sweep.contract`): ``params`` is a validated ``TaskParams`` object and
+``deps`` maps a role to dependency keys; the worker gets the object itself and, per role, the typed
+results of its dependencies; its typed result is stored with its schema id, and a stored result of
+another schema (an older harness) is not reused.
 """
 
 from __future__ import annotations
@@ -29,18 +34,50 @@ __all__ = ["Task", "execute", "run_task"]
 logger = logging.getLogger(__name__)
 
 
+def _typed(params) -> bool:
+    return hasattr(params, "schema_id")
+
+
 @dataclass(frozen=True)
 class Task:
     kind: str
     fn: str
-    params: dict = field(default_factory=dict)
-    deps: tuple[str, ...] = ()
+    params: Any = field(default_factory=dict)  # a JSON dict, or a typed TaskParams object
+    deps: tuple[str, ...] | dict[str, tuple[str, ...]] = ()  # keys, or role -> keys (typed tasks)
     label: str = ""
 
     @property
+    def dep_keys(self) -> tuple[str, ...]:
+        if isinstance(self.deps, dict):
+            return tuple(k for keys in self.deps.values() for k in keys)
+        return tuple(self.deps)
+
+    def params_json(self) -> dict:
+        if _typed(self.params):
+            return {"schema": self.params.schema_id(), **self.params.model_dump(mode="json")}
+        return self.params
+
+    @property
     def key(self) -> str:
-        blob = json.dumps([self.kind, self.fn, self.params, sorted(self.deps)], sort_keys=True, default=str)
+        deps = ({r: sorted(k) for r, k in self.deps.items()} if isinstance(self.deps, dict) else sorted(self.deps))
+        blob = json.dumps([self.kind, self.fn, self.params_json(), deps], sort_keys=True, default=str)
         return f"{self.kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+    def typed_result(self, stored: dict | None):
+        """A stored result as this task's result object; None when it is of another schema (or corrupt)."""
+        if stored is None or not _typed(self.params):
+            return stored
+        if stored.get("schema") != self.params.schema_id():
+            return None
+        try:
+            return self.params.RESULT.model_validate({k: v for k, v in stored.items() if k != "schema"})
+        except ValueError:
+            return None
+
+    def dep_payload(self, results: dict[str, Any]):
+        if isinstance(self.deps, dict):
+            return {role: [results[k] for k in keys] for role, keys in self.deps.items()}
+        return {d: results[d] for d in self.deps}
 
 
 def run_task(fn: str, params: dict, deps: dict[str, Any]) -> tuple[dict, dict[str, str], float]:
@@ -51,7 +88,14 @@ def run_task(fn: str, params: dict, deps: dict[str, Any]) -> tuple[dict, dict[st
     func: Callable = getattr(importlib.import_module(module), name)
     t0 = time.perf_counter()
     result = func(params, deps) or {}
-    outputs = {str(Path(p).resolve()): sha256_file(p) for p in result.pop("_outputs", [])}
+    if _typed(params):
+        if not isinstance(result, params.RESULT):
+            raise TypeError(f"{fn} returned {type(result).__name__}, not {params.RESULT.__name__}")
+        files = result.outputs
+        result = {"schema": params.schema_id(), **result.model_dump(mode="json")}
+    else:
+        files = result.pop("_outputs", [])
+    outputs = {str(Path(p).resolve()): sha256_file(p) for p in files}
     return result, outputs, time.perf_counter() - t0
 
 
@@ -71,21 +115,21 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
     """
     by_key = {t.key: t for t in tasks}
     for t in tasks:
-        missing = [d for d in t.deps if d not in by_key]
+        missing = [d for d in t.dep_keys if d not in by_key]
         if missing:
             raise ValueError(f"task {t.label or t.key} depends on unknown tasks {missing}")
-        store.register(t.key, t.kind, t.label or t.key, t.params, t.deps, sweep)
+        store.register(t.key, t.kind, t.label or t.key, t.params_json(), t.dep_keys, sweep)
     if sweep:
         store.retire(sweep, by_key)
     results: dict[str, Any] = {}
     state: dict[str, str] = {}
-    for key in by_key:
-        res = store.verified(key)
+    for key, t in by_key.items():
+        res = t.typed_result(store.verified(key))
         if res is not None:
             results[key], state[key] = res, "cached"
     dependents: dict[str, list[str]] = {k: [] for k in by_key}
     for t in tasks:
-        for d in t.deps:
+        for d in t.dep_keys:
             dependents[d].append(t.key)
     counts = {"cached": len(results), "done": 0, "failed": 0, "skipped": 0}
     # priority = number of transitive dependents, so the critical path (e.g. the reference committee,
@@ -119,7 +163,7 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
                 skip(k, reason)
 
     def ready() -> list[str]:
-        return [k for k, t in by_key.items() if k not in state and all(state.get(d) in ("cached", "done") for d in t.deps)]
+        return [k for k, t in by_key.items() if k not in state and all(state.get(d) in ("cached", "done") for d in t.dep_keys)]
 
     def finish(key: str, outcome) -> None:
         if isinstance(outcome, BaseException):
@@ -132,7 +176,7 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
             skip(key, f"dependency {by_key[key].label} failed")
         else:
             result, outputs, wall = outcome
-            results[key], state[key] = result, "done"
+            results[key], state[key] = by_key[key].typed_result(result), "done"
             counts["done"] += 1
             store.mark_done(key, result, outputs, wall)
             report(key, "done")
@@ -149,7 +193,7 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
                 state[key] = "running"
                 store.mark_running(key)
                 try:
-                    outcome = run_task(t.fn, t.params, {d: results[d] for d in t.deps})
+                    outcome = run_task(t.fn, t.params, t.dep_payload(results))
                 except Exception as exc:  # recorded, the sweep goes on
                     outcome = exc
                 finish(key, outcome)
@@ -173,7 +217,7 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
             t = by_key[key]
             state[key] = "running"
             store.mark_running(key)
-            fut = client.submit(run_task, t.fn, t.params, {d: results[d] for d in t.deps}, pure=False,
+            fut = client.submit(run_task, t.fn, t.params, t.dep_payload(results), pure=False,
                                 key=f"{key}-{time.time_ns()}", priority=n_downstream(key))
             futures[fut] = key
 

@@ -1,14 +1,15 @@
-"""Expand a sweep spec into the task graph: train member → NPT/NVT runs → observe → score.
+"""Expand a sweep spec into the task graph: train member (or bring a model) → NPT/NVT runs → observe → score.
 
-Keys are content hashes (``Task.key``): a training task's parameters carry the committee key (which
-hashes the training frames and hyperparameters), an MD task's carry the protocol hash (the analysis
-section excluded) and an observe/score task's the analysis settings, so changing one parameter changes
-only the keys downstream of it. With ``nvt.density_g_cm3: reference`` every NVT run depends on a
-``ref_density`` task over the reference committee's NPT observables. Q uses replica 0 of each member.
+Tasks are typed (:mod:`harness.sweep.contract`) and keyed by content: a training task's parameters carry
+the committee key (which hashes the training frames and hyperparameters), an MD task's the protocol and
+its hash (the analysis section excluded), an observe/score task's the analysis settings, so changing one
+parameter changes only the keys downstream of it. With ``nvt.density_g_cm3: reference`` every NVT run
+depends on a ``ref_density`` task over the reference committee's NPT observables. Q uses replica 0.
 
-The pieces are reused by active learning (:mod:`harness.al.plan`) and transfer runs: :func:`train_tasks`
-(one committee; its training data may come from a dependency, e.g. a generation's labelled frames) and
-:func:`plan_validation` (MD, observables and Q of any set of committees against a reference).
+The pieces are reused by active learning (:mod:`harness.al.plan`), transfer runs and ``harness validate``:
+:func:`train_tasks` (one committee; its training data may come from a dependency, e.g. a generation's
+labelled frames), :func:`model_tasks` (a committee of models not trained here: files, ASE calculators,
+trained members) and :func:`plan_validation` (MD, observables and Q of any committees against a reference).
 """
 
 from __future__ import annotations
@@ -16,101 +17,109 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from harness.md.protocol import MDProtocol
+from harness.models.load import ModelSource
+from harness.observables.analysis import AnalysisSpec
+from harness.sweep.contract import (MDParams, ModelParams, ObserveParams, RefDensityParams, ScoreParams,
+                                    TrainParams)
 from harness.sweep.execute import Task
 from harness.sweep.spec import SweepSpec
 
-__all__ = ["plan_sweep", "train_tasks", "plan_validation", "FORMAT"]
-
-_T = "harness.sweep.tasks:"
-#: bumped when a task kind's result format changes, so stored results of the old format are recomputed
-#: (a plain code change does not invalidate finished work: training and MD are expensive)
-FORMAT = {"train": 1, "md": 1, "observe": 1, "ref_density": 1, "score": 2}
+__all__ = ["plan_sweep", "train_tasks", "model_tasks", "plan_validation"]
 
 
 def train_tasks(c: dict[str, Any], *, dataset: Path, seeds: Sequence[int], common: dict[str, Any],
-                deps: tuple[str, ...] = (), committee_key: str | None = None) -> list[Task]:
+                al_set: Task | None = None, previous: Sequence[Task] = (), committee_key: str | None = None,
+                warm_start: bool = False) -> list[Task]:
     """One training task per member of committee ``c`` (a dict as from ``SweepSpec.committees()``).
 
     Optional keys of ``c``: ``extra_frames`` (a labelled file trained on besides the subset; its hash is
-    a parameter), ``name`` (committee directory label) and ``tags`` (copied into every downstream result,
-    e.g. an AL generation). With ``deps``, a dependency's ``al_frames`` result is the extra training file
-    (the committee key is then unknown at planning time and not checked).
+    a parameter, checked by the worker), ``name`` (committee directory label) and ``tags`` (copied into
+    every downstream result, e.g. an AL generation). With ``al_set``, that task's AL frames are the extra
+    training file (the committee key is then unknown at planning time and not checked); ``previous``: the
+    previous generation's members (warm start).
     """
     from harness.io import sha256_file
 
     extra = c.get("extra_frames")
     out = []
     for k, seed in enumerate(seeds):
-        params = {**common, "dataset": str(dataset), "subset": c["subset"], "arch": c["arch"], "preset": c["preset"],
-                  "overrides": c["overrides"], "max_train_frames": c["max_train_frames"], "seed": seed, "member": k,
-                  "committee_key": committee_key, "committee": c["id"], "format": FORMAT["train"]}
-        if extra:
-            params["extra_frames"] = str(extra)
-            params["extra_frames_sha256"] = sha256_file(extra)
-        for key in ("name", "tags"):
-            if c.get(key):
-                params[key] = c[key]
-        out.append(Task("train", _T + "train", params, deps, f"train {c['id']} member {k}"))
+        params = TrainParams(**common, dataset=str(dataset), subset=c["subset"], arch=c["arch"], preset=c["preset"],
+                             overrides=c["overrides"], max_train_frames=c["max_train_frames"], seed=seed, member=k,
+                             committee_key=committee_key, committee=c["id"], name=c.get("name"),
+                             tags=c.get("tags") or {}, warm_start=warm_start and bool(previous),
+                             extra_frames=str(extra) if extra else None,
+                             extra_frames_sha256=sha256_file(extra) if extra else None)
+        deps = {"al_set": [al_set] if al_set else [], "previous": [previous[k]] if warm_start and previous else []}
+        out.append(params.task(deps, f"train {c['id']} member {k}"))
+    return out
+
+
+def model_tasks(c: dict[str, Any], sources: Sequence[ModelSource]) -> list[Task]:
+    """One ``model`` task per member of a committee of models not trained by the sweep."""
+    from harness.io import sha256_file
+
+    out = []
+    for k, src in enumerate(sources):
+        sha = sha256_file(src.path) if src.kind == "file" else None
+        params = ModelParams(source=src, sha256=sha, committee=c["id"], arch=c["arch"], subset=c.get("subset"),
+                             member=k, tags=c.get("tags") or {})
+        out.append(params.task(label=f"model {c['id']} member {k}"))
     return out
 
 
 def plan_validation(members: dict[str, list[Task]], committees: dict[str, dict[str, Any]], ref: str, *,
-                    protocol: Path, analysis, replicas: int, common: dict[str, Any]) -> list[Task]:
+                    protocol: MDProtocol, analysis: AnalysisSpec | None, replicas: int,
+                    common: dict[str, Any]) -> list[Task]:
     """NPT/NVT runs, observables and the Q score of every committee in ``members`` against ``ref``."""
-    from harness.md.protocol import load_protocol, protocol_hash
+    from harness.md.protocol import protocol_hash
 
-    proto = load_protocol(protocol)
-    analysis = analysis or proto.analysis
-    obs_params = {"analysis": analysis.model_dump(mode="json"), "equilibration_ps": proto.equilibration_ps,
-                  "tau_ps": proto.horizon_ps}
-    md_params = {**common, "protocol": str(protocol), "protocol_hash": protocol_hash(proto), "format": FORMAT["md"]}
+    analysis = analysis or protocol.analysis
+    obs = {"analysis": analysis, "equilibration_ps": protocol.equilibration_ps, "tau_ps": protocol.horizon_ps}
+    phash = protocol_hash(protocol)
     tasks: list[Task] = []
 
-    def runs(cid: str, ensemble: str, extra=()) -> dict[tuple[int, int], Task]:
+    def runs(cid: str, ensemble: str, rd: Task | None = None) -> dict[tuple[int, int], Task]:
         out = {}
-        for k, tr in enumerate(members[cid]):
+        for k, member in enumerate(members[cid]):
             for r in range(replicas):
-                out[(k, r)] = Task("md", _T + "md", {**md_params, "ensemble": ensemble, "replica": r},
-                                   (tr.key, *extra), f"md {ensemble} {cid} member {k} r{r}")
+                params = MDParams(**common, protocol=protocol, protocol_hash=phash, ensemble=ensemble, replica=r)
+                out[(k, r)] = params.task({"member": [member], "ref_density": [rd] if rd else []},
+                                          f"md {ensemble} {cid} member {k} r{r}")
         return out
 
     def observed(runs_: dict) -> dict[tuple[int, int], Task]:
-        params = {**obs_params, "format": FORMAT["observe"]}
-        return {kr: Task("observe", _T + "observe", params, (t.key,), t.label.replace("md ", "observe ", 1))
+        return {kr: ObserveParams(**obs).task({"run": [t]}, t.label.replace("md ", "observe ", 1))
                 for kr, t in runs_.items()}
 
     npt = {c: runs(c, "npt") for c in members}
     npt_obs = {c: observed(v) for c, v in npt.items()}
     for c in members:
         tasks += [*npt[c].values(), *npt_obs[c].values()]
-    extra: tuple[str, ...] = ()
-    if proto.nvt.density_g_cm3 == "reference":
-        rd = Task("ref_density", _T + "ref_density", {"reference": ref, "tau_ps": proto.horizon_ps,
-                                                            "format": FORMAT["ref_density"]},
-                  tuple(t.key for t in npt_obs[ref].values()), f"reference NPT density ({ref})")
+    rd = None
+    if protocol.nvt.density_g_cm3 == "reference":
+        rd = RefDensityParams(reference=ref, tau_ps=protocol.horizon_ps).task(
+            {"observed": list(npt_obs[ref].values())}, f"reference NPT density ({ref})")
         tasks.append(rd)
-        extra = (rd.key,)
     nvt_obs = {}
     for c in members:
-        nvt = runs(c, "nvt", extra)
+        nvt = runs(c, "nvt", rd)
         nvt_obs[c] = observed(nvt)
         tasks += [*nvt.values(), *nvt_obs[c].values()]
     for cid in members:
         c = committees[cid]
-        deps = [t.key for obs in (npt_obs, nvt_obs) for cc in dict.fromkeys([cid, ref]) for (k, r), t in obs[cc].items()
+        deps = [t for o in (npt_obs, nvt_obs) for cc in dict.fromkeys([cid, ref]) for (k, r), t in o[cc].items()
                 if r == 0]
-        params = {**obs_params, "committee": cid, "arch": c["arch"], "subset": c["subset"], "reference": ref,
-                  "reference_is_self": cid == ref, "format": FORMAT["score"]}
-        if c.get("tags"):
-            params["tags"] = c["tags"]
-        tasks.append(Task("score", _T + "score", params, tuple(deps), f"score {cid}"))
+        params = ScoreParams(**obs, committee=cid, arch=c["arch"], subset=c.get("subset"), reference=ref,
+                             reference_is_self=cid == ref, tags=c.get("tags") or {})
+        tasks.append(params.task({"observed": deps}, f"score {cid}"))
     return tasks
 
 
-def plan_sweep(spec: SweepSpec, files: dict[str, Path], workspace: str | Path) -> list[Task]:
+def plan_sweep(spec: SweepSpec, files: dict[str, Any], workspace: str | Path) -> list[Task]:
     from harness.config import load_yaml
+    from harness.md.protocol import load_protocol
     from harness.models.train import plan_committee
-    from harness.observables.analysis import AnalysisSpec
 
     workspace = str(Path(workspace).resolve())
     analysis = load_yaml(files["analysis"], AnalysisSpec) if "analysis" in files else None
@@ -127,6 +136,12 @@ def plan_sweep(spec: SweepSpec, files: dict[str, Path], workspace: str | Path) -
         members[cid] = train_tasks(c, dataset=files["dataset"], seeds=spec.member_seeds, common=common,
                                    committee_key=plan.key)
         tasks += members[cid]
-    tasks += plan_validation(members, committees, ref, protocol=files["protocol"], analysis=analysis,
+    for entry in spec.models:
+        sources = files["models"][entry.name]
+        c = entry.committee_entry(sources)
+        committees[c["id"]] = c
+        members[c["id"]] = model_tasks(c, sources)
+        tasks += members[c["id"]]
+    tasks += plan_validation(members, committees, ref, protocol=load_protocol(files["protocol"]), analysis=analysis,
                              replicas=spec.replicas, common=common)
     return tasks

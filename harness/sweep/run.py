@@ -67,7 +67,8 @@ def time_shares(workspace: str | Path, sweep: str | None = None) -> dict[str, fl
 
     store = Store(Path(workspace) / "harness.sqlite")
     stage = {"train": "training", "md": "MD", "observe": "analysis", "ref_density": "analysis", "score": "analysis",
-             "label": "labelling", "al_set": "labelling", "al_start": "exploration", "explore": "exploration"}
+             "label": "labelling", "al_set": "labelling", "al_start": "exploration", "explore": "exploration",
+             "model": "models"}
     out: dict[str, float] = {}
     for row in store.tasks(status="done", sweep=sweep):
         key = stage.get(row["kind"], row["kind"])

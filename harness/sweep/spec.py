@@ -12,10 +12,9 @@ from pydantic import Field, model_validator
 
 from harness.config import HarnessModel, load_yaml
 from harness.errors import ConfigError
+from harness.models.base import ARCHITECTURES as ARCHS
 
 __all__ = ["SweepSpec", "ReferenceSpec", "load_sweep", "resolve_path"]
-
-ARCHS = ("gap", "deepmd", "mace")
 
 
 class ReferenceSpec(HarnessModel):
@@ -29,12 +28,52 @@ class ReferenceSpec(HarnessModel):
     overrides: dict[str, Any] | None = Field(None, description="default: the sweep's overrides for this arch")
 
 
+class ModelEntry(HarnessModel):
+    """A committee the sweep does not train: model files (each a member), a trained committee directory,
+    or an ASE calculator (a committee of one). Its id is ``model:<name>``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$")
+    files: list[str] | None = Field(None, min_length=1, description="MACE .model, DeePMD .pth/.pb, GAP .xml")
+    arch: str | None = Field(None, description="architecture of the files (default: from their suffix)")
+    dtype: str = Field("float64", pattern="^(float32|float64)$")
+    committee: str | None = Field(None, description="a committee directory trained by the harness")
+    calculator: str | None = Field(None, description="ase:package.module.Class")
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the ASE calculator")
+
+    @model_validator(mode="after")
+    def _one(self):
+        given = [k for k in ("files", "committee", "calculator") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"model {self.name!r}: give exactly one of files, committee, calculator (got {given or 'none'})")
+        if self.arch is not None and self.arch not in ARCHS:
+            raise ValueError(f"model {self.name!r}: unknown architecture {self.arch!r}; known: {', '.join(ARCHS)}")
+        return self
+
+    def sources(self, spec_path: Path):
+        """The members as :class:`~harness.models.load.ModelSource` (paths resolved against the spec)."""
+        from harness.models.load import ModelSource, arch_of_file, committee_sources
+
+        if self.calculator:
+            return [ModelSource(kind="ase", calculator=self.calculator, options=self.options)]
+        if self.committee:
+            return committee_sources(resolve_path(self.committee, spec_path, f"models.{self.name}.committee"))
+        paths = [resolve_path(f, spec_path, f"models.{self.name}.files") for f in self.files]
+        return [ModelSource(kind="file", path=str(p), arch=arch_of_file(p, self.arch), dtype=self.dtype) for p in paths]
+
+    def committee_entry(self, sources=None) -> dict[str, Any]:
+        arch = "ase" if self.calculator else (self.arch or "file")
+        if sources:
+            arch = sources[0].arch or arch
+        return {"id": f"model:{self.name}", "arch": arch, "subset": self.name, "reference": False, "external": True}
+
+
 class SweepSpec(HarnessModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$")
     description: str = ""
     dataset: str = Field(description="dataset definition YAML")
-    subsets: list[str] = Field(min_length=1)
-    architectures: list[str] = Field(min_length=1)
+    subsets: list[str] = Field(default_factory=list, description="training subsets of the grid")
+    architectures: list[str] = Field(default_factory=list, description="architectures of the grid")
+    models: list[ModelEntry] = Field(default_factory=list, description="committees not trained here, scored alike")
     committee: int = Field(5, ge=1, description="members per committee")
     seeds: list[int] | None = Field(None, description="member seeds (default 0..committee-1)")
     preset: str = "mini"
@@ -60,6 +99,10 @@ class SweepSpec(HarnessModel):
             raise ValueError(f"seeds must be {self.committee} distinct integers, got {self.seeds}")
         if len(set(self.subsets)) != len(self.subsets) or len(set(self.architectures)) != len(self.architectures):
             raise ValueError("subsets and architectures must not repeat")
+        if not (self.subsets and self.architectures) and not self.models:
+            raise ValueError("nothing to score: give subsets and architectures, or models")
+        if len({m.name for m in self.models}) != len(self.models):
+            raise ValueError("model names must not repeat")
         return self
 
     @property
@@ -97,13 +140,15 @@ def resolve_path(value: str, spec_path: Path, key: str) -> Path:
     raise ConfigError(f"{spec_path}: {key}: {value} not found (looked in {', '.join(str(c.parent) for c in candidates)})")
 
 
-def load_sweep(path: str | Path, model: type[SweepSpec] | None = None) -> tuple[SweepSpec, dict[str, Path]]:
+def load_sweep(path: str | Path, model: type[SweepSpec] | None = None) -> tuple[SweepSpec, dict[str, Any]]:
     """The validated spec (``model``: a SweepSpec subclass, e.g. a transfer spec) and its resolved files
-    (dataset, protocol, analysis)."""
+    (dataset, protocol, analysis; ``models``: name -> the members of each entry of ``models:``)."""
     path = Path(path)
     spec = load_yaml(path, model or SweepSpec)
     files = {"dataset": resolve_path(spec.dataset, path, "dataset"),
              "protocol": resolve_path(spec.protocol, path, "protocol")}
     if spec.analysis:
         files["analysis"] = resolve_path(spec.analysis, path, "analysis")
+    if spec.models:
+        files["models"] = {m.name: m.sources(path) for m in spec.models}
     return spec, files

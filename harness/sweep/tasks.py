@@ -1,8 +1,8 @@
-"""Task functions of a sweep, run in worker processes: ``fn(params, deps) -> result``.
+"""Worker functions of a sweep: ``fn(params, deps) -> result``, typed by :mod:`harness.sweep.contract`.
 
 Each is idempotent and resumable on its own (a trained member is reused, an MD run resumes from its
 checkpoint, observables are cached per analysis hash), so a task killed with its worker just runs
-again. Results are small JSON; files are listed under ``_outputs`` for the store to hash.
+again. Each checks the hashes it was planned with before it works.
 """
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ import os
 from pathlib import Path
 
 from harness.errors import InputError
+from harness.sweep.contract import (Deps, MDParams, MemberResult, ModelParams, ObserveParams, ObserveResult,
+                                    RefDensityParams, RefDensityResult, RunResult, ScoreParams, ScoreResult,
+                                    TrainParams, check_hash)
 
-__all__ = ["train", "md", "ref_density", "observe", "score"]
+__all__ = ["train", "model", "md", "ref_density", "observe", "score", "set_threads"]
 
 
-def _threads(n: int) -> None:
+def set_threads(n: int) -> None:
     """Pin every threading layer a task may touch (torch, OpenMP/MKL, deepmd, xTB) to ``n`` threads, so
     that workers × threads never oversubscribes the machine."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "DP_INTRA_OP_PARALLELISM_THREADS"):
@@ -29,123 +32,131 @@ def _threads(n: int) -> None:
         pass
 
 
-_META = ("arch", "subset", "seed", "member", "committee", "tags")
-
-
-def _meta(d: dict) -> dict:
-    """The identity of a member carried through its runs and observables."""
-    return {k: d[k] for k in _META if k in d}
-
-
-def _committee_plan(p: dict, deps: dict):
+def _committee_plan(p: TrainParams, deps: Deps):
     from harness.models.train import plan_committee
 
-    extra = p.get("extra_frames")
-    for d in deps.values():  # an AL generation trains on the frames labelled so far
-        if "al_frames" in d:
-            extra = d["al_frames"]
-    return plan_committee(p["dataset"], p["subset"], p["arch"], preset=p["preset"], workspace=p["workspace"],
-                          overrides=p["overrides"], device=p["device"], max_train_frames=p["max_train_frames"],
-                          extra_frames=extra, name=p.get("name"))
+    extra = p.extra_frames
+    if p.extra_frames:
+        from harness.io import sha256_file
+
+        if not Path(p.extra_frames).is_file():
+            raise InputError(f"extra training frames {p.extra_frames}: no such file")
+        check_hash(f"extra training frames {p.extra_frames}", p.extra_frames_sha256, sha256_file(p.extra_frames))
+    for s in deps.get("al_set", ()):  # an AL generation trains on the frames labelled so far
+        extra = s.al_frames
+    return plan_committee(p.dataset, p.subset, p.arch, preset=p.preset, workspace=p.workspace, overrides=p.overrides,
+                          device=p.device, max_train_frames=p.max_train_frames, extra_frames=extra, name=p.name)
 
 
-def train(p: dict, deps: dict) -> dict:
+def train(p: TrainParams, deps: Deps) -> MemberResult:
     """One committee member; writes/updates committee.json with the members present so far."""
     from harness.models.base import ModelArtifact
+    from harness.models.load import ModelSource, model_stamp, run_name
     from harness.models.train import train_member
 
-    _threads(p["threads"])
+    set_threads(p.threads)
     plan = _committee_plan(p, deps)
-    if p["committee_key"] and plan.key[:10] != p["committee_key"][:10]:
-        raise InputError(f"{p['arch']} on {p['subset']}: the training data changed since the sweep was planned")
+    if p.committee_key and plan.key[:10] != p.committee_key[:10]:
+        raise InputError(f"{p.arch} on {p.subset}: the training data changed since the sweep was planned "
+                         f"(committee key {plan.key[:10]}, planned {p.committee_key[:10]}); plan again")
     plan.directory.mkdir(parents=True, exist_ok=True)
     init = None
-    if p.get("warm_start"):  # AL: start from the previous generation's member (a dependency)
-        prev = next((d for d in deps.values() if "workdir" in d), None)
-        if prev is not None:
-            init = Path(prev["workdir"]) / "model.ckpt.pt"
-            if not init.exists():
-                raise InputError(f"warm start: {init} not found (the previous generation's checkpoint)")
-    art = train_member(p["arch"], plan.train, plan.valid, hyperparameters=plan.hyperparameters, preset=p["preset"],
-                       seed=p["seed"], workdir=plan.member_dir(p["member"], p["seed"]), dataset=plan.dataset,
-                       device=p["device"], dtype=plan.dtype, threads=p["threads"], init_model=init, e0=plan.e0)
+    if p.warm_start and deps.get("previous"):  # AL: start from the previous generation's member
+        init = Path(deps["previous"][0].workdir) / "model.ckpt.pt"
+        if not init.exists():
+            raise InputError(f"warm start: {init} not found (the previous generation's checkpoint)")
+    art = train_member(p.arch, plan.train, plan.valid, hyperparameters=plan.hyperparameters, preset=p.preset,
+                       seed=p.seed, workdir=plan.member_dir(p.member, p.seed), dataset=plan.dataset,
+                       device=p.device, dtype=plan.dtype, threads=p.threads, init_model=init, e0=plan.e0)
     arts = [ModelArtifact.load(q.parent) for q in sorted(plan.directory.glob("*/artifact.json"))]
     plan.write_json(arts)
     if art.status != "ok":
-        raise RuntimeError(f"member {p['member']} (seed {p['seed']}) failed to train: "
+        raise RuntimeError(f"member {p.member} (seed {p.seed}) failed to train: "
                            f"{(art.error or '').splitlines()[0] if art.error else 'unknown error'}")
+    src = ModelSource(kind="member", path=art.workdir)
     files = [Path(art.workdir) / "artifact.json", *(art.path(r) for r in art.files)]
-    return {"workdir": art.workdir, "arch": p["arch"], "subset": p["subset"], "seed": p["seed"],
-            "member": p["member"], "committee": p["committee"], "committee_dir": str(plan.directory),
-            "n_train": len(plan.train), "metrics": art.metrics, "train_seconds": art.train_seconds,
-            **({"tags": p["tags"]} if p.get("tags") else {}), "_outputs": [str(f) for f in files]}
+    return MemberResult(committee=p.committee, arch=p.arch, subset=p.subset, member=p.member, seed=p.seed,
+                        tags=p.tags, stamp=model_stamp(src), model=src, run_name=run_name(src),
+                        workdir=art.workdir, committee_dir=str(plan.directory), n_train=len(plan.train),
+                        metrics=art.metrics, train_seconds=art.train_seconds, outputs=[str(f) for f in files])
 
 
-def md(p: dict, deps: dict) -> dict:
+def model(p: ModelParams, deps: Deps) -> MemberResult:
+    """A model brought to the sweep (a file or an ASE calculator): checked, stamped, ready for MD."""
+    from harness.models.load import model_stamp, run_name
+
+    stamp = model_stamp(p.source)
+    if p.source.kind == "file":
+        check_hash(f"model file {p.source.path}", p.sha256, stamp["sha256"])
+    outputs = [p.source.path] if p.source.kind == "file" else []
+    return MemberResult(committee=p.committee, arch=p.arch, subset=p.subset, member=p.member, tags=p.tags,
+                        seed=stamp.get("seed"), stamp=stamp, model=p.source, run_name=run_name(p.source, stamp),
+                        workdir=stamp.get("member_dir"), outputs=outputs)
+
+
+def md(p: MDParams, deps: Deps) -> RunResult:
     """One NPT or NVT trajectory of one member (NVT density from the reference when the protocol says so)."""
-    from harness.md.launch import model_calculator, run_protocol
-    from harness.md.protocol import load_protocol
+    from harness.md.launch import run_protocol
+    from harness.md.protocol import protocol_hash
+    from harness.models.load import load_model
 
-    _threads(p["threads"])
-    member = next(d for d in deps.values() if "workdir" in d)
-    proto = load_protocol(p["protocol"])
+    check_hash(f"MD protocol {p.protocol.name}", p.protocol_hash, protocol_hash(p.protocol))
+    set_threads(p.threads)
+    (member,) = deps["member"]
     rho = None
-    if p["ensemble"] == "nvt":
-        ref = [d for d in deps.values() if "nvt_density_g_cm3" in d]
-        rho = ref[0]["nvt_density_g_cm3"] if ref else None
-    calc, name, species = model_calculator(member["workdir"], device=p["device"])
-    result, outdir = run_protocol(proto, p["ensemble"], calc, name, workspace=p["workspace"], replica=p["replica"],
-                                  species=species, nvt_density=rho, label=member["workdir"])
+    if p.ensemble == "nvt" and deps.get("ref_density"):
+        rho = deps["ref_density"][0].nvt_density_g_cm3
+    loaded = load_model(member.model, device=p.device)
+    result, outdir = run_protocol(p.protocol, p.ensemble, loaded.calculator, member.run_name, workspace=p.workspace,
+                                  replica=p.replica, species=loaded.species, nvt_density=rho,
+                                  label=member.workdir or member.run_name, model_stamp=member.stamp)
     files = [outdir / f for f in ("result.json", "thermo.parquet", "trajectory.h5md")]
-    return {"run_dir": str(outdir), "ensemble": p["ensemble"], "t_stab_ps": result.t_stab_ps,
-            "failure": result.failure, **_meta(member), "ns_per_day": result.ns_per_day,
-            "_outputs": [str(f) for f in files if f.exists()]}
+    return RunResult(**member.identity(), run_dir=str(outdir), ensemble=p.ensemble, t_stab_ps=result.t_stab_ps,
+                     failure=result.failure, ns_per_day=result.ns_per_day,
+                     outputs=[str(f) for f in files if f.exists()])
 
 
-def _analysis(p: dict):
-    from harness.observables.analysis import AnalysisSpec
-
-    return AnalysisSpec.model_validate(p["analysis"])
-
-
-def observe(p: dict, deps: dict) -> dict:
+def observe(p: ObserveParams, deps: Deps) -> ObserveResult:
     """Observables of one run (cached next to it)."""
     from harness.observables.analysis import analysis_hash, observe_run
 
-    run = next(iter(deps.values()))
-    spec = _analysis(p)
-    obs = observe_run(run["run_dir"], spec, equilibration_ps=p["equilibration_ps"], tau_ps=p["tau_ps"])
-    out = {k: v for k, v in obs.items() if k != "density_samples"}
-    out.update(_meta(run))
-    cache = Path(run["run_dir"]) / f"observables-{analysis_hash(spec)}.json"
-    return {**out, "_outputs": [str(cache)]}
+    (run,) = deps["run"]
+    obs = observe_run(run.run_dir, p.analysis, equilibration_ps=p.equilibration_ps, tau_ps=p.tau_ps)
+    keep = {k: v for k, v in obs.items() if k in ObserveResult.model_fields}
+    cache = Path(run.run_dir) / f"observables-{analysis_hash(p.analysis)}.json"
+    return ObserveResult(**{**keep, **run.identity()}, outputs=[str(cache)])
 
 
-def ref_density(p: dict, deps: dict) -> dict:
+def ref_density(p: RefDensityParams, deps: Deps) -> RefDensityResult:
     """Mean NPT density of the reference members that reached the horizon: the NVT density of every model."""
     import numpy as np
 
-    dens = [d["density_g_cm3"]["mean"] for d in deps.values() if d.get("reached_tau")]
+    observed = deps.get("observed", [])
+    dens = [d.density_g_cm3["mean"] for d in observed if d.reached_tau and d.density_g_cm3]
     if not dens:
-        raise InputError(f"no reference member ({p['reference']}) stayed stable in NPT for the horizon "
-                         f"({p['tau_ps']:g} ps): the NVT density 'reference' is undefined")
-    return {"nvt_density_g_cm3": float(np.mean(dens)), "members_used": len(dens), "members": len(deps)}
+        raise InputError(f"no reference member ({p.reference}) stayed stable in NPT for the horizon "
+                         f"({p.tau_ps:g} ps): the NVT density 'reference' is undefined")
+    return RefDensityResult(nvt_density_g_cm3=float(np.mean(dens)), members_used=len(dens), members=len(observed))
 
 
-def score(p: dict, deps: dict) -> dict:
-    """Q of one committee against the reference committee."""
+def score(p: ScoreParams, deps: Deps) -> ScoreResult:
+    """Q of one committee against the reference committee, with every member's model provenance."""
     from harness.observables.analysis import RunSet, score as score_fn
 
     runs: dict[tuple[str, int], dict] = {}
-    for d in deps.values():
-        role = "reference" if d["committee"] == p["reference"] else "model"
-        entry = runs.setdefault((role, d["member"]), {"name": f"member-{d['member']}-seed{d['seed']}"})
-        entry[d["ensemble"]] = Path(d["run"])
+    stamps: dict[str, dict] = {}
+    for d in deps["observed"]:
+        role = "reference" if d.committee == p.reference else "model"
+        name = f"member-{d.member}" + (f"-seed{d.seed}" if d.seed is not None else "")
+        entry = runs.setdefault((role, d.member), {"name": name})
+        entry[d.ensemble] = Path(d.run)
+        if d.committee == p.committee:
+            stamps[name] = d.stamp
 
     def sets(role: str) -> list[RunSet]:
         return [RunSet(v["name"], v.get("npt"), v.get("nvt")) for (r, _), v in sorted(runs.items()) if r == role]
 
-    model = sets("reference") if p["reference_is_self"] else sets("model")
-    res = score_fn(model, sets("reference"), _analysis(p), tau_ps=p["tau_ps"], equilibration_ps=p["equilibration_ps"])
-    return {**res, "committee_id": p["committee"], "arch": p["arch"], "subset": p["subset"],
-            "reference_committee": p["reference"], **({"tags": p["tags"]} if p.get("tags") else {})}
+    model_sets = sets("reference") if p.reference_is_self else sets("model")
+    res = score_fn(model_sets, sets("reference"), p.analysis, tau_ps=p.tau_ps, equilibration_ps=p.equilibration_ps)
+    return ScoreResult(**res, committee_id=p.committee, arch=p.arch, subset=p.subset, reference_committee=p.reference,
+                       tags=p.tags, models=stamps)

@@ -3,8 +3,14 @@
 The H5MD layout follows the H5MD 1.1 specification as read by MDAnalysis (``format="H5MD"``):
 ``/particles/all/position/{step,time,value}`` with ``unit`` attributes (Angstrom, ps),
 ``/particles/all/box`` with ``dimension`` 3 and time-dependent ``edges``, plus
-``/particles/all/species`` (atomic numbers) and ``/particles/all/mol_id``. The file can be
-truncated back to a checkpoint, so a resumed run has no duplicated or missing frames.
+``/particles/all/species`` (atomic numbers) and ``/particles/all/mol_id``; per-frame scalars a run
+records with its frames (e.g. the committee's ``sigma2_F`` at active-learning checks) are H5MD
+observables ``/observables/<name>/{step,time,value}``, one value per frame (NaN where it was not
+evaluated). The file can be truncated back to a checkpoint, so a resumed run has no duplicated or
+missing frames.
+
+This module is the trajectory file layer shared by :mod:`harness.md` (writing) and
+:mod:`harness.observables` and :mod:`harness.al` (reading); it imports neither.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ __all__ = ["H5MDWriter", "ThermoTable", "read_h5md"]
 class H5MDWriter:
     """Append frames to an H5MD file."""
 
-    def __init__(self, path: str | Path, atoms: Atoms, *, velocities: bool = False, creator: str = "harness"):
+    def __init__(self, path: str | Path, atoms: Atoms, *, velocities: bool = False, creator: str = "harness",
+                 observables: tuple[str, ...] = ()):
         import h5py
 
         self.path = Path(path)
@@ -46,6 +53,12 @@ class H5MDWriter:
             if "mol_id" in atoms.arrays:
                 part.create_dataset("mol_id", data=np.asarray(atoms.arrays["mol_id"], dtype=np.int32))
             part.create_dataset("masses", data=atoms.get_masses())
+            for name in observables:
+                self._element(self.f.require_group("observables"), name, (), "")
+        self.observables = tuple(self.f["observables"]) if "observables" in self.f else ()
+        if set(observables) - set(self.observables):
+            raise ValueError(f"{self.path}: written without the per-frame observables "
+                             f"{sorted(set(observables) - set(self.observables))}")
         self.n_frames = int(self.f["particles/all/position/step"].shape[0])
 
     @staticmethod
@@ -55,8 +68,9 @@ class H5MDWriter:
         t = g.create_dataset("time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=True)
         t.attrs["unit"] = "ps"
         v = g.create_dataset("value", shape=(0, *shape), maxshape=(None, *shape), dtype=np.float64,
-                             chunks=(1, *shape))
-        v.attrs["unit"] = unit
+                             chunks=(1, *shape) if shape else True)
+        if unit:
+            v.attrs["unit"] = unit
 
     def _append(self, name: str, step: int, time_ps: float, value: np.ndarray) -> None:
         g = self.f[name]
@@ -67,7 +81,14 @@ class H5MDWriter:
         g["time"][k] = time_ps
         g["value"][k] = value
 
-    def write(self, atoms: Atoms, step: int, time_ps: float) -> None:
+    def write(self, atoms: Atoms, step: int, time_ps: float, values: dict[str, float] | None = None) -> None:
+        """Append a frame; ``values``: this frame's per-frame observables (the others are NaN)."""
+        values = values or {}
+        unknown = set(values) - set(self.observables)
+        if unknown:
+            raise ValueError(f"{self.path}: no per-frame observable(s) {sorted(unknown)}")
+        for name in self.observables:
+            self._append(f"observables/{name}", step, time_ps, float(values.get(name, np.nan)))
         self._append("particles/all/position", step, time_ps, atoms.positions)
         self._append("particles/all/box/edges", step, time_ps, np.asarray(atoms.cell[:]))
         if self.velocities:
@@ -78,7 +99,7 @@ class H5MDWriter:
 
     def truncate(self, n_frames: int) -> None:
         """Drop frames beyond the first ``n_frames`` (back to a checkpoint)."""
-        names = ["particles/all/position", "particles/all/box/edges"]
+        names = ["particles/all/position", "particles/all/box/edges", *(f"observables/{n}" for n in self.observables)]
         if self.velocities:
             names.append("particles/all/velocity")
         for name in names:
@@ -95,7 +116,7 @@ class H5MDWriter:
 
 def read_h5md(path: str | Path) -> dict[str, np.ndarray]:
     """``positions`` (n_frames, N, 3) Å, ``cells`` (n_frames, 3, 3) Å, ``time_ps``, ``step``,
-    ``numbers``, ``mol_id`` (if present), ``masses``."""
+    ``numbers``, ``mol_id`` (if present), ``masses``, ``observables`` (name -> one value per frame)."""
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -105,6 +126,7 @@ def read_h5md(path: str | Path) -> dict[str, np.ndarray]:
                "masses": p["masses"][:]}
         if "mol_id" in p:
             out["mol_id"] = p["mol_id"][:]
+        out["observables"] = {k: f[f"observables/{k}/value"][:] for k in f.get("observables", {})}
     return out
 
 

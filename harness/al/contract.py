@@ -1,0 +1,141 @@
+"""Typed parameters and results of the active-learning task kinds (see :mod:`harness.sweep.contract`).
+
+``al_start`` (OPLS-AA starting frames of one composition) → ``explore`` (one trajectory of a
+generation's primary member, the committee asked for sigma2_F at the checks; its selected frame) →
+``label`` (the oracle's label of that frame) → ``al_set`` (the cumulative AL frames of a chain).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from harness.al.spec import ExplorationSpec
+from harness.md.protocol import StartSpec
+from harness.sweep.contract import TaskParams, TaskResult
+
+__all__ = ["ALStartParams", "ALStartResult", "ExploreParams", "ExploreResult", "LabelParams", "LabelResult",
+           "ALSetParams", "ALSetResult", "exploration_hash"]
+
+
+def exploration_hash(e: ExplorationSpec) -> str:
+    """Hash of what determines an exploration trajectory (every setting but which compositions and how many
+    starts there are, which name other trajectories)."""
+    from harness.datasets.spec import params_hash
+
+    return params_hash(e.model_dump(mode="json", exclude={"compositions", "starts_per_composition"}))
+
+
+class ALStartResult(TaskResult):
+    path: str
+    n: int
+    composition: str
+
+
+class ALStartParams(TaskParams):
+    KIND: ClassVar[str] = "al_start"
+    FN: ClassVar[str] = "harness.al.tasks:al_start"
+    RESULT: ClassVar[type[TaskResult]] = ALStartResult
+    VERSION: ClassVar[int] = 2
+
+    composition: str
+    n: int = Field(ge=1)
+    start: StartSpec
+    temperature_K: float = Field(gt=0)
+    stride_ps: float = Field(gt=0)
+    seed: int = Field(ge=0)
+    path: str
+
+
+class ExploreResult(TaskResult):
+    run_dir: str
+    composition: str
+    start: int
+    generation: int
+    chain: str
+    campaign: str
+    arch: str
+    t_stop_ps: float
+    stopped_by: str | None = None
+    length_ps: float
+    hit_threshold: bool
+    wall_s: float
+    selection: dict[str, Any]
+    selected_file: str | None = None
+
+
+class ExploreParams(TaskParams):
+    KIND: ClassVar[str] = "explore"
+    FN: ClassVar[str] = "harness.al.tasks:explore"
+    RESULT: ClassVar[type[TaskResult]] = ExploreResult
+    VERSION: ClassVar[int] = 2
+    DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"members": ("train",), "start": ("al_start",)}
+
+    workspace: str
+    threads: int = Field(ge=1)
+    device: str
+    exploration: ExplorationSpec
+    exploration_hash: str
+    composition: str
+    start: int = Field(ge=0)
+    index: int = Field(ge=0)
+    generation: int = Field(ge=0)
+    chain: str
+    campaign: str
+    arch: str
+
+
+class LabelResult(TaskResult):
+    campaign: str
+    chain: str
+    generation: int
+    composition: str
+    start: int
+    run_dir: str
+    labelled_file: str | None = None
+    oracle_calls: int = 0
+    error: str | None = None
+    skipped: str | None = None
+    frame: dict[str, Any] | None = None
+
+
+class LabelParams(TaskParams):
+    KIND: ClassVar[str] = "label"
+    FN: ClassVar[str] = "harness.al.tasks:label"
+    RESULT: ClassVar[type[TaskResult]] = LabelResult
+    VERSION: ClassVar[int] = 2
+    DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"run": ("explore",)}
+
+    workspace: str
+    threads: int = Field(ge=1)
+    device: str
+    oracle: dict[str, Any]
+    campaign: str
+
+
+class ALSetResult(TaskResult):
+    campaign: str
+    chain: str
+    generation: int
+    n_selected: int
+    n_new: int
+    n_total: int
+    oracle_calls: int
+    failed: list[dict[str, Any]]
+    skipped: list[dict[str, Any]]
+    frames: list[dict[str, Any]]
+    al_frames: str | None = None
+
+
+class ALSetParams(TaskParams):
+    KIND: ClassVar[str] = "al_set"
+    FN: ClassVar[str] = "harness.al.tasks:al_set"
+    RESULT: ClassVar[type[TaskResult]] = ALSetResult
+    VERSION: ClassVar[int] = 2
+    DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"labels": ("label",), "previous": ("al_set",)}
+
+    campaign: str
+    chain: str
+    generation: int = Field(ge=0)
+    directory: str

@@ -1,0 +1,206 @@
+"""Any model as an ASE calculator, with its provenance: the one place models are loaded.
+
+A :class:`ModelSource` names one model — a member trained by the harness (its directory), a model
+file trained elsewhere (a MACE ``.model``, a DeePMD ``.pth``/``.pb``, a GAP ``.xml``) or any ASE
+calculator (``ase:package.module.Class`` with keyword options). :func:`load_model` gives its ASE
+calculator; :func:`model_stamp` its provenance (architecture, file SHA-256, package versions, as
+janus-core stamps its models), which every trajectory and score records; :func:`run_name` the name of
+its MD runs. MD receives the calculator and never imports this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ase.calculators.calculator import Calculator
+from pydantic import Field, model_validator
+
+from harness.config import HarnessModel
+from harness.errors import InputError
+from harness.models.base import ARCHITECTURES, MODEL_SUFFIXES, ModelArtifact, get_trainer
+
+__all__ = ["ModelSource", "LoadedModel", "load_model", "model_stamp", "run_name", "sources_from_cli",
+           "committee_sources", "model_calculator", "arch_of_file"]
+
+
+class ModelSource(HarnessModel):
+    """One model: a trained member (``member``), a model file (``file``) or an ASE calculator (``ase``)."""
+
+    kind: Literal["member", "file", "ase"]
+    path: str | None = Field(None, description="member directory (member) or model file (file)")
+    arch: str | None = Field(None, description="architecture of a model file (default: from its suffix)")
+    calculator: str | None = Field(None, description="ase:package.module.Class (ase)")
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the ASE calculator")
+    dtype: str = Field("float64", pattern="^(float32|float64)$", description="evaluation precision of a file")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.kind in ("member", "file") and not self.path:
+            raise ValueError(f"a {self.kind} model needs a path")
+        if self.kind == "ase" and not (self.calculator or "").startswith("ase:"):
+            raise ValueError(f"an ASE model needs calculator: ase:package.module.Class, got {self.calculator!r}")
+        if self.kind == "file":
+            arch = self.arch or arch_of_file(self.path)
+            if arch not in ARCHITECTURES:
+                raise ValueError(f"unknown architecture {arch!r} of {self.path}; known: {', '.join(ARCHITECTURES)}")
+            object.__setattr__(self, "arch", arch)
+        return self
+
+
+def arch_of_file(path: str | Path, arch: str | None = None) -> str:
+    """The architecture of a model file: ``arch`` when given, else from the suffix (InputError if unknown)."""
+    if arch:
+        return arch
+    suffix = Path(path).suffix
+    for a, suffixes in MODEL_SUFFIXES.items():
+        if suffix in suffixes:
+            return a
+    known = ", ".join(f"{s} ({a})" for a, ss in MODEL_SUFFIXES.items() for s in ss)
+    raise InputError(f"{path}: cannot tell the architecture from the suffix {suffix!r} (known: {known}); give --arch")
+
+
+@dataclass
+class LoadedModel:
+    calculator: Calculator
+    species: tuple[str, ...] | None  # elements the model was trained on, when known
+    stamp: dict[str, Any] = field(default_factory=dict)
+
+
+def _sha256(path: Path) -> str:
+    from harness.io import sha256_file
+
+    return sha256_file(path)
+
+
+def _member(path: str | Path) -> ModelArtifact:
+    art = ModelArtifact.load(path)
+    if art.status != "ok":
+        raise InputError(f"{path}: this member failed to train ({(art.error or '').splitlines()[0]})")
+    art.verify()
+    return art
+
+
+def _ase(src: ModelSource):
+    from harness.reference.ase_calc import ASECalculatorOracle
+
+    return ASECalculatorOracle(src.calculator[4:], src.options, role="model")
+
+
+def model_stamp(src: ModelSource) -> dict[str, Any]:
+    """Provenance of a model: kind, architecture, file and its SHA-256, package versions (or the ASE
+    calculator's import path, options and package version)."""
+    from harness.provenance import versions
+
+    if src.kind == "member":
+        art = _member(src.path)
+        return {"kind": "member", "arch": art.arch, "file": str(art.path("model")) if "model" in art.files else None,
+                "sha256": art.file_sha256.get("model"), "versions": art.versions, "preset": art.preset,
+                "seed": art.seed, "member_dir": art.workdir}
+    if src.kind == "file":
+        path = Path(src.path)
+        if not path.is_file():
+            raise InputError(f"model file {path}: no such file")
+        return {"kind": "file", "arch": src.arch, "file": str(path.resolve()), "sha256": _sha256(path),
+                "versions": versions("core", src.arch), "dtype": src.dtype}
+    prov = _ase(src).provenance()
+    return {"kind": "ase", "arch": "ase", "calculator": src.calculator, "options": src.options,
+            "versions": {prov["code"]: prov["version"]}}
+
+
+def run_name(src: ModelSource, stamp: dict[str, Any] | None = None) -> str:
+    """Name of a model's MD runs (``<workspace>/md/<name>/...``): a member's is its workspace path
+    (:func:`harness.models.train.model_run_name`), a file's its architecture, stem and content hash, an
+    ASE calculator's its class and a hash of its options."""
+    from harness.models.train import model_run_name
+
+    if src.kind == "member":
+        return model_run_name(src.path)
+    if src.kind == "file":
+        sha = (stamp or {}).get("sha256") or _sha256(Path(src.path))
+        stem = re.sub(r"[^A-Za-z0-9_.+-]", "_", Path(src.path).stem)
+        return f"{src.arch}-file-{stem}-{sha[:10]}"
+    opts = hashlib.sha256(json.dumps(src.options, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"ase-{src.calculator.rsplit('.', 1)[-1]}-{opts}"
+
+
+def load_model(src: ModelSource, *, device: str = "cpu") -> LoadedModel:
+    """The ASE calculator of a model, the elements it knows (when known) and its provenance stamp."""
+    stamp = model_stamp(src)
+    if src.kind == "member":
+        art = _member(src.path)
+        return LoadedModel(get_trainer(art.arch).calculator(art, device=device), tuple(art.species) or None, stamp)
+    if src.kind == "file":
+        try:
+            calc = get_trainer(src.arch).load_file(src.path, device=device, dtype=src.dtype)
+        except InputError:
+            raise
+        except Exception as exc:  # the backend could not read it: say which file and as what
+            raise InputError(f"model file {src.path}: cannot load it as a {src.arch} model "
+                             f"({type(exc).__name__}: {exc})") from None
+        return LoadedModel(calc, None, stamp)
+    return LoadedModel(_ase(src).make_calculator(), None, stamp)
+
+
+def committee_sources(directory: str | Path) -> list[ModelSource]:
+    """The successfully trained members of a committee directory (``committee.json``)."""
+    directory = Path(directory)
+    if not (directory / "committee.json").exists():
+        raise InputError(f"{directory}: not a committee directory (no committee.json)")
+    out = []
+    for p in sorted(directory.glob("*/artifact.json")):
+        art = ModelArtifact.load(p.parent)
+        if art.status == "ok":
+            out.append(ModelSource(kind="member", path=str(p.parent.resolve()), arch=art.arch))
+    if not out:
+        raise InputError(f"{directory}: no successfully trained members")
+    return out
+
+
+def sources_from_cli(models: list[str], *, arch: str | None = None, options: dict[str, Any] | None = None,
+                     dtype: str = "float64", members: bool = True) -> list[ModelSource]:
+    """Models named on a command line: a committee directory, model files, ``ase:...``, and (``members``)
+    trained member directories. A committee (scored as one) is named by its directory, never member by member."""
+    if not models:
+        raise InputError("no model given")
+    out: list[ModelSource] = []
+    for m in models:
+        if m.startswith("ase:"):
+            out.append(ModelSource(kind="ase", calculator=m, options=options or {}))
+            continue
+        p = Path(m)
+        if (p / "committee.json").exists():
+            out += committee_sources(p)
+        elif (p / "artifact.json").exists():
+            if not members:
+                raise InputError(f"--model {m}: not a committee directory (no committee.json): give the committee "
+                                 f"{p.parent} or its model files")
+            out.append(ModelSource(kind="member", path=str(p.resolve()), arch=ModelArtifact.load(p).arch))
+        elif p.is_file():
+            out.append(ModelSource(kind="file", path=str(p.resolve()), arch=arch_of_file(p, arch), dtype=dtype))
+        else:
+            raise InputError(f"--model {m}: neither a trained member (artifact.json), a committee (committee.json), "
+                             "a model file nor ase:package.module.Class")
+    return out
+
+
+def model_calculator(model: str | Path, *, device: str = "cpu", arch: str | None = None):
+    """(calculator, run name, species) of a trained member, a committee directory (its
+    :class:`~harness.models.committee.CommitteeCalculator`) or a model file."""
+    from harness.models.committee import CommitteeCalculator
+    from harness.models.train import model_run_name
+
+    model = Path(model)
+    if (model / "committee.json").exists():
+        loaded = [load_model(s, device=device) for s in committee_sources(model)]
+        species = sorted({e for m in loaded for e in (m.species or ())})
+        calc = CommitteeCalculator([m.calculator for m in loaded],
+                                   names=[Path(m.stamp["member_dir"]).name for m in loaded])
+        return calc, model_run_name(model), tuple(species) or None
+    (src,) = sources_from_cli([str(model)], arch=arch)
+    loaded = load_model(src, device=device)
+    return loaded.calculator, run_name(src, loaded.stamp), loaded.species

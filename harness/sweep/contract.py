@@ -1,0 +1,247 @@
+"""The task contract: typed parameters, typed results and named dependencies of every task kind.
+
+A task kind is a :class:`TaskParams` subclass (pydantic: validated when built, frozen, unknown keys
+refused) naming its kind, its worker function, its result class and schema version, and its
+dependency roles with the kinds each accepts. The planner builds these objects from validated specs
+(an MD protocol travels as an :class:`~harness.md.protocol.MDProtocol`, never as a path to re-parse)
+and turns them into executor tasks with :meth:`TaskParams.task`. A worker receives the same object and
+its dependencies' typed results by role (``deps["member"][0].run_name``), checks the hashes it was
+planned with, and returns its :class:`TaskResult`; the store keeps it with ``schema = "<kind>/<version>"``.
+A stored result of another schema (written by an older harness) is not reused: the task runs again, and
+its worker reuses the trained model or finished trajectory on disk, so nothing expensive is redone.
+
+This module holds the sweep's kinds (``train``, ``model``, ``md``, ``observe``, ``ref_density``,
+``score``); :mod:`harness.al.contract` holds active learning's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.config import HarnessModel
+from harness.errors import InputError
+from harness.md.protocol import MDProtocol
+from harness.models.load import ModelSource
+from harness.observables.analysis import AnalysisSpec
+from harness.sweep.execute import Task
+
+__all__ = ["TaskParams", "TaskResult", "Deps", "check_hash", "TrainParams", "ModelParams", "MemberResult",
+           "MDParams", "RunResult", "ObserveParams", "ObserveResult", "RefDensityParams", "RefDensityResult",
+           "ScoreParams", "ScoreResult", "MemberIdentity"]
+
+#: dependency role -> the typed results of the tasks in it
+Deps = Mapping[str, Sequence["TaskResult"]]
+
+
+class TaskResult(BaseModel):
+    """What a task returns; ``outputs`` (files the store hashes to verify the result later) is not stored
+    in the result itself."""
+
+    model_config = ConfigDict(extra="forbid")
+    outputs: list[str] = Field(default_factory=list, exclude=True)
+
+
+class TaskParams(HarnessModel):
+    KIND: ClassVar[str]
+    FN: ClassVar[str]
+    RESULT: ClassVar[type[TaskResult]]
+    VERSION: ClassVar[int] = 1
+    #: dependency role -> kinds it accepts
+    DEPS: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    @classmethod
+    def schema_id(cls) -> str:
+        return f"{cls.KIND}/{cls.VERSION}"
+
+    def task(self, deps: Mapping[str, Sequence[Task]] | None = None, label: str = "") -> Task:
+        """The executor task of these parameters, its dependencies named by role."""
+        deps = {role: list(ts) for role, ts in (deps or {}).items() if ts}
+        for role, ts in deps.items():
+            if role not in self.DEPS:
+                raise ValueError(f"{self.KIND}: unknown dependency role {role!r} (roles: {', '.join(self.DEPS)})")
+            bad = [t.kind for t in ts if t.kind not in self.DEPS[role]]
+            if bad:
+                raise ValueError(f"{self.KIND}: dependency {role!r} takes {self.DEPS[role]}, not {bad}")
+        return Task(self.KIND, self.FN, self, {role: tuple(t.key for t in ts) for role, ts in deps.items()},
+                    label or self.KIND)
+
+
+def check_hash(what: str, planned: str | None, actual: str) -> None:
+    """Refuse to work on inputs that differ from those the task was planned with."""
+    if planned is not None and planned != actual:
+        raise InputError(f"{what} hash {actual} differs from the {planned} this task was planned with: the input "
+                         "changed since planning; plan again (rerun the sweep/campaign command)")
+
+
+# -- members ---------------------------------------------------------------------------------------------
+
+class MemberIdentity(TaskResult):
+    """Which committee member a result belongs to, with the model's provenance stamp."""
+
+    committee: str
+    arch: str
+    subset: str | None = None
+    member: int
+    seed: int | None = None
+    tags: dict[str, Any] = Field(default_factory=dict)
+    stamp: dict[str, Any] = Field(default_factory=dict, description="architecture, file SHA-256, versions")
+
+    def identity(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in MemberIdentity.model_fields if k != "outputs"}
+
+
+class MemberResult(MemberIdentity):
+    """A committee member ready for MD: trained here (``train``) or brought (``model``)."""
+
+    model: ModelSource
+    run_name: str
+    workdir: str | None = Field(None, description="a trained member's directory")
+    committee_dir: str | None = None
+    n_train: int | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    train_seconds: float | None = None
+
+
+class TrainParams(TaskParams):
+    KIND: ClassVar[str] = "train"
+    FN: ClassVar[str] = "harness.sweep.tasks:train"
+    RESULT: ClassVar[type[TaskResult]] = MemberResult
+    VERSION: ClassVar[int] = 2
+    DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"al_set": ("al_set",), "previous": ("train",)}
+
+    workspace: str
+    threads: int = Field(ge=1)
+    device: str
+    dataset: str
+    subset: str
+    arch: str
+    preset: str
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    max_train_frames: int | None = None
+    seed: int
+    member: int
+    committee: str
+    committee_key: str | None = Field(None, description="None when the data comes from a dependency")
+    extra_frames: str | None = None
+    extra_frames_sha256: str | None = None
+    name: str | None = None
+    tags: dict[str, Any] = Field(default_factory=dict)
+    warm_start: bool = False
+
+
+class ModelParams(TaskParams):
+    """A model not trained by this sweep entering it as a committee member (SCIENCE.md's Q for any model)."""
+
+    KIND: ClassVar[str] = "model"
+    FN: ClassVar[str] = "harness.sweep.tasks:model"
+    RESULT: ClassVar[type[TaskResult]] = MemberResult
+
+    source: ModelSource
+    sha256: str | None = Field(None, description="the model file's hash when planned")
+    committee: str
+    arch: str
+    subset: str | None = None
+    member: int
+    tags: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- MD, observables, Q -------------------------------------------------------------------------------------
+
+class RunResult(MemberIdentity):
+    run_dir: str
+    ensemble: str
+    t_stab_ps: float
+    failure: dict[str, Any] | None = None
+    ns_per_day: float = 0.0
+
+
+class MDParams(TaskParams):
+    KIND: ClassVar[str] = "md"
+    FN: ClassVar[str] = "harness.sweep.tasks:md"
+    RESULT: ClassVar[type[TaskResult]] = RunResult
+    VERSION: ClassVar[int] = 2
+    DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"member": ("train", "model"), "ref_density": ("ref_density",)}
+
+    workspace: str
+    threads: int = Field(ge=1)
+    device: str
+    protocol: MDProtocol
+    protocol_hash: str
+    ensemble: str = Field(pattern="^(npt|nvt)$")
+    replica: int = Field(ge=0)
+
+
+class ObserveResult(MemberIdentity):
+    run: str
+    ensemble: str
+    t_stab_ps: float
+    length_ps: float
+    failure: dict[str, Any] | None = None
+    equilibration_ps: float
+    tau_ps: float
+    analysis_hash: str
+    reached_tau: bool
+    density_g_cm3: dict[str, Any] | None = None
+    diffusion: dict[str, Any] | None = None
+
+
+class ObserveParams(TaskParams):
+    KIND: ClassVar[str] = "observe"
+    FN: ClassVar[str] = "harness.sweep.tasks:observe"
+    RESULT: ClassVar[type[TaskResult]] = ObserveResult
+    VERSION: ClassVar[int] = 2
+    DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"run": ("md",)}
+
+    analysis: AnalysisSpec
+    equilibration_ps: float = Field(ge=0)
+    tau_ps: float = Field(gt=0)
+
+
+class RefDensityResult(TaskResult):
+    nvt_density_g_cm3: float
+    members_used: int
+    members: int
+
+
+class RefDensityParams(TaskParams):
+    KIND: ClassVar[str] = "ref_density"
+    FN: ClassVar[str] = "harness.sweep.tasks:ref_density"
+    RESULT: ClassVar[type[TaskResult]] = RefDensityResult
+    VERSION: ClassVar[int] = 2
+    DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"observed": ("observe",)}
+
+    reference: str
+    tau_ps: float = Field(gt=0)
+
+
+class ScoreResult(TaskResult):
+    members: list[dict[str, Any]]
+    committee: dict[str, Any]
+    reference: dict[str, Any]
+    settings: dict[str, Any]
+    committee_id: str
+    arch: str
+    subset: str | None = None
+    reference_committee: str
+    tags: dict[str, Any] = Field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict, description="member -> provenance stamp")
+
+
+class ScoreParams(TaskParams):
+    KIND: ClassVar[str] = "score"
+    FN: ClassVar[str] = "harness.sweep.tasks:score"
+    RESULT: ClassVar[type[TaskResult]] = ScoreResult
+    VERSION: ClassVar[int] = 3
+    DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"observed": ("observe",)}
+
+    analysis: AnalysisSpec
+    equilibration_ps: float = Field(ge=0)
+    tau_ps: float = Field(gt=0)
+    committee: str
+    arch: str
+    subset: str | None = None
+    reference: str
+    reference_is_self: bool
+    tags: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,241 @@
+"""The task contract, one MD configuration, uncertainty through the committee calculator, the layers."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.calculators.lj import LennardJones
+
+from harness.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- layers ---------------------------------------------------------------------------------------------------
+
+def _imports(package: str) -> dict[str, set[str]]:
+    """Every harness module imported anywhere (module level or inside functions) by each file of a package."""
+    out = {}
+    for f in sorted((ROOT / "harness" / package).glob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+        out[f.name] = {n for n in names if n.startswith("harness")}
+    return out
+
+
+@pytest.mark.parametrize("package, forbidden", [("md", "harness.models"), ("observables", "harness.md"),
+                                                ("models", "harness.sweep"), ("observables", "harness.sweep")])
+def test_layering_rules_hold_in_the_imports(package, forbidden):
+    bad = {f: sorted(m for m in mods if m == forbidden or m.startswith(forbidden + "."))
+           for f, mods in _imports(package).items()}
+    assert not {f: m for f, m in bad.items() if m}, f"harness.{package} imports {forbidden}"
+
+
+def test_one_architecture_list_and_one_package_list():
+    from harness.models.base import ARCHITECTURES, MODEL_SUFFIXES, TRAINERS
+    from harness.provenance import CORE_PACKAGES, MLIP_GROUPS, PACKAGES, packages
+
+    assert ARCHITECTURES == tuple(TRAINERS) == tuple(MODEL_SUFFIXES) == MLIP_GROUPS
+    assert set(packages("mace")) == {"mace-torch", "torch", "e3nn"} and len(CORE_PACKAGES) == len(set(CORE_PACKAGES))
+    assert set(CORE_PACKAGES) == {p for g in PACKAGES.values() for p in g}
+    with pytest.raises(KeyError, match="unknown package group"):
+        packages("nope")
+
+
+def test_diffusivity_unit_helper():
+    from harness.units import A2_PER_PS_TO_1E6_CM2_PER_S, diffusivity_1e6_cm2_s
+
+    # 1 Å²/ps = 1e-16 cm² / 1e-12 s = 1e-4 cm²/s = 100 x 1e-6 cm²/s
+    assert A2_PER_PS_TO_1E6_CM2_PER_S == pytest.approx(100.0)
+    assert diffusivity_1e6_cm2_s(0.48) == pytest.approx(48.0) and diffusivity_1e6_cm2_s(None) is None
+
+
+# -- typed tasks ----------------------------------------------------------------------------------------------
+
+def _ci_protocol():
+    from harness.md.protocol import load_protocol
+
+    return load_protocol(ROOT / "protocols" / "ci.yaml")
+
+
+def test_md_worker_refuses_a_stale_protocol_hash(tmp_path):
+    from harness.md.protocol import protocol_hash
+    from harness.sweep.contract import MDParams
+    from harness.sweep.tasks import md
+
+    proto = _ci_protocol()
+    good = protocol_hash(proto)
+    stale = MDParams(workspace=str(tmp_path), threads=1, device="cpu", protocol=proto, protocol_hash="0" * 12,
+                     ensemble="npt", replica=0)
+    with pytest.raises(InputError, match=f"hash {good} differs from the {'0' * 12} this task was planned with"):
+        md(stale, {"member": []})
+    assert not (tmp_path / "md").exists()  # refused before any work
+
+
+def test_typed_params_are_validated_when_planned_and_roles_are_checked(tmp_path):
+    from pydantic import ValidationError
+
+    from harness.sweep.contract import MDParams, ObserveParams
+
+    proto = _ci_protocol()
+    with pytest.raises(ValidationError, match="ensemble"):
+        MDParams(workspace=str(tmp_path), threads=1, device="cpu", protocol=proto, protocol_hash="x", ensemble="nve",
+                 replica=0)
+    obs = ObserveParams(analysis=proto.analysis, equilibration_ps=0.0, tau_ps=1.0)
+    with pytest.raises(ValueError, match="unknown dependency role"):
+        obs.task({"member": [obs.task()]})
+    with pytest.raises(ValueError, match="takes"):
+        obs.task({"run": [obs.task()]})  # an observe task is not an md task
+
+
+def test_a_stored_result_of_another_schema_is_recomputed(tmp_path):
+    from harness.sweep.execute import execute
+    from harness.sweep.store import Store
+    from tests.sweep_helpers import ToyParams
+
+    store = Store(tmp_path / "harness.sqlite")
+    a = ToyParams(dir=str(tmp_path), name="a", value=1).task(label="a")
+    b = ToyParams(dir=str(tmp_path), name="b", value=2).task({"inputs": [a]}, "b")
+    assert execute([a, b], store) == {"cached": 0, "done": 2, "failed": 0, "skipped": 0}
+    assert store.get(b.key)["result"] == {"schema": "toy/1", "value": 3}
+    assert execute([a, b], store)["cached"] == 2
+    # a result written by an older harness (no schema) is not reused: b runs again, a stays cached
+    row = store.get(b.key)
+    store.mark_done(b.key, {"value": 3}, row["outputs"], 0.0)
+    assert execute([a, b], store) == {"cached": 1, "done": 1, "failed": 0, "skipped": 0}
+    assert (tmp_path / "executions.log").read_text().split() == ["a", "b", "b"]
+
+
+# -- one MD configuration ----------------------------------------------------------------------------------------
+
+def test_detector_thresholds_come_from_yaml_with_defaults_defined_once(tmp_path):
+    import yaml
+
+    from harness.md.detectors import RULES, BondStretch, DensityWindow, detectors_from_spec
+    from harness.md.protocol import load_protocol, protocol_hash
+
+    proto = _ci_protocol()
+    # golden: protocol_hash(protocols/ci.yaml) before thresholds became configurable (main at 245575a)
+    assert protocol_hash(proto) == CI_PROTOCOL_HASH
+    data = yaml.safe_load((ROOT / "protocols" / "ci.yaml").read_text())
+    data["detectors"].update(max_bond_stretch_A=0.3, density_window_g_cm3=[0.5, 1.5], patience=3)
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data))
+    custom = load_protocol(path)
+    assert protocol_hash(custom) != protocol_hash(proto)
+    dets = {type(d).__name__: d for d in detectors_from_spec(custom.detectors, True)}
+    assert dets["BondStretch"].max_stretch_A == 0.3 and dets["BondStretch"].patience == 3
+    assert dets["DensityWindow"].density_window_g_cm3 == (0.5, 1.5)
+    default = {type(d).__name__: d for d in detectors_from_spec(proto.detectors, True)}
+    assert default["BondStretch"].max_stretch_A == RULES["validation"]["max_bond_stretch_A"]
+    assert default["DensityWindow"].density_window_g_cm3 == RULES["validation"]["density_window_g_cm3"]
+    assert "CommitteeVariance" not in default  # validation rules: no committee limit unless one is set
+    data["detectors"]["density_window_g_cm3"] = [1.5, 0.5]
+    path.write_text(yaml.safe_dump(data))
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="density_window_g_cm3"):
+        load_protocol(path)
+    assert isinstance(dets["BondStretch"], BondStretch) and isinstance(dets["DensityWindow"], DensityWindow)
+
+
+#: protocol_hash(protocols/ci.yaml) computed by main at 245575a (before detector thresholds were fields)
+CI_PROTOCOL_HASH = "e08eab1d2967"
+
+
+def test_exploration_is_an_md_configuration_and_reads_the_flat_keys():
+    from harness.al.spec import ExplorationSpec
+    from harness.md.detectors import RULES, detectors_from_spec
+
+    flat = ExplorationSpec(length_ps=0.02, check_interval=5, checkpoint_interval=20, bond_length_method="mmff",
+                           start_equilibration_ps=0.5, max_sigma2_F_eV2_A2=0.3, seed=2)
+    nested = ExplorationSpec(npt={"length_ps": 0.02}, check_interval=5, output={"checkpoint_interval": 20},
+                             detectors={"bond_length_method": "mmff", "max_sigma2_F_eV2_A2": 0.3},
+                             start={"classical_equilibration_ps": 0.5, "seed": 2})
+    assert flat == nested
+    s = flat.settings("npt")
+    assert (s.ensemble, s.temperature_K, s.length_ps, s.timestep_fs, s.checkpoint_interval) == ("npt", 500.0, 0.02,
+                                                                                                0.5, 20)
+    assert (s.frame_interval, s.thermo_interval) == (100, 10)  # outputs are not tied to the check interval
+    assert flat.detectors.interval == 5 and flat.max_sigma2_F_eV2_A2 == 0.3 and flat.start.density_g_cm3 == 1.0
+    dets = {type(d).__name__: d for d in detectors_from_spec(flat.detectors, True)}
+    assert dets["BondStretch"].max_ratio == RULES["active_learning"]["max_bond_ratio"]
+    assert dets["DensityWindow"].density_window_g_cm3 == RULES["active_learning"]["density_window_g_cm3"]
+
+
+# -- uncertainty through the committee calculator --------------------------------------------------------------
+
+def _water_box(n=2):
+    blocks = []
+    for i in range(n):
+        for j in range(n):
+            for k in range(n):
+                blocks.append(np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]]) + 3.1 * np.array([i, j, k]))
+    a = Atoms("OH2" * n ** 3, positions=np.concatenate(blocks), cell=[3.1 * n] * 3, pbc=True)
+    return a
+
+
+def test_frame_interval_unlike_check_interval_selects_the_frame_the_committee_measured(tmp_path):
+    """Frames every 10 steps, thermo every 7, committee checks every 3: the selected frame is one written at a
+    check, and the committee evaluated on it gives exactly the sigma2_F it was selected for."""
+    from harness.al.tasks import selected_frame
+    from harness.h5md import read_h5md
+    from harness.md.detectors import CommitteeVariance
+    from harness.md.runner import RunSettings, run_md
+    from harness.models.committee import CommitteeCalculator
+
+    members = [LennardJones(sigma=s, epsilon=e, rc=4.0) for s, e in ((1.0, 0.02), (1.05, 0.02), (0.95, 0.03))]
+    committee = CommitteeCalculator(members)
+    settings = RunSettings("nvt", 300.0, length_ps=0.02, timestep_fs=0.5, frame_interval=10, thermo_interval=7,
+                           checkpoint_interval=1000)
+    det = CommitteeVariance(interval=3, max_sigma2_F_eV2_A2=1e9, committee=committee)
+    run_md(_water_box(), members[0], settings, outdir=tmp_path, seed=3, detectors=[det])
+    traj = read_h5md(tmp_path / "trajectory.h5md")
+    s2 = traj["observables"]["sigma2_F"]
+    steps = traj["step"]
+    assert set(steps) == {0, *range(3, 41, 3), *range(10, 41, 10)} and len(set(steps)) == len(steps)
+    assert all(np.isfinite(v) == (st % 3 == 0 and st > 0) for st, v in zip(steps, s2))
+    atoms, info = selected_frame(tmp_path, 1e9)  # nothing above: the largest
+    assert info["reason"] == "max" and info["step"] % 3 == 0
+    k = list(steps).index(info["step"])
+    assert info["sigma2_F"] == pytest.approx(float(np.nanmax(s2)), rel=0, abs=0)
+    again = atoms.copy()
+    again.calc = CommitteeCalculator([LennardJones(sigma=s, epsilon=e, rc=4.0)
+                                      for s, e in ((1.0, 0.02), (1.05, 0.02), (0.95, 0.03))])
+    assert again.calc.get_property("sigma2_F", again) == pytest.approx(s2[k], rel=1e-10)
+    # a frame written one step off would not reproduce it
+    assert not np.allclose(atoms.positions, traj["positions"][k - 1])
+    # the thermo table has the check rows too
+    import pandas as pd
+
+    th = pd.read_parquet(tmp_path / "thermo.parquet")
+    assert set(th.dropna(subset=["sigma2_F"])["step"]) == set(range(3, 41, 3))
+
+
+def test_the_driving_member_is_not_evaluated_twice_at_a_check():
+    from harness.models.committee import CommitteeCalculator
+
+    class Counting(LennardJones):
+        calls = 0
+
+        def calculate(self, *args, **kwargs):
+            type(self).calls += 1
+            super().calculate(*args, **kwargs)
+
+    atoms = _water_box()
+    driver = Counting(sigma=1.0, epsilon=0.02, rc=4.0)
+    atoms.calc = driver
+    atoms.get_forces()
+    atoms.set_momenta(np.ones((len(atoms), 3)))  # as in MD: momenta change after the force call
+    committee = CommitteeCalculator([driver, LennardJones(sigma=1.1, epsilon=0.02, rc=4.0)])
+    committee.get_property("sigma2_F", atoms)
+    assert Counting.calls == 1
