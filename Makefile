@@ -10,7 +10,7 @@ STAMP := $(VENV)/.harness-installed
 PYTEST_ARGS ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test test-all demo ci-sweep ci-al ci-transfer bench lock clean-venv
+.PHONY: install test test-all demo ci-sweep ci-models ci-al ci-transfer bench lock clean-venv
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ demo: install
 ci-sweep: install
 	$(VENV)/bin/harness sweep run protocols/sweeps/ci.yaml --workspace runs/ci
 	$(VENV)/bin/harness report --workspace runs/ci --output runs/ci/report
+
+# Models the sweep did not train, in the ci sweep's workspace (its reference is reused): a MACE file exported
+# from a ci member and a stand-in ASE calculator get their Q in a sweep, and `harness validate` scores the file.
+ci-models: install
+	HARNESS_CI_WORKSPACE=runs/ci $(PY) -m pytest -m slow tests/test_external_models.py $(PYTEST_ARGS)
 
 # The smallest real AL campaign (2 generations of tiny DeePMD committees, GFN2-xTB oracle) and the
 # smallest transfer run, in the ci sweep's workspace (its reference committee is reused), then the

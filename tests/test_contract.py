@@ -239,3 +239,73 @@ def test_the_driving_member_is_not_evaluated_twice_at_a_check():
     committee = CommitteeCalculator([driver, LennardJones(sigma=1.1, epsilon=0.02, rc=4.0)])
     committee.get_property("sigma2_F", atoms)
     assert Counting.calls == 1
+
+
+# -- any model in a sweep -------------------------------------------------------------------------------------
+
+def _sweep_with_models(tmp_path, models):
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "protocols" / "sweeps" / "ci.yaml").read_text())
+    spec.update(dataset=str(ROOT / "datasets" / "ec-emc-xtb.yaml"), protocol=str(ROOT / "protocols" / "ci.yaml"),
+                subsets=[], architectures=[], models=models)
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_models_section_plans_model_tasks_scored_against_the_reference(tmp_path):
+    from harness.sweep.plan import plan_sweep
+    from harness.sweep.spec import load_sweep
+
+    (tmp_path / "a.model").write_bytes(b"not really a model")  # planning hashes it; loading happens in the worker
+    (tmp_path / "b.model").write_bytes(b"another")
+    path = _sweep_with_models(tmp_path, [
+        {"name": "two-files", "files": ["a.model", "b.model"]},
+        {"name": "lj", "calculator": "ase:ase.calculators.lj.LennardJones", "options": {"sigma": 2.5}}])
+    spec, files = load_sweep(path)
+    tasks = plan_sweep(spec, files, tmp_path / "ws")
+    by = {}
+    for t in tasks:
+        by.setdefault(t.kind, []).append(t)
+    models = {(t.params.committee, t.params.member): t for t in by["model"]}
+    assert set(models) == {("model:two-files", 0), ("model:two-files", 1), ("model:lj", 0)}
+    assert models[("model:two-files", 0)].params.source.arch == "mace"
+    assert len(models[("model:two-files", 1)].params.sha256) == 64
+    md_members = {t.deps["member"][0] for t in by["md"]}
+    assert {t.key for t in by["model"]} <= md_members
+    assert {t.params.committee for t in by["score"]} == {"model:two-files", "model:lj", "ref:gap/OPLS+VS"}
+    # a changed file is a new plan: its model task (and everything downstream) gets a new key
+    (tmp_path / "b.model").write_bytes(b"changed")
+    again = plan_sweep(*load_sweep(path), tmp_path / "ws")
+    changed = {t.label for t in again} - {t.label for t in tasks}
+    assert not changed and {t.key for t in again} != {t.key for t in tasks}
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"name": "x", "files": ["a.model"], "calculator": "ase:ase.calculators.lj.LennardJones"}, "exactly one of"),
+    ({"name": "x", "files": ["missing.model"]}, "models.x.files: missing.model not found"),
+    ({"name": "x", "files": ["a.weird"]}, "cannot tell the architecture from the suffix '.weird'"),
+    ({"name": "x", "files": ["a.model"], "arch": "schnet"}, "unknown architecture 'schnet'"),
+])
+def test_models_section_bad_input_names_the_entry(tmp_path, entry, message):
+    from harness.errors import HarnessError
+    from harness.sweep.spec import load_sweep
+
+    (tmp_path / "a.model").write_bytes(b"x")
+    (tmp_path / "a.weird").write_bytes(b"x")
+    with pytest.raises(HarnessError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        load_sweep(_sweep_with_models(tmp_path, [entry]))
+
+
+def test_model_worker_refuses_a_file_changed_since_planning(tmp_path):
+    from harness.models.load import ModelSource
+    from harness.sweep.contract import ModelParams
+    from harness.sweep.tasks import model
+
+    f = tmp_path / "m.model"
+    f.write_bytes(b"planned")
+    p = ModelParams(source=ModelSource(kind="file", path=str(f)), sha256="0" * 64, committee="model:m", arch="mace",
+                    member=0)
+    with pytest.raises(InputError, match="model file .*m.model hash .* differs from the 0{64}"):
+        model(p, {})

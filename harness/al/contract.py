@@ -13,7 +13,7 @@ from pydantic import Field
 
 from harness.al.spec import ExplorationSpec
 from harness.md.protocol import StartSpec
-from harness.sweep.contract import TaskParams, TaskResult
+from harness.sweep.contract import TaskParams, TaskResult, WorkerParams
 
 __all__ = ["ALStartParams", "ALStartResult", "ExploreParams", "ExploreResult", "LabelParams", "LabelResult",
            "ALSetParams", "ALSetResult", "exploration_hash"]
@@ -65,16 +65,13 @@ class ExploreResult(TaskResult):
     selected_file: str | None = None
 
 
-class ExploreParams(TaskParams):
+class ExploreParams(WorkerParams):
     KIND: ClassVar[str] = "explore"
     FN: ClassVar[str] = "harness.al.tasks:explore"
     RESULT: ClassVar[type[TaskResult]] = ExploreResult
     VERSION: ClassVar[int] = 2
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"members": ("train",), "start": ("al_start",)}
 
-    workspace: str
-    threads: int = Field(ge=1)
-    device: str
     exploration: ExplorationSpec
     exploration_hash: str
     composition: str
@@ -100,16 +97,13 @@ class LabelResult(TaskResult):
     frame: dict[str, Any] | None = None
 
 
-class LabelParams(TaskParams):
+class LabelParams(WorkerParams):
     KIND: ClassVar[str] = "label"
     FN: ClassVar[str] = "harness.al.tasks:label"
     RESULT: ClassVar[type[TaskResult]] = LabelResult
     VERSION: ClassVar[int] = 2
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"run": ("explore",)}
 
-    workspace: str
-    threads: int = Field(ge=1)
-    device: str
     oracle: dict[str, Any]
     campaign: str
 

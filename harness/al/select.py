@@ -24,7 +24,7 @@ class Selection:
     reason: str  # "threshold" (first above) or "max" (fallback)
 
 
-def select_frame(sigma2_F, threshold: float = 0.5, *, stop_index: int | None = None) -> Selection:
+def select_frame(sigma2_F, threshold: float | None = None, *, stop_index: int | None = None) -> Selection:
     """Index of the frame to relabel from one trajectory's sigma2_F series (eV²/Å²).
 
     Parameters
@@ -32,12 +32,17 @@ def select_frame(sigma2_F, threshold: float = 0.5, *, stop_index: int | None = N
     sigma2_F
         Committee force variance of the candidate frames, in time order.
     threshold
-        The variance rule's threshold (eV²/Å²).
+        The variance rule's threshold (eV²/Å²); default: the active-learning rule set's
+        (:data:`harness.md.detectors.RULES`).
     stop_index
         Index of the frame at which a stop rule *other than* the variance rule ended the trajectory
         (density window, bond stretch): excluded from the candidates. None when the run ended at its
         length or was stopped by the variance rule.
     """
+    if threshold is None:
+        from harness.md.detectors import RULES
+
+        threshold = RULES["active_learning"]["max_sigma2_F_eV2_A2"]
     s = np.asarray(sigma2_F, dtype=float)
     if s.ndim != 1:
         raise ValueError(f"sigma2_F must be a 1-d series, got shape {s.shape}")

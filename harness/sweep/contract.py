@@ -27,7 +27,7 @@ from harness.models.load import ModelSource
 from harness.observables.analysis import AnalysisSpec
 from harness.sweep.execute import Task
 
-__all__ = ["TaskParams", "TaskResult", "Deps", "check_hash", "TrainParams", "ModelParams", "MemberResult",
+__all__ = ["TaskParams", "TaskResult", "WorkerParams", "AnalysisParams", "Deps", "check_hash", "TrainParams", "ModelParams", "MemberResult",
            "MDParams", "RunResult", "ObserveParams", "ObserveResult", "RefDensityParams", "RefDensityResult",
            "ScoreParams", "ScoreResult", "MemberIdentity"]
 
@@ -68,6 +68,22 @@ class TaskParams(HarnessModel):
                     label or self.KIND)
 
 
+class WorkerParams(TaskParams):
+    """Parameters of a task that works in a workspace with threads on a device (training, MD, labelling)."""
+
+    workspace: str
+    threads: int = Field(ge=1)
+    device: str = Field(pattern="^(cpu|cuda)$")
+
+
+class AnalysisParams(TaskParams):
+    """Parameters of a task that analyses runs under the comparison's shared settings."""
+
+    analysis: AnalysisSpec
+    equilibration_ps: float = Field(ge=0)
+    tau_ps: float = Field(gt=0)
+
+
 def check_hash(what: str, planned: str | None, actual: str) -> None:
     """Refuse to work on inputs that differ from those the task was planned with."""
     if planned is not None and planned != actual:
@@ -104,16 +120,13 @@ class MemberResult(MemberIdentity):
     train_seconds: float | None = None
 
 
-class TrainParams(TaskParams):
+class TrainParams(WorkerParams):
     KIND: ClassVar[str] = "train"
     FN: ClassVar[str] = "harness.sweep.tasks:train"
     RESULT: ClassVar[type[TaskResult]] = MemberResult
     VERSION: ClassVar[int] = 2
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"al_set": ("al_set",), "previous": ("train",)}
 
-    workspace: str
-    threads: int = Field(ge=1)
-    device: str
     dataset: str
     subset: str
     arch: str
@@ -157,16 +170,13 @@ class RunResult(MemberIdentity):
     ns_per_day: float = 0.0
 
 
-class MDParams(TaskParams):
+class MDParams(WorkerParams):
     KIND: ClassVar[str] = "md"
     FN: ClassVar[str] = "harness.sweep.tasks:md"
     RESULT: ClassVar[type[TaskResult]] = RunResult
     VERSION: ClassVar[int] = 2
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"member": ("train", "model"), "ref_density": ("ref_density",)}
 
-    workspace: str
-    threads: int = Field(ge=1)
-    device: str
     protocol: MDProtocol
     protocol_hash: str
     ensemble: str = Field(pattern="^(npt|nvt)$")
@@ -187,16 +197,12 @@ class ObserveResult(MemberIdentity):
     diffusion: dict[str, Any] | None = None
 
 
-class ObserveParams(TaskParams):
+class ObserveParams(AnalysisParams):
     KIND: ClassVar[str] = "observe"
     FN: ClassVar[str] = "harness.sweep.tasks:observe"
     RESULT: ClassVar[type[TaskResult]] = ObserveResult
     VERSION: ClassVar[int] = 2
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"run": ("md",)}
-
-    analysis: AnalysisSpec
-    equilibration_ps: float = Field(ge=0)
-    tau_ps: float = Field(gt=0)
 
 
 class RefDensityResult(TaskResult):
@@ -229,16 +235,13 @@ class ScoreResult(TaskResult):
     models: dict[str, dict[str, Any]] = Field(default_factory=dict, description="member -> provenance stamp")
 
 
-class ScoreParams(TaskParams):
+class ScoreParams(AnalysisParams):
     KIND: ClassVar[str] = "score"
     FN: ClassVar[str] = "harness.sweep.tasks:score"
     RESULT: ClassVar[type[TaskResult]] = ScoreResult
     VERSION: ClassVar[int] = 3
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"observed": ("observe",)}
 
-    analysis: AnalysisSpec
-    equilibration_ps: float = Field(ge=0)
-    tau_ps: float = Field(gt=0)
     committee: str
     arch: str
     subset: str | None = None

@@ -1,0 +1,86 @@
+"""Models the sweep did not train, end to end in the ci sweep's workspace (``make ci-models``, after
+``make ci-sweep``): a MACE file exported from a trained member and a stand-in ASE calculator enter a sweep
+and get their Q against the ci reference; ``harness validate`` on the MACE file prints t_stab and Q.
+
+The ci sweep's workspace holds the GAP reference with its MD already run (same task keys), so only the
+two external models are run here. Numbers mean nothing (a 2-epoch MACE, a Lennard-Jones liquid)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WS = Path(os.environ.get("HARNESS_CI_WORKSPACE", ROOT / "runs" / "ci"))
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ci_workspace():
+    if not list(WS.glob("models/mace/OPLS/*/member-0-seed0/artifact.json")):
+        pytest.fail(f"{WS}: no ci sweep workspace (run `make ci-sweep` first, or set HARNESS_CI_WORKSPACE)")
+    return WS
+
+
+def _exported_mace(ws: Path, tmp: Path) -> Path:
+    from harness.models.base import ModelArtifact
+
+    art = ModelArtifact.load(next(ws.glob("models/mace/OPLS/*/member-0-seed0")))
+    out = tmp / "exported-mace.model"
+    shutil.copy(art.path("model"), out)  # a MACE file as a user would bring it: outside any workspace
+    return out
+
+
+def _reference(ws: Path) -> Path:
+    return next(p.parent for p in ws.glob("models/gap/OPLS+VS/*/committee.json"))
+
+
+def test_external_models_in_a_sweep_and_validate(ci_workspace, tmp_path):
+    from typer.testing import CliRunner
+
+    from harness.cli.main import app
+    from harness.io import sha256_file
+    from harness.sweep.run import run_sweep
+    from harness.sweep.store import Store
+
+    mace_file = _exported_mace(ci_workspace, tmp_path)
+    spec = yaml.safe_load((ROOT / "protocols" / "sweeps" / "ci.yaml").read_text())
+    spec.update(name="ci-models", dataset=str(ROOT / "datasets" / "ec-emc-xtb.yaml"),
+                protocol=str(ROOT / "protocols" / "ci.yaml"), subsets=[], architectures=[],
+                models=[{"name": "mace-file", "files": [str(mace_file)]},
+                        {"name": "lj", "calculator": "ase:ase.calculators.lj.LennardJones",
+                         "options": {"sigma": 2.5, "epsilon": 0.005, "rc": 6.0}}])
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    counts, name = run_sweep(path, ci_workspace, sync=True)
+    assert counts["failed"] == 0 and counts["skipped"] == 0, counts
+    store = Store(ci_workspace / "harness.sqlite")
+    scores = {r["result"]["committee_id"]: r["result"] for r in store.tasks(kind="score", sweep=name, status="done")}
+    store.close()
+    assert set(scores) == {"model:mace-file", "model:lj", "ref:gap/OPLS+VS"}
+    for cid in ("model:mace-file", "model:lj"):
+        s = scores[cid]
+        assert len(s["members"]) == 1  # one file, one calculator: committees of one
+        q = s["committee"]["Q"]["mean"]
+        assert 0.0 <= q <= 3.0 and q == pytest.approx(sum(s["members"][0][t] for t in "SRV"))
+    stamp = scores["model:mace-file"]["models"]["member-0"]
+    assert stamp["arch"] == "mace" and stamp["sha256"] == sha256_file(mace_file)
+    assert stamp["versions"]["mace-torch"] != "not installed"
+    assert scores["model:lj"]["models"]["member-0"]["calculator"] == "ase:ase.calculators.lj.LennardJones"
+    # the Lennard-Jones liquid has no bonds: the bond detector ends its runs at once
+    lj = scores["model:lj"]["members"][0]
+    assert lj["npt_failure"]["detector"] == "bond_stretch" and lj["S"] < 1
+
+    r = CliRunner().invoke(app, ["validate", "--model", str(mace_file), "--reference", str(_reference(ci_workspace)),
+                                 "--protocol", str(ROOT / "protocols" / "ci.yaml"), "-w", str(ci_workspace)])
+    assert r.exit_code == 0, r.output
+    assert "t_NPT ps" in r.stdout and "committee mean ± SE" in r.stdout
+    row = next(line for line in r.stdout.splitlines() if line.startswith("member-0"))
+    mace = scores["model:mace-file"]["members"][0]
+    assert f"{mace['t_stab_npt_ps']:.3g}" in row and f"{mace['Q']:.3f}" in row  # the same runs, the same Q
+    assert f"sha256 {stamp['sha256'][:12]}" in r.stdout
