@@ -54,7 +54,7 @@ def test_external_models_in_a_sweep_and_validate(ci_workspace, tmp_path):
                 protocol=str(ROOT / "protocols" / "ci.yaml"), subsets=[], architectures=[],
                 models=[{"name": "mace-file", "files": [str(mace_file)]},
                         {"name": "lj", "calculator": "ase:ase.calculators.lj.LennardJones",
-                         "options": {"sigma": 2.5, "epsilon": 0.005, "rc": 6.0}}])
+                         "options": {"sigma": 1.0, "epsilon": 0.005, "rc": 5.0}}])
     path = tmp_path / "models.yaml"
     path.write_text(yaml.safe_dump(spec))
     counts, name = run_sweep(path, ci_workspace, sync=True)
@@ -72,9 +72,9 @@ def test_external_models_in_a_sweep_and_validate(ci_workspace, tmp_path):
     assert stamp["arch"] == "mace" and stamp["sha256"] == sha256_file(mace_file)
     assert stamp["versions"]["mace-torch"] != "not installed"
     assert scores["model:lj"]["models"]["member-0"]["calculator"] == "ase:ase.calculators.lj.LennardJones"
-    # the Lennard-Jones liquid has no bonds: the bond detector ends its runs at once
+    # a Lennard-Jones "liquid" holds no molecule together: a detector ends its NPT run early
     lj = scores["model:lj"]["members"][0]
-    assert lj["npt_failure"]["detector"] == "bond_stretch" and lj["S"] < 1
+    assert lj["npt_failure"] is not None and lj["S"] < 1
 
     r = CliRunner().invoke(app, ["validate", "--model", str(mace_file), "--reference", str(_reference(ci_workspace)),
                                  "--protocol", str(ROOT / "protocols" / "ci.yaml"), "-w", str(ci_workspace)])

@@ -138,8 +138,8 @@ def _protocol(protocol: Optional[str], workspace: Path, sources):
     return MDProtocol.model_validate(specs[protocol])
 
 
-MODEL_HELP = ("Model(s): a committee directory, trained member directories, model files (MACE .model, DeePMD "
-              ".pth/.pb, GAP .xml: one file is a committee of one, several a committee) or ase:package.module.Class.")
+MODEL_HELP = ("A committee directory, a model file (MACE .model, DeePMD .pth/.pb, GAP .xml; repeat --model for "
+              "several: a committee; one file is a committee of one) or ase:package.module.Class.")
 ARCH_HELP = "Architecture of the model files when their suffix does not tell (gap, deepmd, mace)."
 
 
@@ -182,10 +182,11 @@ def print_score(res: dict, model: str, reference: str, protocol: str) -> None:
 @handle_errors
 def score(
     workspace: Path = typer.Option(Path("runs/default"), "--workspace", "-w", help="Workspace with models/ and md/."),
-    model: list[str] = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model: list[str] = typer.Option(..., "--model", "-m", metavar="MODEL", help=MODEL_HELP),
     arch: Optional[str] = typer.Option(None, "--arch", help=ARCH_HELP),
-    reference: list[str] = typer.Option(..., "--reference", "-r", help="Reference committee directory (e.g. GAP on "
-                                        "Full), or its members as for --model."),
+    reference: list[str] = typer.Option(..., "--reference", "-r", metavar="REFERENCE",
+                                        help="Reference committee directory (e.g. GAP on Full), or model files as "
+                                        "for --model."),
     protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Protocol name or YAML (default: the one "
                                            "the runs used, when unique)."),
     replica: int = typer.Option(0, "--replica", min=0, help="Replica of the per-member runs."),
@@ -194,11 +195,7 @@ def score(
 ) -> None:
     """Q of a model committee against a reference committee, per member and for the committee.
 
-    Needs one NPT and one NVT run per member of both committees (`harness md --model <member dir or file>`),
-    in WORKSPACE/md/<model>/<protocol>/{npt,nvt}-r<replica>; `harness validate` runs them and scores in one
-    command. Prints t_stab (NPT, NVT), mean density, D per species and D(weighted) in 1e-6 cm²/s, the terms S,
-    R, V and Q, and each model's provenance. Members that did not reach the horizon tau get R = 0 (NPT) or
-    V = 0 (NVT).
+    Needs one NPT and one NVT run per member of both committees (`harness md --model <member dir or file>`), in WORKSPACE/md/<model>/<protocol>/{npt,nvt}-r<replica>; `harness validate` runs them and scores in one command. Prints t_stab (NPT, NVT), mean density, D per species and D(weighted) in 1e-6 cm²/s, the terms S, R, V and Q, and each model's provenance. Members that did not reach the horizon tau get R = 0 (NPT) or V = 0 (NVT).
     """
     from harness.models.load import model_stamp, sources_from_cli
     from harness.observables.analysis import score as score_fn

@@ -14,7 +14,7 @@ from harness.cli.observe import ARCH_HELP, MODEL_HELP, print_score
 
 @handle_errors
 def validate(
-    model: list[str] = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model: list[str] = typer.Option(..., "--model", "-m", metavar="MODEL", help=MODEL_HELP),
     arch: Optional[str] = typer.Option(None, "--arch", help=ARCH_HELP),
     calculator_options: Optional[str] = typer.Option(None, "--calculator-options",
                                                      help="JSON keyword arguments of an ase: calculator."),
@@ -28,11 +28,9 @@ def validate(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help="Print the score as JSON."),
 ) -> None:
-    """Run the NPT and NVT validation MD of a model (and of the reference members that lack it) under a
-    protocol, then print t_stab, observables and Q = S + R + V against the reference committee.
+    """Run the NPT and NVT validation MD of a model (and of the reference members that lack it) under a protocol, then print t_stab, observables and Q = S + R + V against the reference committee.
 
-    Everything is recorded in WORKSPACE/harness.sqlite like a sweep and resumes like one: rerunning reuses
-    finished trajectories. NVT runs at the reference's mean NPT density when the protocol says 'reference'.
+    Everything is recorded in WORKSPACE/harness.sqlite like a sweep and resumes like one: rerunning reuses finished trajectories. NVT runs at the reference's mean NPT density when the protocol says 'reference'.
     """
     from harness.errors import InputError
     from harness.md.protocol import load_protocol, protocol_hash
