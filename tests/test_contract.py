@@ -309,3 +309,24 @@ def test_model_worker_refuses_a_file_changed_since_planning(tmp_path):
                     member=0)
     with pytest.raises(InputError, match="model file .*m.model hash .* differs from the 0{64}"):
         model(p, {})
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("m.weird", b"x", "cannot tell the architecture from the suffix '.weird'"),
+    ("m.model", b"not a torch file", "model file .*m.model: cannot load it as a mace model"),
+    ("m.xml", b"<not a gap/>", "m.xml: not a GAP potential file"),
+    ("n.xml", b"<x/>", "n.xml: not a GAP potential file \\(no <Potential> element\\)"),
+])
+def test_md_on_a_bad_model_file_is_a_clear_error(tmp_path, name, content, message):
+    import re
+
+    from typer.testing import CliRunner
+
+    from harness.cli.main import app
+
+    f = tmp_path / name
+    f.write_bytes(content)
+    r = CliRunner().invoke(app, ["md", "--model", str(f), "--protocol", str(ROOT / "protocols" / "ci.yaml"),
+                                 "--ensemble", "npt", "-w", str(tmp_path / "ws")])
+    assert r.exit_code == 2 and r.stderr.startswith("error: ") and re.search(message, r.stderr), r.output
+    assert "Traceback" not in r.output and not (tmp_path / "ws" / "md").exists()

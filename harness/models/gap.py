@@ -149,7 +149,23 @@ class GAPTrainer:
         return self.load_file(artifact.path("model"), device=device, dtype=artifact.dtype)
 
     def load_file(self, path: str | Path, *, device: str = "cpu", dtype: str = "float64") -> Calculator:
+        _check_gap_xml(Path(path))
         return _gap_potential(str(path))
+
+
+def _check_gap_xml(path: Path) -> None:
+    """Refuse a file that is not a GAP potential before quippy reads it: its XML parser (FoX) stops the
+    whole process, with exit status 0, on malformed XML."""
+    import xml.etree.ElementTree as ET
+
+    from harness.errors import InputError
+
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as exc:
+        raise InputError(f"{path}: not a GAP potential file (XML: {exc})") from None
+    if next(root.iter("Potential"), None) is None:
+        raise InputError(f"{path}: not a GAP potential file (no <Potential> element)")
 
 
 def _gap_potential(path: str) -> Calculator:
