@@ -51,13 +51,15 @@ def validate(
     refs = committee_sources(reference)
     proto = load_protocol(protocol)
     label = Path(model[0]).stem if not model[0].startswith("ase:") else model[0].rsplit(".", 1)[-1]
-    mid, rid = f"model:{label}", f"ref:{reference.resolve().name}"
+    ref_info = json.loads((reference / "committee.json").read_text())  # committee_sources checked it exists
+    mid, rid = f"model:{label}", f"ref:{ref_info['arch']}/{ref_info['subset']}"
     committees = {mid: {"id": mid, "arch": sources[0].arch or "ase", "subset": label, "reference": False},
-                  rid: {"id": rid, "arch": refs[0].arch, "subset": reference.resolve().parent.name, "reference": True}}
+                  rid: {"id": rid, "arch": ref_info["arch"], "subset": ref_info["subset"], "reference": True}}
     members = {mid: model_tasks(committees[mid], sources), rid: model_tasks(committees[rid], refs)}
     common = {"workspace": str(workspace.resolve()), "threads": threads, "device": device}
     tasks = [*members[mid], *members[rid],
-             *plan_validation(members, committees, rid, protocol=proto, analysis=None, replicas=replicas, common=common)]
+             *plan_validation(members, committees, rid, protocol=proto, analysis=None, replicas=replicas, common=common,
+                             score_reference=False)]
     from harness.datasets.spec import params_hash
 
     name = "validate-" + params_hash({"models": [s.model_dump(mode="json") for s in sources],
@@ -71,7 +73,7 @@ def validate(
         failed = store.tasks(sweep=name, status="failed")
         for row in failed:
             err(f"failed: {row['label']}: {row['error']}")
-        score = next(store.get(t.key) for t in tasks if t.kind == "score" and t.params.committee == mid)
+        score = store.get(next(t.key for t in tasks if t.kind == "score"))
     finally:
         store.close()
     if not score or score["status"] != "done":

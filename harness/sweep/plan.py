@@ -70,8 +70,9 @@ def model_tasks(c: dict[str, Any], sources: Sequence[ModelSource]) -> list[Task]
 
 def plan_validation(members: dict[str, list[Task]], committees: dict[str, dict[str, Any]], ref: str, *,
                     protocol: MDProtocol, analysis: AnalysisSpec | None, replicas: int,
-                    common: dict[str, Any]) -> list[Task]:
-    """NPT/NVT runs, observables and the Q score of every committee in ``members`` against ``ref``."""
+                    common: dict[str, Any], score_reference: bool = True) -> list[Task]:
+    """NPT/NVT runs, observables and the Q score of every committee in ``members`` against ``ref`` (and of
+    the reference against itself, its row in a Q table, unless ``score_reference`` is False)."""
     from harness.md.protocol import protocol_hash
 
     analysis = analysis or protocol.analysis
@@ -107,6 +108,8 @@ def plan_validation(members: dict[str, list[Task]], committees: dict[str, dict[s
         nvt_obs[c] = observed(nvt)
         tasks += [*nvt.values(), *nvt_obs[c].values()]
     for cid in members:
+        if cid == ref and not score_reference:
+            continue
         c = committees[cid]
         deps = [t for o in (npt_obs, nvt_obs) for cc in dict.fromkeys([cid, ref]) for (k, r), t in o[cc].items()
                 if r == 0]
