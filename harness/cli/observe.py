@@ -166,8 +166,11 @@ def print_score(res: dict, model: str, reference: str, protocol: str) -> None:
                    f"{m['Q']:>7.3f}")
     c = res["committee"]
     pad = width + 9 + 9 + 10 + 9 * len(species) + 8 + 8
-    typer.echo(f"{'committee mean ± SE':<{pad}}" + "".join(f"{c[t]['mean']:>7.3f}" for t in "SRVQ"))
-    typer.echo(f"{'':<{pad}}" + "".join(f"{'±' + format(c[t]['sem'], '.3f'):>7}" for t in "SRVQ"))
+    if len(res["members"]) == 1:  # a committee of one: its Q, no spread
+        typer.echo(f"{'committee of one (no spread)':<{pad}}" + "".join(f"{c[t]['mean']:>7.3f}" for t in "SRVQ"))
+    else:
+        typer.echo(f"{'committee mean ± SE':<{pad}}" + "".join(f"{c[t]['mean']:>7.3f}" for t in "SRVQ"))
+        typer.echo(f"{'':<{pad}}" + "".join(f"{'±' + format(c[t]['sem'], '.3f'):>7}" for t in "SRVQ"))
     for m in res["members"]:
         for ens in ("npt", "nvt"):
             f = m[f"{ens}_failure"]
