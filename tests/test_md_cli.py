@@ -29,6 +29,8 @@ def test_md_cli_npt_and_nvt_with_an_ase_calculator(runner, tmp_path):
         out = tmp_path / "md" / "EMT" / "ci" / f"{ens}-r0"
         res = json.loads((out / "result.json").read_text())
         assert res["meta"]["protocol"] == "ci" and res["meta"]["protocol_hash"]
+        stamp = res["meta"]["model_stamp"]  # the model's provenance travels with the run
+        assert stamp["kind"] == "ase" and stamp["method"] == "ase.calculators.emt.EMT" and stamp["version"]
         assert (out / "trajectory.h5md").exists() and (out / "thermo.parquet").exists()
     again = runner.invoke(app, ["md", *EMT, "--protocol", "protocols/ci.yaml", "--ensemble", "npt",
                                 "--workspace", str(tmp_path)])

@@ -12,7 +12,8 @@ from harness.cli.common import err, handle_errors
 
 def _calculator(model: Optional[Path], calculator: Optional[str], options: Optional[str], device: str,
                 arch: Optional[str] = None):
-    """(calculator, name, species or None) from a model/committee directory or an ASE import path."""
+    """(calculator, name, species or None, provenance stamp) from a model/committee directory, a model file or
+    an ASE import path."""
     from harness.errors import InputError
     from harness.models.load import model_calculator
 
@@ -24,7 +25,7 @@ def _calculator(model: Optional[Path], calculator: Optional[str], options: Optio
         if not calculator.startswith("ase:"):
             raise InputError(f"--calculator must look like ase:package.module.Class, got {calculator!r}")
         oracle = make_oracle(calculator, options)
-        return oracle.make_calculator(), calculator[4:].rsplit(".", 1)[-1], None
+        return oracle.make_calculator(), calculator[4:].rsplit(".", 1)[-1], None, {"kind": "ase", **oracle.provenance()}
     return model_calculator(model, device=device, arch=arch)
 
 
@@ -56,7 +57,7 @@ def md(
     if ensemble not in ("npt", "nvt"):
         raise InputError(f"--ensemble must be npt or nvt, got {ensemble!r}")
     proto = load_protocol(protocol)
-    calc, name, species = _calculator(model, calculator, calculator_options, device, arch)
+    calc, name, species, stamp = _calculator(model, calculator, calculator_options, device, arch)
     if ensemble == "nvt" and nvt_density is None and proto.nvt.density_g_cm3 == "reference":
         raise InputError(f"{protocol}: nvt.density_g_cm3 is 'reference'; give --nvt-density (the reference "
                          "committee's mean NPT density; sweeps resolve it automatically)")
@@ -64,7 +65,7 @@ def md(
         err(f"md: preparing the start ({proto.system.composition}, OPLS-AA equilibration)")
     result, outdir = run_protocol(proto, ensemble, calc, name, workspace=workspace, replica=replica, species=species,
                                   start=start, nvt_density=nvt_density,
-                                  label=str(model) if model else calculator)
+                                  label=str(model) if model else calculator, model_stamp=stamp)
     status = "stable" if result.failure is None else f"failed: {result.failure['detector']} ({result.failure['message']})"
     typer.echo(f"{ensemble} r{replica}: t_stab {result.t_stab_ps:.3f} ps of {result.length_ps:g} ps, {status}; "
                f"{result.ns_per_day:.2f} ns/day; outputs in {outdir}")

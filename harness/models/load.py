@@ -189,8 +189,8 @@ def sources_from_cli(models: list[str], *, arch: str | None = None, options: dic
 
 
 def model_calculator(model: str | Path, *, device: str = "cpu", arch: str | None = None):
-    """(calculator, run name, species) of a trained member, a committee directory (its
-    :class:`~harness.models.committee.CommitteeCalculator`) or a model file."""
+    """(calculator, run name, species, provenance stamp) of a trained member, a committee directory (its
+    :class:`~harness.models.committee.CommitteeCalculator`; the stamp lists its members') or a model file."""
     from harness.models.committee import CommitteeCalculator
     from harness.models.train import model_run_name
 
@@ -200,7 +200,7 @@ def model_calculator(model: str | Path, *, device: str = "cpu", arch: str | None
         species = sorted({e for m in loaded for e in (m.species or ())})
         calc = CommitteeCalculator([m.calculator for m in loaded],
                                    names=[Path(m.stamp["member_dir"]).name for m in loaded])
-        return calc, model_run_name(model), tuple(species) or None
+        return calc, model_run_name(model), tuple(species) or None, {"committee": [m.stamp for m in loaded]}
     (src,) = sources_from_cli([str(model)], arch=arch)
     loaded = load_model(src, device=device)
-    return loaded.calculator, run_name(src, loaded.stamp), loaded.species
+    return loaded.calculator, run_name(src, loaded.stamp), loaded.species, loaded.stamp
