@@ -127,10 +127,7 @@ def explore(p: ExploreParams, deps: Deps) -> ExploreResult:
         if extra:
             raise InputError(f"{start_dep.path}: start frame has element(s) {', '.join(sorted(extra))} the "
                              "committee was not trained on")
-    dets = [d for d in detectors_from_spec(e.detectors, True, committee=committee)]
-    for d in dets:  # the committee is asked at every check interval; the other rules at the detectors'
-        if d.name == "committee_variance":
-            d.interval = e.check_interval
+    dets = detectors_from_spec(e.detectors, True, committee=committee, committee_interval=e.check_interval)
     meta = {"model": members[0].workdir, "committee": [m.workdir for m in members], "purpose": "AL exploration",
             "composition": p.composition, "start": p.start, "start_file": start_dep.path,
             "generation": p.generation, "chain": p.chain, "campaign": p.campaign,

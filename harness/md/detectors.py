@@ -236,9 +236,10 @@ class DetectorSpec(HarnessModel):
         return RULES[self.rules][name]
 
 
-def detectors_from_spec(spec: DetectorSpec, npt: bool, *, committee=None) -> list:
+def detectors_from_spec(spec: DetectorSpec, npt: bool, *, committee=None, committee_interval: int | None = None) -> list:
     """The detectors of one run. The committee rule needs a sigma2_F: from ``committee`` (a calculator
-    asked at the checks) or from the driving calculator's results; without a threshold it is off."""
+    asked at the checks, every ``committee_interval`` steps, default the spec's interval) or from the
+    driving calculator's results; without a threshold it is off."""
     ratio, stretch = spec.threshold("max_bond_ratio"), spec.threshold("max_bond_stretch_A")
     common = {"interval": spec.interval, "patience": spec.patience}
     dets: list = [BondStretch(max_stretch_A=stretch, max_ratio=ratio, bond_length_method=spec.bond_length_method,
@@ -246,7 +247,8 @@ def detectors_from_spec(spec: DetectorSpec, npt: bool, *, committee=None) -> lis
                   NonFinite(interval=1, patience=spec.patience)]
     s2 = spec.threshold("max_sigma2_F_eV2_A2")
     if s2 is not None:  # after the bond rule: a frame with a broken bond is that rule's, not the committee's
-        dets.append(CommitteeVariance(max_sigma2_F_eV2_A2=s2, committee=committee, **common))
+        dets.append(CommitteeVariance(max_sigma2_F_eV2_A2=s2, committee=committee, patience=spec.patience,
+                                      interval=committee_interval or spec.interval))
     if npt:
         dets.append(DensityWindow(density_window_g_cm3=tuple(spec.threshold("density_window_g_cm3")), **common))
     return dets

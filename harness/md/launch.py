@@ -102,7 +102,7 @@ def run_protocol(proto, ensemble: str, calc, name: str, *, workspace: str | Path
         write_frames(cached_start, [atoms])
         (outdir / "run.json").write_text(json.dumps(started))
     dets = detectors_from_spec(proto.detectors, ensemble == "npt")
-    meta = {"model": label or name, "protocol": proto.name, "protocol_hash": protocol_hash(proto),
+    meta = {"model": label or name, "protocol": proto.name, "protocol_hash": started["protocol_hash"],
             "protocol_spec": proto.model_dump(mode="json"), "replica": replica, "nvt_density_g_cm3": rho,
             **({"model_stamp": model_stamp} if model_stamp else {})}
     result = run_md(atoms, calc, proto.settings(ensemble), outdir=outdir, seed=1000 * proto.system.seed + replica,

@@ -24,7 +24,7 @@ from harness.config import HarnessModel
 from harness.errors import InputError
 from harness.models.base import ARCHITECTURES, MODEL_SUFFIXES, ModelArtifact, get_trainer
 
-__all__ = ["ModelSource", "LoadedModel", "load_model", "model_stamp", "run_name", "sources_from_cli",
+__all__ = ["ModelSource", "LoadedModel", "load_model", "load_committee", "model_stamp", "run_name", "sources_from_cli",
            "committee_sources", "model_calculator", "arch_of_file"]
 
 
@@ -129,11 +129,11 @@ def run_name(src: ModelSource, stamp: dict[str, Any] | None = None) -> str:
 
 
 def load_model(src: ModelSource, *, device: str = "cpu") -> LoadedModel:
-    """The ASE calculator of a model, the elements it knows (when known) and its provenance stamp."""
-    stamp = model_stamp(src)
+    """The ASE calculator of a model and the elements it knows (when known). The provenance stamp is
+    :func:`model_stamp`'s (a sweep stamps each model once, in its ``model``/``train`` task, not per run)."""
     if src.kind == "member":
         art = _member(src.path)
-        return LoadedModel(get_trainer(art.arch).calculator(art, device=device), tuple(art.species) or None, stamp)
+        return LoadedModel(get_trainer(art.arch).calculator(art, device=device), tuple(art.species) or None)
     if src.kind == "file":
         try:
             calc = get_trainer(src.arch).load_file(src.path, device=device, dtype=src.dtype)
@@ -142,8 +142,20 @@ def load_model(src: ModelSource, *, device: str = "cpu") -> LoadedModel:
         except Exception as exc:  # the backend could not read it: say which file and as what
             raise InputError(f"model file {src.path}: cannot load it as a {src.arch} model "
                              f"({type(exc).__name__}: {exc})") from None
-        return LoadedModel(calc, None, stamp)
-    return LoadedModel(_ase(src).make_calculator(), None, stamp)
+        return LoadedModel(calc, None)
+    return LoadedModel(_ase(src).make_calculator(), None)
+
+
+def load_committee(directory: str | Path, *, device: str = "cpu") -> LoadedModel:
+    """A :class:`~harness.models.committee.CommitteeCalculator` over the successfully trained members of a
+    committee directory, the union of their elements, and their stamps."""
+    from harness.models.committee import CommitteeCalculator
+
+    sources = committee_sources(directory)
+    loaded = [load_model(s, device=device) for s in sources]
+    species = sorted({e for m in loaded for e in (m.species or ())})
+    calc = CommitteeCalculator([m.calculator for m in loaded], names=[Path(s.path).name for s in sources])
+    return LoadedModel(calc, tuple(species) or None, {"committee": [model_stamp(s) for s in sources]})
 
 
 def committee_sources(directory: str | Path) -> list[ModelSource]:
@@ -191,16 +203,12 @@ def sources_from_cli(models: list[str], *, arch: str | None = None, options: dic
 def model_calculator(model: str | Path, *, device: str = "cpu", arch: str | None = None):
     """(calculator, run name, species, provenance stamp) of a trained member, a committee directory (its
     :class:`~harness.models.committee.CommitteeCalculator`; the stamp lists its members') or a model file."""
-    from harness.models.committee import CommitteeCalculator
     from harness.models.train import model_run_name
 
     model = Path(model)
     if (model / "committee.json").exists():
-        loaded = [load_model(s, device=device) for s in committee_sources(model)]
-        species = sorted({e for m in loaded for e in (m.species or ())})
-        calc = CommitteeCalculator([m.calculator for m in loaded],
-                                   names=[Path(m.stamp["member_dir"]).name for m in loaded])
-        return calc, model_run_name(model), tuple(species) or None, {"committee": [m.stamp for m in loaded]}
+        c = load_committee(model, device=device)
+        return c.calculator, model_run_name(model), c.species, c.stamp
     (src,) = sources_from_cli([str(model)], arch=arch)
-    loaded = load_model(src, device=device)
-    return loaded.calculator, run_name(src, loaded.stamp), loaded.species, loaded.stamp
+    loaded, stamp = load_model(src, device=device), model_stamp(src)
+    return loaded.calculator, run_name(src, stamp), loaded.species, stamp

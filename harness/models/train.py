@@ -261,16 +261,8 @@ def list_models(workspace: str | Path) -> list[ModelArtifact]:
 
 
 def load_committee(path: str | Path, *, device: str = "cpu"):
-    """A :class:`CommitteeCalculator` over the successful members of a committee directory."""
-    from harness.models.committee import CommitteeCalculator
+    """A :class:`CommitteeCalculator` over the successful members of a committee directory
+    (:func:`harness.models.load.load_committee`, the one loader)."""
+    from harness.models.load import load_committee as load
 
-    path = Path(path)
-    members = [ModelArtifact.load(p.parent) for p in sorted(path.glob("*/artifact.json"))]
-    members = [m for m in members if m.status == "ok"]
-    if not members:
-        raise InputError(f"{path}: no successfully trained members")
-    calcs = []
-    for m in members:
-        m.verify()
-        calcs.append(get_trainer(m.arch).calculator(m, device=device))
-    return CommitteeCalculator(calcs, names=[Path(m.workdir).name for m in members])
+    return load(path, device=device).calculator
