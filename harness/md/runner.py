@@ -341,7 +341,7 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
         ensemble=s.ensemble, t_stab_ps=failure.time_ps if failure else simulated, length_ps=s.length_ps,
         completed=True, failure=failure.as_dict() if failure else None, n_steps=step, n_frames=h5.n_frames,
         wall_s=round(wall, 3), ns_per_day=(simulated / 1000) / (wall / 86400) if wall > 0 else 0.0,
-        settings=asdict(s), meta={**meta, "seed": seed, "calculator": type(calculator).__name__,
+        settings=asdict(s), meta={**meta, "seed": seed, "calculator": getattr(calculator, "provenance_name", type(calculator).__name__),
                                   "context": run_context(("core", *MLIP_GROUPS))})
     _write_json(result_path, asdict(result))
     ckpt_path.unlink(missing_ok=True)
