@@ -84,3 +84,31 @@ def test_external_models_in_a_sweep_and_validate(ci_workspace, tmp_path):
     mace = scores["model:mace-file"]["members"][0]
     assert f"{mace['t_stab_npt_ps']:.3g}" in row and f"{mace['Q']:.3f}" in row  # the same runs, the same Q
     assert f"sha256 {stamp['sha256'][:12]}" in r.stdout
+
+
+def test_batched_md_with_trained_deepmd_and_mace_members(ci_workspace, small_box, tmp_path):
+    """Batched MD with the ci sweep's trained members: two NVT replicas of one DeePMD member in one batch (two
+    frames of one ``DeepPot.eval`` call) and a MACE member's batch of one each reproduce the unbatched
+    trajectory with the member's own ASE calculator to 1e-8 Å over 40 steps."""
+    import numpy as np
+
+    from harness.h5md import read_h5md
+    from harness.md.batched import BatchJob, run_batched
+    from harness.md.runner import RunSettings, run_md
+    from harness.models.base import ModelArtifact, get_trainer
+    from harness.models.batch import DeePMDBatch, MACEBatch, batch_evaluator
+
+    s = RunSettings("nvt", 500.0, length_ps=0.02, timestep_fs=0.5, frame_interval=10, thermo_interval=10)
+    for arch, kind, seeds in (("deepmd", DeePMDBatch, (1, 2)), ("mace", MACEBatch, (3,))):
+        art = ModelArtifact.load(next(ci_workspace.glob(f"models/{arch}/OPLS/*/member-0-seed0")))
+        calc = get_trainer(arch).calculator(art)
+        ev = batch_evaluator(get_trainer(arch).calculator(art))
+        assert isinstance(ev, kind)
+        jobs = [BatchJob(small_box, s, tmp_path / f"{arch}-b{seed}", seed=seed) for seed in seeds]
+        batched = run_batched(jobs, [ev])
+        for seed, res in zip(seeds, batched):
+            alone = run_md(small_box, calc, s, outdir=tmp_path / f"{arch}-a{seed}", seed=seed)
+            assert res.n_steps == alone.n_steps == 40, (arch, res, alone)
+            a = read_h5md(tmp_path / f"{arch}-a{seed}" / "trajectory.h5md")["positions"]
+            b = read_h5md(tmp_path / f"{arch}-b{seed}" / "trajectory.h5md")["positions"]
+            assert np.allclose(a, b, rtol=0, atol=1e-8), (arch, float(np.abs(a - b).max()))

@@ -9,7 +9,9 @@ trajectory that fails or raises leaves the batch and the others finish; an inter
 
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -278,3 +280,66 @@ def test_bad_input_in_one_job_is_reported_for_that_job_only(small_box, tmp_path)
     assert good.completed and isinstance(bad, Exception)
     with pytest.raises(ValueError, match="evaluator 1"):
         run_batched([BatchJob(small_box, s, tmp_path / "x", evaluator=1)], [ev])
+
+
+def test_md_batch_tasks_in_a_validation_plan_give_the_unbatched_runs(random_mace, tmp_path):
+    """A validation plan with ``md_batch`` 2: the two MACE runs of each ensemble (two members) go to one batch
+    task, the LJ reference runs alone; every run's t_stab, failure and frames equal
+    those of the unbatched plan (keys of unbatched runs unchanged), and a rerun finds everything cached."""
+    import shutil
+
+    from harness.md.protocol import load_protocol
+    from harness.models.load import ModelSource
+    from harness.sweep.execute import execute
+    from harness.sweep.plan import model_tasks, plan_validation
+    from harness.sweep.store import Store
+    ROOT = Path(__file__).resolve().parents[1]
+
+    ci = load_protocol(ROOT / "protocols" / "ci.yaml")  # 50 steps per ensemble here
+    proto = ci.model_copy(update={"npt": ci.npt.model_copy(update={"length_ps": 0.025}),
+                                  "nvt": ci.nvt.model_copy(update={"length_ps": 0.025}), "horizon_ps": 0.025})
+    files = [tmp_path / "a.model", tmp_path / "b.model"]
+    for f in files:
+        shutil.copy(random_mace, f)
+    committees = {"model:mace": {"id": "model:mace", "arch": "mace", "subset": "mace"},
+                  "model:lj": {"id": "model:lj", "arch": "ase", "subset": "lj"}}
+    sources = {"model:mace": [ModelSource(kind="file", path=str(f), arch="mace") for f in files],
+               "model:lj": [ModelSource(kind="ase", calculator="ase:ase.calculators.lj.LennardJones",
+                                        options={"sigma": 2.0, "epsilon": 0.002, "rc": 5.0})]}
+
+    def plan(ws, md_batch):
+        members = {cid: model_tasks(committees[cid], srcs) for cid, srcs in sources.items()}
+        common = {"workspace": str(ws), "threads": 1, "device": "cpu"}
+        validation = plan_validation(members, committees, "model:lj", protocol=proto, analysis=None, replicas=1,
+                                     common=common, md_batch=md_batch)
+        # scores left out: the stand-in reference does not survive the horizon (Q is not the subject here)
+        return [t for m in members.values() for t in m] + [t for t in validation if t.kind != "score"]
+
+    plans = {n: plan(tmp_path / f"ws{n}", n) for n in (1, 2)}
+    batches = [t for t in plans[2] if t.kind == "md_batch"]
+    assert [len(t.params.runs) for t in batches] == [2, 2]
+    assert {t.params.ensemble for t in batches} == {"npt", "nvt"}
+    md1 = {t.label: t for t in plans[1] if t.kind == "md"}
+    md3 = {t.label: t for t in plans[2] if t.kind == "md"}
+    assert set(md1) == set(md3) and not any(t.kind == "md_batch" for t in plans[1])
+    lj = [label for label in md3 if "model:lj" in label]
+    assert all(not md3[label].deps.get("batch") for label in lj)
+    assert all(md3[label].deps["batch"] for label in md3 if "model:mace" in label)
+    results = {}
+    for n, tasks in plans.items():
+        store = Store(tmp_path / f"ws{n}" / "harness.sqlite")
+        counts = execute(tasks, store)
+        assert counts["failed"] == counts["skipped"] == 0, counts
+        results[n] = {t.label: store.get(t.key)["result"] for t in tasks if t.kind == "md"}
+        assert execute(tasks, store)["cached"] == len(tasks)
+    for label, r1 in results[1].items():
+        r3 = results[2][label]
+        assert r3["t_stab_ps"] == r1["t_stab_ps"] and r3["failure"] == r1["failure"], label
+        a = read_h5md(Path(r1["run_dir"]) / "trajectory.h5md")["positions"]
+        b = read_h5md(Path(r3["run_dir"]) / "trajectory.h5md")["positions"]
+        assert a.shape == b.shape and np.allclose(a, b, rtol=0, atol=1e-8), label
+    for label in md3:
+        meta = json.loads((Path(results[2][label]["run_dir"]) / "result.json").read_text())["meta"]
+        assert ("batch" in meta) == ("model:mace" in label)
+        if "batch" in meta:
+            assert meta["batch"]["size"] == 2 and meta["calculator"] == "MACE(batched)"

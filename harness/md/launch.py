@@ -10,11 +10,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import InputError
+from ase import Atoms
 
-__all__ = ["run_dir", "run_protocol"]
+from harness.errors import InputError
+from harness.md.runner import RunSettings
+
+__all__ = ["run_dir", "run_protocol", "prepare_run", "PreparedRun"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +63,26 @@ def _supersede_stale(outdir: Path, want: dict) -> None:
                        ", ".join(f"{k}={a} (now {b})" for k, (a, b) in stale.items()), aside.name)
 
 
-def run_protocol(proto, ensemble: str, calc, name: str, *, workspace: str | Path, replica: int = 0,
-                 species=None, start: str | Path | None = None, nvt_density: float | None = None,
-                 label: str | None = None, model_stamp: dict | None = None):
-    """Run (or resume, or return) one trajectory; returns ``(MDResult, run directory)``.
+@dataclass
+class PreparedRun:
+    """One trajectory ready to integrate: its start, settings, directory, seed, detectors and metadata."""
 
-    ``model_stamp``: the model's provenance (architecture, file SHA-256, versions), kept in ``result.json``."""
+    atoms: Atoms
+    settings: RunSettings
+    outdir: Path
+    seed: int
+    detectors: list
+    meta: dict
+
+
+def prepare_run(proto, ensemble: str, name: str, *, workspace: str | Path, replica: int = 0, species=None,
+                start: str | Path | None = None, nvt_density: float | None = None, label: str | None = None,
+                model_stamp: dict | None = None) -> PreparedRun:
+    """Everything :func:`run_protocol` resolves before integrating (the start, written once; the detectors;
+    the run directory, a stale one moved aside): shared by single and batched runs."""
     from harness.io import read_frames, write_frames
     from harness.md.detectors import detectors_from_spec
     from harness.md.protocol import protocol_hash
-    from harness.md.runner import run_md
     from harness.md.start import check_start, prepare_start
 
     if ensemble not in ("npt", "nvt"):
@@ -105,6 +119,19 @@ def run_protocol(proto, ensemble: str, calc, name: str, *, workspace: str | Path
     meta = {"model": label or name, "protocol": proto.name, "protocol_hash": started["protocol_hash"],
             "protocol_spec": proto.model_dump(mode="json"), "replica": replica, "nvt_density_g_cm3": rho,
             **({"model_stamp": model_stamp} if model_stamp else {})}
-    result = run_md(atoms, calc, proto.settings(ensemble), outdir=outdir, seed=1000 * proto.system.seed + replica,
-                    detectors=dets, meta=meta)
-    return result, outdir
+    return PreparedRun(atoms, proto.settings(ensemble), outdir, 1000 * proto.system.seed + replica, dets, meta)
+
+
+def run_protocol(proto, ensemble: str, calc, name: str, *, workspace: str | Path, replica: int = 0,
+                 species=None, start: str | Path | None = None, nvt_density: float | None = None,
+                 label: str | None = None, model_stamp: dict | None = None):
+    """Run (or resume, or return) one trajectory; returns ``(MDResult, run directory)``.
+
+    ``model_stamp``: the model's provenance (architecture, file SHA-256, versions), kept in ``result.json``."""
+    from harness.md.runner import run_md
+
+    run = prepare_run(proto, ensemble, name, workspace=workspace, replica=replica, species=species, start=start,
+                      nvt_density=nvt_density, label=label, model_stamp=model_stamp)
+    result = run_md(run.atoms, calc, run.settings, outdir=run.outdir, seed=run.seed, detectors=run.detectors,
+                    meta=run.meta)
+    return result, run.outdir

@@ -28,7 +28,7 @@ from harness.observables.analysis import AnalysisSpec
 from harness.sweep.execute import Task
 
 __all__ = ["TaskParams", "TaskResult", "WorkerParams", "AnalysisParams", "Deps", "check_hash", "TrainParams", "ModelParams", "MemberResult",
-           "MDParams", "RunResult", "ObserveParams", "ObserveResult", "RefDensityParams", "RefDensityResult",
+           "MDParams", "RunResult", "MDBatchParams", "MDBatchResult", "BatchRun", "ObserveParams", "ObserveResult", "RefDensityParams", "RefDensityResult",
            "ScoreParams", "ScoreResult", "MemberIdentity"]
 
 #: dependency role -> the typed results of the tasks in it
@@ -175,12 +175,48 @@ class MDParams(WorkerParams):
     FN: ClassVar[str] = "harness.sweep.tasks:md"
     RESULT: ClassVar[type[TaskResult]] = RunResult
     VERSION: ClassVar[int] = 2
-    DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"member": ("train", "model"), "ref_density": ("ref_density",)}
+    DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"member": ("train", "model"), "ref_density": ("ref_density",),
+                                                   "batch": ("md_batch",)}
 
     protocol: MDProtocol
     protocol_hash: str
     ensemble: str = Field(pattern="^(npt|nvt)$")
     replica: int = Field(ge=0)
+
+
+class BatchRun(TaskResult):
+    """One trajectory of a batch: where it is and how it ended (``error``: it could not run in the batch;
+    its own ``md`` task then runs it alone and reports)."""
+
+    member: int
+    replica: int
+    run_dir: str | None = None
+    t_stab_ps: float | None = None
+    completed: bool = False
+    error: str | None = None
+
+
+class MDBatchResult(TaskResult):
+    runs: list[BatchRun]
+    evaluators: list[str] = Field(default_factory=list)
+    wall_s: float = 0.0
+
+
+class MDBatchParams(WorkerParams):
+    """Several trajectories (members × replicas of one architecture) advanced together: one model call per
+    model and step (:mod:`harness.md.batched`). Each trajectory's own ``md`` task depends on the batch and
+    returns its result."""
+
+    KIND: ClassVar[str] = "md_batch"
+    FN: ClassVar[str] = "harness.sweep.tasks:md_batch"
+    RESULT: ClassVar[type[TaskResult]] = MDBatchResult
+    VERSION: ClassVar[int] = 1
+    DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"members": ("train", "model"), "ref_density": ("ref_density",)}
+
+    protocol: MDProtocol
+    protocol_hash: str
+    ensemble: str = Field(pattern="^(npt|nvt)$")
+    runs: list[tuple[int, int]] = Field(min_length=1, description="(index into the members dependency, replica)")
 
 
 class ObserveResult(MemberIdentity):

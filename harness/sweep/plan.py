@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from harness.md.protocol import MDProtocol
 from harness.models.load import ModelSource
 from harness.observables.analysis import AnalysisSpec
-from harness.sweep.contract import (MDParams, ModelParams, ObserveParams, RefDensityParams, ScoreParams,
+from harness.sweep.contract import (MDBatchParams, MDParams, ModelParams, ObserveParams, RefDensityParams, ScoreParams,
                                     TrainParams)
 from harness.sweep.execute import Task
 from harness.sweep.spec import SweepSpec
@@ -68,11 +68,19 @@ def model_tasks(c: dict[str, Any], sources: Sequence[ModelSource]) -> list[Task]
     return out
 
 
+#: architectures whose models evaluate many structures in one call (harness.models.batch)
+BATCHED_ARCHS = ("mace", "deepmd")
+
+
 def plan_validation(members: dict[str, list[Task]], committees: dict[str, dict[str, Any]], ref: str, *,
                     protocol: MDProtocol, analysis: AnalysisSpec | None, replicas: int,
-                    common: dict[str, Any], score_reference: bool = True) -> list[Task]:
+                    common: dict[str, Any], score_reference: bool = True, md_batch: int = 1) -> list[Task]:
     """NPT/NVT runs, observables and the Q score of every committee in ``members`` against ``ref`` (and of
-    the reference against itself, its row in a Q table, unless ``score_reference`` is False)."""
+    the reference against itself, its row in a Q table, unless ``score_reference`` is False).
+
+    ``md_batch`` > 1: the runs of each ensemble and batched architecture (MACE, DeePMD; members of every
+    committee, replicas) go to ``md_batch`` tasks of up to that many trajectories, advanced together; each
+    run's ``md`` task depends on its batch and returns the run (keys of unbatched runs are unchanged)."""
     from harness.md.protocol import protocol_hash
 
     analysis = analysis or protocol.analysis
@@ -80,20 +88,43 @@ def plan_validation(members: dict[str, list[Task]], committees: dict[str, dict[s
     phash = protocol_hash(protocol)
     tasks: list[Task] = []
 
-    def runs(cid: str, ensemble: str, rd: Task | None = None) -> dict[tuple[int, int], Task]:
+    def batches(ensemble: str, rd: Task | None) -> dict[tuple[str, int, int], Task]:
+        by_arch: dict[str, list[tuple[str, int, int, Task]]] = {}
+        if md_batch > 1:
+            for cid in members:
+                if committees[cid]["arch"] in BATCHED_ARCHS:
+                    by_arch.setdefault(committees[cid]["arch"], []).extend(
+                        (cid, k, r, m) for k, m in enumerate(members[cid]) for r in range(replicas))
+        out = {}
+        for arch, items in by_arch.items():
+            for n, i in enumerate(range(0, len(items), md_batch)):
+                chunk = items[i:i + md_batch]
+                uniq = list({m.key: m for *_, m in chunk}.values())
+                index = {m.key: j for j, m in enumerate(uniq)}
+                params = MDBatchParams(**common, protocol=protocol, protocol_hash=phash, ensemble=ensemble,
+                                       runs=[(index[m.key], r) for _, _, r, m in chunk])
+                task = params.task({"members": uniq, "ref_density": [rd] if rd else []},
+                                   f"md {ensemble} batch {arch} {n} ({len(chunk)} runs)")
+                tasks.append(task)
+                out.update({(cid, k, r): task for cid, k, r, _ in chunk})
+        return out
+
+    def runs(cid: str, ensemble: str, rd: Task | None = None, batch: dict | None = None) -> dict[tuple[int, int], Task]:
         out = {}
         for k, member in enumerate(members[cid]):
             for r in range(replicas):
                 params = MDParams(**common, protocol=protocol, protocol_hash=phash, ensemble=ensemble, replica=r)
-                out[(k, r)] = params.task({"member": [member], "ref_density": [rd] if rd else []},
-                                          f"md {ensemble} {cid} member {k} r{r}")
+                b = (batch or {}).get((cid, k, r))
+                out[(k, r)] = params.task({"member": [member], "ref_density": [rd] if rd else [],
+                                           "batch": [b] if b else []}, f"md {ensemble} {cid} member {k} r{r}")
         return out
 
     def observed(runs_: dict) -> dict[tuple[int, int], Task]:
         return {kr: ObserveParams(**obs).task({"run": [t]}, t.label.replace("md ", "observe ", 1))
                 for kr, t in runs_.items()}
 
-    npt = {c: runs(c, "npt") for c in members}
+    npt_batches = batches("npt", None)
+    npt = {c: runs(c, "npt", batch=npt_batches) for c in members}
     npt_obs = {c: observed(v) for c, v in npt.items()}
     for c in members:
         tasks += [*npt[c].values(), *npt_obs[c].values()]
@@ -103,8 +134,9 @@ def plan_validation(members: dict[str, list[Task]], committees: dict[str, dict[s
             {"observed": list(npt_obs[ref].values())}, f"reference NPT density ({ref})")
         tasks.append(rd)
     nvt_obs = {}
+    nvt_batches = batches("nvt", rd)
     for c in members:
-        nvt = runs(c, "nvt", rd)
+        nvt = runs(c, "nvt", rd, nvt_batches)
         nvt_obs[c] = observed(nvt)
         tasks += [*nvt.values(), *nvt_obs[c].values()]
     for cid in members:
@@ -146,5 +178,5 @@ def plan_sweep(spec: SweepSpec, files: dict[str, Any], workspace: str | Path) ->
         members[c["id"]] = model_tasks(c, sources)
         tasks += members[c["id"]]
     tasks += plan_validation(members, committees, ref, protocol=load_protocol(files["protocol"]), analysis=analysis,
-                             replicas=spec.replicas, common=common)
+                             replicas=spec.replicas, common=common, md_batch=spec.md_batch)
     return tasks

@@ -86,6 +86,9 @@ class SweepSpec(HarnessModel):
     analysis: str | None = Field(None, description="analysis spec YAML overriding the protocol's analysis section")
     threads_per_task: int = Field(1, ge=1, description="torch/xTB threads inside each task")
     device: str = Field("cpu", pattern="^(cpu|cuda)$")
+    md_batch: int = Field(1, ge=1, description="trajectories of one architecture (MACE, DeePMD) advanced together "
+                          "in one MD task, one model call per step for all (batched MD; pays on a GPU); 1: one "
+                          "trajectory per task")
 
     @model_validator(mode="after")
     def _check(self):

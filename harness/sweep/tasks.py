@@ -11,11 +11,11 @@ import os
 from pathlib import Path
 
 from harness.errors import InputError
-from harness.sweep.contract import (Deps, MDParams, MemberResult, ModelParams, ObserveParams, ObserveResult,
-                                    RefDensityParams, RefDensityResult, RunResult, ScoreParams, ScoreResult,
+from harness.sweep.contract import (BatchRun, Deps, MDBatchParams, MDBatchResult, MDParams, MemberResult,
+                                    ModelParams, ObserveParams, ObserveResult, RefDensityParams, RefDensityResult, RunResult, ScoreParams, ScoreResult,
                                     TrainParams, check_hash)
 
-__all__ = ["train", "model", "md", "ref_density", "observe", "score", "set_threads"]
+__all__ = ["train", "model", "md", "md_batch", "ref_density", "observe", "score", "set_threads"]
 
 
 def set_threads(n: int) -> None:
@@ -94,26 +94,86 @@ def model(p: ModelParams, deps: Deps) -> MemberResult:
                         workdir=stamp.get("member_dir"), outputs=outputs)
 
 
+def _nvt_density(p, deps: Deps) -> float | None:
+    if p.ensemble == "nvt" and deps.get("ref_density"):
+        return deps["ref_density"][0].nvt_density_g_cm3
+    return None
+
+
 def md(p: MDParams, deps: Deps) -> RunResult:
-    """One NPT or NVT trajectory of one member (NVT density from the reference when the protocol says so)."""
-    from harness.md.launch import run_protocol
+    """One NPT or NVT trajectory of one member (NVT density from the reference when the protocol says so).
+
+    With a ``batch`` dependency the trajectory was integrated there: its finished run is returned as it is
+    (the run directory's ``result.json``); one the batch could not run is run here, alone."""
+    import json
+
+    from harness.md.launch import run_dir, run_protocol
     from harness.md.protocol import protocol_hash
+    from harness.md.runner import MDResult
     from harness.models.load import load_model
 
     check_hash(f"MD protocol {p.protocol.name}", p.protocol_hash, protocol_hash(p.protocol))
     set_threads(p.threads)
     (member,) = deps["member"]
-    rho = None
-    if p.ensemble == "nvt" and deps.get("ref_density"):
-        rho = deps["ref_density"][0].nvt_density_g_cm3
-    loaded = load_model(member.model, device=p.device)
-    result, outdir = run_protocol(p.protocol, p.ensemble, loaded.calculator, member.run_name, workspace=p.workspace,
-                                  replica=p.replica, species=loaded.species, nvt_density=rho,
-                                  label=member.workdir or member.run_name, model_stamp=member.stamp)
+    rho = _nvt_density(p, deps)
+    outdir = run_dir(p.workspace, member.run_name, p.protocol.name, p.ensemble, p.replica)
+    done = outdir / "result.json"
+    batched = deps.get("batch") and any(r.run_dir == str(outdir) and r.completed for r in deps["batch"][0].runs)
+    if batched and done.exists():
+        result = MDResult(**json.loads(done.read_text()))
+    else:
+        loaded = load_model(member.model, device=p.device)
+        result, outdir = run_protocol(p.protocol, p.ensemble, loaded.calculator, member.run_name,
+                                      workspace=p.workspace, replica=p.replica, species=loaded.species,
+                                      nvt_density=rho, label=member.workdir or member.run_name,
+                                      model_stamp=member.stamp)
     files = [outdir / f for f in ("result.json", "thermo.parquet", "trajectory.h5md")]
     return RunResult(**member.identity(), run_dir=str(outdir), ensemble=p.ensemble, t_stab_ps=result.t_stab_ps,
                      failure=result.failure, ns_per_day=result.ns_per_day,
                      outputs=[str(f) for f in files if f.exists()])
+
+
+def md_batch(p: MDBatchParams, deps: Deps) -> MDBatchResult:
+    """Several trajectories advanced together (:func:`harness.md.batched.run_batched`): one evaluator per
+    member (MACE and DeePMD evaluate all their structures in one call), each trajectory in its own run
+    directory exactly as an ``md`` task would write it (so either can resume the other's work)."""
+    import time
+
+    from harness.md.batched import BatchJob, run_batched
+    from harness.md.launch import prepare_run
+    from harness.md.protocol import protocol_hash
+    from harness.models.batch import batch_evaluator
+    from harness.models.load import load_model
+
+    check_hash(f"MD protocol {p.protocol.name}", p.protocol_hash, protocol_hash(p.protocol))
+    set_threads(p.threads)
+    t0 = time.perf_counter()
+    members = deps["members"]
+    rho = _nvt_density(p, deps)
+    loaded = [load_model(m.model, device=p.device) for m in members]
+    evaluators = [batch_evaluator(x.calculator) for x in loaded]
+    runs: list[BatchRun] = []
+    jobs, slots = [], []
+    for i, r in p.runs:
+        m = members[i]
+        try:
+            prep = prepare_run(p.protocol, p.ensemble, m.run_name, workspace=p.workspace, replica=r,
+                               species=loaded[i].species, nvt_density=rho, label=m.workdir or m.run_name,
+                               model_stamp=m.stamp)
+        except Exception as exc:  # its md task runs it alone and reports the error
+            runs.append(BatchRun(member=i, replica=r, error=f"{type(exc).__name__}: {exc}"[:500]))
+            continue
+        slots.append(len(runs))
+        runs.append(BatchRun(member=i, replica=r, run_dir=str(prep.outdir)))
+        jobs.append(BatchJob(prep.atoms, prep.settings, prep.outdir, evaluator=i, seed=prep.seed,
+                             detectors=prep.detectors, meta=prep.meta))
+    for k, res in zip(slots, run_batched(jobs, evaluators)):
+        if isinstance(res, BaseException):
+            runs[k].error = f"{type(res).__name__}: {res}"[:500]
+        else:
+            runs[k].completed, runs[k].t_stab_ps = res.completed, res.t_stab_ps
+    return MDBatchResult(runs=runs, evaluators=[e.name for e in evaluators],
+                         wall_s=round(time.perf_counter() - t0, 3))
 
 
 def observe(p: ObserveParams, deps: Deps) -> ObserveResult:
