@@ -110,3 +110,14 @@ def toy(p: ToyParams, deps) -> ToyResult:
         f.write(p.name + "\n")
     assert all(isinstance(d, ToyResult) for d in deps.get("inputs", []))  # typed results, by role
     return ToyResult(value=p.value + sum(d.value for d in deps.get("inputs", [])))
+
+
+def where(params: dict, deps: dict) -> dict:
+    """Which Dask worker ran the task, and which GPUs it could see."""
+    import os
+    import time
+
+    from distributed import get_worker
+
+    time.sleep(0.2)  # long enough for the tasks to spread over the workers
+    return {"worker": get_worker().name, "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "i": params["i"]}

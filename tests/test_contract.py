@@ -330,3 +330,33 @@ def test_md_on_a_bad_model_file_is_a_clear_error(tmp_path, name, content, messag
                                  "--ensemble", "npt", "-w", str(tmp_path / "ws")])
     assert r.exit_code == 2 and r.stderr.startswith("error: ") and re.search(message, r.stderr), r.output
     assert "Traceback" not in r.output and not (tmp_path / "ws" / "md").exists()
+
+
+def test_a_cuda_sweep_places_gap_on_cpu_and_batches_mace_and_deepmd_runs(tmp_path):
+    """The ci sweep on device cuda with md_batch 4: MACE/DeePMD training and MD ask for the GPU, GAP's (the
+    reference) and every analysis task do not; each ensemble's 8 grid runs form one batch per architecture;
+    the unbatched cpu plan of the same sweep keeps its task keys (md_batch 1 adds nothing)."""
+    import yaml
+
+    from harness.sweep.plan import plan_sweep
+    from harness.sweep.spec import load_sweep
+
+    spec = yaml.safe_load((ROOT / "protocols" / "sweeps" / "ci.yaml").read_text())
+    spec.update(dataset=str(ROOT / "datasets" / "ec-emc-xtb.yaml"), protocol=str(ROOT / "protocols" / "ci.yaml"))
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump(spec))
+    gpu = tmp_path / "gpu.yaml"
+    gpu.write_text(yaml.safe_dump({**spec, "device": "cuda", "md_batch": 4}))
+    tasks = plan_sweep(*load_sweep(gpu), tmp_path / "ws")
+    for t in tasks:
+        arch = getattr(t.params, "arch", None) or next((a for a in ("gap", "mace", "deepmd") if a in t.label), None)
+        if t.kind in ("train", "md", "md_batch"):
+            assert t.needs_gpu == (arch != "gap"), t.label
+        else:
+            assert not t.needs_gpu, t.label
+    batches = [t for t in tasks if t.kind == "md_batch"]
+    assert sorted((t.params.ensemble, len(t.params.runs)) for t in batches) == [("npt", 4)] * 2 + [("nvt", 4)] * 2
+    assert {t.params.ensemble for t in batches} == {"npt", "nvt"}
+    before = {t.key for t in plan_sweep(*load_sweep(plain), tmp_path / "ws")}
+    assert not any(t.kind == "md_batch" for t in plan_sweep(*load_sweep(plain), tmp_path / "ws"))
+    assert len(before) == len(tasks) - len(batches)

@@ -12,17 +12,18 @@ __all__ = ["run_al", "al_tables"]
 
 def run_al(spec_path: str | Path, workspace: str | Path, *, scheduler: str | None = None, workers: int | None = None,
            sync: bool = False, slurm: str | Path | None = None, progress: Callable[[dict], None] | None = None,
-           say: Callable[[str], None] | None = None) -> tuple[dict[str, int], str]:
+           say: Callable[[str], None] | None = None, gpu_workers: int | None = None) -> tuple[dict[str, int], str]:
     """Build the dataset if needed, plan every generation, execute (resuming); (counts, campaign name)."""
     from harness.al.plan import plan_al
     from harness.al.spec import load_al
-    from harness.sweep.run import _build_data, execute_plan
+    from harness.sweep.run import _build_data, default_gpu_workers, execute_plan
 
     spec, files = load_al(spec_path)
     _build_data(files["dataset"], say)
     tasks = plan_al(spec, files, workspace)
     counts = execute_plan(tasks, spec.name, workspace, threads_per_task=spec.threads_per_task, scheduler=scheduler,
-                          workers=workers, sync=sync, slurm=slurm, progress=progress, say=say)
+                          workers=workers, sync=sync, slurm=slurm, progress=progress, say=say,
+                          gpu_workers=default_gpu_workers(gpu_workers, spec.device))
     return counts, spec.name
 
 

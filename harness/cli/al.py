@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from harness.cli.common import handle_errors
-from harness.cli.sweep import PLAN, SCHEDULER, SLURM, SYNC, WORKERS, print_plan, run_and_summarise
+from harness.cli.sweep import GPU_WORKERS, PLAN, SCHEDULER, SLURM, SYNC, WORKERS, print_plan, run_and_summarise
 
 app = typer.Typer(help="Committee active learning: train → explore → select → relabel, generation after generation.",
                   no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,6 +22,7 @@ def run(
     scheduler: Optional[str] = SCHEDULER,
     workers: Optional[int] = WORKERS,
     slurm: Optional[Path] = SLURM,
+    gpu_workers: Optional[int] = GPU_WORKERS,
     sync: bool = SYNC,
     plan_only: bool = PLAN,
 ) -> None:
@@ -44,7 +45,7 @@ def run(
         print_plan(plan_al(*load_al(spec_path), workspace))
         return
     counts, name = run_and_summarise("AL campaign", spec_path, workspace, runner=run_al, scheduler=scheduler,
-                                     workers=workers, sync=sync, slurm=slurm)
+                                     workers=workers, sync=sync, slurm=slurm, gpu_workers=gpu_workers)
     _print_generations(workspace, name)
     if counts["failed"]:
         raise typer.Exit(1)

@@ -20,6 +20,9 @@ WORKERS = typer.Option(None, "--workers", min=1, help="LocalCluster worker proce
                        "threads_per_task).")
 SLURM = typer.Option(None, "--slurm", help="SLURM cluster spec (YAML; see protocols/clusters/slurm-example.yaml): "
                      "workers run in SLURM jobs.")
+GPU_WORKERS = typer.Option(None, "--gpu-workers", min=0, help="GPU workers of the embedded cluster: tasks on "
+                           "device cuda (MACE/DeePMD training and MD) run there, N > 1 lets N of them share the GPU; "
+                           "the other tasks run on the CPU workers (default: 1 when the spec's device is cuda, else 0).")
 SYNC = typer.Option(False, "--sync", help="Run every task in this process, one at a time (debugging).")
 PLAN = typer.Option(False, "--plan", help="Print the task graph and exit.")
 
@@ -51,6 +54,7 @@ def run(
     scheduler: Optional[str] = SCHEDULER,
     workers: Optional[int] = WORKERS,
     slurm: Optional[Path] = SLURM,
+    gpu_workers: Optional[int] = GPU_WORKERS,
     sync: bool = SYNC,
     plan_only: bool = PLAN,
 ) -> None:
@@ -67,7 +71,7 @@ def run(
         print_plan(plan_sweep(*load_sweep(spec_path), workspace))
         return
     counts, _ = run_and_summarise("sweep", spec_path, workspace, scheduler=scheduler, workers=workers, sync=sync,
-                                  slurm=slurm)
+                                  slurm=slurm, gpu_workers=gpu_workers)
     if counts["failed"]:
         raise typer.Exit(1)
 

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from harness.cli.common import handle_errors
-from harness.cli.sweep import SCHEDULER, SLURM, SYNC, WORKERS, run_and_summarise
+from harness.cli.sweep import GPU_WORKERS, SCHEDULER, SLURM, SYNC, WORKERS, run_and_summarise
 
 app = typer.Typer(help="Cross-architecture transfer of active-learned frames: the ΔQ matrix.", no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,6 +22,7 @@ def run(
     scheduler: Optional[str] = SCHEDULER,
     workers: Optional[int] = WORKERS,
     slurm: Optional[Path] = SLURM,
+    gpu_workers: Optional[int] = GPU_WORKERS,
     sync: bool = SYNC,
 ) -> None:
     """Train every target architecture on each base subset alone and with each AL frame file, validate all
@@ -32,7 +33,7 @@ def run(
     from harness.transfer import load_transfer, transfer_matrix
 
     counts, name = run_and_summarise("transfer", spec_path, workspace, loader=load_transfer, scheduler=scheduler,
-                                     workers=workers, sync=sync, slurm=slurm)
+                                     workers=workers, sync=sync, slurm=slurm, gpu_workers=gpu_workers)
     matrix = transfer_matrix(load_scores(workspace, name))
     if len(matrix):
         shown = matrix.copy()

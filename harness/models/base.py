@@ -37,6 +37,8 @@ TRAINERS = {
     "deepmd": "harness.models.deepmd:DeePMDTrainer",
     "mace": "harness.models.mace:MACETrainer",
 }
+#: architectures with no GPU path (quippy): their tasks run on CPU workers whatever the device
+CPU_ONLY_ARCHITECTURES = ("gap",)
 #: model-file suffixes of each architecture (what ``--model FILE`` recognises without ``--arch``)
 MODEL_SUFFIXES = {"gap": (".xml",), "deepmd": (".pth", ".pb"), "mace": (".model",)}
 #: the architectures the harness trains (the one list: specs and CLIs validate against it)

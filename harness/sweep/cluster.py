@@ -17,7 +17,7 @@ from pydantic import Field
 
 from harness.config import HarnessModel, load_yaml
 
-__all__ = ["SlurmSpec", "slurm_cluster", "make_client"]
+__all__ = ["SlurmSpec", "slurm_cluster", "make_client", "gpu_node_cluster"]
 
 
 class SlurmSpec(HarnessModel):
@@ -30,6 +30,9 @@ class SlurmSpec(HarnessModel):
     account: str | None = None
     job_extra_directives: list[str] = Field(default_factory=list, description="extra #SBATCH lines, e.g. --gres=gpu:1")
     job_script_prologue: list[str] = Field(default_factory=list, description="shell lines before the workers start")
+    worker_resources: dict[str, int] = Field(default_factory=dict, description="Dask resources every worker of "
+                                             "these jobs offers, e.g. {GPU: 1} on a GPU partition (GPU tasks then "
+                                             "run only there)")
     local_directory: str | None = Field(None, description="node-local scratch for worker spill files")
 
 
@@ -40,14 +43,34 @@ def slurm_cluster(spec: SlurmSpec):
     return SLURMCluster(cores=spec.cores, processes=spec.processes, memory=spec.memory, walltime=spec.walltime,
                         queue=spec.queue, account=spec.account, job_extra_directives=spec.job_extra_directives,
                         job_script_prologue=spec.job_script_prologue, local_directory=spec.local_directory,
+                        worker_extra_args=[f"--resources={','.join(f'{k}={v}' for k, v in spec.worker_resources.items())}"]
+                        if spec.worker_resources else [],
                         silence_logs="error", scheduler_options={"dashboard_address": ":0"})
 
 
+def gpu_node_cluster(cpu_workers: int, gpu_workers: int, *, threads_per_worker: int = 1):
+    """A one-node cluster of two kinds of workers: ``cpu_workers`` with resource ``CPU`` and no GPU visible
+    (``CUDA_VISIBLE_DEVICES`` empty: GAP, labelling, analysis) and ``gpu_workers`` with resource ``GPU`` (MACE
+    and DeePMD training and MD on device cuda; several share the one GPU). Tasks are routed by
+    :func:`harness.sweep.execute.execute`."""
+    from distributed import Nanny, Scheduler, SpecCluster
+
+    def worker(resources: dict, env: dict) -> dict:
+        return {"cls": Nanny, "options": {"nthreads": threads_per_worker, "resources": resources, "env": env,
+                                          "silence_logs": logging.ERROR}}
+
+    specs = {f"cpu-{i}": worker({"CPU": 1}, {"CUDA_VISIBLE_DEVICES": ""}) for i in range(cpu_workers)}
+    specs.update({f"gpu-{i}": worker({"GPU": 1}, {}) for i in range(gpu_workers)})
+    return SpecCluster(workers=specs, scheduler={"cls": Scheduler, "options": {"dashboard_address": None}},
+                       silence_logs=logging.ERROR, name="harness-gpu-node")
+
+
 def make_client(scheduler: str | None = None, *, workers: int | None = None, threads_per_worker: int = 1,
-                slurm: str | Path | None = None):
+                slurm: str | Path | None = None, gpu_workers: int = 0):
     """A Dask client: an existing scheduler (``tcp://host:port``), a SLURM cluster from a YAML spec, or an
     embedded ``LocalCluster`` with one thread per worker process (MLIP/xTB threads are pinned per task, so
-    workers do not oversubscribe the machine)."""
+    workers do not oversubscribe the machine); with ``gpu_workers`` a GPU node's cluster
+    (:func:`gpu_node_cluster`: ``workers`` CPU workers beside them)."""
     from distributed import Client, LocalCluster
 
     logging.getLogger("distributed").setLevel(logging.ERROR)  # its INFO chatter drowns the progress bar
@@ -59,6 +82,8 @@ def make_client(scheduler: str | None = None, *, workers: int | None = None, thr
         cluster.scale(jobs=spec.jobs)
         return Client(cluster)
     n = workers or max(1, os.cpu_count() or 1)
+    if gpu_workers:
+        return Client(gpu_node_cluster(n, gpu_workers, threads_per_worker=threads_per_worker))
     cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
                            dashboard_address=None, silence_logs=logging.ERROR)
     return Client(cluster)

@@ -45,6 +45,16 @@ class Task:
     params: Any = field(default_factory=dict)  # a JSON dict, or a typed TaskParams object
     deps: tuple[str, ...] | dict[str, tuple[str, ...]] = ()  # keys, or role -> keys (typed tasks)
     label: str = ""
+    #: where it runs on a node with GPU workers: "gpu", "cpu", or None (the GPU when its params say device
+    #: cuda); not part of the key
+    resources: str | None = field(default=None, compare=False)
+
+    @property
+    def needs_gpu(self) -> bool:
+        if self.resources is not None:
+            return self.resources == "gpu"
+        device = getattr(self.params, "device", None) if _typed(self.params) else (self.params or {}).get("device")
+        return device == "cuda"
 
     @property
     def dep_keys(self) -> tuple[str, ...]:
@@ -104,6 +114,20 @@ def _error_summary(exc: BaseException) -> str:
     frames = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(tb[-3:]))
     head = f"{type(exc).__name__}: {exc}".strip()
     return f"{head} [{frames}]" if frames else head
+
+
+def _routing(client) -> Callable[[Task], dict | None]:
+    """Worker resources a task asks for: on a cluster whose workers declare ``GPU`` (and ``CPU``) resources
+    (:func:`harness.sweep.cluster.make_client` with GPU workers, a SLURM GPU spec), GPU tasks go to GPU workers
+    and the others to CPU workers where there are any; elsewhere no restriction."""
+    try:
+        offered = {r for w in client.scheduler_info()["workers"].values() for r in (w.get("resources") or {})}
+    except Exception:  # no worker yet (SLURM jobs pending): plain submission
+        offered = set()
+    if "GPU" not in offered:
+        return lambda t: None
+    cpu = {"CPU": 1} if "CPU" in offered else None
+    return lambda t: {"GPU": 1} if t.needs_gpu else cpu
 
 
 def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
@@ -202,6 +226,7 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
     from distributed import wait
 
     futures: dict = {}  # future -> task key
+    route = _routing(client)
 
     def slots() -> int:
         try:
@@ -218,7 +243,7 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
             state[key] = "running"
             store.mark_running(key)
             fut = client.submit(run_task, t.fn, t.params, t.dep_payload(results), pure=False,
-                                key=f"{key}-{time.time_ns()}", priority=n_downstream(key))
+                                key=f"{key}-{time.time_ns()}", priority=n_downstream(key), resources=route(t))
             futures[fut] = key
 
     submit_ready()

@@ -51,7 +51,7 @@ def train_tasks(c: dict[str, Any], *, dataset: Path, seeds: Sequence[int], commo
                              extra_frames=str(extra) if extra else None,
                              extra_frames_sha256=sha256_file(extra) if extra else None)
         deps = {"al_set": [al_set] if al_set else [], "previous": [previous[k]] if warm_start and previous else []}
-        out.append(params.task(deps, f"train {c['id']} member {k}"))
+        out.append(_placed(params.task(deps, f"train {c['id']} member {k}"), c["arch"]))
     return out
 
 
@@ -66,6 +66,15 @@ def model_tasks(c: dict[str, Any], sources: Sequence[ModelSource]) -> list[Task]
                              member=k, tags=c.get("tags") or {})
         out.append(params.task(label=f"model {c['id']} member {k}"))
     return out
+
+
+def _placed(task: Task, arch: str) -> Task:
+    """A task of a CPU-only architecture (GAP) runs on CPU workers even in a cuda sweep."""
+    from dataclasses import replace
+
+    from harness.models.base import CPU_ONLY_ARCHITECTURES
+
+    return replace(task, resources="cpu") if arch in CPU_ONLY_ARCHITECTURES else task
 
 
 #: architectures whose models evaluate many structures in one call (harness.models.batch)
@@ -115,8 +124,9 @@ def plan_validation(members: dict[str, list[Task]], committees: dict[str, dict[s
             for r in range(replicas):
                 params = MDParams(**common, protocol=protocol, protocol_hash=phash, ensemble=ensemble, replica=r)
                 b = (batch or {}).get((cid, k, r))
-                out[(k, r)] = params.task({"member": [member], "ref_density": [rd] if rd else [],
-                                           "batch": [b] if b else []}, f"md {ensemble} {cid} member {k} r{r}")
+                out[(k, r)] = _placed(params.task({"member": [member], "ref_density": [rd] if rd else [],
+                                                   "batch": [b] if b else []}, f"md {ensemble} {cid} member {k} r{r}"),
+                                      committees[cid]["arch"])
         return out
 
     def observed(runs_: dict) -> dict[tuple[int, int], Task]:

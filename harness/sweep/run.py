@@ -10,8 +10,9 @@ __all__ = ["run_sweep", "execute_plan", "time_shares"]
 
 
 def run_sweep(spec_path: str | Path, workspace: str | Path, *, scheduler: str | None = None,
-              workers: int | None = None, sync: bool = False, slurm: str | Path | None = None, progress: Callable[[dict], None] | None = None,
-              say: Callable[[str], None] | None = None, loader: Callable | None = None) -> tuple[dict[str, int], str]:
+              workers: int | None = None, sync: bool = False, slurm: str | Path | None = None,
+              progress: Callable[[dict], None] | None = None, say: Callable[[str], None] | None = None,
+              loader: Callable | None = None, gpu_workers: int | None = None) -> tuple[dict[str, int], str]:
     """Build the dataset if needed, plan, execute; returns (counts by status, sweep name).
 
     ``loader``: the spec loader (default :func:`harness.sweep.spec.load_sweep`; transfer specs have their own)."""
@@ -23,8 +24,16 @@ def run_sweep(spec_path: str | Path, workspace: str | Path, *, scheduler: str | 
     _build_data(files["dataset"], say)
     tasks = plan_sweep(spec, files, workspace)
     counts = execute_plan(tasks, spec.name, workspace, threads_per_task=spec.threads_per_task, scheduler=scheduler,
-                          workers=workers, sync=sync, slurm=slurm, progress=progress, say=say)
+                          workers=workers, sync=sync, slurm=slurm, progress=progress, say=say,
+                          gpu_workers=default_gpu_workers(gpu_workers, spec.device))
     return counts, spec.name
+
+
+def default_gpu_workers(gpu_workers: int | None, device: str) -> int:
+    """GPU workers of an embedded cluster: as given, else one when the spec runs on cuda, else none."""
+    if gpu_workers is not None:
+        return gpu_workers
+    return 1 if device == "cuda" else 0
 
 
 def _build_data(dataset: Path, say: Callable[[str], None] | None) -> None:
@@ -37,8 +46,11 @@ def _build_data(dataset: Path, say: Callable[[str], None] | None) -> None:
 def execute_plan(tasks: list, name: str, workspace: str | Path, *, threads_per_task: int = 1,
                  scheduler: str | None = None, workers: int | None = None, sync: bool = False,
                  slurm: str | Path | None = None, progress: Callable[[dict], None] | None = None,
-                 say: Callable[[str], None] | None = None) -> dict[str, int]:
-    """Execute a planned task graph against ``workspace/harness.sqlite`` (Dask, SLURM or in-process)."""
+                 say: Callable[[str], None] | None = None, gpu_workers: int = 0) -> dict[str, int]:
+    """Execute a planned task graph against ``workspace/harness.sqlite`` (Dask, SLURM or in-process).
+
+    ``gpu_workers`` (embedded cluster only): that many GPU workers beside the CPU workers; tasks on device cuda
+    go to them (:func:`harness.sweep.cluster.gpu_node_cluster`)."""
     from harness.sweep.cluster import make_client
     from harness.sweep.execute import execute
     from harness.sweep.store import Store
@@ -49,9 +61,10 @@ def execute_plan(tasks: list, name: str, workspace: str | Path, *, threads_per_t
     store = Store(workspace / "harness.sqlite")
     client = None
     if not sync:
-        n = workers or max(1, (os.cpu_count() or 1) // threads_per_task)
-        client = make_client(scheduler, workers=n, slurm=slurm)
-        where = f"scheduler {scheduler}" if scheduler else f"SLURM ({slurm})" if slurm else f"{n} local workers"
+        n = workers or max(1, (os.cpu_count() or 1) // threads_per_task - gpu_workers)
+        client = make_client(scheduler, workers=n, slurm=slurm, gpu_workers=0 if scheduler or slurm else gpu_workers)
+        where = (f"scheduler {scheduler}" if scheduler else f"SLURM ({slurm})" if slurm else
+                 f"{n} local CPU workers and {gpu_workers} GPU workers" if gpu_workers else f"{n} local workers")
         say(f"{name}: {len(tasks)} tasks on {where}")
     try:
         return execute(tasks, store, sweep=name, client=client, progress=progress)
