@@ -121,3 +121,17 @@ def where(params: dict, deps: dict) -> dict:
 
     time.sleep(0.2)  # long enough for the tasks to spread over the workers
     return {"worker": get_worker().name, "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "i": params["i"]}
+
+
+def until_deadline(params: dict, deps: dict) -> dict:
+    """Works for ``params['seconds']``; stops at the run's walltime like MD does (harness.deadline)."""
+    import time
+
+    from harness.deadline import Interrupted, passed
+
+    t0 = time.time()
+    while time.time() - t0 < params["seconds"]:
+        if passed():
+            raise Interrupted(f"stopped after {time.time() - t0:.1f} s")
+        time.sleep(0.05)
+    return {"value": params["seconds"], "deps": len(deps)}

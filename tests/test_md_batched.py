@@ -92,31 +92,11 @@ def test_batched_nvt_kinetic_energy_distribution(tmp_path):
 def random_mace(tmp_path_factory):
     """A real MACE architecture (2 interactions, 8x0e, H/C/O, float64) with its initial weights, saved as
     a model file: deterministic forces of the right kind; training is not the subject here."""
-    from harness.models.compat import torch_weights_only_workaround
+    from harness.models.mace import untrained_model
 
-    torch_weights_only_workaround()
-    import torch
-    from e3nn import o3
-    from mace import modules
-
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e3nn's TorchScript notices while building the blocks
-            block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
-            model = modules.ScaleShiftMACE(
-                r_max=4.0, num_bessel=6, num_polynomial_cutoff=5, max_ell=2, interaction_cls=block,
-                interaction_cls_first=block, num_interactions=2, num_elements=3, hidden_irreps=o3.Irreps("8x0e"),
-                MLP_irreps=o3.Irreps("8x0e"), atomic_energies=np.array([-13.6, -1029.0, -2041.0]),
-                avg_num_neighbors=10.0, atomic_numbers=[1, 6, 8], correlation=2, gate=torch.nn.functional.silu,
-                atomic_inter_scale=0.05, atomic_inter_shift=0.0)
-    finally:
-        torch.set_default_dtype(old)
-    path = tmp_path_factory.mktemp("mace") / "random.model"
-    torch.save(model, path)
-    return path
+    arch = {"num_channels": 8, "max_L": 0, "r_max": 4.0, "num_interactions": 2, "correlation": 2, "max_ell": 2,
+            "num_radial_basis": 6}
+    return untrained_model(tmp_path_factory.mktemp("mace") / "random.model", arch)
 
 
 def _mace_calc(path):

@@ -12,7 +12,8 @@ __all__ = ["run_al", "al_tables"]
 
 def run_al(spec_path: str | Path, workspace: str | Path, *, scheduler: str | None = None, workers: int | None = None,
            sync: bool = False, slurm: str | Path | None = None, progress: Callable[[dict], None] | None = None,
-           say: Callable[[str], None] | None = None, gpu_workers: int | None = None) -> tuple[dict[str, int], str]:
+           say: Callable[[str], None] | None = None, gpu_workers: int | None = None,
+           walltime_min: float | None = None) -> tuple[dict[str, int], str]:
     """Build the dataset if needed, plan every generation, execute (resuming); (counts, campaign name)."""
     from harness.al.plan import plan_al
     from harness.al.spec import load_al
@@ -23,7 +24,7 @@ def run_al(spec_path: str | Path, workspace: str | Path, *, scheduler: str | Non
     tasks = plan_al(spec, files, workspace)
     counts = execute_plan(tasks, spec.name, workspace, threads_per_task=spec.threads_per_task, scheduler=scheduler,
                           workers=workers, sync=sync, slurm=slurm, progress=progress, say=say,
-                          gpu_workers=default_gpu_workers(gpu_workers, spec.device))
+                          gpu_workers=default_gpu_workers(gpu_workers, spec.device), walltime_min=walltime_min)
     return counts, spec.name
 
 

@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from harness.cli.common import handle_errors
-from harness.cli.sweep import GPU_WORKERS, PLAN, SCHEDULER, SLURM, SYNC, WORKERS, print_plan, run_and_summarise
+from harness.cli.sweep import (GPU_WORKERS, PLAN, SCHEDULER, SLURM, SYNC, WALLTIME, WORKERS, exit_for, print_plan,
+                               run_and_summarise)
 
 app = typer.Typer(help="Committee active learning: train → explore → select → relabel, generation after generation.",
                   no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,6 +24,7 @@ def run(
     workers: Optional[int] = WORKERS,
     slurm: Optional[Path] = SLURM,
     gpu_workers: Optional[int] = GPU_WORKERS,
+    walltime_min: Optional[float] = WALLTIME,
     sync: bool = SYNC,
     plan_only: bool = PLAN,
 ) -> None:
@@ -45,10 +47,10 @@ def run(
         print_plan(plan_al(*load_al(spec_path), workspace))
         return
     counts, name = run_and_summarise("AL campaign", spec_path, workspace, runner=run_al, scheduler=scheduler,
-                                     workers=workers, sync=sync, slurm=slurm, gpu_workers=gpu_workers)
+                                     workers=workers, sync=sync, slurm=slurm, gpu_workers=gpu_workers,
+                                     walltime_min=walltime_min)
     _print_generations(workspace, name)
-    if counts["failed"]:
-        raise typer.Exit(1)
+    exit_for(counts)
 
 
 def _print_generations(workspace: Path, campaign: str | None, console=None) -> None:

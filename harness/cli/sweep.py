@@ -23,6 +23,9 @@ SLURM = typer.Option(None, "--slurm", help="SLURM cluster spec (YAML; see protoc
 GPU_WORKERS = typer.Option(None, "--gpu-workers", min=0, help="GPU workers of the embedded cluster: tasks on "
                            "device cuda (MACE/DeePMD training and MD) run there, N > 1 lets N of them share the GPU; "
                            "the other tasks run on the CPU workers (default: 1 when the spec's device is cuda, else 0).")
+WALLTIME = typer.Option(None, "--walltime-min", min=0.5, help="Stop after this many minutes (a piece of a long job "
+                        "on a short or preemptible queue): MD checkpoints, MACE/DeePMD training is stopped, nothing "
+                        "new starts; exit status 3. Run the same command again to continue where it stopped.")
 SYNC = typer.Option(False, "--sync", help="Run every task in this process, one at a time (debugging).")
 PLAN = typer.Option(False, "--plan", help="Print the task graph and exit.")
 
@@ -39,6 +42,9 @@ def run_and_summarise(what: str, spec_path: Path, workspace: Path, **kwargs) -> 
     counts, name = run_with_progress(spec_path, workspace, **kwargs)
     typer.echo(f"{what} {name}: {counts['done']} done, {counts['cached']} cached, {counts['failed']} failed, "
                f"{counts['skipped']} skipped; store {workspace / 'harness.sqlite'}")
+    if counts.get("interrupted") or counts.get("waiting"):
+        typer.echo(f"walltime reached: {counts.get('interrupted', 0)} task(s) checkpointed, {counts.get('waiting', 0)} "
+                   "not started; run the same command again to continue")
     store = Store(workspace / "harness.sqlite")
     for row in store.tasks(sweep=name, status="failed"):
         err(f"failed: {row['label']}: {row['error']}")
@@ -55,6 +61,7 @@ def run(
     workers: Optional[int] = WORKERS,
     slurm: Optional[Path] = SLURM,
     gpu_workers: Optional[int] = GPU_WORKERS,
+    walltime_min: Optional[float] = WALLTIME,
     sync: bool = SYNC,
     plan_only: bool = PLAN,
 ) -> None:
@@ -71,9 +78,16 @@ def run(
         print_plan(plan_sweep(*load_sweep(spec_path), workspace))
         return
     counts, _ = run_and_summarise("sweep", spec_path, workspace, scheduler=scheduler, workers=workers, sync=sync,
-                                  slurm=slurm, gpu_workers=gpu_workers)
+                                  slurm=slurm, gpu_workers=gpu_workers, walltime_min=walltime_min)
+    exit_for(counts)
+
+
+def exit_for(counts: dict[str, int]) -> None:
+    """Exit 1 if a task failed, else 3 if the walltime left work for the next run."""
     if counts["failed"]:
         raise typer.Exit(1)
+    if counts.get("interrupted") or counts.get("waiting"):
+        raise typer.Exit(3)
 
 
 def run_with_progress(spec_path: Path, workspace: Path, runner=None, **kwargs) -> tuple[dict[str, int], str]:

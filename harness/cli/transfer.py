@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from harness.cli.common import handle_errors
-from harness.cli.sweep import GPU_WORKERS, SCHEDULER, SLURM, SYNC, WORKERS, run_and_summarise
+from harness.cli.sweep import GPU_WORKERS, SCHEDULER, SLURM, SYNC, WALLTIME, WORKERS, exit_for, run_and_summarise
 
 app = typer.Typer(help="Cross-architecture transfer of active-learned frames: the ΔQ matrix.", no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,6 +23,7 @@ def run(
     workers: Optional[int] = WORKERS,
     slurm: Optional[Path] = SLURM,
     gpu_workers: Optional[int] = GPU_WORKERS,
+    walltime_min: Optional[float] = WALLTIME,
     sync: bool = SYNC,
 ) -> None:
     """Train every target architecture on each base subset alone and with each AL frame file, validate all
@@ -33,7 +34,8 @@ def run(
     from harness.transfer import load_transfer, transfer_matrix
 
     counts, name = run_and_summarise("transfer", spec_path, workspace, loader=load_transfer, scheduler=scheduler,
-                                     workers=workers, sync=sync, slurm=slurm, gpu_workers=gpu_workers)
+                                     workers=workers, sync=sync, slurm=slurm, gpu_workers=gpu_workers,
+                                     walltime_min=walltime_min)
     matrix = transfer_matrix(load_scores(workspace, name))
     if len(matrix):
         shown = matrix.copy()
@@ -43,5 +45,4 @@ def run(
         matrix.to_csv(workspace / "transfer.csv", index=False)
         typer.echo(to_markdown(shown))
         typer.echo(f"written {workspace / 'transfer.md'} and {workspace / 'transfer.csv'}")
-    if counts["failed"]:
-        raise typer.Exit(1)
+    exit_for(counts)

@@ -284,6 +284,9 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
             pickle.dump(ck, fh)
         os.replace(tmp, ckpt_path)
 
+    from harness.deadline import deadline
+
+    stop_at = deadline()  # a piece's walltime: checkpoint and stop there (resumed by the next piece)
     try:
         if start == 0:
             atoms.get_forces()
@@ -323,6 +326,11 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
                 checkpoint(step)
             if stop_after_steps is not None and step - start >= stop_after_steps:
                 interrupted = True
+                break
+            if stop_at is not None and time.time() >= stop_at and step < n_total:
+                checkpoint(step)
+                interrupted = True
+                logger.info("%s: walltime reached at step %d; checkpointed", outdir, step)
                 break
         if interrupted:
             h5.close()

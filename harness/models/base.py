@@ -119,6 +119,8 @@ class TrainInputs:
     dtype: str = "float64"
     threads: int | None = None
     init_model: str | None = None  # warm start: a previous model's checkpoint (deepmd)
+    #: continue the run stopped at a walltime in this work dir from its last checkpoint (MACE, DeePMD)
+    resume: bool = False
 
 
 class Trainer(Protocol):
@@ -253,15 +255,24 @@ def run_tool(args: Sequence[str], *, cwd: Path, log: Path, env: dict[str, str] |
 
     Returns the wall time in seconds.
     """
+    from harness.deadline import Interrupted, seconds_left
+
     t0 = time.perf_counter()
     full_env = dict(os.environ, **(env or {}))
+    left = seconds_left()  # a piece's walltime (harness.deadline): the tool is stopped there
+    if left is not None and left <= 0:
+        raise Interrupted(f"walltime reached before {Path(args[0]).name} started")
+    limits = [t for t in (timeout_s, left) if t is not None]
+    limit = min(limits) if limits else None
     with open(log, "a") as fh:
         fh.write(f"$ {' '.join(str(a) for a in args)}\n")
         fh.flush()
         try:
             proc = subprocess.run([str(a) for a in args], cwd=cwd, stdout=fh, stderr=subprocess.STDOUT,
-                                  env=full_env, timeout=timeout_s)
+                                  env=full_env, timeout=limit)
         except subprocess.TimeoutExpired:
+            if timeout_s is None or (left is not None and left < timeout_s):
+                raise Interrupted(f"{Path(args[0]).name} stopped at the walltime in {cwd}") from None
             raise MemberFailed(f"{Path(args[0]).name} timed out after {timeout_s} s (log {log})") from None
         except FileNotFoundError as exc:
             raise ToolError(f"{args[0]}: {exc}") from None

@@ -120,6 +120,17 @@ def write_deepmd_systems(frames, root: Path, type_map: list[str]) -> tuple[list[
     return paths, weights
 
 
+def _last_checkpoint(workdir: Path) -> Path | None:
+    """The newest ``model.ckpt-<step>.pt`` dp train saved in ``workdir`` (None if none)."""
+    found = []
+    for p in workdir.glob("model.ckpt-*.pt"):
+        try:
+            found.append((int(p.stem.split("-")[-1]), p))
+        except ValueError:
+            continue
+    return max(found)[1] if found else None
+
+
 class DeePMDTrainer:
     name = "deepmd"
 
@@ -172,6 +183,9 @@ class DeePMDTrainer:
         if inputs.device == "cpu":
             env["CUDA_VISIBLE_DEVICES"] = ""
         init = ["--init-model", str(Path(inputs.init_model).resolve())] if inputs.init_model else []
+        last = _last_checkpoint(workdir) if inputs.resume else None
+        if last is not None:  # stopped at a walltime: continue from the last checkpoint (step and optimiser)
+            init = ["--restart", last.name]
         t_start = time.time()
         seconds = run_tool([dp, "--pt", "train", "input.json", *init], cwd=workdir, log=workdir / "train.log", env=env)
         seconds += run_tool([dp, "--pt", "freeze", "-o", "model.pth"], cwd=workdir, log=workdir / "train.log", env=env)

@@ -97,6 +97,8 @@ class MACETrainer:
                 f"--plot={bool(hp.get('plot', False))}"]
         for k, v in hp.items():
             args += _flag(k, v) if k != "plot" else []
+        if inputs.resume and list(workdir.glob("checkpoints/*.pt")):
+            args.append("--restart_latest")  # stopped at a walltime: from the last epoch checkpoint
         env = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", **thread_env(inputs.threads)}
         t_start = time.time()
         seconds = run_tool(args, cwd=workdir, log=workdir / "train.log", env=env)
@@ -187,3 +189,44 @@ def _prepare(atoms):
     if not a.pbc.any():
         a.cell = [0, 0, 0]
     return a
+
+
+def untrained_model(path: str | Path, preset: str | dict[str, Any] = "mini", *, symbols=("H", "C", "O"),
+                    dtype: str = "float64", seed: int = 0, avg_num_neighbors: float = 12.0) -> Path:
+    """A MACE model of a preset's architecture with its initial (untrained) weights, saved to ``path``.
+
+    For what depends on the architecture, not on training: the cost of an MD step (benchmarks) and exact
+    identities between evaluation paths (tests). Its forces mean nothing; never score it."""
+    from harness.models.compat import torch_weights_only_workaround
+
+    torch_weights_only_workaround()
+    import warnings
+
+    import numpy as np
+    import torch
+    from e3nn import o3
+    from mace import modules
+
+    hp = PRESETS[preset] if isinstance(preset, str) else preset
+    channels, max_l = hp["num_channels"], hp["max_L"]
+    hidden = o3.Irreps(" + ".join(f"{channels}x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(max_l + 1)))
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64 if dtype == "float64" else torch.float32)
+    torch.manual_seed(seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e3nn's TorchScript notices while building the blocks
+            block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+            model = modules.ScaleShiftMACE(
+                r_max=hp["r_max"], num_bessel=hp.get("num_radial_basis", 8), num_polynomial_cutoff=5,
+                max_ell=hp.get("max_ell", 3), interaction_cls=block, interaction_cls_first=block,
+                num_interactions=hp["num_interactions"], num_elements=len(symbols), hidden_irreps=hidden,
+                MLP_irreps=o3.Irreps("16x0e"), atomic_energies=np.zeros(len(symbols)),
+                avg_num_neighbors=avg_num_neighbors, atomic_numbers=sorted(_Z(s) for s in symbols),
+                correlation=hp["correlation"], gate=torch.nn.functional.silu, atomic_inter_scale=0.05,
+                atomic_inter_shift=0.0)
+    finally:
+        torch.set_default_dtype(old)
+    path = Path(path)
+    torch.save(model, path)
+    return path

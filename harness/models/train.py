@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from ase import Atoms
 
+from harness.deadline import Interrupted
 from harness.errors import InputError
 from harness.io import frame_uid
 from harness.models.base import (MemberFailed, ModelArtifact, TrainInputs, check_frames, deep_merge,
@@ -43,6 +44,19 @@ def _frames_key(frames: Sequence[Atoms]) -> str:
 
 def committee_dir(workspace: Path, arch: str, subset: str, preset: str, key: str) -> Path:
     return Path(workspace) / "models" / arch / subset.replace("/", "_") / f"{preset}-{key[:10]}"
+
+
+#: marker of a training stopped at a walltime (resumed by the next call with the same work dir)
+INTERRUPTED = "interrupted.json"
+#: backends that continue a stopped training from their checkpoints (gap_fit cannot: it starts again)
+RESUMABLE = ("mace", "deepmd")
+
+
+def _resumes(marker: Path) -> int:
+    try:
+        return int(json.loads(marker.read_text()).get("resumes", 0))
+    except (OSError, ValueError):
+        return 0
 
 
 def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperparameters: dict[str, Any],
@@ -87,21 +101,34 @@ def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperpara
                          init_model=str(init_model) if init_model else None)
     if init_model:
         dataset = {**(dataset or {}), "init_model": str(init_model)}
-    if workdir.exists():
+    stopped = workdir / INTERRUPTED
+    if stopped.exists() and arch in RESUMABLE:
+        # stopped at a walltime (harness.deadline): the same inputs (the work dir is content-keyed), so the
+        # backend continues from its last checkpoint
+        inputs.resume = True
+        logger.info("resuming %s from its last checkpoint", workdir)
+    elif workdir.exists():
         import shutil
 
         shutil.rmtree(workdir)  # a partial or failed attempt: start clean
-    workdir.mkdir(parents=True)
+    workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
         art = trainer.train(inputs, hyperparameters, workdir)
+    except Interrupted:
+        stopped.write_text(json.dumps({"stopped_unix": time.time(), "resumes": _resumes(stopped) + 1}) + "\n")
+        raise
     except MemberFailed as exc:
+        stopped.unlink(missing_ok=True)
         art = ModelArtifact(arch=arch, preset=preset, seed=seed, workdir=str(workdir), status="failed",
                             error=str(exc), hyperparameters=hyperparameters, dataset=dataset or {},
                             log="train.log", train_seconds=time.perf_counter() - t0)
         art.save()
         logger.error("member %s failed: %s", workdir, str(exc).splitlines()[0])
         return art
+    if stopped.exists():
+        art.dataset = {**art.dataset, "walltime_resumes": _resumes(stopped)}
+        stopped.unlink()
     tool_seconds = art.train_seconds  # the backend's tool time: the clock of its learning curve
     art.preset = preset
     art.species = list(species)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.deadline import Interrupted
 from harness.sweep.store import Store
 
 __all__ = ["Task", "execute", "run_task"]
@@ -90,14 +91,28 @@ class Task:
         return {d: results[d] for d in self.deps}
 
 
-def run_task(fn: str, params: dict, deps: dict[str, Any]) -> tuple[dict, dict[str, str], float]:
-    """Worker side: import and call the task function; hash its declared outputs."""
+def run_task(fn: str, params: dict, deps: dict[str, Any],
+             deadline: float | None = None) -> tuple[dict, dict[str, str], float]:
+    """Worker side: import and call the task function; hash its declared outputs. ``deadline``: the run's
+    walltime (Unix seconds), set for the task's process (:mod:`harness.deadline`)."""
+    import os
+
+    from harness.deadline import ENV
     from harness.io import sha256_file
 
     module, name = fn.split(":")
     func: Callable = getattr(importlib.import_module(module), name)
     t0 = time.perf_counter()
-    result = func(params, deps) or {}
+    before = os.environ.get(ENV)
+    if deadline is not None:
+        os.environ[ENV] = repr(deadline)
+    try:
+        result = func(params, deps) or {}
+    finally:  # a worker (or the driver, in-process) keeps no deadline beyond the task
+        if deadline is not None:
+            os.environ.pop(ENV, None)
+            if before is not None:
+                os.environ[ENV] = before
     if _typed(params):
         if not isinstance(result, params.RESULT):
             raise TypeError(f"{fn} returned {type(result).__name__}, not {params.RESULT.__name__}")
@@ -131,8 +146,12 @@ def _routing(client) -> Callable[[Task], dict | None]:
 
 
 def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
-            progress: Callable[[dict], None] | None = None) -> dict[str, int]:
+            progress: Callable[[dict], None] | None = None, deadline: float | None = None) -> dict[str, int]:
     """Run ``tasks`` (dependencies before dependents in any order) and return counts by final status.
+
+    ``deadline`` (Unix seconds): a walltime. No task starts after it; running MD and MACE/DeePMD training
+    checkpoint and stop at it (``interrupted``), and tasks never started are counted as ``waiting``; the next
+    run resumes (:mod:`harness.deadline`).
 
     ``client``: a Dask client, or None to run in this process (tests, debugging). Every completion is
     written to ``store`` at once, so killing the driver loses only running tasks.
@@ -190,7 +209,12 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
         return [k for k, t in by_key.items() if k not in state and all(state.get(d) in ("cached", "done") for d in t.dep_keys)]
 
     def finish(key: str, outcome) -> None:
-        if isinstance(outcome, BaseException):
+        if isinstance(outcome, Interrupted):  # stopped at the walltime: resumable, not a failure
+            state[key] = "interrupted"
+            counts["interrupted"] = counts.get("interrupted", 0) + 1
+            store.mark_interrupted(key, str(outcome))
+            report(key, "interrupted")
+        elif isinstance(outcome, BaseException):
             msg = _error_summary(outcome)
             state[key] = "failed"
             counts["failed"] += 1
@@ -207,21 +231,33 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
 
     for key in list(results):
         report(key, "cached")
+    def passed() -> bool:
+        return deadline is not None and time.time() >= deadline
+
+    def left_waiting() -> dict[str, int]:
+        waiting = sum(1 for k in by_key if k not in state)
+        if waiting:
+            counts["waiting"] = waiting
+            logger.warning("walltime reached: %d task(s) left for the next run", waiting)
+        return counts
+
     if client is None:
         while True:
             batch = sorted(ready(), key=n_downstream, reverse=True)
-            if not batch:
+            if not batch or passed():
                 break
             for key in batch:
+                if passed():
+                    break
                 t = by_key[key]
                 state[key] = "running"
                 store.mark_running(key)
                 try:
-                    outcome = run_task(t.fn, t.params, t.dep_payload(results))
+                    outcome = run_task(t.fn, t.params, t.dep_payload(results), deadline)
                 except Exception as exc:  # recorded, the sweep goes on
                     outcome = exc
                 finish(key, outcome)
-        return counts
+        return left_waiting()
 
     from distributed import wait
 
@@ -237,12 +273,14 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
     def submit_ready() -> None:
         # at most one task per worker thread in flight, highest priority first: Dask's own priorities do
         # not reorder tasks already handed to workers, so the driver keeps the queue
+        if passed():  # the walltime: nothing new starts; running tasks checkpoint and stop
+            return
         free = slots() - len(futures)
         for key in sorted(ready(), key=n_downstream, reverse=True)[:max(free, 0)]:
             t = by_key[key]
             state[key] = "running"
             store.mark_running(key)
-            fut = client.submit(run_task, t.fn, t.params, t.dep_payload(results), pure=False,
+            fut = client.submit(run_task, t.fn, t.params, t.dep_payload(results), deadline, pure=False,
                                 key=f"{key}-{time.time_ns()}", priority=n_downstream(key), resources=route(t))
             futures[fut] = key
 
@@ -260,4 +298,4 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
                 outcome = exc
             finish(key, outcome)
         submit_ready()
-    return counts
+    return left_waiting()

@@ -12,7 +12,8 @@ __all__ = ["run_sweep", "execute_plan", "time_shares"]
 def run_sweep(spec_path: str | Path, workspace: str | Path, *, scheduler: str | None = None,
               workers: int | None = None, sync: bool = False, slurm: str | Path | None = None,
               progress: Callable[[dict], None] | None = None, say: Callable[[str], None] | None = None,
-              loader: Callable | None = None, gpu_workers: int | None = None) -> tuple[dict[str, int], str]:
+              loader: Callable | None = None, gpu_workers: int | None = None,
+              walltime_min: float | None = None) -> tuple[dict[str, int], str]:
     """Build the dataset if needed, plan, execute; returns (counts by status, sweep name).
 
     ``loader``: the spec loader (default :func:`harness.sweep.spec.load_sweep`; transfer specs have their own)."""
@@ -25,8 +26,17 @@ def run_sweep(spec_path: str | Path, workspace: str | Path, *, scheduler: str | 
     tasks = plan_sweep(spec, files, workspace)
     counts = execute_plan(tasks, spec.name, workspace, threads_per_task=spec.threads_per_task, scheduler=scheduler,
                           workers=workers, sync=sync, slurm=slurm, progress=progress, say=say,
-                          gpu_workers=default_gpu_workers(gpu_workers, spec.device))
+                          gpu_workers=default_gpu_workers(gpu_workers, spec.device), walltime_min=walltime_min)
     return counts, spec.name
+
+
+def walltime_deadline(walltime_min: float | None, started: float) -> float | None:
+    """The deadline of a run given ``walltime_min``: the walltime less a margin for the driver to record what
+    stopped (10 % of it, at most a minute)."""
+    if walltime_min is None:
+        return None
+    seconds = 60.0 * walltime_min
+    return started + seconds - min(60.0, 0.1 * seconds)
 
 
 def default_gpu_workers(gpu_workers: int | None, device: str) -> int:
@@ -46,11 +56,15 @@ def _build_data(dataset: Path, say: Callable[[str], None] | None) -> None:
 def execute_plan(tasks: list, name: str, workspace: str | Path, *, threads_per_task: int = 1,
                  scheduler: str | None = None, workers: int | None = None, sync: bool = False,
                  slurm: str | Path | None = None, progress: Callable[[dict], None] | None = None,
-                 say: Callable[[str], None] | None = None, gpu_workers: int = 0) -> dict[str, int]:
+                 say: Callable[[str], None] | None = None, gpu_workers: int = 0,
+                 walltime_min: float | None = None) -> dict[str, int]:
     """Execute a planned task graph against ``workspace/harness.sqlite`` (Dask, SLURM or in-process).
 
     ``gpu_workers`` (embedded cluster only): that many GPU workers beside the CPU workers; tasks on device cuda
-    go to them (:func:`harness.sweep.cluster.gpu_node_cluster`)."""
+    go to them (:func:`harness.sweep.cluster.gpu_node_cluster`). ``walltime_min``: this run's walltime
+    (:func:`walltime_deadline`; a piece of a long job: what is left resumes in the next run)."""
+    import time
+
     from harness.sweep.cluster import make_client
     from harness.sweep.execute import execute
     from harness.sweep.store import Store
@@ -58,6 +72,7 @@ def execute_plan(tasks: list, name: str, workspace: str | Path, *, threads_per_t
     say = say or (lambda msg: None)
     workspace = Path(workspace)
     workspace.mkdir(parents=True, exist_ok=True)
+    deadline = walltime_deadline(walltime_min, time.time())
     store = Store(workspace / "harness.sqlite")
     client = None
     if not sync:
@@ -67,7 +82,7 @@ def execute_plan(tasks: list, name: str, workspace: str | Path, *, threads_per_t
                  f"{n} local CPU workers and {gpu_workers} GPU workers" if gpu_workers else f"{n} local workers")
         say(f"{name}: {len(tasks)} tasks on {where}")
     try:
-        return execute(tasks, store, sweep=name, client=client, progress=progress)
+        return execute(tasks, store, sweep=name, client=client, progress=progress, deadline=deadline)
     finally:
         if client is not None:
             client.close()

@@ -132,5 +132,10 @@ class Store:
         self.db.execute("UPDATE tasks SET status = 'failed', error = ?, finished = ?, wall_s = ? WHERE key = ?",
                         (error, time.time(), wall_s, key))
 
+    def mark_interrupted(self, key: str, reason: str) -> None:
+        """Stopped at a walltime (harness.deadline): run again, resuming, by the next run."""
+        self.db.execute("UPDATE tasks SET status = 'interrupted', error = ?, finished = ? WHERE key = ?",
+                        (reason, time.time(), key))
+
     def mark_skipped(self, key: str, reason: str) -> None:
         self.db.execute("UPDATE tasks SET status = 'skipped', error = ? WHERE key = ?", (reason, key))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from harness.deadline import Interrupted
 from harness.errors import InputError
 from harness.sweep.contract import (BatchRun, Deps, MDBatchParams, MDBatchResult, MDParams, MemberResult,
                                     ModelParams, ObserveParams, ObserveResult, RefDensityParams, RefDensityResult, RunResult, ScoreParams, ScoreResult,
@@ -127,6 +128,8 @@ def md(p: MDParams, deps: Deps) -> RunResult:
                                       workspace=p.workspace, replica=p.replica, species=loaded.species,
                                       nvt_density=rho, label=member.workdir or member.run_name,
                                       model_stamp=member.stamp)
+    if not result.completed:
+        raise Interrupted(f"{outdir}: walltime reached at step {result.n_steps}; the next run resumes it")
     files = [outdir / f for f in ("result.json", "thermo.parquet", "trajectory.h5md")]
     return RunResult(**member.identity(), run_dir=str(outdir), ensemble=p.ensemble, t_stab_ps=result.t_stab_ps,
                      failure=result.failure, ns_per_day=result.ns_per_day,
@@ -167,11 +170,17 @@ def md_batch(p: MDBatchParams, deps: Deps) -> MDBatchResult:
         runs.append(BatchRun(member=i, replica=r, run_dir=str(prep.outdir)))
         jobs.append(BatchJob(prep.atoms, prep.settings, prep.outdir, evaluator=i, seed=prep.seed,
                              detectors=prep.detectors, meta=prep.meta))
+    stopped = []
     for k, res in zip(slots, run_batched(jobs, evaluators)):
         if isinstance(res, BaseException):
             runs[k].error = f"{type(res).__name__}: {res}"[:500]
         else:
             runs[k].completed, runs[k].t_stab_ps = res.completed, res.t_stab_ps
+            if not res.completed:
+                stopped.append(f"{runs[k].run_dir} at step {res.n_steps}")
+    if stopped:
+        raise Interrupted(f"walltime reached; {len(stopped)} batched runs checkpointed ({'; '.join(stopped[:3])}"
+                          f"{' ...' if len(stopped) > 3 else ''}); the next run resumes them")
     return MDBatchResult(runs=runs, evaluators=[e.name for e in evaluators],
                          wall_s=round(time.perf_counter() - t0, 3))
 

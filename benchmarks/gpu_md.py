@@ -1,0 +1,183 @@
+"""MD speed on one device: the harness loop vs a bare ASE loop, and batched vs one-at-a-time throughput.
+
+Targets (issue #15, one H100): a single trajectory in the harness loop <= 1.05 x the bare ASE loop with
+the backend's own calculator; 32 batched 160-atom trajectories >= 8 x the throughput of running them one
+at a time. On a CPU the same measurements run with smaller N (defaults below) to show no regression.
+
+Per architecture (MACE; DeePMD unless --no-deepmd), models of the ``study`` preset's architecture:
+
+1. ms/step of one trajectory (MTK NPT, 500 K) of 160 and 640 atoms (the 160-atom cell repeated 2 x 2 x 1):
+   a bare ``dyn.run`` with the model's ASE calculator, and ``run_md`` with the validation detectors and
+   outputs; ratio harness / bare.
+2. aggregate atom-steps/s of B batched 160-atom trajectories (``run_batched``: one model call per step for
+   all B) vs the same B run one after another (B x the single-trajectory time, measured in the same run).
+
+MACE's weights are its initial ones (``harness.models.mace.untrained_model``: the cost of a step depends on
+the architecture, not the weights); DeePMD is trained for 10 steps on a few frames (``dp`` needs a trained,
+frozen model). Short runs at 500 K with untrained weights may end early (a detector fires): the rates are
+per step actually run. Use --mace-model / --deepmd-model FILE for trained models.
+
+    python benchmarks/gpu_md.py                                   # CPU: steps 10, batches 1 2 4
+    python benchmarks/gpu_md.py --device cuda --steps 200 --batches 1 8 32 128 --dtype float32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--dtype", default="float64", choices=["float32", "float64"], help="MACE evaluation precision")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--sizes", type=int, nargs="+", default=[160, 640], help="atoms of the single trajectories")
+    p.add_argument("--preset", default="study", help="architecture of the models (a preset name)")
+    p.add_argument("--mace-model", type=Path, default=None)
+    p.add_argument("--deepmd-model", type=Path, default=None)
+    p.add_argument("--no-deepmd", action="store_true")
+    p.add_argument("--cueq", action="store_true", help="MACE with cuEquivariance kernels (if installed)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    args = p.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from harness.io import read_frames
+
+    tmp = Path(tempfile.mkdtemp())
+    start = read_frames(ROOT / "datasets" / "ec-emc-xtb" / "opls.extxyz.gz")[0]
+    models = {"mace": _mace(args, tmp)}
+    if not args.no_deepmd:
+        models["deepmd"] = _deepmd(args, tmp)
+    out = {"device": args.device, "dtype": args.dtype, "steps": args.steps, "preset": args.preset, "archs": {}}
+    for arch, make in models.items():
+        rec = out["archs"][arch] = {"single": {}, "batched": {}}
+        for n in args.sizes:
+            atoms = start.repeat((2, 2, 1)) if n == 640 else start if n == 160 else None
+            if atoms is None or len(atoms) != n:
+                raise SystemExit(f"--sizes: 160 or 640, got {n}")
+            bare = _bare(make, atoms, args.steps)
+            harness = _harness(make, atoms, args.steps, tmp / f"{arch}-{n}")
+            rec["single"][n] = {"bare_ms": bare, "harness_ms": harness, "ratio": harness / bare}
+            print(f"{arch:6s} {n:4d} atoms, one trajectory: bare ASE {bare:8.1f} ms/step, harness {harness:8.1f} "
+                  f"ms/step, ratio {harness / bare:.3f}", flush=True)
+        one = rec["single"].get(160, {}).get("bare_ms") or _bare(make, start, args.steps)
+        for b in args.batches:
+            ms = _batched(make, start, b, args.steps, tmp / f"{arch}-batch{b}")
+            batched_rate = b * len(start) / (ms / 1000)
+            alone_rate = len(start) / (one / 1000)
+            rec["batched"][b] = {"ms_per_batch_step": ms, "atom_steps_per_s": batched_rate,
+                                 "one_at_a_time_atom_steps_per_s": alone_rate, "speedup": batched_rate / alone_rate}
+            print(f"{arch:6s} {b:4d} x 160 atoms batched: {ms:8.1f} ms per step of all, {batched_rate:10.0f} atom-steps/s "
+                  f"vs {alone_rate:10.0f} one at a time: x{batched_rate / alone_rate:.2f}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+
+
+def _mace(args, tmp: Path):
+    from harness.models.mace import MACETrainer, untrained_model
+
+    path = args.mace_model or untrained_model(tmp / "mace.model", args.preset, dtype="float64")
+
+    def make():
+        if args.cueq:
+            from mace.calculators import MACECalculator
+
+            return MACECalculator(model_paths=str(path), device=args.device, default_dtype=args.dtype, enable_cueq=True)
+        return MACETrainer().load_file(path, device=args.device, dtype=args.dtype)
+    return make
+
+
+def _deepmd(args, tmp: Path):
+    from harness.io import read_frames
+    from harness.models.deepmd import DeePMDTrainer
+    from harness.models.train import resolve_hyperparameters, train_member
+
+    path = args.deepmd_model
+    if path is None:
+        opls = read_frames(ROOT / "datasets" / "ec-emc-xtb" / "opls.extxyz.gz")
+        hp = resolve_hyperparameters("deepmd", args.preset, {"training": {"numb_steps": 10, "disp_freq": 5,
+                                                                         "save_freq": 10}})
+        art = train_member("deepmd", opls[:4], opls[4:6], hyperparameters=hp, preset=args.preset, seed=0,
+                           workdir=tmp / "deepmd", threads=args.threads, device=args.device)
+        if art.status != "ok":
+            raise SystemExit(f"DeePMD training for the benchmark failed: {art.error}")
+        path = art.path("model")
+    return lambda: DeePMDTrainer().load_file(path, device=args.device)
+
+
+def _settings(steps: int):
+    from harness.md.runner import RunSettings
+
+    return RunSettings("npt", 500.0, length_ps=steps * 0.5 / 1000, timestep_fs=0.5, frame_interval=20,
+                       thermo_interval=5, checkpoint_interval=1000)
+
+
+def _warm(calc, atoms) -> None:
+    a = atoms.copy()
+    a.calc = calc
+    for _ in range(3):  # first calls of a torch model compile / allocate
+        a.positions[0, 0] += 1e-3
+        a.get_forces()
+
+
+def _bare(make, atoms, steps: int) -> float:
+    """ms/step of ASE's own loop (the harness's MTK NPT integrator, no detectors or outputs)."""
+    import numpy as np
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    from harness.md.runner import make_dynamics
+
+    calc = make()
+    _warm(calc, atoms)
+    a = atoms.copy()
+    a.calc = calc
+    rng = np.random.default_rng(0)
+    MaxwellBoltzmannDistribution(a, temperature_K=500.0, rng=rng)
+    dyn = make_dynamics(a, _settings(steps), rng)
+    t0 = time.perf_counter()
+    dyn.run(steps)
+    return 1000 * (time.perf_counter() - t0) / steps
+
+
+def _harness(make, atoms, steps: int, outdir: Path) -> float:
+    from harness.md.detectors import validation_detectors
+    from harness.md.runner import run_md
+
+    dets = validation_detectors(True, interval=10)
+    for d in dets:
+        d.reset(atoms)
+    calc = make()
+    _warm(calc, atoms)
+    t0 = time.perf_counter()
+    r = run_md(atoms, calc, _settings(steps), outdir=outdir, detectors=dets, seed=0)
+    return 1000 * (time.perf_counter() - t0) / max(r.n_steps, 1)
+
+
+def _batched(make, atoms, b: int, steps: int, root: Path) -> float:
+    """ms per step of all ``b`` trajectories advanced together (model calls / steps actually made)."""
+    from harness.md.batched import BatchJob, run_batched
+    from harness.models.batch import batch_evaluator
+
+    calc = make()
+    _warm(calc, atoms)
+    ev = batch_evaluator(calc)
+    jobs = [BatchJob(atoms, _settings(steps), root / f"r{k}", seed=k) for k in range(b)]
+    t0 = time.perf_counter()
+    results = run_batched(jobs, [ev])
+    wall = time.perf_counter() - t0
+    made = max(max((r.n_steps for r in results if not isinstance(r, BaseException)), default=1), 1)
+    return 1000 * wall / made
+
+
+if __name__ == "__main__":
+    main()
