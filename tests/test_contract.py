@@ -360,3 +360,26 @@ def test_a_cuda_sweep_places_gap_on_cpu_and_batches_mace_and_deepmd_runs(tmp_pat
     before = {t.key for t in plan_sweep(*load_sweep(plain), tmp_path / "ws")}
     assert not any(t.kind == "md_batch" for t in plan_sweep(*load_sweep(plain), tmp_path / "ws"))
     assert len(before) == len(tasks) - len(batches)
+
+
+def test_the_shipped_study_sweep_plans_for_a_gpu_node(tmp_path):
+    """protocols/sweeps/study.yaml: 4 subsets x MACE/DeePMD, committees of 5, the study presets, reference MACE
+    on Full merged with its grid twin (no separate reference training), 10 ps at 500 K, MD batched by
+    architecture and ensemble (20 runs a batch), every train/MD task on the GPU."""
+    from harness.md.protocol import load_protocol
+    from harness.sweep.plan import plan_sweep
+    from harness.sweep.spec import load_sweep
+
+    spec, files = load_sweep(ROOT / "protocols" / "sweeps" / "study.yaml")
+    assert spec.committee == 5 and spec.preset == "study" and spec.device == "cuda"
+    assert set(spec.subsets) == {"OPLS", "OPLS+SM", "OPLS+VS", "Full"} and set(spec.architectures) == {"mace", "deepmd"}
+    proto = load_protocol(files["protocol"])
+    assert proto.horizon_ps == proto.npt.length_ps == proto.nvt.length_ps == 10 and proto.temperature_K == 500
+    assert load_protocol(ROOT / "protocols" / "study-640.yaml").system.composition == "EC=16,EMC=32"
+    tasks = plan_sweep(spec, files, tmp_path / "ws")
+    train = [t for t in tasks if t.kind == "train"]
+    assert len(train) == 40 and all(t.needs_gpu for t in train)
+    batches = [t for t in tasks if t.kind == "md_batch"]
+    assert len(batches) == 4 and all(len(t.params.runs) == 20 and t.needs_gpu for t in batches)
+    scores = {t.params.committee: t.params.reference for t in tasks if t.kind == "score"}
+    assert len(scores) == 8 and set(scores.values()) == {"mace/Full"}

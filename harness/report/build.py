@@ -90,6 +90,8 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
     ct = committee_table(members)
     species = sorted(c[2:] for c in members.columns if c.startswith("D_") and c != "D_w")
     table = q_table(ct, species)
+    from harness.report.findings import findings
+
     files = {"table.md": outdir / "table.md", "table.csv": outdir / "table.csv", "table.tex": outdir / "table.tex",
              "members.csv": outdir / "members.csv"}
     files["table.md"].write_text(to_markdown(table))
@@ -132,6 +134,14 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
             "packages": versions()}
     figs = "".join(f"<figure><img src='{_img(p)}' alt='{k}'><figcaption>{k}</figcaption></figure>"
                    for k, p in files.items() if k.startswith(("fig1", "fig3")))
+    # what analysis/findings.py reads from a report folder (members.csv beside it), and the provenance as a file
+    files["summary.json"] = outdir / "summary.json"
+    files["summary.json"].write_text(json.dumps({"reference_committee": reference, "horizon_ps": tau}, indent=1) + "\n")
+    files["provenance.json"] = outdir / "provenance.json"
+    files["provenance.json"].write_text(json.dumps(prov, indent=1, default=str) + "\n")
+    found = findings(members, horizon_ps=tau, reference=reference)
+    findings_html = "<ul>" + "".join(f"<li><b>{html.escape(f.verdict)}</b>: {html.escape(f.claim)}<br>"
+                                     f"<small>{html.escape(f.measured)}</small></li>" for f in found) + "</ul>"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>harness report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 6px}}figure{{display:inline-block;margin:8px}}img{{max-width:520px}}
@@ -141,6 +151,9 @@ td,th{{border:1px solid #ccc;padding:3px 6px}}figure{{display:inline-block;margi
 τ = {tau:g} ps); mean ± standard error over committee members. Reference committee: {html.escape(reference)}.
 D enters Q from the block estimator (composition-weighted); KL rule {html.escape(json.dumps(settings['kl_rule']))}.</p>
 {table.to_html(index=False, escape=True)}
+<h2>The paper's findings, measured here</h2><p>Each claim of Niblett et al. beside this sweep's numbers
+(analysis/findings.py prints the same; committees absent from the sweep leave a claim undetermined).</p>
+{findings_html}
 <h2>Figures</h2>{figs}
 {al_html}
 <h2>Members</h2>{members.round(4).to_html(index=False)}

@@ -1,0 +1,50 @@
+"""Each finding of the paper beside the numbers a sweep measured (harness.report.findings).
+
+    python analysis/findings.py runs/study            # a workspace (its store)
+    python analysis/findings.py results/study-500K    # a shipped summary (members.csv + summary.json)
+
+Prints one block per finding: the claim, the measured numbers (mean ± SE over members) and the verdict
+(reproduced / not reproduced / undetermined). Exit status 0 whatever the verdicts; 2 on unreadable input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    import pandas as pd
+
+    from harness.report.findings import findings
+
+    argv = argv if argv is not None else sys.argv[1:]
+    if len(argv) != 1:
+        print(f"usage: python {Path(sys.argv[0]).name} WORKSPACE|RESULTS_DIR", file=sys.stderr)
+        return 2
+    where = Path(argv[0])
+    if (where / "harness.sqlite").exists():
+        from harness.report.data import load_scores, member_table
+
+        scores = load_scores(where)
+        members = member_table(scores)
+        summary = {"reference_committee": scores[0]["reference_committee"],
+                   "horizon_ps": scores[0]["settings"]["tau_ps"],
+                   "timestep_fs": scores[0]["settings"].get("timestep_fs", 0.5)}
+    elif (where / "members.csv").exists() and (where / "summary.json").exists():
+        members = pd.read_csv(where / "members.csv")
+        summary = json.loads((where / "summary.json").read_text())
+    else:
+        print(f"{where}: neither a workspace (harness.sqlite) nor a results folder (members.csv + summary.json)",
+              file=sys.stderr)
+        return 2
+    print(f"{where}: reference {summary['reference_committee']}, horizon {summary['horizon_ps']:g} ps\n")
+    for f in findings(members, horizon_ps=summary["horizon_ps"], reference=summary["reference_committee"],
+                      timestep_fs=summary.get("timestep_fs", 0.5)):
+        print(f"[{f.verdict.upper()}] {f.claim}\n    {f.measured}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
