@@ -10,7 +10,8 @@ STAMP := $(VENV)/.harness-installed
 PYTEST_ARGS ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test test-all demo ci-sweep ci-models ci-al ci-transfer bench lock clean-venv
+.PHONY: install test test-all demo ci-sweep ci-models ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
+	wheelhouse install-offline
 
 install: $(STAMP)
 
@@ -35,9 +36,10 @@ ci-sweep: install
 	$(VENV)/bin/harness report --workspace runs/ci --output runs/ci/report
 
 # Models the sweep did not train, in the ci sweep's workspace (its reference is reused): a MACE file exported
-# from a ci member and a stand-in ASE calculator get their Q in a sweep, and `harness validate` scores the file.
+# from a ci member and a stand-in ASE calculator get their Q in a sweep, and `harness validate` scores the file;
+# batched MD with the trained members; a DeePMD training stopped at a walltime resumes from its checkpoint.
 ci-models: install
-	HARNESS_CI_WORKSPACE=runs/ci $(PY) -m pytest -m slow tests/test_external_models.py $(PYTEST_ARGS)
+	HARNESS_CI_WORKSPACE=runs/ci $(PY) -m pytest -m slow tests/test_external_models.py tests/test_walltime.py $(PYTEST_ARGS)
 
 # The smallest real AL campaign (2 generations of tiny DeePMD committees, GFN2-xTB oracle) and the
 # smallest transfer run, in the ci sweep's workspace (its reference committee is reused), then the
@@ -49,6 +51,28 @@ ci-al: install
 ci-transfer: install
 	$(VENV)/bin/harness transfer run protocols/transfer/ci.yaml --workspace runs/ci
 	$(VENV)/bin/harness report --workspace runs/ci --output runs/ci/report
+
+# Wheels for an offline install on a compute node: WHEEL_PYTHON (default: this one), WHEEL_PLATFORM,
+# BACKENDS (gap,deepmd,mace or none), EXCLUDE (what the node has, e.g. torch). Prints the total size.
+WHEELHOUSE ?= wheelhouse
+WHEEL_PYTHON ?=
+WHEEL_PLATFORM ?= manylinux_2_34_x86_64
+BACKENDS ?= gap,deepmd,mace
+EXCLUDE ?=
+wheelhouse: install
+	$(PY) -m harness.wheelhouse --dest $(WHEELHOUSE) --platform $(WHEEL_PLATFORM) --backends $(BACKENDS) \
+		$(if $(WHEEL_PYTHON),--python $(WHEEL_PYTHON)) $(if $(EXCLUDE),--exclude $(EXCLUDE))
+
+# On the node (no index): a venv from the wheelhouse alone
+install-offline:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --no-index --find-links $(WHEELHOUSE) -r $(WHEELHOUSE)/requirements.txt
+	$(PY) -m pip install --quiet --no-index --no-deps $(WHEELHOUSE)/liquid_mlip_harness-*.whl
+	@touch $(STAMP)
+
+# The offline install, tested: a core wheelhouse for this Python, installed into a fresh venv with no index
+ci-wheelhouse: install
+	$(PY) -m pytest -m slow tests/test_wheelhouse.py $(PYTEST_ARGS)
 
 bench: install
 	$(PY) benchmarks/label_throughput.py

@@ -88,10 +88,10 @@ def test_deepmd_training_stopped_at_the_walltime_resumes_from_its_checkpoint(tmp
     from tests.test_curves import ROOT
 
     frames = read_frames(ROOT / "datasets" / "ec-emc-xtb" / "sm.extxyz.gz")[::37][:8]
-    hp = resolve_hyperparameters("deepmd", "mini", {"training": {"numb_steps": 300, "disp_freq": 20,
+    hp = resolve_hyperparameters("deepmd", "mini", {"training": {"numb_steps": 400, "disp_freq": 20,
                                                                  "save_freq": 20}})
     work = tmp_path / "m"
-    monkeypatch.setenv(ENV, repr(time.time() + 25))
+    monkeypatch.setenv(ENV, repr(time.time() + 45))  # dp starts in ~15 s, then ~5 steps/s on this CPU
     with pytest.raises(Interrupted):
         train_member("deepmd", frames[:6], frames[6:], hyperparameters=hp, preset="mini", seed=0, workdir=work,
                      threads=1)
@@ -102,5 +102,5 @@ def test_deepmd_training_stopped_at_the_walltime_resumes_from_its_checkpoint(tmp
     assert art.status == "ok", art.error
     assert art.dataset["walltime_resumes"] == 1 and not (work / INTERRUPTED).exists()
     log = (work / "train.log").read_text()
-    assert "--restart model.ckpt-" in log and log.count("dp --pt train") >= 0
-    assert max(int(p.stem.split("-")[-1]) for p in work.glob("model.ckpt-*.pt")) == 300
+    assert "--restart model.ckpt-" in log
+    assert max(int(p.stem.split("-")[-1]) for p in work.glob("model.ckpt-*.pt")) == 400

@@ -126,8 +126,8 @@ def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperpara
         art.save()
         logger.error("member %s failed: %s", workdir, str(exc).splitlines()[0])
         return art
-    if stopped.exists():
-        art.dataset = {**art.dataset, "walltime_resumes": _resumes(stopped)}
+    if stopped.exists():  # finished after walltime stops: how often it was resumed, in the provenance
+        dataset = {**(dataset or {}), "walltime_resumes": _resumes(stopped)}
         stopped.unlink()
     tool_seconds = art.train_seconds  # the backend's tool time: the clock of its learning curve
     art.preset = preset

@@ -1,0 +1,53 @@
+"""Wheels for an offline install (harness.wheelhouse, ``make wheelhouse``): what a backend selection ships,
+and (slow, ``make ci-wheelhouse``) a fresh venv installed from a wheelhouse with no index."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from harness.wheelhouse import main, select
+
+
+def test_a_backend_selection_ships_its_closure_and_nothing_else():
+    core = select([])
+    assert {"ase", "tblite", "openmm", "packmol", "rdkit", "numpy", "typer"} <= set(core)
+    assert not {"torch", "deepmd-kit", "mace-torch", "quippy-ase", "e3nn"} & set(core)
+    gap = select(["gap"])
+    assert set(gap) - set(core) >= {"quippy-ase"} and "torch" not in gap
+    both = select(["mace", "deepmd"])
+    assert {"torch", "mace-torch", "e3nn", "deepmd-kit", "mpich"} <= set(both)
+    assert any(n.startswith("nvidia-") for n in both) and "quippy-ase" not in both
+    # a node with its own torch: torch and what only torch needs (the CUDA libraries) are left out
+    node = select(["mace", "deepmd"], ["torch"])
+    assert "torch" not in node and not any(n.startswith("nvidia-") or n == "triton" for n in node)
+    assert {"mace-torch", "e3nn", "deepmd-kit"} <= set(node)
+    from importlib import metadata
+
+    assert all(metadata.version(n) == v for n, v in node.items())  # this environment's (locked) versions
+
+
+def test_an_unknown_backend_is_a_clear_error(capsys):
+    assert main(["--backends", "nequip", "--dest", "/nonexistent/never"]) == 2
+    assert "unknown backend(s) nequip; known: gap, deepmd, mace" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_fresh_venv_installs_from_the_wheelhouse_alone(tmp_path):
+    """The core wheelhouse for this Python (no MLIP backend: ~310 MiB), installed into a new venv with
+    ``--no-index``; the installed harness packs a liquid cell (packmol, RDKit) and answers --help."""
+    wh, venv = tmp_path / "wh", tmp_path / "venv"
+    assert main(["--dest", str(wh), "--backends", "none"]) == 0
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(wh)]
+    subprocess.run([*pip, "-r", str(wh / "requirements.txt")], check=True)
+    subprocess.run([*pip, "--no-deps", *map(str, wh.glob("liquid_mlip_harness-*.whl"))], check=True)
+    code = ("from harness.systems.box import build_box; from harness.systems.composition import Composition; "
+            "print(len(build_box(Composition.parse('EC=1,EMC=1'), 1.0, seed=0)))")
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", code], check=True, capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert out.stdout.strip() == "25"
+    helped = subprocess.run([str(venv / "bin" / "harness"), "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "Usage" in helped.stdout
