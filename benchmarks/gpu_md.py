@@ -10,14 +10,15 @@ Per architecture (MACE; DeePMD unless --no-deepmd), models of the ``study`` pres
    a bare ``dyn.run`` with the model's ASE calculator, and ``run_md`` with the validation detectors and
    outputs; ratio harness / bare.
 2. aggregate atom-steps/s of B batched 160-atom trajectories (``run_batched``: one model call per step for
-   all B) vs the same B run one after another (B x the single-trajectory time, measured in the same run).
+   all B, no detectors) vs the same B run one after another (B x the time of one trajectory in ``run_md``
+   without detectors, measured just before each batch).
 
 MACE's weights are its initial ones (``harness.models.mace.untrained_model``: the cost of a step depends on
 the architecture, not the weights); DeePMD is trained for 10 steps on a few frames (``dp`` needs a trained,
 frozen model). Short runs at 500 K with untrained weights may end early (a detector fires): the rates are
 per step actually run. Use --mace-model / --deepmd-model FILE for trained models.
 
-    python benchmarks/gpu_md.py                                   # CPU: steps 10, batches 1 2 4
+    python benchmarks/gpu_md.py                                   # CPU: steps 6, batches 1 2 4
     python benchmarks/gpu_md.py --device cuda --steps 200 --batches 1 8 32 128 --dtype float32
 """
 
@@ -36,7 +37,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"], help="MACE evaluation precision")
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=6)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--sizes", type=int, nargs="+", default=[160, 640], help="atoms of the single trajectories")
     p.add_argument("--preset", default="study", help="architecture of the models (a preset name)")
@@ -68,8 +69,9 @@ def main() -> None:
             rec["single"][n] = {"bare_ms": bare, "harness_ms": harness, "ratio": harness / bare}
             print(f"{arch:6s} {n:4d} atoms, one trajectory: bare ASE {bare:8.1f} ms/step, harness {harness:8.1f} "
                   f"ms/step, ratio {harness / bare:.3f}", flush=True)
-        one = rec["single"].get(160, {}).get("bare_ms") or _bare(make, start, args.steps)
         for b in args.batches:
+            # one at a time = the harness loop on one trajectory, measured just before (same machine load)
+            one = _harness(make, start, args.steps, tmp / f"{arch}-alone{b}", detectors=False)
             ms = _batched(make, start, b, args.steps, tmp / f"{arch}-batch{b}")
             batched_rate = b * len(start) / (ms / 1000)
             alone_rate = len(start) / (one / 1000)
@@ -159,11 +161,11 @@ def _bare(make, atoms, steps: int) -> float:
     return 1000 * (time.perf_counter() - t0) / steps
 
 
-def _harness(make, atoms, steps: int, outdir: Path) -> float:
+def _harness(make, atoms, steps: int, outdir: Path, detectors: bool = True) -> float:
     from harness.md.detectors import validation_detectors
     from harness.md.runner import run_md
 
-    dets = validation_detectors(True, interval=10)
+    dets = validation_detectors(True, interval=10) if detectors else []
     for d in dets:
         d.reset(atoms)
     calc = make()

@@ -125,7 +125,16 @@ class MACETrainer:
             warnings.simplefilter("ignore")
             from mace.calculators import MACECalculator
 
-            return MACECalculator(model_paths=str(path), device=device, default_dtype=dtype)
+            return MACECalculator(model_paths=str(path), device=device, default_dtype=dtype,
+                                  enable_cueq=_cueq_available(device))
+
+
+def _cueq_available(device: str) -> bool:
+    """cuEquivariance kernels for MACE inference on a GPU, where the package is installed (same model, faster
+    equivariant products; CPU evaluation is unchanged)."""
+    import importlib.util
+
+    return device.startswith("cuda") and importlib.util.find_spec("cuequivariance_torch") is not None
 
 
 def _check_eval_interval(hp: dict[str, Any]) -> None:
