@@ -134,6 +134,10 @@ def explore(p: ExploreParams, deps: Deps) -> ExploreResult:
             "model_stamps": [m.stamp for m in members]}
     seed = 1000 * e.start.seed + 100 * p.generation + p.index
     result = run_md(start, primary.calculator, e.settings("npt"), outdir=outdir, seed=seed, detectors=dets, meta=meta)
+    if not result.completed:  # stopped at a walltime (harness.deadline): resumed by the next run
+        from harness.deadline import Interrupted
+
+        raise Interrupted(f"{outdir}: walltime reached at step {result.n_steps}; the next run resumes it")
     sel_file = outdir / "selected.extxyz"
     threshold = e.max_sigma2_F_eV2_A2
     atoms, info = selected_frame(outdir, threshold)
