@@ -28,7 +28,7 @@ def test_md_stops_at_the_walltime_and_resumes_to_the_uninterrupted_result(tmp_pa
     s = RunSettings("npt", 90.0, length_ps=1.2, timestep_fs=2.0, frame_interval=20, thermo_interval=10,
                     checkpoint_interval=200, pressure_atm=100.0)
     whole = run_md(atoms, _lj(), s, outdir=tmp_path / "whole", seed=5)
-    monkeypatch.setenv(ENV, repr(time.time() + 0.6 * whole.wall_s))
+    monkeypatch.setenv(ENV, repr(time.time() + 0.4 * whole.wall_s))
     part = run_md(atoms, _lj(), s, outdir=tmp_path / "part", seed=5)
     assert not part.completed and 0 < part.n_steps < s.n_steps
     assert not (tmp_path / "part" / "result.json").exists() and (tmp_path / "part" / "checkpoint.pkl").exists()
