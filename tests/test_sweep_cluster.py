@@ -56,11 +56,11 @@ def test_a_gpu_node_cluster_routes_cuda_tasks_to_gpu_workers(tmp_path):
 
 
 def test_slurm_gpu_partition_workers_offer_the_gpu_resource():
-    spec = SlurmSpec(jobs=1, cores=16, processes=4, queue="gpu", job_extra_directives=["--gres=gpu:1"],
-                     worker_resources={"GPU": 1})
+    spec = load_yaml("protocols/clusters/slurm-gpu-example.yaml", SlurmSpec)
     cluster = slurm_cluster(spec)
     try:
         script = cluster.job_script()
     finally:
         cluster.close()
     assert "#SBATCH --gres=gpu:1" in script and "--resources=GPU=1" in script and "#SBATCH -p gpu" in script
+    assert "--nworkers 4" in script
