@@ -21,6 +21,7 @@ __all__ = [
     "volume_for_density_A3",
     "fs",
     "ps",
+    "ENERGY_UNITS_EV",
 ]
 
 #: 1 amu/Å³ in g/cm³ (= 1.66053906660 g/cm³).
@@ -63,3 +64,6 @@ def volume_for_density_A3(total_mass_amu: float, density_g_cm3: float) -> float:
 def diffusivity_1e6_cm2_s(D_A2_ps: float | None) -> float | None:
     """A diffusivity in Å²/ps (the harness's unit) in the paper's 1e-6 cm²/s; None stays None."""
     return None if D_A2_ps is None else float(D_A2_ps) * A2_PER_PS_TO_1E6_CM2_PER_S
+
+#: eV per unit of an energy label (import sources, ``harness evaluate``)
+ENERGY_UNITS_EV = {"eV": 1.0, "meV": 1e-3, "Ha": 27.211386245988, "kcal/mol": 0.0433641043, "kJ/mol": 0.0103642688}

@@ -32,12 +32,11 @@ from harness.io import atomic_path, frame_uid, read_frames, sha256_file, write_f
 from harness.provenance import run_context
 from harness.reference import make_oracle
 from harness.reference.batch import label_to_file
+from harness.units import ENERGY_UNITS_EV
 
 __all__ = ["build_dataset", "source_file", "sample_source", "frames_hash", "load_manifest"]
 
 logger = logging.getLogger(__name__)
-
-ENERGY_UNITS_EV = {"eV": 1.0, "meV": 1e-3, "Ha": 27.211386245988, "kcal/mol": 0.0433641043, "kJ/mol": 0.0103642688}
 
 
 def source_file(spec: DatasetSpec, name: str) -> Path:

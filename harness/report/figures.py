@@ -170,3 +170,57 @@ def fig_learning_curves(curves: pd.DataFrame, path: Path) -> Path:
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
+
+
+def fig_parity(frames, preds, path: Path) -> Path:
+    """Model vs reference: (a) energy per atom relative to each frame set's mean (eV/atom), (b) force
+    components (eV/Å), coloured by config_type (:mod:`harness.models.evaluate`)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    types = sorted({str(a.info.get("config_type", "Default")) for a in frames})
+    e_ref = np.array([a.info["REF_energy"] / len(a) for a in frames])
+    e_mod = np.array([p.energy / len(a) for a, p in zip(frames, preds)])
+    shift = e_ref.mean()
+    for t in types:
+        idx = [k for k, a in enumerate(frames) if str(a.info.get("config_type", "Default")) == t]
+        axes[0].scatter(e_ref[idx] - shift, e_mod[idx] - shift, s=8, label=t)
+        f_ref = np.concatenate([frames[k].arrays["REF_forces"].ravel() for k in idx])
+        f_mod = np.concatenate([preds[k].forces.ravel() for k in idx])
+        axes[1].scatter(f_ref, f_mod, s=2, alpha=0.5, label=t)
+    for ax, title in zip(axes, (f"(a) energy per atom - {shift:.3f} eV (eV/atom)", "(b) force components (eV/Å)")):
+        lo, hi = min(ax.get_xlim()[0], ax.get_ylim()[0]), max(ax.get_xlim()[1], ax.get_ylim()[1])
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_xlabel("reference")
+        ax.set_ylabel("model")
+        ax.set_title(title, fontsize=10)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def fig_calibration(sigma: np.ndarray, error: np.ndarray, path: Path) -> Path:
+    """A committee's predicted per-atom force uncertainty against the actual error of its mean (eV/Å), with
+    the mean error in bins of predicted uncertainty (a calibrated committee lies near the diagonal)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.scatter(sigma, error, s=3, alpha=0.4)
+    if len(sigma) > 10:
+        edges = np.quantile(sigma, np.linspace(0, 1, 11))
+        mids, means = [], []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            m = (sigma >= lo) & (sigma <= hi)
+            if m.any():
+                mids.append(sigma[m].mean())
+                means.append(error[m].mean())
+        ax.plot(mids, means, "o-", color="C3", label="mean error per decile of σ")
+        ax.legend(fontsize=8)
+    hi = max(float(np.max(sigma, initial=0)), float(np.max(error, initial=0))) or 1.0
+    ax.plot([0, hi], [0, hi], "k--", lw=0.8)
+    ax.set_xlabel("predicted σ_F per atom (eV/Å)")
+    ax.set_ylabel("|F_model - F_ref| per atom (eV/Å)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

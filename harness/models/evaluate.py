@@ -1,0 +1,145 @@
+"""Errors of a model on labelled frames (``harness evaluate``; issue #16 item 1; SCIENCE.md §9).
+
+Energies in meV/atom, force components in meV/Å, stress components in meV/Å³, each as RMSE and MAE, over
+all frames and per ``config_type`` and per composition (the frame's ``composition`` info, else its
+chemical formula). A committee (:class:`~harness.models.committee.CommitteeCalculator`) also gives its
+predicted uncertainty per atom (the root of the per-atom force variance summed over components, eV/Å)
+beside the actual error of its mean force (the norm of the error vector): the calibration data.
+
+Labels are read with a key mapping and an energy unit as in a dataset's import sources; a frame without a
+label, with non-finite labels or with an element the model never saw is an error naming the file, frame
+and key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+
+from harness.errors import InputError
+from harness.units import ENERGY_UNITS_EV
+
+__all__ = ["Prediction", "read_labelled", "predict", "error_table", "calibration"]
+
+
+@dataclass
+class Prediction:
+    energy: float
+    forces: np.ndarray
+    stress: np.ndarray | None = None  # Voigt, eV/Å³
+    force_sigma: np.ndarray | None = None  # per atom, eV/Å (committees)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def read_labelled(path: str | Path, *, energy_key: str = "REF_energy", forces_key: str = "REF_forces",
+                  stress_key: str = "REF_stress", energy_unit: str = "eV") -> list[Atoms]:
+    """Frames of ``path`` with their labels as ``REF_energy`` (eV), ``REF_forces`` (eV/Å) and, where present,
+    ``REF_stress`` (Voigt, eV/Å³)."""
+    from harness.io import read_frames
+
+    if energy_unit not in ENERGY_UNITS_EV:
+        raise InputError(f"energy unit {energy_unit!r}: one of {', '.join(ENERGY_UNITS_EV)}")
+    scale = ENERGY_UNITS_EV[energy_unit]
+    out = []
+    for k, a in enumerate(read_frames(path)):
+        where = f"{path}: frame {k}"
+        energy = a.info.get(energy_key)
+        forces = a.arrays.get(forces_key)
+        if energy is None or forces is None:
+            missing = [n for n, v in ((energy_key, energy), (forces_key, forces)) if v is None]
+            raise InputError(f"{where}: no label(s) {', '.join(missing)} (give --energy-key/--forces-key)")
+        try:
+            energy = float(energy) * scale
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: {energy_key}={energy!r} is not a number") from None
+        forces = np.asarray(forces, dtype=float)
+        if forces.shape != (len(a), 3):
+            raise InputError(f"{where}: {forces_key} has shape {forces.shape}, expected ({len(a)}, 3)")
+        if not np.isfinite(energy) or not np.all(np.isfinite(forces)):
+            raise InputError(f"{where}: non-finite {energy_key} or {forces_key}")
+        b = a.copy()
+        b.calc = None
+        b.info = {k2: v for k2, v in a.info.items() if k2 not in (energy_key, stress_key)}
+        for key in list(b.arrays):
+            if key == forces_key:
+                del b.arrays[key]
+        b.info["REF_energy"] = energy
+        b.arrays["REF_forces"] = forces * scale
+        stress = a.info.get(stress_key)
+        if stress is not None:
+            s = np.asarray(stress, dtype=float).ravel() * scale
+            if s.size == 9:
+                s = s.reshape(3, 3)[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+            if s.size != 6:
+                raise InputError(f"{where}: {stress_key} has {s.size} values, expected 6 (Voigt) or 9")
+            b.info["REF_stress"] = s
+        out.append(b)
+    return out
+
+
+def predict(calc: Calculator, frames: Sequence[Atoms], *, species: Sequence[str] | None = None,
+            where: str = "data") -> list[Prediction]:
+    """The model's energy, forces, stress (periodic frames) and committee spread on every frame."""
+    out = []
+    for k, a in enumerate(frames):
+        if species is not None:
+            unseen = sorted(set(a.get_chemical_symbols()) - set(species))
+            if unseen:
+                raise InputError(f"{where}: frame {k} has element(s) {', '.join(unseen)} the model never saw "
+                                 f"(it knows {', '.join(species)})")
+        b = a.copy()
+        b.calc = calc
+        energy = float(b.get_potential_energy())
+        forces = np.array(b.get_forces(apply_constraint=False))
+        stress = np.array(b.get_stress()) if a.pbc.all() and "REF_stress" in a.info else None
+        res = getattr(calc, "results", {})
+        sigma = np.sqrt(np.sum(res["forces_var"], axis=1)) if "forces_var" in res else None
+        out.append(Prediction(energy, forces, stress, sigma))
+    return out
+
+
+def _group_keys(a: Atoms) -> dict[str, str]:
+    return {"config_type": str(a.info.get("config_type", "Default")),
+            "composition": str(a.info.get("composition") or a.get_chemical_formula())}
+
+
+def _metrics(frames: Sequence[Atoms], preds: Sequence[Prediction]) -> dict[str, float]:
+    de = np.array([(p.energy - a.info["REF_energy"]) / len(a) for a, p in zip(frames, preds)])
+    df = np.concatenate([(p.forces - a.arrays["REF_forces"]).ravel() for a, p in zip(frames, preds)])
+    out = {"n_frames": len(frames), "n_atoms": int(sum(len(a) for a in frames)),
+           "energy_rmse_meV_atom": float(1000 * np.sqrt(np.mean(de ** 2))),
+           "energy_mae_meV_atom": float(1000 * np.mean(np.abs(de))),
+           "forces_rmse_meV_A": float(1000 * np.sqrt(np.mean(df ** 2))),
+           "forces_mae_meV_A": float(1000 * np.mean(np.abs(df)))}
+    ds = [(p.stress - a.info["REF_stress"]) for a, p in zip(frames, preds) if p.stress is not None]
+    if ds:
+        ds_ = np.concatenate(ds)
+        out.update(n_stress_frames=len(ds), stress_rmse_meV_A3=float(1000 * np.sqrt(np.mean(ds_ ** 2))),
+                   stress_mae_meV_A3=float(1000 * np.mean(np.abs(ds_))))
+    return out
+
+
+def error_table(frames: Sequence[Atoms], preds: Sequence[Prediction]) -> dict[str, Any]:
+    """``{"all": metrics, "config_type": {name: metrics}, "composition": {name: metrics}}``."""
+    table: dict[str, Any] = {"all": _metrics(frames, preds)}
+    for by in ("config_type", "composition"):
+        groups: dict[str, list[int]] = {}
+        for k, a in enumerate(frames):
+            groups.setdefault(_group_keys(a)[by], []).append(k)
+        table[by] = {g: _metrics([frames[i] for i in idx], [preds[i] for i in idx]) for g, idx in sorted(groups.items())}
+    return table
+
+
+def calibration(frames: Sequence[Atoms], preds: Sequence[Prediction]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per atom: the committee's predicted force uncertainty and the actual error of its mean force (eV/Å);
+    None for a single model."""
+    if any(p.force_sigma is None for p in preds):
+        return None
+    sigma = np.concatenate([p.force_sigma for p in preds])
+    err = np.concatenate([np.linalg.norm(p.forces - a.arrays["REF_forces"], axis=1) for a, p in zip(frames, preds)])
+    return sigma, err
