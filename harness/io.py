@@ -20,7 +20,7 @@ from ase import Atoms
 
 from harness.errors import InputError
 
-__all__ = ["read_frames", "write_frames", "frame_uid", "atomic_path", "sha256_file", "STDIO"]
+__all__ = ["read_frames", "write_frames", "frame_uid", "atomic_path", "sha256_file", "labelled", "STDIO"]
 
 STDIO = "-"
 
@@ -195,3 +195,47 @@ def write_frames(path: str | os.PathLike, frames: Sequence[Atoms]) -> None:
         return
     with atomic_path(path) as tmp:
         write(tmp, frames, format="extxyz")
+
+
+def labelled(a: Atoms, *, where: str, energy_key: str = "REF_energy", forces_key: str = "REF_forces",
+             stress_key: str | None = "REF_stress", scale: float = 1.0, hint: str = "") -> Atoms:
+    """A copy of frame ``a`` with its labels under ``REF_energy`` (eV), ``REF_forces`` (eV/Å) and, for a
+    periodic frame that has one, ``REF_stress`` (as stored, times ``scale``); the foreign keys removed.
+
+    A label may also sit in the frame's single-point calculator (ASE's extxyz reader puts ``energy``,
+    ``forces`` and ``stress`` there). ``scale``: eV per energy unit of the labels. A missing, non-numeric,
+    misshapen or non-finite label is an :class:`~harness.errors.InputError` naming ``where`` and the key
+    (``hint`` says how to name other keys)."""
+    from harness.errors import InputError
+
+    results = getattr(a.calc, "results", {}) if a.calc is not None else {}
+    energy = a.info.get(energy_key, results.get(energy_key if energy_key != "REF_energy" else "energy"))
+    forces = a.arrays.get(forces_key)
+    if forces is None and forces_key in ("forces", "REF_forces"):
+        forces = results.get("forces")
+    if energy is None or forces is None:
+        missing = [n for n, v in ((energy_key, energy), (forces_key, forces)) if v is None]
+        raise InputError(f"{where}: no label(s) {', '.join(missing)}{f' ({hint})' if hint else ''}")
+    try:
+        energy = float(energy) * scale
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: {energy_key}={energy!r} is not a number") from None
+    forces = np.asarray(forces, dtype=float) * scale
+    if forces.shape != (len(a), 3):
+        raise InputError(f"{where}: {forces_key} has shape {forces.shape}, expected ({len(a)}, 3)")
+    if not np.isfinite(energy) or not np.all(np.isfinite(forces)):
+        raise InputError(f"{where}: non-finite labels ({energy_key}, {forces_key})")
+    b = a.copy()
+    b.calc = None
+    for key in (energy_key, stress_key):
+        if key:
+            b.info.pop(key, None)
+    b.arrays.pop(forces_key, None)
+    b.info["REF_energy"] = energy
+    b.arrays["REF_forces"] = forces
+    stress = a.info.get(stress_key) if stress_key else None
+    if stress is None and stress_key in ("stress", "REF_stress"):
+        stress = results.get("stress")
+    if stress is not None and a.pbc.all():
+        b.info["REF_stress"] = np.asarray(stress, dtype=float).ravel() * scale
+    return b

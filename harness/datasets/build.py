@@ -28,7 +28,7 @@ from ase import Atoms
 from harness.datasets.spec import (DatasetSpec, ImportSource, IsolatedAtomsSource, IsolatedMDSource,
                                    LiquidMDSource, VolumeScanSource, params_hash)
 from harness.errors import InputError
-from harness.io import atomic_path, frame_uid, read_frames, sha256_file, write_frames
+from harness.io import atomic_path, frame_uid, labelled, read_frames, sha256_file, write_frames
 from harness.provenance import run_context
 from harness.reference import make_oracle
 from harness.reference.batch import label_to_file
@@ -151,29 +151,9 @@ def import_source(spec: DatasetSpec, name: str) -> list[Atoms]:
     scale = ENERGY_UNITS_EV[src.energy_unit]
     out = []
     for k, a in enumerate(frames):
-        where = f"{path}: frame {k}"
-        calc_results = getattr(a.calc, "results", {}) if a.calc is not None else {}
-        energy = a.info.get(src.energy_key, calc_results.get(src.energy_key if src.energy_key != "REF_energy" else "energy"))
-        forces = a.arrays.get(src.forces_key)
-        if forces is None and src.forces_key in ("forces", "REF_forces"):
-            forces = calc_results.get("forces")
-        if energy is None or forces is None:
-            missing = [n for n, v in ((src.energy_key, energy), (src.forces_key, forces)) if v is None]
-            raise InputError(f"{where}: no label(s) {', '.join(missing)} (set energy_key/forces_key in source {name!r})")
-        energy = float(energy) * scale
-        forces = np.asarray(forces, dtype=float) * scale
-        if not np.isfinite(energy) or not np.all(np.isfinite(forces)):
-            raise InputError(f"{where}: non-finite labels")
-        b = a.copy()
-        b.calc = None
-        for key in (src.energy_key, src.stress_key):
-            if key:
-                b.info.pop(key, None)
-        b.arrays.pop(src.forces_key, None)
-        b.info["REF_energy"] = energy
-        b.arrays["REF_forces"] = forces
-        if src.stress_key and src.stress_key in a.info and a.pbc.all():
-            b.info["REF_stress"] = np.asarray(a.info[src.stress_key], dtype=float).ravel() * scale
+        b = labelled(a, where=f"{path}: frame {k}", energy_key=src.energy_key, forces_key=src.forces_key,
+                     stress_key=src.stress_key, scale=scale,
+                     hint=f"set energy_key/forces_key in source {name!r}")
         if src.config_type_key:
             raw = str(a.info.get(src.config_type_key, ""))
             b.info["config_type"] = src.config_type_map.get(raw, raw or src.config_type)

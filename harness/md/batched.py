@@ -79,7 +79,8 @@ class BatchCoordinator:
         self._pending: dict[int, Atoms] = {}
         self._answers: dict[int, Any] = {}
         self.calls = 0  # batched evaluations made (one per model and step)
-        self.sizes: list[int] = []  # structures per step
+        self.steps = 0  # evaluation rounds (one per step of the batch)
+        self.structures = 0  # structures evaluated, over all rounds
 
     def join(self, slot: int, evaluator: int) -> None:
         with self._cond:
@@ -113,7 +114,8 @@ class BatchCoordinator:
         groups: dict[int, list[int]] = {}
         for slot in sorted(pending):
             groups.setdefault(self._slot_evaluator[slot], []).append(slot)
-        self.sizes.append(len(pending))
+        self.steps += 1
+        self.structures += len(pending)
         for ev_index, slots in groups.items():
             ev = self.evaluators[ev_index]
             self.calls += 1
@@ -200,5 +202,5 @@ def run_batched(jobs: Sequence[BatchJob], evaluators: Sequence[BatchEvaluator], 
     for t in threads:
         t.join()
     logger.info("batched MD: %d trajectories, %d model calls, mean %.1f structures per step", len(jobs),
-                coordinator.calls, sum(coordinator.sizes) / max(len(coordinator.sizes), 1))
+                coordinator.calls, coordinator.structures / max(coordinator.steps, 1))
     return out  # type: ignore[return-value]

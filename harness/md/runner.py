@@ -36,7 +36,7 @@ from harness.h5md import H5MDWriter, ThermoTable
 from harness.provenance import MLIP_GROUPS, run_context
 from harness.units import ATM_TO_EV_PER_A3, EV_PER_A3_TO_GPA, density_g_cm3
 
-__all__ = ["RunSettings", "MDResult", "run_md", "make_dynamics"]
+__all__ = ["RunSettings", "MDResult", "run_md", "read_result", "make_dynamics"]
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +184,12 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def read_result(outdir: str | Path) -> MDResult | None:
+    """The finished trajectory's result in ``outdir`` (``result.json``), or None if it has not finished."""
+    path = Path(outdir) / "result.json"
+    return MDResult(**json.loads(path.read_text())) if path.exists() else None
+
+
 def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdir: str | Path, seed: int = 0,
            detectors: Sequence = (), meta: dict | None = None, progress: bool = False,
            stop_after_steps: int | None = None) -> MDResult:
@@ -208,9 +214,9 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     result_path = outdir / "result.json"
-    if result_path.exists():
-        data = json.loads(result_path.read_text())
-        return MDResult(**data)
+    finished = read_result(outdir)
+    if finished is not None:
+        return finished
     s = settings
     meta = dict(meta or {})
     ckpt_path = outdir / "checkpoint.pkl"

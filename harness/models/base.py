@@ -216,18 +216,14 @@ def training_copy(atoms: Atoms, info_keep: Sequence[str]) -> Atoms:
 
 
 def evaluate(calc: Calculator, frames: Sequence[Atoms]) -> dict[str, float]:
-    """Energy RMSE (meV/atom) and force-component RMSE (meV/Å) of ``calc`` against REF labels."""
-    de, df = [], []
-    for a in frames:
-        b = a.copy()
-        b.calc = calc
-        de.append((b.get_potential_energy() - a.info["REF_energy"]) / len(a))
-        df.append((b.get_forces() - a.arrays["REF_forces"]).ravel())
-    if not de:
+    """Energy RMSE (meV/atom) and force-component RMSE (meV/Å) of ``calc`` against REF labels
+    (:mod:`harness.models.evaluate`, without stresses)."""
+    from harness.models.evaluate import error_table, predict
+
+    if not frames:
         return {}
-    return {"energy_rmse_meV_atom": float(1000 * np.sqrt(np.mean(np.square(de)))),
-            "forces_rmse_meV_A": float(1000 * np.sqrt(np.mean(np.square(np.concatenate(df))))),
-            "n_frames": len(de)}
+    m = error_table(frames, predict(calc, frames, stress=False))["all"]
+    return {k: m[k] for k in ("energy_rmse_meV_atom", "forces_rmse_meV_A", "n_frames")}
 
 
 def default_threads() -> int:

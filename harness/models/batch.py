@@ -89,8 +89,7 @@ class DeePMDBatch:
             for j, k in enumerate(idx):
                 r = {"energy": e[j][0], "free_energy": e[j][0], "forces": f[j], "virial": v[j].reshape(3, 3)}
                 if periodic:  # as deepmd's DP calculator: stress = -virial / volume, Voigt order
-                    stress = -0.5 * (v[j].copy() + v[j].copy().T) / frames[k].get_volume()
-                    r["stress"] = stress.flat[[0, 4, 8, 5, 2, 1]]
+                    r["stress"] = (-v[j] / frames[k].get_volume())[[0, 4, 8, 5, 2, 1]]
                 results[k] = r
         return results  # type: ignore[return-value]
 

@@ -38,53 +38,33 @@ class Prediction:
 
 def read_labelled(path: str | Path, *, energy_key: str = "REF_energy", forces_key: str = "REF_forces",
                   stress_key: str = "REF_stress", energy_unit: str = "eV") -> list[Atoms]:
-    """Frames of ``path`` with their labels as ``REF_energy`` (eV), ``REF_forces`` (eV/Å) and, where present,
-    ``REF_stress`` (Voigt, eV/Å³)."""
-    from harness.io import read_frames
+    """Frames of ``path`` with their labels as ``REF_energy`` (eV), ``REF_forces`` (eV/Å) and, for periodic
+    frames that have one, ``REF_stress`` (Voigt, eV/Å³), mapped as in a dataset's import sources
+    (:func:`harness.io.labelled`)."""
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    from harness.io import labelled, read_frames
 
     if energy_unit not in ENERGY_UNITS_EV:
         raise InputError(f"energy unit {energy_unit!r}: one of {', '.join(ENERGY_UNITS_EV)}")
-    scale = ENERGY_UNITS_EV[energy_unit]
     out = []
     for k, a in enumerate(read_frames(path)):
         where = f"{path}: frame {k}"
-        energy = a.info.get(energy_key)
-        forces = a.arrays.get(forces_key)
-        if energy is None or forces is None:
-            missing = [n for n, v in ((energy_key, energy), (forces_key, forces)) if v is None]
-            raise InputError(f"{where}: no label(s) {', '.join(missing)} (give --energy-key/--forces-key)")
-        try:
-            energy = float(energy) * scale
-        except (TypeError, ValueError):
-            raise InputError(f"{where}: {energy_key}={energy!r} is not a number") from None
-        forces = np.asarray(forces, dtype=float)
-        if forces.shape != (len(a), 3):
-            raise InputError(f"{where}: {forces_key} has shape {forces.shape}, expected ({len(a)}, 3)")
-        if not np.isfinite(energy) or not np.all(np.isfinite(forces)):
-            raise InputError(f"{where}: non-finite {energy_key} or {forces_key}")
-        b = a.copy()
-        b.calc = None
-        b.info = {k2: v for k2, v in a.info.items() if k2 not in (energy_key, stress_key)}
-        for key in list(b.arrays):
-            if key == forces_key:
-                del b.arrays[key]
-        b.info["REF_energy"] = energy
-        b.arrays["REF_forces"] = forces * scale
-        stress = a.info.get(stress_key)
-        if stress is not None:
-            s = np.asarray(stress, dtype=float).ravel() * scale
-            if s.size == 9:
-                s = s.reshape(3, 3)[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
-            if s.size != 6:
+        b = labelled(a, where=where, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key,
+                     scale=ENERGY_UNITS_EV[energy_unit], hint="give --energy-key/--forces-key")
+        if "REF_stress" in b.info:
+            s = b.info["REF_stress"]
+            if s.size not in (6, 9):
                 raise InputError(f"{where}: {stress_key} has {s.size} values, expected 6 (Voigt) or 9")
-            b.info["REF_stress"] = s
+            b.info["REF_stress"] = full_3x3_to_voigt_6_stress(s.reshape(3, 3)) if s.size == 9 else s
         out.append(b)
     return out
 
 
 def predict(calc: Calculator, frames: Sequence[Atoms], *, species: Sequence[str] | None = None,
-            where: str = "data") -> list[Prediction]:
-    """The model's energy, forces, stress (periodic frames) and committee spread on every frame."""
+            where: str = "data", stress: bool = True) -> list[Prediction]:
+    """The model's energy, forces, stress (periodic frames with a stress label, unless ``stress`` is off) and
+    committee spread on every frame."""
     out = []
     for k, a in enumerate(frames):
         if species is not None:
@@ -96,10 +76,10 @@ def predict(calc: Calculator, frames: Sequence[Atoms], *, species: Sequence[str]
         b.calc = calc
         energy = float(b.get_potential_energy())
         forces = np.array(b.get_forces(apply_constraint=False))
-        stress = np.array(b.get_stress()) if a.pbc.all() and "REF_stress" in a.info else None
+        s = np.array(b.get_stress()) if stress and a.pbc.all() and "REF_stress" in a.info else None
         res = getattr(calc, "results", {})
         sigma = np.sqrt(np.sum(res["forces_var"], axis=1)) if "forces_var" in res else None
-        out.append(Prediction(energy, forces, stress, sigma))
+        out.append(Prediction(energy, forces, s, sigma))
     return out
 
 

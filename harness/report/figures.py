@@ -26,6 +26,14 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    """Lay out, write (130 dpi) and close a figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
 def _grouped(ax, table: pd.DataFrame, col: str, *, subsets, archs) -> None:
     width = 0.8 / max(len(archs), 1)
     x = np.arange(len(subsets))
@@ -47,10 +55,7 @@ def fig_stability(table: pd.DataFrame, tau_ps: float, path: Path, *, subsets, ar
     ax.axhline(tau_ps, color="k", ls="--", lw=1, label=f"horizon {tau_ps:g} ps")
     ax.set_ylabel("t_stab NPT (ps), mean ± SE over members")
     ax.set_title("(a) stability at the protocol temperature")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def fig_density(samples: dict[str, dict[str, np.ndarray]], reference: str, grid, path: Path) -> Path:
@@ -72,10 +77,7 @@ def fig_density(samples: dict[str, dict[str, np.ndarray]], reference: str, grid,
     ax.set_ylabel("P(ρ)")
     ax.set_title("(b) NPT density distributions (members that reached the horizon)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def fig_diffusivity(table: pd.DataFrame, species: str, reference: str, path: Path, *, subsets, archs,
@@ -96,10 +98,7 @@ def fig_diffusivity(table: pd.DataFrame, species: str, reference: str, path: Pat
                 transform=ax.transAxes)
     ax.set_ylabel(f"D({species}) (1e-6 cm²/s)")
     ax.set_title(f"({panel}) {species} centre-of-mass self-diffusivity")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def fig_al_generations(members: pd.DataFrame, reference: pd.DataFrame, tau_ps: float, path: Path) -> Path:
@@ -136,10 +135,7 @@ def fig_al_generations(members: pd.DataFrame, reference: pd.DataFrame, tau_ps: f
     axes[0, 1].legend(fontsize=7)
     for ax in axes.ravel():
         ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def fig_learning_curves(curves: pd.DataFrame, path: Path) -> Path:
@@ -166,10 +162,7 @@ def fig_learning_curves(curves: pd.DataFrame, path: Path) -> Path:
         ax.set_yscale("log")
         ax.set_title(title, fontsize=10)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def fig_parity(frames, preds, path: Path) -> Path:
@@ -194,10 +187,7 @@ def fig_parity(frames, preds, path: Path) -> Path:
         ax.set_ylabel("model")
         ax.set_title(title, fontsize=10)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def fig_calibration(sigma: np.ndarray, error: np.ndarray, path: Path) -> Path:
@@ -220,7 +210,4 @@ def fig_calibration(sigma: np.ndarray, error: np.ndarray, path: Path) -> Path:
     ax.plot([0, hi], [0, hi], "k--", lw=0.8)
     ax.set_xlabel("predicted σ_F per atom (eV/Å)")
     ax.set_ylabel("|F_model - F_ref| per atom (eV/Å)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

@@ -262,7 +262,6 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
     from distributed import wait
 
     futures: dict = {}  # future -> task key
-    route = _routing(client)
 
     def slots() -> int:
         try:
@@ -276,6 +275,7 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
         if passed():  # the walltime: nothing new starts; running tasks checkpoint and stop
             return
         free = slots() - len(futures)
+        route = _routing(client)  # asked each round: SLURM workers (and their resources) join later
         for key in sorted(ready(), key=n_downstream, reverse=True)[:max(free, 0)]:
             t = by_key[key]
             state[key] = "running"

@@ -13,8 +13,8 @@ from pathlib import Path
 from harness.deadline import Interrupted
 from harness.errors import InputError
 from harness.sweep.contract import (BatchRun, Deps, MDBatchParams, MDBatchResult, MDParams, MemberResult,
-                                    ModelParams, ObserveParams, ObserveResult, RefDensityParams, RefDensityResult, RunResult, ScoreParams, ScoreResult,
-                                    TrainParams, check_hash)
+                                    ModelParams, ObserveParams, ObserveResult, RefDensityParams, RefDensityResult,
+                                    RunResult, ScoreParams, ScoreResult, TrainParams, check_hash)
 
 __all__ = ["train", "model", "md", "md_batch", "ref_density", "observe", "score", "set_threads"]
 
@@ -106,11 +106,9 @@ def md(p: MDParams, deps: Deps) -> RunResult:
 
     With a ``batch`` dependency the trajectory was integrated there: its finished run is returned as it is
     (the run directory's ``result.json``); one the batch could not run is run here, alone."""
-    import json
-
     from harness.md.launch import run_dir, run_protocol
     from harness.md.protocol import protocol_hash
-    from harness.md.runner import MDResult
+    from harness.md.runner import read_result
     from harness.models.load import load_model
 
     check_hash(f"MD protocol {p.protocol.name}", p.protocol_hash, protocol_hash(p.protocol))
@@ -118,11 +116,9 @@ def md(p: MDParams, deps: Deps) -> RunResult:
     (member,) = deps["member"]
     rho = _nvt_density(p, deps)
     outdir = run_dir(p.workspace, member.run_name, p.protocol.name, p.ensemble, p.replica)
-    done = outdir / "result.json"
     batched = deps.get("batch") and any(r.run_dir == str(outdir) and r.completed for r in deps["batch"][0].runs)
-    if batched and done.exists():
-        result = MDResult(**json.loads(done.read_text()))
-    else:
+    result = read_result(outdir) if batched else None
+    if result is None:
         loaded = load_model(member.model, device=p.device)
         result, outdir = run_protocol(p.protocol, p.ensemble, loaded.calculator, member.run_name,
                                       workspace=p.workspace, replica=p.replica, species=loaded.species,
