@@ -187,6 +187,12 @@ def plan_sweep(spec: SweepSpec, files: dict[str, Any], workspace: str | Path) ->
         committees[c["id"]] = c
         members[c["id"]] = model_tasks(c, sources)
         tasks += members[c["id"]]
-    tasks += plan_validation(members, committees, ref, protocol=load_protocol(files["protocol"]), analysis=analysis,
+    protocol = load_protocol(files["protocol"])
+    tasks += plan_validation(members, committees, ref, protocol=protocol, analysis=analysis,
                              replicas=spec.replicas, common=common, md_batch=spec.md_batch)
+    if spec.diagnostics is not None and not spec.diagnostics.empty:
+        from harness.diagnostics.plan import plan_diagnostics
+
+        tasks += plan_diagnostics(spec.diagnostics, tasks, members, committees, protocol=protocol,
+                                  dataset=files["dataset"], common=common)
     return tasks

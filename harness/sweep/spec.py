@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from harness.config import HarnessModel, load_yaml
+from harness.diagnostics.spec import DiagnosticsSpec
 from harness.errors import ConfigError
 from harness.models.base import ARCHITECTURES as ARCHS
 
@@ -86,6 +87,8 @@ class SweepSpec(HarnessModel):
     analysis: str | None = Field(None, description="analysis spec YAML overriding the protocol's analysis section")
     threads_per_task: int = Field(1, ge=1, description="torch/xTB threads inside each task")
     device: str = Field("cpu", pattern="^(cpu|cuda)$")
+    diagnostics: DiagnosticsSpec | None = Field(None, description="the paper's diagnostics beside Q: volume-scan "
+                                                "validation, errors along trajectories, chemical generalisation")
     md_batch: int = Field(1, ge=1, description="trajectories of one architecture (MACE, DeePMD) advanced together "
                           "in one MD task, one model call per step for all (batched MD; pays on a GPU); 1: one "
                           "trajectory per task")

@@ -1,0 +1,101 @@
+"""Diagnostics tasks of a sweep (its ``diagnostics:`` section), planned beside its validation runs.
+
+* ``vscan`` per committee and volume-scan validation set (depends on the committee's members);
+* ``relabel`` → ``traj_errors`` per member on its replica-0 run of the chosen ensemble;
+* per out-of-distribution liquid: an NPT ``md`` run of every member under the sweep's protocol with the
+  system swapped for that liquid (OPLS-AA-equilibrated start, the protocol's temperature and pressure), and
+  with ``liquid_errors_every_ps`` its ``relabel`` → ``traj_errors``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from harness.diagnostics.contract import RelabelParams, TrajErrorsParams, VScanParams
+from harness.diagnostics.spec import DiagnosticsSpec, LiquidSpec
+from harness.errors import InputError
+from harness.md.protocol import MDProtocol
+from harness.sweep.execute import Task
+
+__all__ = ["plan_diagnostics", "liquid_protocol", "liquid_slug"]
+
+
+def liquid_slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]", "-", name)
+
+
+def liquid_protocol(protocol: MDProtocol, name: str, liquid: LiquidSpec) -> MDProtocol:
+    """The protocol with its system replaced by the liquid (named ``<protocol>-<liquid>``)."""
+    data = protocol.model_dump(mode="json")
+    data["name"] = f"{protocol.name}-{liquid_slug(name)}"
+    data["description"] = f"{protocol.name} in {name}: {liquid.description}".strip().rstrip(":")
+    data["system"] = {**data["system"], "composition": liquid.counts(), "density_g_cm3": liquid.start_density()}
+    return MDProtocol.model_validate(data)
+
+
+def _oracle(dataset: Path, threads: int) -> dict[str, Any]:
+    from harness.datasets.spec import load_dataset_spec
+
+    ds = load_dataset_spec(dataset)
+    options = dict(ds.reference.options)
+    if ds.reference.name == "xtb":
+        options["threads"] = threads
+    return {"name": ds.reference.name, "options": options}
+
+
+def plan_diagnostics(diag: DiagnosticsSpec, tasks: Sequence[Task], members: dict[str, list[Task]],
+                     committees: dict[str, dict[str, Any]], *, protocol: MDProtocol, dataset: Path,
+                     common: dict[str, Any]) -> list[Task]:
+    """The diagnostics tasks; ``tasks`` are the sweep's planned tasks (its ``md`` runs are relabelled)."""
+    from harness.diagnostics.tasks import validation_frames
+    from harness.md.protocol import protocol_hash
+    from harness.sweep.contract import MDParams
+    from harness.sweep.plan import _placed  # GAP on CPU workers; the reference method always is (see errors)
+
+    chosen = list(members) if diag.committees is None else diag.committees
+    unknown = [c for c in chosen if c not in members]
+    if unknown:
+        raise InputError(f"diagnostics.committees: unknown committee(s) {', '.join(unknown)}; the sweep has "
+                         f"{', '.join(members)}")
+    out: list[Task] = []
+    for name in diag.volume_scans:
+        _, h = validation_frames(dataset, name)
+        for cid in chosen:
+            c = committees[cid]
+            p = VScanParams(**common, dataset=str(dataset), validation_set=name, frames_hash=h, committee=cid,
+                            arch=c["arch"], subset=c.get("subset"), dilute_g_cm3=diag.dilute_g_cm3,
+                            tolerance_meV_atom=diag.baseline_tolerance_meV_atom)
+            out.append(_placed(p.task({"members": members[cid]}, f"volume scans {name} {cid}"), c["arch"]))
+    oracle = _oracle(dataset, common["threads"]) if (diag.trajectory_errors or diag.liquid_errors_every_ps) else {}
+
+    def errors(run: Task, member: Task, cid: str, every: float, max_frames: int, composition: str,
+               liquid: str | None) -> None:
+        lab = RelabelParams(**common, oracle=oracle, every_ps=every, max_frames=max_frames, composition=composition,
+                            liquid=liquid).task({"run": [run]}, run.label.replace("md ", "relabel ", 1))
+        err = TrajErrorsParams(**common, liquid=liquid).task({"labels": [lab], "member": [member]},
+                                                             run.label.replace("md ", "errors ", 1))
+        out.extend([replace(lab, resources="cpu"), _placed(err, committees[cid]["arch"])])
+
+    te = diag.trajectory_errors
+    if te is not None:
+        by_key = {m.key: (cid, m) for cid in chosen for m in members[cid]}
+        for t in tasks:
+            if t.kind == "md" and t.params.ensemble == te.ensemble and t.params.replica == 0 \
+                    and t.params.protocol.name == protocol.name and t.deps["member"][0] in by_key:
+                cid, m = by_key[t.deps["member"][0]]
+                errors(t, m, cid, te.every_ps, te.max_frames, protocol.system.composition, None)
+    for lname, liquid in diag.liquids.items():
+        proto = liquid_protocol(protocol, lname, liquid)
+        phash = protocol_hash(proto)
+        for cid in chosen:
+            for k, m in enumerate(members[cid]):
+                run = _placed(MDParams(**common, protocol=proto, protocol_hash=phash, ensemble="npt", replica=0)
+                              .task({"member": [m]}, f"md npt {lname} {cid} member {k} r0"), committees[cid]["arch"])
+                out.append(run)
+                if diag.liquid_errors_every_ps:
+                    errors(run, m, cid, diag.liquid_errors_every_ps, diag.liquid_errors_max_frames,
+                           proto.system.composition, lname)
+    return out

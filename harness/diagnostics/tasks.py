@@ -1,0 +1,120 @@
+"""Worker functions of the diagnostics task kinds (:mod:`harness.diagnostics.contract`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.diagnostics.contract import (RelabelParams, RelabelResult, TrajErrorsParams, TrajErrorsResult,
+                                          VScanParams, VScanResult)
+from harness.errors import InputError
+from harness.sweep.contract import Deps, check_hash
+
+__all__ = ["vscan", "relabel", "traj_errors", "validation_frames"]
+
+
+def validation_frames(dataset: str | Path, name: str):
+    """The frames of validation set ``name`` of a dataset, with their content hash."""
+    from harness.datasets.build import frames_hash
+    from harness.datasets.spec import load_dataset_spec
+    from harness.datasets.subsets import assemble
+
+    spec = load_dataset_spec(dataset)
+    if name not in spec.validation:
+        raise InputError(f"{dataset}: no validation set {name!r} (validation sets: "
+                         f"{', '.join(spec.validation) or 'none'})")
+    frames = assemble(spec, name).frames
+    return frames, frames_hash(frames)
+
+
+def _member_name(m) -> str:
+    return f"member-{m.member}" + (f"-seed{m.seed}" if m.seed is not None else "")
+
+
+def vscan(p: VScanParams, deps: Deps) -> VScanResult:
+    """Every member's energies on the scans; E(ρ) rows, baseline shift per composition, errors."""
+    from harness.diagnostics.volume_scan import baseline_shifts, scan_table
+    from harness.models.evaluate import error_table, predict
+    from harness.models.load import load_model
+    from harness.sweep.tasks import set_threads
+
+    set_threads(p.threads)
+    frames, h = validation_frames(p.dataset, p.validation_set)
+    check_hash(f"validation set {p.validation_set}", p.frames_hash, h)
+    where = f"{p.dataset}: validation set {p.validation_set}"
+    energies, errors, stamps = {}, {}, {}
+    for m in sorted(deps["members"], key=lambda m: m.member):
+        loaded = load_model(m.model, device=p.device)
+        preds = predict(loaded.calculator, frames, species=loaded.species, where=where, stress=False)
+        name = _member_name(m)
+        energies[name] = [x.energy for x in preds]
+        errors[name] = error_table(frames, preds)["all"]
+        stamps[name] = m.stamp
+    table = scan_table(frames, energies, where=where)
+    shifts = baseline_shifts(table, dilute_g_cm3=p.dilute_g_cm3, tolerance_meV_atom=p.tolerance_meV_atom)
+    keep = ["member", "frame", "scan_id", "composition", "density_g_cm3", "n_atoms", "energy_ref_eV", "energy_eV"]
+    return VScanResult(committee=p.committee, arch=p.arch, subset=p.subset, validation_set=p.validation_set,
+                       rows=table[keep].to_dict("records"), shifts=shifts, errors=errors, models=stamps)
+
+
+def relabel(p: RelabelParams, deps: Deps) -> RelabelResult:
+    """Frames of one run every Δt (up to its failure) labelled with the reference method, written beside
+    the run (``relabelled-<Δt>ps-<oracle>.extxyz``); an interrupted labelling resumes, a finished one is
+    reused; frames the reference cannot label are left out and listed."""
+    from harness.diagnostics.trajectory import run_frames, select_frames
+    from harness.h5md import read_h5md
+    from harness.io import read_frames
+    from harness.reference import make_oracle, oracle_key
+    from harness.reference.batch import label_to_file, manifest_path_for
+    from harness.sweep.tasks import set_threads
+
+    set_threads(p.threads)
+    (run,) = deps["run"]
+    base = {**run.identity(), "run_dir": run.run_dir, "ensemble": run.ensemble, "t_stab_ps": run.t_stab_ps,
+            "liquid": p.liquid}
+    traj = Path(run.run_dir) / "trajectory.h5md"
+    if not traj.exists():
+        raise InputError(f"{run.run_dir}: no trajectory.h5md to relabel")
+    times = read_h5md(traj)["time_ps"]
+    idx = select_frames(times, p.every_ps, t_end_ps=run.t_stab_ps, max_frames=p.max_frames)
+    if not idx:
+        return RelabelResult(**base)
+    oracle = make_oracle(p.oracle["name"], p.oracle["options"])
+    out = Path(run.run_dir) / f"relabelled-{p.every_ps:g}ps-{oracle_key(oracle)}.extxyz"
+    failed: list[dict] = []
+    if not out.exists():
+        frames = run_frames(traj, idx, info={"composition": p.composition, "config_type": "trajectory",
+                                             "run": run.run_dir})
+        rep = label_to_file(frames, out, oracle, source=str(traj),
+                            command=f"relabel {run.run_dir} every {p.every_ps:g} ps")
+        failed = [{"frame": r.index, "error": r.error} for r in rep.records if r.status == "failed"]
+    elif manifest_path_for(out).exists():  # a finished labelling: its failures from its manifest
+        import json
+
+        records = json.loads(manifest_path_for(out).read_text()).get("frames", [])
+        failed = [{"frame": r["index"], "error": r.get("error")} for r in records if r.get("status") == "failed"]
+    n = len(read_frames(out)) if out.exists() else 0
+    return RelabelResult(**base, labelled_file=str(out) if n else None, n_selected=len(idx), n_labelled=n,
+                         failed=failed, outputs=[str(out)] if n else [])
+
+
+def traj_errors(p: TrajErrorsParams, deps: Deps) -> TrajErrorsResult:
+    """The member's energy and force errors on the relabelled frames of its own run."""
+    from harness.diagnostics.trajectory import force_error_by_reference, frame_errors, summary
+    from harness.io import read_frames
+    from harness.models.evaluate import predict
+    from harness.models.load import load_model
+    from harness.sweep.tasks import set_threads
+
+    set_threads(p.threads)
+    (lab,) = deps["labels"]
+    (member,) = deps["member"]
+    base = {**member.identity(), "run_dir": lab.run_dir, "ensemble": lab.ensemble, "liquid": p.liquid,
+            "t_stab_ps": lab.t_stab_ps, "failed_labels": len(lab.failed)}
+    if not lab.labelled_file:
+        return TrajErrorsResult(**base, frames=[], summary=summary([]))
+    frames = read_frames(lab.labelled_file)
+    loaded = load_model(member.model, device=p.device)
+    preds = predict(loaded.calculator, frames, species=loaded.species, where=lab.labelled_file, stress=False)
+    rows = frame_errors(frames, [x.energy for x in preds], [x.forces for x in preds])
+    return TrajErrorsResult(**base, frames=rows, summary=summary(rows),
+                            by_reference=force_error_by_reference(frames, [x.forces for x in preds]))
