@@ -215,7 +215,10 @@ def labelled(a: Atoms, *, where: str, energy_key: str = "REF_energy", forces_key
         forces = results.get("forces")
     if energy is None or forces is None:
         missing = [n for n, v in ((energy_key, energy), (forces_key, forces)) if v is None]
-        raise InputError(f"{where}: no label(s) {', '.join(missing)}{f' ({hint})' if hint else ''}")
+        found = [k for k, v in a.info.items() if "energ" in k.lower() and np.ndim(v) == 0]
+        found += [k for k, v in a.arrays.items() if k not in ("positions", "numbers") and np.shape(v) == (len(a), 3)]
+        has = f"; it has {', '.join(found)}" if found else ""
+        raise InputError(f"{where}: no label(s) {', '.join(missing)}{has}{f' ({hint})' if hint else ''}")
     try:
         energy = float(energy) * scale
     except (TypeError, ValueError):

@@ -333,8 +333,9 @@ def test_md_on_a_bad_model_file_is_a_clear_error(tmp_path, name, content, messag
 
 
 def test_a_cuda_sweep_places_gap_on_cpu_and_batches_mace_and_deepmd_runs(tmp_path):
-    """The ci sweep on device cuda with md_batch 4: MACE/DeePMD training and MD ask for the GPU, GAP's (the
-    reference) and every analysis task do not; each ensemble's 8 grid runs form one batch per architecture;
+    """The ci sweep on device cuda with md_batch 4: MACE/DeePMD training, MD and model evaluation (volume scans,
+    trajectory errors) ask for the GPU, GAP's (the reference), relabelling with the reference method and every
+    analysis task do not; each ensemble's 8 grid runs form one batch per architecture (so do the liquids');
     the unbatched cpu plan of the same sweep keeps its task keys (md_batch 1 adds nothing)."""
     import yaml
 
@@ -343,6 +344,7 @@ def test_a_cuda_sweep_places_gap_on_cpu_and_batches_mace_and_deepmd_runs(tmp_pat
 
     spec = yaml.safe_load((ROOT / "protocols" / "sweeps" / "ci.yaml").read_text())
     spec.update(dataset=str(ROOT / "datasets" / "ec-emc-xtb.yaml"), protocol=str(ROOT / "protocols" / "ci.yaml"))
+    assert spec.get("diagnostics")  # the shipped ci sweep has them: they are placed too
     plain = tmp_path / "plain.yaml"
     plain.write_text(yaml.safe_dump(spec))
     gpu = tmp_path / "gpu.yaml"
@@ -350,22 +352,25 @@ def test_a_cuda_sweep_places_gap_on_cpu_and_batches_mace_and_deepmd_runs(tmp_pat
     tasks = plan_sweep(*load_sweep(gpu), tmp_path / "ws")
     for t in tasks:
         arch = getattr(t.params, "arch", None) or next((a for a in ("gap", "mace", "deepmd") if a in t.label), None)
-        if t.kind in ("train", "md", "md_batch"):
+        if t.kind in ("train", "md", "md_batch", "vscan", "traj_errors"):
             assert t.needs_gpu == (arch != "gap"), t.label
         else:
             assert not t.needs_gpu, t.label
-    batches = [t for t in tasks if t.kind == "md_batch"]
+    batches = [t for t in tasks if t.kind == "md_batch" and t.params.protocol.name == "ci"]
     assert sorted((t.params.ensemble, len(t.params.runs)) for t in batches) == [("npt", 4)] * 2 + [("nvt", 4)] * 2
     assert {t.params.ensemble for t in batches} == {"npt", "nvt"}
     before = {t.key for t in plan_sweep(*load_sweep(plain), tmp_path / "ws")}
     assert not any(t.kind == "md_batch" for t in plan_sweep(*load_sweep(plain), tmp_path / "ws"))
-    assert len(before) == len(tasks) - len(batches)
+    liquid_batches = [t for t in tasks if t.kind == "md_batch" and t.params.protocol.name != "ci"]
+    assert len(liquid_batches) == 3 * 2  # each liquid: one batch per batched architecture
+    assert len(before) == len(tasks) - len(batches) - len(liquid_batches)
 
 
 def test_the_shipped_study_sweep_plans_for_a_gpu_node(tmp_path):
     """protocols/sweeps/study.yaml: 4 subsets x MACE/DeePMD, committees of 5, the study presets, reference MACE
     on Full merged with its grid twin (no separate reference training), 10 ps at 500 K, MD batched by
-    architecture and ensemble (20 runs a batch), every train/MD task on the GPU."""
+    architecture and ensemble (20 runs a batch), every train/MD task on the GPU; its diagnostics: volume scans
+    per committee, every member's NVT run relabelled (on CPU workers), the three liquids batched alike."""
     from harness.md.protocol import load_protocol
     from harness.sweep.plan import plan_sweep
     from harness.sweep.spec import load_sweep
@@ -380,6 +385,11 @@ def test_the_shipped_study_sweep_plans_for_a_gpu_node(tmp_path):
     train = [t for t in tasks if t.kind == "train"]
     assert len(train) == 40 and all(t.needs_gpu for t in train)
     batches = [t for t in tasks if t.kind == "md_batch"]
-    assert len(batches) == 4 and all(len(t.params.runs) == 20 and t.needs_gpu for t in batches)
+    assert len(batches) == 4 + 3 * 2 and all(len(t.params.runs) == 20 and t.needs_gpu for t in batches)
+    assert {t.params.protocol.system.composition for t in batches} == {"EC=4,EMC=8", "EC=9,DEC=5", "VC=8,EMC=5",
+                                                                        "PC=12"}
+    relabel = [t for t in tasks if t.kind == "relabel"]
+    assert len(relabel) == 40 + 3 * 40 and not any(t.needs_gpu for t in relabel)
+    assert len([t for t in tasks if t.kind == "vscan"]) == 2 * 8
     scores = {t.params.committee: t.params.reference for t in tasks if t.kind == "score"}
     assert len(scores) == 8 and set(scores.values()) == {"mace/Full"}

@@ -228,7 +228,7 @@ def test_plan_adds_diagnostics_without_touching_the_rest(tmp_path):
     extra = tasks[len(plain):]
     n_members = 5 * 2  # 4 grid committees + the GAP reference, 2 members each
     assert Counter(t.kind for t in extra) == {"vscan": 2 * 5, "relabel": 2 * n_members, "traj_errors": 2 * n_members,
-                                              "md": n_members}
+                                              "md": n_members, "liquid": 5}
     by_key = {t.key: t for t in tasks}
     for t in extra:
         if t.kind == "relabel":
@@ -328,3 +328,20 @@ def test_gap_baseline_shift_needs_isolated_molecules(tmp_path):
     assert shifts["OPLS+VS", "VS-2:1"]["shifted"] and shifts["OPLS+VS", "VS-2:1"]["shift_meV_atom"] > 30
     assert not shifts["OPLS+VS", "VS-1:2"]["shifted"]
     assert not shifts["OPLS+SM", "VS-2:1"]["shifted"] and not shifts["OPLS+SM", "VS-1:2"]["shifted"]
+
+
+def test_liquid_runs_are_batched_like_the_sweeps(tmp_path):
+    from collections import Counter
+
+    from harness.sweep.plan import plan_sweep
+    from harness.sweep.spec import load_sweep
+
+    path = _ci(tmp_path, {"liquids": {"PC": {"composition": "PC=12"}}})
+    text = path.read_text() + "md_batch: 3\n"
+    path.write_text(text)
+    tasks = plan_sweep(*load_sweep(path), tmp_path / "ws")
+    liquid = [t for t in tasks if t.kind in ("md", "md_batch") and t.params.protocol.name == "ci-PC"]
+    # 4 MACE + 4 DeePMD members in batches of <= 3 (2 + 2 batches); the 2 GAP members run alone
+    assert Counter(t.kind for t in liquid) == {"md": 10, "md_batch": 4}
+    batched = [t for t in liquid if t.kind == "md" and t.deps.get("batch")]
+    assert len(batched) == 8

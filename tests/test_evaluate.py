@@ -131,3 +131,14 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path, runner):
     write_frames(tmp_path / "abc.extxyz", [a])
     r = runner.invoke(app, ["evaluate", str(tmp_path / "abc.extxyz"), "-m", "ase:ase.calculators.lj.LennardJones"])
     assert r.exit_code == 2 and "REF_energy='abc' is not a number" in r.output
+    # foreign keys without a mapping: the error names what the frame has and how to map it
+    b = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.8]])
+    b.info["dft_energy"] = -1.0
+    b.arrays["dft_forces"] = np.zeros((2, 3))
+    write_frames(tmp_path / "foreign.extxyz", [b])
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "foreign.extxyz"), "-m", "ase:ase.calculators.lj.LennardJones"])
+    assert r.exit_code == 2 and "frame 0: no label(s) REF_energy, REF_forces; it has dft_energy, dft_forces" in r.output
+    assert "--energy-key" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "foreign.extxyz"), "-m", "ase:ase.calculators.lj.LennardJones",
+                            "--energy-key", "dft_energy", "--forces-key", "dft_forces"])
+    assert r.exit_code == 0, r.output

@@ -4,6 +4,7 @@
 baseline shift per composition. ``relabel``: frames of one MD run every Δt labelled with the reference
 method (resumable; each frame labelled once, beside the run). ``traj_errors``: a member's errors on the
 relabelled frames of its own run (a validation NVT run, or an NPT run in an out-of-distribution liquid).
+``liquid``: one committee in one out-of-distribution liquid: every member's NPT stability and errors.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from harness.sweep.contract import MemberIdentity, TaskResult, WorkerParams
+from harness.sweep.contract import MemberIdentity, TaskParams, TaskResult, WorkerParams
 
-__all__ = ["VScanParams", "VScanResult", "RelabelParams", "RelabelResult", "TrajErrorsParams", "TrajErrorsResult"]
+__all__ = ["VScanParams", "VScanResult", "RelabelParams", "RelabelResult", "TrajErrorsParams", "TrajErrorsResult",
+           "LiquidParams", "LiquidResult"]
 
 
 class VScanResult(TaskResult):
@@ -86,3 +88,27 @@ class TrajErrorsParams(WorkerParams):
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"labels": ("relabel",), "member": ("train", "model")}
 
     liquid: str | None = None
+
+
+class LiquidResult(TaskResult):
+    liquid: str
+    composition: str
+    committee: str
+    arch: str
+    subset: str | None = None
+    horizon_ps: float
+    members: list[dict[str, Any]] = Field(description="member, seed, t_stab_ps, reached_tau, failure, errors")
+
+
+class LiquidParams(TaskParams):
+    KIND: ClassVar[str] = "liquid"
+    FN: ClassVar[str] = "harness.diagnostics.tasks:liquid"
+    RESULT: ClassVar[type[TaskResult]] = LiquidResult
+    DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"runs": ("md",), "errors": ("traj_errors",)}
+
+    liquid: str
+    composition: str
+    committee: str
+    arch: str
+    subset: str | None = None
+    horizon_ps: float = Field(gt=0)

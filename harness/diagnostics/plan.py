@@ -4,7 +4,8 @@
 * ``relabel`` → ``traj_errors`` per member on its replica-0 run of the chosen ensemble;
 * per out-of-distribution liquid: an NPT ``md`` run of every member under the sweep's protocol with the
   system swapped for that liquid (OPLS-AA-equilibrated start, the protocol's temperature and pressure), and
-  with ``liquid_errors_every_ps`` its ``relabel`` → ``traj_errors``.
+  with ``liquid_errors_every_ps`` its ``relabel`` → ``traj_errors``; a ``liquid`` task per committee and liquid
+  gathers them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from harness.diagnostics.contract import RelabelParams, TrajErrorsParams, VScanParams
+from harness.diagnostics.contract import LiquidParams, RelabelParams, TrajErrorsParams, VScanParams
 from harness.diagnostics.spec import DiagnosticsSpec, LiquidSpec
 from harness.errors import InputError
 from harness.md.protocol import MDProtocol
@@ -48,12 +49,13 @@ def _oracle(dataset: Path, threads: int) -> dict[str, Any]:
 
 def plan_diagnostics(diag: DiagnosticsSpec, tasks: Sequence[Task], members: dict[str, list[Task]],
                      committees: dict[str, dict[str, Any]], *, protocol: MDProtocol, dataset: Path,
-                     common: dict[str, Any]) -> list[Task]:
-    """The diagnostics tasks; ``tasks`` are the sweep's planned tasks (its ``md`` runs are relabelled)."""
+                     common: dict[str, Any], md_batch: int = 1) -> list[Task]:
+    """The diagnostics tasks; ``tasks`` are the sweep's planned tasks (its ``md`` runs are relabelled);
+    ``md_batch`` batches the liquids' runs as the sweep batches its own."""
     from harness.diagnostics.tasks import validation_frames
     from harness.md.protocol import protocol_hash
     from harness.sweep.contract import MDParams
-    from harness.sweep.plan import _placed  # GAP on CPU workers; the reference method always is (see errors)
+    from harness.sweep.plan import _placed, batch_tasks  # GAP on CPU workers; the reference method always is (see errors)
 
     chosen = list(members) if diag.committees is None else diag.committees
     unknown = [c for c in chosen if c not in members]
@@ -72,12 +74,14 @@ def plan_diagnostics(diag: DiagnosticsSpec, tasks: Sequence[Task], members: dict
     oracle = _oracle(dataset, common["threads"]) if (diag.trajectory_errors or diag.liquid_errors_every_ps) else {}
 
     def errors(run: Task, member: Task, cid: str, every: float, max_frames: int, composition: str,
-               liquid: str | None) -> None:
+               liquid: str | None) -> Task:
         lab = RelabelParams(**common, oracle=oracle, every_ps=every, max_frames=max_frames, composition=composition,
                             liquid=liquid).task({"run": [run]}, run.label.replace("md ", "relabel ", 1))
         err = TrajErrorsParams(**common, liquid=liquid).task({"labels": [lab], "member": [member]},
                                                              run.label.replace("md ", "errors ", 1))
-        out.extend([replace(lab, resources="cpu"), _placed(err, committees[cid]["arch"])])
+        err = _placed(err, committees[cid]["arch"])
+        out.extend([replace(lab, resources="cpu"), err])
+        return err
 
     te = diag.trajectory_errors
     if te is not None:
@@ -90,12 +94,23 @@ def plan_diagnostics(diag: DiagnosticsSpec, tasks: Sequence[Task], members: dict
     for lname, liquid in diag.liquids.items():
         proto = liquid_protocol(protocol, lname, liquid)
         phash = protocol_hash(proto)
+        made, batch = batch_tasks({cid: members[cid] for cid in chosen}, committees, protocol=proto, protocol_hash=phash,
+                                  ensemble="npt", replicas=1, md_batch=md_batch, common=common, label=f" {lname}")
+        out.extend(made)
         for cid in chosen:
+            c = committees[cid]
+            runs, errs = [], []
             for k, m in enumerate(members[cid]):
+                b = batch.get((cid, k, 0))
                 run = _placed(MDParams(**common, protocol=proto, protocol_hash=phash, ensemble="npt", replica=0)
-                              .task({"member": [m]}, f"md npt {lname} {cid} member {k} r0"), committees[cid]["arch"])
+                              .task({"member": [m], "batch": [b] if b else []}, f"md npt {lname} {cid} member {k} r0"),
+                              c["arch"])
                 out.append(run)
+                runs.append(run)
                 if diag.liquid_errors_every_ps:
-                    errors(run, m, cid, diag.liquid_errors_every_ps, diag.liquid_errors_max_frames,
-                           proto.system.composition, lname)
+                    errs.append(errors(run, m, cid, diag.liquid_errors_every_ps, diag.liquid_errors_max_frames,
+                                       proto.system.composition, lname))
+            summary = LiquidParams(liquid=lname, composition=proto.system.composition, committee=cid, arch=c["arch"],
+                                   subset=c.get("subset"), horizon_ps=protocol.horizon_ps)
+            out.append(summary.task({"runs": runs, "errors": errs}, f"liquid {lname} {cid}"))
     return out

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.diagnostics.contract import (RelabelParams, RelabelResult, TrajErrorsParams, TrajErrorsResult,
-                                          VScanParams, VScanResult)
+from harness.diagnostics.contract import (LiquidParams, LiquidResult, RelabelParams, RelabelResult, TrajErrorsParams,
+                                          TrajErrorsResult, VScanParams, VScanResult)
 from harness.errors import InputError
 from harness.sweep.contract import Deps, check_hash
 
-__all__ = ["vscan", "relabel", "traj_errors", "validation_frames"]
+__all__ = ["vscan", "relabel", "traj_errors", "liquid", "validation_frames"]
 
 
 def validation_frames(dataset: str | Path, name: str):
@@ -118,3 +118,19 @@ def traj_errors(p: TrajErrorsParams, deps: Deps) -> TrajErrorsResult:
     rows = frame_errors(frames, [x.energy for x in preds], [x.forces for x in preds])
     return TrajErrorsResult(**base, frames=rows, summary=summary(rows),
                             by_reference=force_error_by_reference(frames, [x.forces for x in preds]))
+
+
+def liquid(p: LiquidParams, deps: Deps) -> LiquidResult:
+    """One committee in one out-of-distribution liquid: t_stab of every member's NPT run (reached the
+    horizon or how it failed) and its errors on its own relabelled frames (when planned)."""
+    errors = {(e.member, e.seed): e for e in deps.get("errors", [])}
+    members = []
+    for r in sorted(deps["runs"], key=lambda r: r.member):
+        e = errors.get((r.member, r.seed))
+        members.append({"member": _member_name(r), "seed": r.seed, "t_stab_ps": r.t_stab_ps,
+                        "reached_tau": r.failure is None and r.t_stab_ps >= p.horizon_ps - 1e-9,
+                        "failure": r.failure.get("detector") if r.failure else None,
+                        "errors": e.summary if e is not None else None,
+                        "failed_labels": e.failed_labels if e is not None else None})
+    return LiquidResult(liquid=p.liquid, composition=p.composition, committee=p.committee, arch=p.arch,
+                        subset=p.subset, horizon_ps=p.horizon_ps, members=members)

@@ -117,6 +117,9 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
         curves.to_csv(files["learning_curves.csv"], index=False)
         files["fig3"] = figures.fig_learning_curves(curves, outdir / "fig3_learning_curves.png")
 
+    from harness.report.diagnostics import diagnostics_section, diagnostics_tables
+
+    diag_html = diagnostics_section(diagnostics_tables(workspace, sweep), outdir, files, _img)
     al_html = ""
     if members.generation.notna().any():
         al_html = _al_section(workspace, sweep, members, tau, outdir, files)
@@ -155,6 +158,7 @@ D enters Q from the block estimator (composition-weighted); KL rule {html.escape
 (analysis/findings.py prints the same; committees absent from the sweep leave a claim undetermined).</p>
 {findings_html}
 <h2>Figures</h2>{figs}
+{diag_html}
 {al_html}
 <h2>Members</h2>{members.round(4).to_html(index=False)}
 <h2>Provenance</h2><pre>{html.escape(json.dumps(prov, indent=1, default=str))}</pre></body></html>"""

@@ -25,7 +25,7 @@ from harness.sweep.contract import (MDBatchParams, MDParams, ModelParams, Observ
 from harness.sweep.execute import Task
 from harness.sweep.spec import SweepSpec
 
-__all__ = ["plan_sweep", "train_tasks", "model_tasks", "plan_validation"]
+__all__ = ["plan_sweep", "train_tasks", "model_tasks", "plan_validation", "batch_tasks"]
 
 
 def train_tasks(c: dict[str, Any], *, dataset: Path, seeds: Sequence[int], common: dict[str, Any],
@@ -81,6 +81,34 @@ def _placed(task: Task, arch: str) -> Task:
 BATCHED_ARCHS = ("mace", "deepmd")
 
 
+def batch_tasks(members: dict[str, list[Task]], committees: dict[str, dict[str, Any]], *, protocol: MDProtocol,
+                protocol_hash: str, ensemble: str, replicas: int, md_batch: int, common: dict[str, Any],
+                ref_density: Task | None = None, label: str = "") -> tuple[list[Task], dict[tuple[str, int, int], Task]]:
+    """``md_batch`` tasks of up to ``md_batch`` trajectories for the runs of one ensemble of every member of a
+    batched architecture (MACE, DeePMD), and (committee, member, replica) -> its batch; none when
+    ``md_batch`` is 1. ``label`` is added to the task labels (e.g. a liquid's name)."""
+    by_arch: dict[str, list[tuple[str, int, int, Task]]] = {}
+    if md_batch > 1:
+        for cid in members:
+            if committees[cid]["arch"] in BATCHED_ARCHS:
+                by_arch.setdefault(committees[cid]["arch"], []).extend(
+                    (cid, k, r, m) for k, m in enumerate(members[cid]) for r in range(replicas))
+    made: list[Task] = []
+    out: dict[tuple[str, int, int], Task] = {}
+    for arch, items in by_arch.items():
+        for n, i in enumerate(range(0, len(items), md_batch)):
+            chunk = items[i:i + md_batch]
+            uniq = list({m.key: m for *_, m in chunk}.values())
+            index = {m.key: j for j, m in enumerate(uniq)}
+            params = MDBatchParams(**common, protocol=protocol, protocol_hash=protocol_hash, ensemble=ensemble,
+                                   runs=[(index[m.key], r) for _, _, r, m in chunk])
+            task = params.task({"members": uniq, "ref_density": [ref_density] if ref_density else []},
+                               f"md {ensemble}{label} batch {arch} {n} ({len(chunk)} runs)")
+            made.append(task)
+            out.update({(cid, k, r): task for cid, k, r, _ in chunk})
+    return made, out
+
+
 def plan_validation(members: dict[str, list[Task]], committees: dict[str, dict[str, Any]], ref: str, *,
                     protocol: MDProtocol, analysis: AnalysisSpec | None, replicas: int,
                     common: dict[str, Any], score_reference: bool = True, md_batch: int = 1) -> list[Task]:
@@ -98,25 +126,10 @@ def plan_validation(members: dict[str, list[Task]], committees: dict[str, dict[s
     tasks: list[Task] = []
 
     def batches(ensemble: str, rd: Task | None) -> dict[tuple[str, int, int], Task]:
-        by_arch: dict[str, list[tuple[str, int, int, Task]]] = {}
-        if md_batch > 1:
-            for cid in members:
-                if committees[cid]["arch"] in BATCHED_ARCHS:
-                    by_arch.setdefault(committees[cid]["arch"], []).extend(
-                        (cid, k, r, m) for k, m in enumerate(members[cid]) for r in range(replicas))
-        out = {}
-        for arch, items in by_arch.items():
-            for n, i in enumerate(range(0, len(items), md_batch)):
-                chunk = items[i:i + md_batch]
-                uniq = list({m.key: m for *_, m in chunk}.values())
-                index = {m.key: j for j, m in enumerate(uniq)}
-                params = MDBatchParams(**common, protocol=protocol, protocol_hash=phash, ensemble=ensemble,
-                                       runs=[(index[m.key], r) for _, _, r, m in chunk])
-                task = params.task({"members": uniq, "ref_density": [rd] if rd else []},
-                                   f"md {ensemble} batch {arch} {n} ({len(chunk)} runs)")
-                tasks.append(task)
-                out.update({(cid, k, r): task for cid, k, r, _ in chunk})
-        return out
+        made, index = batch_tasks(members, committees, protocol=protocol, protocol_hash=phash, ensemble=ensemble,
+                                  replicas=replicas, md_batch=md_batch, common=common, ref_density=rd)
+        tasks.extend(made)
+        return index
 
     def runs(cid: str, ensemble: str, rd: Task | None = None, batch: dict | None = None) -> dict[tuple[int, int], Task]:
         out = {}
@@ -194,5 +207,5 @@ def plan_sweep(spec: SweepSpec, files: dict[str, Any], workspace: str | Path) ->
         from harness.diagnostics.plan import plan_diagnostics
 
         tasks += plan_diagnostics(spec.diagnostics, tasks, members, committees, protocol=protocol,
-                                  dataset=files["dataset"], common=common)
+                                  dataset=files["dataset"], common=common, md_batch=spec.md_batch)
     return tasks
