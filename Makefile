@@ -10,7 +10,7 @@ STAMP := $(VENV)/.harness-installed
 PYTEST_ARGS ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test test-all demo ci-sweep ci-models ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
+.PHONY: install test test-all demo ci-sweep ci-models ci-diagnostics ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
 	wheelhouse install-offline
 
 install: $(STAMP)
@@ -47,6 +47,11 @@ ci-models: install
 ci-al: install
 	$(VENV)/bin/harness al run protocols/al/ci.yaml --workspace runs/ci
 	$(PY) -m pytest -m slow tests/test_al.py $(PYTEST_ARGS)
+
+# The paper's diagnostics (issue #16): the ci sweep's volume scans, trajectory errors and liquids in its store and
+# report; two real GAP models show the 2:1 baseline shift without isolated molecules and its absence with them.
+ci-diagnostics: install
+	HARNESS_CI_WORKSPACE=runs/ci $(PY) -m pytest -m slow tests/test_diagnostics.py $(PYTEST_ARGS)
 
 ci-transfer: install
 	$(VENV)/bin/harness transfer run protocols/transfer/ci.yaml --workspace runs/ci

@@ -280,6 +280,13 @@ def test_relabel_and_errors_workers(tmp_path):
     out = Path(lab.labelled_file)
     mtime = out.stat().st_mtime_ns
     assert relabel(p, {"run": [run]}).n_labelled == 3 and out.stat().st_mtime_ns == mtime  # labelled once
+    # another selection of the same run (2 frames): its frames were labelled already, none is labelled again
+    import json
+
+    two = relabel(p.model_copy(update={"max_frames": 2}), {"run": [run]})
+    assert two.n_labelled == 2 and two.labelled_file != lab.labelled_file
+    manifest = json.loads(Path(two.labelled_file + ".manifest.json").read_text())
+    assert [f["status"] for f in manifest["frames"]] == ["cached", "cached"]
     model = ModelSource(kind="ase", calculator="ase:tests.test_diagnostics.ShiftedEMT",
                         options={"shift_eV": 0.4, "force_eV_A": 0.05})
     member = MemberResult(**ident, model=model, run_name="m")
@@ -345,3 +352,41 @@ def test_liquid_runs_are_batched_like_the_sweeps(tmp_path):
     assert Counter(t.kind for t in liquid) == {"md": 10, "md_batch": 4}
     batched = [t for t in liquid if t.kind == "md" and t.deps.get("batch")]
     assert len(batched) == 8
+
+
+@pytest.mark.slow
+def test_ci_sweep_diagnostics_end_to_end(tmp_path):
+    """After ``make ci-sweep``: the shipped ci sweep's diagnostics are in its store and in its report. Its GAP
+    reference (OPLS+VS, one composition, no isolated molecules) is shifted at 2:1 and not at 1:2; the members
+    that survived the first Δt have relabelled NVT frames with finite errors; every committee has a row per
+    liquid; the report has fig4-6 and the CSVs; the analysis scripts print the same tables."""
+    import subprocess
+    import sys
+
+    from harness.report.build import build_report
+    from harness.report.diagnostics import diagnostics_tables
+
+    ws = Path(os.environ.get("HARNESS_CI_WORKSPACE", ROOT / "runs" / "ci"))
+    if not (ws / "harness.sqlite").exists():
+        pytest.fail(f"{ws}: no ci sweep workspace (run `make ci-sweep` first, or set HARNESS_CI_WORKSPACE)")
+    t = diagnostics_tables(ws)
+    s = t["vscan_shifts"].set_index(["committee", "validation_set"])
+    ref = s.loc[("ref:gap/OPLS+VS", "VS-2:1")]
+    assert ref.shifted and abs(ref.shift_meV_atom) > 30
+    assert not s.loc[("ref:gap/OPLS+VS", "VS-1:2")].shifted
+    assert len(s) == 3 * 2  # the ci sweep diagnoses the OPLS+VS committees and the reference
+    summ = t["traj_error_summary"]
+    gap = summ[(summ.committee == "ref:gap/OPLS+VS") & (summ.run == "nvt")].iloc[0]
+    assert gap.n_frames == 2 * 2 and np.isfinite(gap.forces_rmse_meV_A) and 0 < gap.forces_rmse_meV_A < 2000
+    liquids = t["liquids"]
+    assert set(liquids.liquid) == {"EC:DEC", "VC:EMC", "PC"} and len(liquids) == 3 * 3
+    assert set(liquids.composition) == {"EC=9,DEC=5", "VC=8,EMC=5", "PC=12"}
+    files = build_report(ws, tmp_path / "report")
+    for key in ("fig4", "fig5", "fig6", "vscan_shifts.csv", "liquids.csv", "traj_errors.csv"):
+        assert files[key].exists() and files[key].stat().st_size > 0, key
+    assert "baseline shift" in files["report.html"].read_text()
+    for script in ("fig4_volume_scans.py", "fig5_trajectory_errors.py", "fig6_generalisation.py"):
+        r = subprocess.run([sys.executable, str(ROOT / "analysis" / script), str(ws), str(tmp_path / "a")],
+                           capture_output=True, text=True, cwd=ROOT / "analysis")
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "a").glob("*.png")

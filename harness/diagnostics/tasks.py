@@ -58,8 +58,9 @@ def vscan(p: VScanParams, deps: Deps) -> VScanResult:
 
 def relabel(p: RelabelParams, deps: Deps) -> RelabelResult:
     """Frames of one run every Δt (up to its failure) labelled with the reference method, written beside
-    the run (``relabelled-<Δt>ps-<oracle>.extxyz``); an interrupted labelling resumes, a finished one is
-    reused; frames the reference cannot label are left out and listed."""
+    the run (``relabelled-<Δt>ps-<n>frames-<oracle>.extxyz``); an interrupted labelling resumes, a finished
+    one is reused, a frame labelled for another selection of the same run is not labelled again; frames the
+    reference cannot label are left out and listed."""
     from harness.diagnostics.trajectory import run_frames, select_frames
     from harness.h5md import read_h5md
     from harness.io import read_frames
@@ -79,12 +80,16 @@ def relabel(p: RelabelParams, deps: Deps) -> RelabelResult:
     if not idx:
         return RelabelResult(**base)
     oracle = make_oracle(p.oracle["name"], p.oracle["options"])
-    out = Path(run.run_dir) / f"relabelled-{p.every_ps:g}ps-{oracle_key(oracle)}.extxyz"
+    key = oracle_key(oracle)
+    out = Path(run.run_dir) / f"relabelled-{p.every_ps:g}ps-{len(idx)}frames-{key}.extxyz"
     failed: list[dict] = []
     if not out.exists():
         frames = run_frames(traj, idx, info={"composition": p.composition, "config_type": "trajectory",
                                              "run": run.run_dir})
-        rep = label_to_file(frames, out, oracle, source=str(traj),
+        # a frame another selection of this run already labelled (another Δt or frame count) is reused
+        reuse = {a.info["uid"]: a for f in sorted(Path(run.run_dir).glob(f"relabelled-*-{key}.extxyz"))
+                 for a in read_frames(f) if "uid" in a.info}
+        rep = label_to_file(frames, out, oracle, source=str(traj), reuse=reuse,
                             command=f"relabel {run.run_dir} every {p.every_ps:g} ps")
         failed = [{"frame": r.index, "error": r.error} for r in rep.records if r.status == "failed"]
     elif manifest_path_for(out).exists():  # a finished labelling: its failures from its manifest

@@ -158,9 +158,13 @@ def fig_trajectory_errors(errors: pd.DataFrame, path: Path) -> Path:
         axes[2].plot(e.energy_ref_eV_atom, e.energy_error_meV_atom, "o", color=c, ms=3, label=label)
     axes[0].set_ylabel("force RMSE (meV/Å)")
     axes[1].set_ylabel("energy RMSE (meV/atom)")
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+
     for ax in axes[:2]:
         ax.set_xlabel("time in the run (ps)")
         ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
     axes[2].set_xlabel("reference energy (eV/atom)")
     axes[2].set_ylabel("energy error (meV/atom)")
     axes[2].axhline(0, color="k", lw=0.8)
