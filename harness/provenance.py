@@ -21,6 +21,10 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "gap": ("quippy-ase",),
     "deepmd": ("deepmd-kit", "torch"),
     "mace": ("mace-torch", "torch", "e3nn"),
+    # foundation model families (harness.models.foundation) and the dispersion term
+    "sevennet": ("sevenn", "torch", "e3nn"),
+    "chgnet": ("chgnet", "torch"),
+    "d3": ("dftd3",),
     "analysis": ("scipy", "MDAnalysis", "kinisi"),
     "cluster": ("dask", "distributed"),
 }

@@ -249,6 +249,7 @@ def _sweep_with_models(tmp_path, models):
     spec = yaml.safe_load((ROOT / "protocols" / "sweeps" / "ci.yaml").read_text())
     spec.update(dataset=str(ROOT / "datasets" / "ec-emc-xtb.yaml"), protocol=str(ROOT / "protocols" / "ci.yaml"),
                 subsets=[], architectures=[], models=models)
+    spec.pop("diagnostics", None)  # diagnostics name the grid's committees
     path = tmp_path / "models.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path

@@ -395,3 +395,33 @@ def test_default_nvt_thermostat_keeps_the_nve_diffusivity_and_langevin_slows_it(
     se = np.hypot(se_default, se_nve)
     assert abs(d_default - d_nve) < 3 * se, (d_default, se_default, d_nve, se_nve)
     assert d_nve - d_lang > 5 * np.hypot(se_nve, se_lang) and d_lang < 0.5 * d_nve, (d_lang, se_lang, d_nve)
+
+
+def test_runs_of_a_workspace_share_one_start(tmp_path, monkeypatch):
+    """Every model's run of a protocol and replica starts from the same OPLS-AA liquid, built once per
+    workspace (not once per run); another replica or NVT density gets its own; the runs' own start files
+    equal the shared one."""
+    from pathlib import Path
+
+    import harness.md.start as start
+    from harness.io import read_frames
+    from harness.md.launch import prepare_run
+    from harness.md.protocol import load_protocol
+
+    calls = []
+    real = start.prepare_start
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("replica", 0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(start, "prepare_start", counting)
+    proto = load_protocol(Path(__file__).resolve().parents[1] / "protocols" / "ci.yaml")
+    a = prepare_run(proto, "npt", "model-a", workspace=tmp_path)
+    b = prepare_run(proto, "npt", "model-b", workspace=tmp_path)
+    assert calls == [0]
+    assert (a.atoms.positions == b.atoms.positions).all()
+    assert (read_frames(b.outdir / "start.extxyz")[0].positions == a.atoms.positions).all()
+    prepare_run(proto, "npt", "model-a", workspace=tmp_path, replica=1)
+    prepare_run(proto, "nvt", "model-a", workspace=tmp_path, nvt_density=1.0)
+    assert calls == [0, 1, 0] and len(list((tmp_path / "md" / "starts").glob("start-*.extxyz"))) == 3

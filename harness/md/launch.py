@@ -83,7 +83,7 @@ def prepare_run(proto, ensemble: str, name: str, *, workspace: str | Path, repli
     from harness.io import read_frames, write_frames
     from harness.md.detectors import detectors_from_spec
     from harness.md.protocol import protocol_hash
-    from harness.md.start import check_start, prepare_start
+    from harness.md.start import check_start, shared_start
 
     if ensemble not in ("npt", "nvt"):
         raise InputError(f"ensemble must be npt or nvt, got {ensemble!r}")
@@ -109,8 +109,8 @@ def prepare_run(proto, ensemble: str, name: str, *, workspace: str | Path, repli
             check_start(atoms, where=str(start), species=species)
             atoms = volume_scan(atoms, [rho])[0]
     else:
-        logger.info("preparing the start (%s, OPLS-AA equilibration)", proto.system.composition)
-        atoms = prepare_start(proto, density_g_cm3=rho, replica=replica)
+        logger.info("start: %s, OPLS-AA equilibrated (shared by the workspace's runs)", proto.system.composition)
+        atoms = shared_start(proto, Path(workspace) / "md" / "starts", density_g_cm3=rho, replica=replica)
     check_start(atoms, where=str(start) if start else "protocol start", species=species)
     if not cached_start.exists():
         write_frames(cached_start, [atoms])

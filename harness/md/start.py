@@ -9,7 +9,7 @@ from ase import Atoms
 from harness.errors import InputError
 from harness.md.protocol import MDProtocol, StartSpec
 
-__all__ = ["equilibrated_frames", "prepare_start", "check_start"]
+__all__ = ["equilibrated_frames", "prepare_start", "shared_start", "check_start"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,28 @@ def prepare_start(protocol: MDProtocol, *, density_g_cm3: float | None = None, r
     sysm = protocol.system
     return equilibrated_frames(sysm.composition, sysm, protocol.temperature_K, seed=sysm.seed * 1000 + replica,
                                density_g_cm3=density_g_cm3, threads=threads)[0]
+
+
+def shared_start(protocol: MDProtocol, cache_dir, *, density_g_cm3: float | None = None, replica: int = 0) -> Atoms:
+    """:func:`prepare_start`, made once per workspace: every model's run of a protocol and replica starts from
+    the same OPLS-AA-equilibrated liquid (SCIENCE.md: the comparison is between models, not starts), so it is
+    built once and kept in ``cache_dir`` as ``start-<hash>.extxyz`` (the hash of the system, temperature,
+    density and replica), written atomically; every caller gets the frame as read back from that file (one
+    precision for all). A sweep's runs of one protocol then pay one classical equilibration, not one each."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from harness.io import read_frames, write_frames
+
+    key = {"system": protocol.system.model_dump(mode="json"), "temperature_K": protocol.temperature_K,
+           "density_g_cm3": None if density_g_cm3 is None else round(float(density_g_cm3), 9), "replica": replica}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"start-{digest}.extxyz"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_frames(path, [prepare_start(protocol, density_g_cm3=density_g_cm3, replica=replica)])
+    return read_frames(path)[0]
 
 
 def check_start(atoms: Atoms, *, where: str, species: tuple[str, ...] | None = None) -> None:

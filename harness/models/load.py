@@ -29,17 +29,24 @@ __all__ = ["ModelSource", "LoadedModel", "load_model", "load_committee", "model_
 
 
 class ModelSource(HarnessModel):
-    """One model: a trained member (``member``), a model file (``file``) or an ASE calculator (``ase``)."""
+    """One model: a trained member (``member``), a model file (``file``), an ASE calculator (``ase``) or a
+    foundation model known by name (``foundation``: :mod:`harness.models.foundation`; ``options``: d3, sha256)."""
 
-    kind: Literal["member", "file", "ase"]
+    kind: Literal["member", "file", "ase", "foundation"]
     path: str | None = Field(None, description="member directory (member) or model file (file)")
     arch: str | None = Field(None, description="architecture of a model file (default: from its suffix)")
     calculator: str | None = Field(None, description="ase:package.module.Class (ase)")
     options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the ASE calculator")
     dtype: str = Field("float64", pattern="^(float32|float64)$", description="evaluation precision of a file")
+    name: str | None = Field(None, description="foundation model name (foundation)")
 
     @model_validator(mode="after")
     def _check(self):
+        if self.kind == "foundation":
+            from harness.models.foundation import get
+
+            object.__setattr__(self, "arch", get(self.name or "").family)  # an unknown name: the known ones
+            return self
         if self.kind in ("member", "file") and not self.path:
             raise ValueError(f"a {self.kind} model needs a path")
         if self.kind == "ase" and not (self.calculator or "").startswith("ase:"):
@@ -107,6 +114,10 @@ def model_stamp(src: ModelSource) -> dict[str, Any]:
             raise InputError(f"model file {path}: no such file")
         return {"kind": "file", "arch": src.arch, "file": str(path.resolve()), "sha256": _sha256(path),
                 "versions": versions("core", src.arch), "dtype": src.dtype}
+    if src.kind == "foundation":
+        from harness.models.foundation import foundation_stamp
+
+        return foundation_stamp(src.name, src.options)
     prov = _ase(src).provenance()
     return {"kind": "ase", "arch": "ase", "calculator": src.calculator, "options": src.options,
             "versions": {prov["code"]: prov["version"]}}
@@ -125,6 +136,8 @@ def run_name(src: ModelSource, stamp: dict[str, Any] | None = None) -> str:
         stem = re.sub(r"[^A-Za-z0-9_.+-]", "_", Path(src.path).stem)
         return f"{src.arch}-file-{stem}-{sha[:10]}"
     opts = hashlib.sha256(json.dumps(src.options, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    if src.kind == "foundation":
+        return f"foundation-{src.name}-{opts}"
     return f"ase-{src.calculator.rsplit('.', 1)[-1]}-{opts}"
 
 
@@ -143,6 +156,10 @@ def load_model(src: ModelSource, *, device: str = "cpu") -> LoadedModel:
             raise InputError(f"model file {src.path}: cannot load it as a {src.arch} model "
                              f"({type(exc).__name__}: {exc})") from None
         return LoadedModel(calc, None)
+    if src.kind == "foundation":
+        from harness.models.foundation import foundation_calculator
+
+        return LoadedModel(foundation_calculator(src.name, device=device, options=src.options), None)
     return LoadedModel(_ase(src).make_calculator(), None)
 
 
@@ -184,6 +201,13 @@ def sources_from_cli(models: list[str], *, arch: str | None = None, options: dic
         if m.startswith("ase:"):
             out.append(ModelSource(kind="ase", calculator=m, options=options or {}))
             continue
+        if m.startswith("foundation:"):  # foundation:NAME or foundation:NAME+d3
+            name, _, extra = m[len("foundation:"):].partition("+")
+            if extra not in ("", "d3"):
+                raise InputError(f"--model {m}: foundation:NAME or foundation:NAME+d3")
+            out.append(ModelSource(kind="foundation", name=name, options={**(options or {}),
+                                                                           **({"d3": True} if extra else {})}))
+            continue
         p = Path(m)
         if (p / "committee.json").exists():
             out += committee_sources(p)
@@ -196,7 +220,7 @@ def sources_from_cli(models: list[str], *, arch: str | None = None, options: dic
             out.append(ModelSource(kind="file", path=str(p.resolve()), arch=arch_of_file(p, arch), dtype=dtype))
         else:
             raise InputError(f"--model {m}: neither a trained member (artifact.json), a committee (committee.json), "
-                             "a model file nor ase:package.module.Class")
+                             "a model file, foundation:NAME nor ase:package.module.Class")
     return out
 
 

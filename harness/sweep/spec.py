@@ -39,13 +39,16 @@ class ModelEntry(HarnessModel):
     dtype: str = Field("float64", pattern="^(float32|float64)$")
     committee: str | None = Field(None, description="a committee directory trained by the harness")
     calculator: str | None = Field(None, description="ase:package.module.Class")
-    options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the ASE calculator")
+    foundation: str | None = Field(None, description="a foundation model by name (harness.models.foundation)")
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the ASE calculator; "
+                                    "of a foundation model: d3 (true or a functional), sha256 (of a user file)")
 
     @model_validator(mode="after")
     def _one(self):
-        given = [k for k in ("files", "committee", "calculator") if getattr(self, k)]
+        given = [k for k in ("files", "committee", "calculator", "foundation") if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError(f"model {self.name!r}: give exactly one of files, committee, calculator (got {given or 'none'})")
+            raise ValueError(f"model {self.name!r}: give exactly one of files, committee, calculator, foundation "
+                             f"(got {given or 'none'})")
         if self.arch is not None and self.arch not in ARCHS:
             raise ValueError(f"model {self.name!r}: unknown architecture {self.arch!r}; known: {', '.join(ARCHS)}")
         return self
@@ -56,6 +59,8 @@ class ModelEntry(HarnessModel):
 
         if self.calculator:
             return [ModelSource(kind="ase", calculator=self.calculator, options=self.options)]
+        if self.foundation:
+            return [ModelSource(kind="foundation", name=self.foundation, options=self.options)]
         if self.committee:
             return committee_sources(resolve_path(self.committee, spec_path, f"models.{self.name}.committee"))
         paths = [resolve_path(f, spec_path, f"models.{self.name}.files") for f in self.files]
