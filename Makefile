@@ -58,11 +58,11 @@ ci-transfer: install
 	$(VENV)/bin/harness report --workspace runs/ci --output runs/ci/report
 
 # Wheels for an offline install on a compute node: WHEEL_PYTHON (default: this one), WHEEL_PLATFORM,
-# BACKENDS (gap,deepmd,mace or none), EXCLUDE (what the node has, e.g. torch). Prints the total size.
+# BACKENDS (gap,deepmd,mace,sevennet or none), EXCLUDE (what the node has, e.g. torch). Prints the total size.
 WHEELHOUSE ?= wheelhouse
 WHEEL_PYTHON ?=
 WHEEL_PLATFORM ?= manylinux_2_34_x86_64
-BACKENDS ?= gap,deepmd,mace
+BACKENDS ?= gap,deepmd,mace,sevennet
 EXCLUDE ?=
 wheelhouse: install
 	$(PY) -m harness.wheelhouse --dest $(WHEELHOUSE) --platform $(WHEEL_PLATFORM) --backends $(BACKENDS) \

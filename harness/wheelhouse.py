@@ -3,7 +3,8 @@
 Compute nodes often have no internet. This collects, for a target Python version and platform, the wheels
 of the harness and of exactly the distributions the chosen backends need, pinned to the versions of this
 environment (``requirements/lock.txt``): the dependency closure of the project's core requirements plus
-the backends' (``gap``: quippy-ase; ``deepmd``: deepmd-kit, mpich, torch; ``mace``: mace-torch, torch),
+the backends' (``gap``: quippy-ase; ``deepmd``: deepmd-kit, mpich, torch; ``mace``: mace-torch, torch;
+``sevennet``: sevenn, torch, the foundation models shipped in a wheel),
 read from the installed distributions' metadata. ``--exclude`` leaves out what the node already has
 (e.g. its own CUDA build of torch) together with everything only it needs. Writes ``requirements.txt``
 beside the wheels and prints their total size.
@@ -30,7 +31,9 @@ __all__ = ["BACKENDS", "select", "build", "main"]
 PROJECT = "liquid-mlip-harness"
 #: distributions each backend adds to the core (the project's other requirements)
 BACKENDS: dict[str, tuple[str, ...]] = {"gap": ("quippy-ase",), "deepmd": ("deepmd-kit", "mpich", "torch"),
-                                        "mace": ("mace-torch", "torch")}
+                                        "mace": ("mace-torch", "torch"),
+                                        # the foundation models shipped in a wheel (harness.models.foundation)
+                                        "sevennet": ("sevenn", "torch")}
 
 
 def _canon(name: str) -> str:
@@ -117,7 +120,8 @@ def main(argv=None) -> int:
     p.add_argument("--dest", type=Path, default=Path("wheelhouse"))
     p.add_argument("--python", default=None, help="target Python version, e.g. 3.12 (default: this one)")
     p.add_argument("--platform", default="manylinux_2_34_x86_64", help="target platform tag (newest glibc)")
-    p.add_argument("--backends", default="gap,deepmd,mace", help="comma-separated: gap, deepmd, mace (or none)")
+    p.add_argument("--backends", default="gap,deepmd,mace,sevennet",
+                   help="comma-separated: gap, deepmd, mace, sevennet (or none)")
     p.add_argument("--exclude", default="", help="comma-separated distributions the node already has, e.g. torch")
     a = p.parse_args(argv)
     backends = [b for b in a.backends.split(",") if b and b != "none"]

@@ -14,7 +14,10 @@ from harness.wheelhouse import main, select
 def test_a_backend_selection_ships_its_closure_and_nothing_else():
     core = select([])
     assert {"ase", "tblite", "openmm", "packmol", "rdkit", "numpy", "typer"} <= set(core)
-    assert not {"torch", "deepmd-kit", "mace-torch", "quippy-ase", "e3nn"} & set(core)
+    assert not {"torch", "deepmd-kit", "mace-torch", "quippy-ase", "e3nn", "sevenn"} & set(core)
+    assert "dftd3" in core  # the D3 term needs no torch
+    seven = select(["sevennet"])
+    assert {"sevenn", "torch", "e3nn"} <= set(seven) and "mace-torch" not in seven
     gap = select(["gap"])
     assert set(gap) - set(core) >= {"quippy-ase"} and "torch" not in gap
     both = select(["mace", "deepmd"])
@@ -31,7 +34,7 @@ def test_a_backend_selection_ships_its_closure_and_nothing_else():
 
 def test_an_unknown_backend_is_a_clear_error(capsys):
     assert main(["--backends", "nequip", "--dest", "/nonexistent/never"]) == 2
-    assert "unknown backend(s) nequip; known: gap, deepmd, mace" in capsys.readouterr().err
+    assert "unknown backend(s) nequip; known: gap, deepmd, mace, sevennet" in capsys.readouterr().err
 
 
 @pytest.mark.slow
