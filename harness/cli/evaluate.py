@@ -16,7 +16,8 @@ from harness.cli.observe import ARCH_HELP
 def evaluate(
     data: Path = typer.Argument(..., metavar="DATA", help="Labelled frames (extxyz, .gz allowed)."),
     model: list[str] = typer.Option(..., "--model", "-m", metavar="MODEL", help=(
-        "A trained member or committee directory, a model file, or ase:package.module.Class; several --model "
+        "A trained member or committee directory, a model file, foundation:NAME[+d3] or ase:package.module.Class; "
+        "several --model "
         "are evaluated as one committee (mean prediction, spread as uncertainty).")),
     arch: Optional[str] = typer.Option(None, "--arch", help=ARCH_HELP),
     energy_key: str = typer.Option("REF_energy", "--energy-key", help="Info key of the reference energy."),

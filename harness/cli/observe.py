@@ -139,7 +139,8 @@ def _protocol(protocol: Optional[str], workspace: Path, sources):
 
 
 MODEL_HELP = ("A committee directory, a model file (MACE .model, DeePMD .pth/.pb, GAP .xml; repeat --model for "
-              "several: a committee; one file is a committee of one) or ase:package.module.Class.")
+              "several: a committee; one file is a committee of one), foundation:NAME[+d3] (a foundation model "
+              "shipped offline, e.g. foundation:sevennet-0+d3) or ase:package.module.Class.")
 ARCH_HELP = "Architecture of the model files when their suffix does not tell (gap, deepmd, mace)."
 
 
