@@ -366,7 +366,7 @@ def test_ci_sweep_diagnostics_end_to_end(tmp_path):
     from harness.report.build import build_report
     from harness.report.diagnostics import diagnostics_tables
 
-    ws = Path(os.environ.get("HARNESS_CI_WORKSPACE", ROOT / "runs" / "ci"))
+    ws = Path(os.environ.get("HARNESS_CI_WORKSPACE", ROOT / "runs" / "ci")).resolve()
     if not (ws / "harness.sqlite").exists():
         pytest.fail(f"{ws}: no ci sweep workspace (run `make ci-sweep` first, or set HARNESS_CI_WORKSPACE)")
     t = diagnostics_tables(ws)
