@@ -27,13 +27,9 @@ def committee_id(arch: str, chain: str, generation: int) -> str:
 def _oracle(spec: ALSpec, dataset: Path) -> dict:
     if spec.oracle is not None:
         return spec.oracle.model_dump(mode="json")
-    from harness.datasets.spec import load_dataset_spec
+    from harness.reference import dataset_oracle
 
-    ds = load_dataset_spec(dataset)
-    options = dict(ds.reference.options)
-    if ds.reference.name == "xtb":
-        options["threads"] = spec.threads_per_task
-    return {"name": ds.reference.name, "options": options}
+    return dataset_oracle(dataset, spec.threads_per_task)
 
 
 def plan_al(spec: ALSpec, files: dict[str, Path], workspace: str | Path) -> list[Task]:

@@ -37,22 +37,13 @@ def liquid_protocol(protocol: MDProtocol, name: str, liquid: LiquidSpec) -> MDPr
     return MDProtocol.model_validate(data)
 
 
-def _oracle(dataset: Path, threads: int) -> dict[str, Any]:
-    from harness.datasets.spec import load_dataset_spec
-
-    ds = load_dataset_spec(dataset)
-    options = dict(ds.reference.options)
-    if ds.reference.name == "xtb":
-        options["threads"] = threads
-    return {"name": ds.reference.name, "options": options}
-
-
 def plan_diagnostics(diag: DiagnosticsSpec, tasks: Sequence[Task], members: dict[str, list[Task]],
                      committees: dict[str, dict[str, Any]], *, protocol: MDProtocol, dataset: Path,
                      common: dict[str, Any], md_batch: int = 1) -> list[Task]:
     """The diagnostics tasks; ``tasks`` are the sweep's planned tasks (its ``md`` runs are relabelled);
     ``md_batch`` batches the liquids' runs as the sweep batches its own."""
     from harness.diagnostics.tasks import validation_frames
+    from harness.reference import dataset_oracle
     from harness.md.protocol import protocol_hash
     from harness.sweep.contract import MDParams
     from harness.sweep.plan import _placed, batch_tasks  # GAP on CPU workers; the reference method always is (see errors)
@@ -71,7 +62,7 @@ def plan_diagnostics(diag: DiagnosticsSpec, tasks: Sequence[Task], members: dict
                             arch=c["arch"], subset=c.get("subset"), dilute_g_cm3=diag.dilute_g_cm3,
                             tolerance_meV_atom=diag.baseline_tolerance_meV_atom)
             out.append(_placed(p.task({"members": members[cid]}, f"volume scans {name} {cid}"), c["arch"]))
-    oracle = _oracle(dataset, common["threads"]) if (diag.trajectory_errors or diag.liquid_errors_every_ps) else {}
+    oracle = dataset_oracle(dataset, common["threads"]) if (diag.trajectory_errors or diag.liquid_errors_every_ps) else {}
 
     def errors(run: Task, member: Task, cid: str, every: float, max_frames: int, composition: str,
                liquid: str | None) -> Task:

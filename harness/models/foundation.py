@@ -98,6 +98,11 @@ def _package_dir(f: Foundation) -> Path:
 def weights_file(f: Foundation, *, sha256: str | None = None) -> Path:
     """The weights of ``f`` on this machine, checked: shipped weights against the recorded hash, a user file
     against ``sha256`` (or the recorded one). A missing file is an error saying where to put it."""
+    return _checked_weights(f, sha256)[0]
+
+
+def _checked_weights(f: Foundation, sha256: str | None) -> tuple[Path, str]:
+    """(path, SHA-256) of ``f``'s weights, read once."""
     from harness.io import sha256_file
 
     if f.shipped:
@@ -111,13 +116,11 @@ def weights_file(f: Foundation, *, sha256: str | None = None) -> Path:
             raise InputError(f"foundation model {f.name}: weights not found at {path}. Models are never downloaded "
                              f"at run time: download {f.url} on a machine with internet and put it there (or set "
                              f"HARNESS_MODELS_DIR to the folder holding {f.file})")
-    want = sha256 or f.sha256
-    if want is not None:
-        got = sha256_file(path)
-        if got != want:
-            raise InputError(f"foundation model {f.name}: {path} has SHA-256 {got}, expected {want} "
-                             "(another version of the weights, or a damaged file)")
-    return path
+    got, want = sha256_file(path), sha256 or f.sha256
+    if want is not None and got != want:
+        raise InputError(f"foundation model {f.name}: {path} has SHA-256 {got}, expected {want} "
+                         "(another version of the weights, or a damaged file)")
+    return path, got
 
 
 def _d3(functional: str, d3: str | bool) -> Calculator:
@@ -170,12 +173,11 @@ def foundation_calculator(name: str, *, device: str = "cpu", options: dict[str, 
 
 def foundation_stamp(name: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Provenance: the model, its weights file and SHA-256, the package versions, the D3 term."""
-    from harness.io import sha256_file
     from harness.provenance import versions
 
     f = get(name)
-    path = weights_file(f, sha256=(options or {}).get("sha256"))
+    path, digest = _checked_weights(f, (options or {}).get("sha256"))
     groups = ("core", f.family, *(("d3",) if (options or {}).get("d3") else ()))
     return {"kind": "foundation", "arch": f.family, "name": f.name, "description": f.description,
-            "file": str(path), "sha256": sha256_file(path), "options": dict(options or {}),
+            "file": str(path), "sha256": digest, "options": dict(options or {}),
             "versions": versions(*groups)}

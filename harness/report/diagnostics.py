@@ -16,6 +16,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from harness.report.figures import _plt, _save
+
 __all__ = ["diagnostics_tables", "diagnostics_section", "fig_volume_scans", "fig_trajectory_errors",
            "fig_generalisation"]
 
@@ -85,18 +87,10 @@ def diagnostics_tables(workspace: str | Path, sweep: str | None = None) -> dict[
     return out
 
 
-def _plt():
-    from harness.report.figures import _plt as plt_
-
-    return plt_()
-
-
 def fig_volume_scans(frames: pd.DataFrame, shifts: pd.DataFrame, path: Path) -> Path:
     """Per composition (columns): E(ρ) of the committees' mean against the reference, per atom and relative to
     the reference's most dilute frame of the same scan (top); parity of the same energies (bottom). A baseline
     shift is a curve displaced by a constant that the parity points share."""
-    from harness.report.figures import _save
-
     plt = _plt()
     comps = sorted(frames.composition.unique())
     fig, axes = plt.subplots(2, len(comps), figsize=(5 * len(comps), 8), squeeze=False)
@@ -141,8 +135,6 @@ def fig_volume_scans(frames: pd.DataFrame, shifts: pd.DataFrame, path: Path) -> 
 def fig_trajectory_errors(errors: pd.DataFrame, path: Path) -> Path:
     """Errors on relabelled frames of each member's own trajectory: force RMSE and energy error against time
     (committee means) and the energy error against the reference energy (every frame)."""
-    from harness.report.figures import _save
-
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -176,8 +168,6 @@ def fig_trajectory_errors(errors: pd.DataFrame, path: Path) -> Path:
 def fig_generalisation(liquids: pd.DataFrame, path: Path) -> Path:
     """(a) NPT t_stab per liquid and committee (mean ± SE over members, the horizon marked); (b) force RMSE on
     frames of each model's own run in each liquid (members with frames)."""
-    from harness.report.figures import _save
-
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     names = list(dict.fromkeys(liquids.liquid))
