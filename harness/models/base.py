@@ -121,6 +121,8 @@ class TrainInputs:
     init_model: str | None = None  # warm start: a previous model's checkpoint (deepmd)
     #: continue the run stopped at a walltime in this work dir from its last checkpoint (MACE, DeePMD)
     resume: bool = False
+    #: start from a foundation model (:class:`harness.models.finetune.Finetune`; MACE)
+    finetune: Any = None
 
 
 class Trainer(Protocol):

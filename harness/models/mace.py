@@ -79,6 +79,8 @@ class MACETrainer:
             raise InputError(f"mace: {', '.join(sorted(clash))} are set by the harness, not by presets")
         hp = dict(hyperparameters)
         _check_eval_interval(hp)
+        if inputs.finetune is not None:
+            hp.pop("lr", None)  # the recipe's
         hp.pop("dtype", None)  # the preset's default; the resolved dtype is inputs.dtype (an explicit one wins)
         dtype = inputs.dtype
         frames_train = [_prepare(a) for a in inputs.train]
@@ -97,6 +99,11 @@ class MACETrainer:
                 f"--plot={bool(hp.get('plot', False))}"]
         for k, v in hp.items():
             args += _flag(k, v) if k != "plot" else []
+        if inputs.finetune is not None:
+            from harness.models.finetune import mace_args
+            from harness.models.train import _frames_key
+
+            args += mace_args(inputs.finetune, workdir, _frames_key)
         if inputs.resume and list(workdir.glob("checkpoints/*.pt")):
             args.append("--restart_latest")  # stopped at a walltime: from the last epoch checkpoint
         env = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", **thread_env(inputs.threads)}

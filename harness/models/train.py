@@ -63,7 +63,7 @@ def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperpara
                  preset: str, seed: int, workdir: Path, dataset: dict[str, Any] | None = None,
                  device: str = "cpu", dtype: str | None = None, threads: int | None = None,
                  max_train_eval: int = 30, init_model: str | Path | None = None,
-                 e0: dict[str, float] | None = None) -> ModelArtifact:
+                 e0: dict[str, float] | None = None, finetune=None) -> ModelArtifact:
     """Train (or reuse) one committee member in ``workdir``.
 
     A finished member (``artifact.json`` with status ok and unchanged files) is returned as is.
@@ -71,7 +71,8 @@ def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperpara
     log tail; it does not raise. ``init_model``: warm start from a previous member's checkpoint
     (backends that support it; recorded in the artifact's dataset entry). ``e0``: isolated-atom
     energies (eV per element, e.g. :attr:`CommitteePlan.e0`); default: single-atom frames among
-    ``train``, else each backend's average. ``dtype``: float32 or float64; None takes the
+    ``train``, else each backend's average. ``finetune``: start from a foundation model
+    (:class:`harness.models.finetune.Finetune`; MACE only). ``dtype``: float32 or float64; None takes the
     hyperparameters' ``dtype`` (the preset's), else float64; an explicit one wins over the preset.
     """
     workdir = Path(workdir)
@@ -85,6 +86,8 @@ def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperpara
             except InputError as exc:
                 logger.warning("retraining %s: %s", workdir, exc)
     trainer = get_trainer(arch)
+    if finetune is not None and arch != "mace":
+        raise InputError(f"fine-tuning a foundation model is implemented for MACE, not {arch}")
     species = check_frames(train, "training frames")
     if valid:
         unseen = set(check_frames(valid, "validation frames")) - set(species)
@@ -98,7 +101,7 @@ def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperpara
     inputs = TrainInputs(train=train, valid=valid, species=species,
                          e0=e0 if e0 is not None else isolated_atom_energies(train), seed=seed,
                          device=device, dtype=dtype, threads=threads,
-                         init_model=str(init_model) if init_model else None)
+                         init_model=str(init_model) if init_model else None, finetune=finetune)
     if init_model:
         dataset = {**(dataset or {}), "init_model": str(init_model)}
     stopped = workdir / INTERRUPTED
@@ -163,6 +166,7 @@ class CommitteePlan:
     train: list[Atoms]
     valid: list[Atoms]
     e0: dict[str, float] | None = None  # the dataset's isolated-atom energies (eV), None -> backend average
+    finetune: Any = None  # harness.models.finetune.Finetune: start from a foundation model
 
     def member_dir(self, k: int, seed: int) -> Path:
         return self.directory / f"member-{k}-seed{seed}"
@@ -172,6 +176,7 @@ class CommitteePlan:
         path.write_text(json.dumps({
             "arch": self.arch, "preset": self.preset, "subset": self.subset, "dataset": self.dataset,
             "hyperparameters": self.hyperparameters, "device": self.device, "dtype": self.dtype,
+            **({"finetune": self.finetune.model_dump()} if self.finetune is not None else {}),
             "members": [Path(a.workdir).name for a in arts], "status": [a.status for a in arts]},
             indent=1, default=str) + "\n")
         return path
@@ -181,7 +186,7 @@ def plan_committee(spec_path: str | Path, subset: str, arch: str, *, preset: str
                    workspace: str | Path = "runs/default", overrides: dict[str, Any] | None = None,
                    device: str = "cpu", dtype: str | None = None,
                    max_train_frames: int | None = None, extra_frames: str | Path | None = None,
-                   name: str | None = None) -> CommitteePlan:
+                   name: str | None = None, finetune=None) -> CommitteePlan:
     """Assemble the subset and resolve hyperparameters; the committee key hashes arch, preset,
     hyperparameters, the training/validation frames, device and dtype.
 
@@ -190,7 +195,9 @@ def plan_committee(spec_path: str | Path, subset: str, arch: str, *, preset: str
     ``extra_frames``: a labelled extxyz file (e.g. active-learned frames) added to the subset's training
     frames after the thinning (all of them train); ``name`` labels the committee directory (default:
     the subset name). The E0s are the dataset's isolated-atom energies in every subset
-    (:func:`harness.datasets.subsets.dataset_e0`) and are part of the key.
+    (:func:`harness.datasets.subsets.dataset_e0`) and are part of the key. ``finetune``
+    (:class:`harness.models.finetune.Finetune`): the members start from a foundation model; the recipe and the
+    foundation's and replay set's content hashes are part of the key.
     """
     from harness.datasets.spec import load_dataset_spec
     from harness.datasets.subsets import assemble, dataset_e0
@@ -218,12 +225,15 @@ def plan_committee(spec_path: str | Path, subset: str, arch: str, *, preset: str
                "train_key": _frames_key(train),
                "valid_key": _frames_key(valid) if valid else None, "n_train": len(train), "n_valid": len(valid),
                "max_train_frames": max_train_frames, "e0": {**e0_info, "values": e0}}
+    if finetune is not None:
+        dataset["finetune"] = finetune.model_dump()
     key = hashlib.sha256(json.dumps([arch, preset, hp, dataset["train_key"], dataset["valid_key"], device, dtype,
-                                     *([e0] if e0 is not None else [])],
+                                     *([e0] if e0 is not None else []),
+                                     *([finetune.key_fields()] if finetune is not None else [])],
                                     sort_keys=True, default=str).encode()).hexdigest()
     label = name or subset
     return CommitteePlan(arch, label, preset, committee_dir(Path(workspace), arch, label, preset, key), key, hp,
-                         dtype, device, dataset, train, valid, e0)
+                         dtype, device, dataset, train, valid, e0, finetune)
 
 
 def _extra_frames(path: str | Path) -> list[Atoms]:

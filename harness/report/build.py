@@ -120,6 +120,9 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
     from harness.report.diagnostics import diagnostics_section, diagnostics_tables
 
     diag_html = diagnostics_section(diagnostics_tables(workspace, sweep), outdir, files, _img)
+    from harness.report.finetune import finetune_section, finetune_tables
+
+    ft_html = finetune_section(finetune_tables(workspace, members, sweep), outdir, files, _img)
     al_html = ""
     if members.generation.notna().any():
         al_html = _al_section(workspace, sweep, members, tau, outdir, files)
@@ -159,6 +162,7 @@ D enters Q from the block estimator (composition-weighted); KL rule {html.escape
 {findings_html}
 <h2>Figures</h2>{figs}
 {diag_html}
+{ft_html}
 {al_html}
 <h2>Members</h2>{members.round(4).to_html(index=False)}
 <h2>Provenance</h2><pre>{html.escape(json.dumps(prov, indent=1, default=str))}</pre></body></html>"""

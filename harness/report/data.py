@@ -38,6 +38,8 @@ def member_table(scores: list[dict]) -> pd.DataFrame:
             row = {"committee": sc["committee_id"], "arch": sc["arch"], "subset": sc["subset"], "member": m["name"],
                    "campaign": tags.get("campaign"), "chain": tags.get("chain"),
                    "generation": tags.get("generation", np.nan),
+                   "finetune": (tags.get("finetune") or {}).get("name"),
+                   "finetune_lr": (tags.get("finetune") or {}).get("lr", np.nan),
                    "t_stab_npt_ps": m["t_stab_npt_ps"], "t_stab_nvt_ps": m["t_stab_nvt_ps"],
                    "density_g_cm3": (m.get("density_g_cm3") or {}).get("mean", np.nan),
                    "kl": np.nan if m.get("kl") is None else m["kl"],
@@ -51,7 +53,8 @@ def member_table(scores: list[dict]) -> pd.DataFrame:
 
 def committee_table(members: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard error over members per committee for every numeric column."""
-    num = [c for c in members.columns if c not in ("committee", "arch", "subset", "member", "campaign", "chain")]
+    num = [c for c in members.columns if c not in ("committee", "arch", "subset", "member", "campaign", "chain",
+                                                   "finetune")]
     g = members.groupby(["committee", "arch", "subset"], sort=False, dropna=False)[num]
     mean, sem = g.mean(), g.sem(ddof=1)
     n = g.size().rename("members")

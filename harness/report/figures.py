@@ -51,7 +51,7 @@ def _grouped(ax, table: pd.DataFrame, col: str, *, subsets, archs) -> None:
 def fig_stability(table: pd.DataFrame, tau_ps: float, path: Path, *, subsets, archs) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    _grouped(ax, table[~table.committee.str.startswith("ref:")], "t_stab_npt_ps", subsets=subsets, archs=archs)
+    _grouped(ax, table[~table.committee.str.startswith(("ref:", "ft:"))], "t_stab_npt_ps", subsets=subsets, archs=archs)
     ax.axhline(tau_ps, color="k", ls="--", lw=1, label=f"horizon {tau_ps:g} ps")
     ax.set_ylabel("t_stab NPT (ps), mean ± SE over members")
     ax.set_title("(a) stability at the protocol temperature")
@@ -86,7 +86,7 @@ def fig_diffusivity(table: pd.DataFrame, species: str, reference: str, path: Pat
     col = f"D_{species}"
     fig, ax = plt.subplots(figsize=(6.5, 4))
     if col in table:
-        _grouped(ax, table[~table.committee.str.startswith("ref:")], col, subsets=subsets, archs=archs)
+        _grouped(ax, table[~table.committee.str.startswith(("ref:", "ft:"))], col, subsets=subsets, archs=archs)
         ref = table[table.committee == reference]
         if len(ref) and np.isfinite(ref[col].iloc[0]):
             m, e = ref[col].iloc[0], np.nan_to_num(ref[f"{col}_se"].iloc[0])

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from harness.config import HarnessModel
 from harness.errors import InputError
 from harness.md.protocol import MDProtocol
+from harness.models.finetune import Finetune
 from harness.models.load import ModelSource
 from harness.observables.analysis import AnalysisSpec
 from harness.sweep.execute import Task
@@ -142,6 +143,15 @@ class TrainParams(WorkerParams):
     name: str | None = None
     tags: dict[str, Any] = Field(default_factory=dict)
     warm_start: bool = False
+    finetune: Finetune | None = Field(None, description="start from a foundation model (left out of the key "
+                                      "when None: keys of other trainings unchanged)")
+
+    @model_serializer(mode="wrap")
+    def _drop_none(self, handler):
+        out = handler(self)
+        if self.finetune is None:
+            out.pop("finetune", None)
+        return out
 
 
 class ModelParams(TaskParams):

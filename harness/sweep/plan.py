@@ -48,6 +48,7 @@ def train_tasks(c: dict[str, Any], *, dataset: Path, seeds: Sequence[int], commo
                              overrides=c["overrides"], max_train_frames=c["max_train_frames"], seed=seed, member=k,
                              committee_key=committee_key, committee=c["id"], name=c.get("name"),
                              tags=c.get("tags") or {}, warm_start=warm_start and bool(previous),
+                             finetune=c.get("finetune"),
                              extra_frames=str(extra) if extra else None,
                              extra_frames_sha256=sha256_file(extra) if extra else None)
         deps = {"al_set": [al_set] if al_set else [], "previous": [previous[k]] if warm_start and previous else []}
@@ -186,10 +187,16 @@ def plan_sweep(spec: SweepSpec, files: dict[str, Any], workspace: str | Path) ->
     members: dict[str, list[Task]] = {}
     committees = {c["id"]: c for c in spec.committees()}
     ref = next(cid for cid, c in committees.items() if c["reference"])
+    if spec.finetune is not None:
+        from harness.finetune.plan import finetune_committees
+
+        committees.update({c["id"]: c for c in finetune_committees(
+            spec.finetune, files, subsets=spec.subsets, preset=spec.preset,
+            max_train_frames=spec.max_train_frames)})
     for cid, c in committees.items():
         plan = plan_committee(files["dataset"], c["subset"], c["arch"], preset=c["preset"], workspace=workspace,
                               overrides=c["overrides"], device=spec.device, max_train_frames=c["max_train_frames"],
-                              extra_frames=c.get("extra_frames"), name=c.get("name"))
+                              extra_frames=c.get("extra_frames"), name=c.get("name"), finetune=c.get("finetune"))
         c["directory"] = str(plan.directory)
         members[cid] = train_tasks(c, dataset=files["dataset"], seeds=spec.member_seeds, common=common,
                                    committee_key=plan.key)
@@ -197,6 +204,13 @@ def plan_sweep(spec: SweepSpec, files: dict[str, Any], workspace: str | Path) ->
     for entry in spec.models:
         sources = files["models"][entry.name]
         c = entry.committee_entry(sources)
+        committees[c["id"]] = c
+        members[c["id"]] = model_tasks(c, sources)
+        tasks += members[c["id"]]
+    if spec.finetune is not None and spec.finetune.zero_shot:
+        from harness.finetune.plan import zero_shot_committee
+
+        c, sources = zero_shot_committee(spec.finetune, files)
         committees[c["id"]] = c
         members[c["id"]] = model_tasks(c, sources)
         tasks += members[c["id"]]
@@ -208,4 +222,8 @@ def plan_sweep(spec: SweepSpec, files: dict[str, Any], workspace: str | Path) ->
 
         tasks += plan_diagnostics(spec.diagnostics, tasks, members, committees, protocol=protocol,
                                   dataset=files["dataset"], common=common, md_batch=spec.md_batch)
+    if spec.finetune is not None:
+        from harness.finetune.plan import plan_forgetting
+
+        tasks += plan_forgetting(spec.finetune, files, members, committees, common=common)
     return tasks

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 from harness.config import HarnessModel, load_yaml
 from harness.diagnostics.spec import DiagnosticsSpec
 from harness.errors import ConfigError
+from harness.finetune.spec import FinetuneSpec
 from harness.models.base import ARCHITECTURES as ARCHS
 
 __all__ = ["SweepSpec", "ReferenceSpec", "load_sweep", "resolve_path"]
@@ -94,6 +95,8 @@ class SweepSpec(HarnessModel):
     device: str = Field("cpu", pattern="^(cpu|cuda)$")
     diagnostics: DiagnosticsSpec | None = Field(None, description="the paper's diagnostics beside Q: volume-scan "
                                                 "validation, errors along trajectories, chemical generalisation")
+    finetune: FinetuneSpec | None = Field(None, description="a foundation model zero-shot and fine-tuned on the "
+                                          "subsets (strategies naive, frozen, replay), with forgetting measured")
     md_batch: int = Field(1, ge=1, description="trajectories of one architecture (MACE, DeePMD) advanced together "
                           "in one MD task, one model call per step for all (batched MD; pays on a GPU); 1: one "
                           "trajectory per task")
@@ -112,8 +115,13 @@ class SweepSpec(HarnessModel):
             raise ValueError("subsets and architectures must not repeat")
         if not (self.subsets and self.architectures) and not self.models:
             raise ValueError("nothing to score: give subsets and architectures, or models")
-        if len({m.name for m in self.models}) != len(self.models):
-            raise ValueError("model names must not repeat")
+        names = [m.name for m in self.models]
+        if self.finetune is not None and self.finetune.zero_shot:
+            names.append(self.finetune.name)
+        if len(set(names)) != len(names):
+            raise ValueError("model names (models and finetune.name) must not repeat")
+        if self.finetune is not None and not (self.finetune.subsets or self.subsets):
+            raise ValueError("finetune: give subsets (the sweep has none)")
         return self
 
     @property
@@ -162,4 +170,19 @@ def load_sweep(path: str | Path, model: type[SweepSpec] | None = None) -> tuple[
         files["analysis"] = resolve_path(spec.analysis, path, "analysis")
     if spec.models:
         files["models"] = {m.name: m.sources(path) for m in spec.models}
+    ft = spec.finetune
+    if ft is not None:
+        files["foundation"] = f = resolve_path(ft.foundation, path, "finetune.foundation")
+        if f.suffix != ".model" or not f.is_file():
+            raise ConfigError(f"{path}: finetune.foundation: {f} is not a MACE .model file")
+        if ft.sha256 is not None:
+            from harness.io import sha256_file
+
+            if sha256_file(f) != ft.sha256.lower():
+                raise ConfigError(f"{path}: finetune.foundation: {f} has SHA-256 {sha256_file(f)}, not the pinned "
+                                  f"{ft.sha256}")
+        if ft.replay is not None:
+            files["replay_dataset"] = resolve_path(ft.replay.dataset, path, "finetune.replay.dataset")
+        if ft.forgetting is not None:
+            files["forgetting_dataset"] = resolve_path(ft.forgetting.dataset, path, "finetune.forgetting.dataset")
     return spec, files

@@ -46,7 +46,8 @@ def _committee_plan(p: TrainParams, deps: Deps):
     for s in deps.get("al_set", ()):  # an AL generation trains on the frames labelled so far
         extra = s.al_frames
     return plan_committee(p.dataset, p.subset, p.arch, preset=p.preset, workspace=p.workspace, overrides=p.overrides,
-                          device=p.device, max_train_frames=p.max_train_frames, extra_frames=extra, name=p.name)
+                          device=p.device, max_train_frames=p.max_train_frames, extra_frames=extra, name=p.name,
+                          finetune=p.finetune)
 
 
 def train(p: TrainParams, deps: Deps) -> MemberResult:
@@ -68,7 +69,8 @@ def train(p: TrainParams, deps: Deps) -> MemberResult:
             raise InputError(f"warm start: {init} not found (the previous generation's checkpoint)")
     art = train_member(p.arch, plan.train, plan.valid, hyperparameters=plan.hyperparameters, preset=p.preset,
                        seed=p.seed, workdir=plan.member_dir(p.member, p.seed), dataset=plan.dataset,
-                       device=p.device, dtype=plan.dtype, threads=p.threads, init_model=init, e0=plan.e0)
+                       device=p.device, dtype=plan.dtype, threads=p.threads, init_model=init, e0=plan.e0,
+                       finetune=plan.finetune)
     arts = [ModelArtifact.load(q.parent) for q in sorted(plan.directory.glob("*/artifact.json"))]
     plan.write_json(arts)
     if art.status != "ok":

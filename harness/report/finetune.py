@@ -1,0 +1,116 @@
+"""Foundation models in a workspace (issue #17): zero-shot and fine-tuned committees beside the ones trained from
+scratch, target gain and forgetting, as tables, a figure and a report section, from the store.
+
+Tables: ``finetune_members`` (per fine-tuned member: target RMSE before/after, change of predictions on each
+held-out set), ``finetune`` (per committee: strategy, lr, Q, t_stab, target errors, forgetting; the zero-shot
+foundation and the from-scratch committees of the same architecture and subsets beside them). Figure:
+``fig7_finetune`` (target force gain against forgetting, per strategy and learning rate).
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from harness.report.figures import _plt, _save
+
+__all__ = ["finetune_tables", "finetune_section", "fig_finetune"]
+
+
+def finetune_tables(workspace: str | Path, members: pd.DataFrame, sweep: str | None = None) -> dict[str, pd.DataFrame]:
+    """``members``: the Q member table (:func:`harness.report.data.member_table`, with the ``finetune`` column)."""
+    from harness.sweep.store import Store
+
+    path = Path(workspace) / "harness.sqlite"
+    if not path.exists() or "finetune" not in members or members.finetune.isna().all():
+        return {}
+    store = Store(path)
+    try:
+        res = [r["result"] for r in store.tasks(kind="forgetting", status="done", sweep=sweep)]
+    finally:
+        store.close()
+    rows = []
+    for r in res:
+        row = {"committee": r["committee"], "subset": r["subset"], "member": r["member"], "strategy": r["strategy"],
+               "lr": r["lr"], **r["summary"]}
+        for name, h in r["held_out"].items():
+            row[f"{name}: ΔF (meV/Å)"] = h["forces_change_rms_meV_A"]
+            row[f"{name}: ΔE (meV/atom)"] = h["energy_change_rms_meV_atom"]
+            if h.get("tuned"):
+                row[f"{name}: F RMSE before"] = h["original"]["forces_rmse_meV_A"]
+                row[f"{name}: F RMSE after"] = h["tuned"]["forces_rmse_meV_A"]
+        rows.append(row)
+    per_member = pd.DataFrame(rows)
+    ft = members[members.finetune.notna()]
+    subsets = set(ft.subset[ft.committee.str.startswith("ft:")])
+    archs = {"mace"}
+    scratch = members[~members.committee.str.contains(":") & members.arch.isin(archs) & members.subset.isin(subsets)]
+    both = pd.concat([scratch.assign(finetune="from scratch"), ft])
+    table = []
+    for cid, g in both.groupby("committee", sort=False):
+        t = g.t_stab_npt_ps.astype(float)
+        row = {"committee": cid, "subset": g.subset.iloc[0], "strategy": g.finetune.iloc[0],
+               "lr": g.finetune_lr.iloc[0] if "finetune_lr" in g else np.nan, "members": len(g),
+               "Q": g.Q.mean(), "Q_se": g.Q.sem(ddof=1) if len(g) > 1 else np.nan,
+               "t_stab_npt_ps": t.mean(), "t_stab_npt_ps_se": t.sem(ddof=1) if len(g) > 1 else np.nan}
+        pm = per_member[per_member.committee == cid] if len(per_member) else per_member
+        if len(pm):
+            for k in ("target_forces_rmse_before_meV_A", "target_forces_rmse_after_meV_A",
+                      "target_energy_rmse_after_meV_atom", "target_forces_gain_meV_A", "forgetting_forces_meV_A",
+                      "forgetting_energy_meV_atom"):
+                if k in pm:
+                    row[k] = pm[k].mean()
+        table.append(row)
+    out = {"finetune": pd.DataFrame(table)}
+    if len(per_member):
+        out["finetune_members"] = per_member
+    return out
+
+
+def fig_finetune(per_member: pd.DataFrame, path: Path) -> Path:
+    """Target force-RMSE gain (before − after, meV/Å) against forgetting (RMS change of the forces on the held-out
+    sets, meV/Å): one point per member, one marker per strategy and learning rate."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for (cid, strategy, lr), g in per_member.groupby(["committee", "strategy", "lr"], sort=False):
+        if "forgetting_forces_meV_A" not in g:
+            continue
+        x, y = g.forgetting_forces_meV_A.astype(float), g.target_forces_gain_meV_A.astype(float)
+        pts = ax.scatter(x, y, alpha=0.5, s=18)
+        ax.errorbar(x.mean(), y.mean(), xerr=x.sem(ddof=1) if len(g) > 1 else None,
+                    yerr=y.sem(ddof=1) if len(g) > 1 else None, fmt="o", ms=8, capsize=3,
+                    color=pts.get_facecolor()[0][:3], label=f"{cid} ({strategy}, lr {lr:g})")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xlabel("forgetting: RMS force change on held-out sets (meV/Å)")
+    ax.set_ylabel("target gain: force RMSE before − after (meV/Å)")
+    ax.set_title("fine-tuning: gain on the target vs what is forgotten")
+    ax.legend(fontsize=7)
+    return _save(plt, fig, path)
+
+
+def finetune_section(tables: dict[str, pd.DataFrame], outdir: Path, files: dict[str, Path],
+                     img: Callable[[Path], str]) -> str:
+    """Write the CSVs and the figure into ``outdir`` (recorded in ``files``) and return the HTML section."""
+    if not tables:
+        return ""
+    for name, df in tables.items():
+        files[f"{name}.csv"] = outdir / f"{name}.csv"
+        df.to_csv(files[f"{name}.csv"], index=False)
+    parts = ["<h2>Foundation model: zero-shot and fine-tuned</h2>",
+             "<p>The foundation as a committee of one (zero-shot), each fine-tuning strategy (naive: all weights; "
+             "frozen: mace-torch --freeze N; replay: multi-head fine-tuning with a replay sample of the foundation's "
+             "data) and the committee trained from scratch on the same frames. Target: force/energy RMSE on the "
+             "subset's validation frames before (the foundation) and after; forgetting: RMS change of the fine-tuned "
+             "model's forces and energies from the foundation's on held-out structures (no pretraining labels "
+             "needed); Q and t_stab as in the table above.</p>",
+             tables["finetune"].round(3).to_html(index=False)]
+    if "finetune_members" in tables and "forgetting_forces_meV_A" in tables["finetune_members"]:
+        files["fig7"] = fig_finetune(tables["finetune_members"], outdir / "fig7_finetune.png")
+        parts.append(f"<figure><img src='{img(files['fig7'])}' alt='fig7'><figcaption>"
+                     f"{html.escape('fig7: target gain against forgetting, per member (mean ± SE large)')}"
+                     "</figcaption></figure>")
+    return "\n".join(parts)
