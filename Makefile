@@ -10,7 +10,7 @@ STAMP := $(VENV)/.harness-installed
 PYTEST_ARGS ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test test-all demo ci-sweep ci-models ci-diagnostics ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
+.PHONY: install test test-all demo ci-sweep ci-models ci-diagnostics ci-finetune ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
 	wheelhouse install-offline
 
 install: $(STAMP)
@@ -52,6 +52,14 @@ ci-al: install
 # report; two real GAP models show the 2:1 baseline shift without isolated molecules and its absence with them.
 ci-diagnostics: install
 	HARNESS_CI_WORKSPACE=runs/ci $(PY) -m pytest -m slow tests/test_diagnostics.py $(PYTEST_ARGS)
+
+# Foundation models at ci scale, in the ci sweep's workspace (its reference and from-scratch MACE reused): the
+# shipped carbonate foundation MACE zero-shot and fine-tuned with each strategy, forgetting measured, then the
+# checks of what each strategy did (frozen embedding kept, replay head present, larger lr forgets more)
+ci-finetune: install
+	$(VENV)/bin/harness sweep run protocols/sweeps/ci-finetune.yaml --workspace runs/ci
+	$(VENV)/bin/harness report --workspace runs/ci --output runs/ci/report
+	HARNESS_CI_WORKSPACE=runs/ci $(PY) -m pytest -m slow tests/test_finetune.py $(PYTEST_ARGS)
 
 ci-transfer: install
 	$(VENV)/bin/harness transfer run protocols/transfer/ci.yaml --workspace runs/ci

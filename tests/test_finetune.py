@@ -213,7 +213,11 @@ def test_ci_finetune_run(tmp_path):
     for k, v in frozen.node_embedding.state_dict().items():  # --freeze 4: the embedding kept
         assert torch.allclose(v.to(emb[k].dtype), emb[k]), k
     assert any(not torch.allclose(v.to(emb[k].dtype), emb[k]) for k, v in naive.node_embedding.state_dict().items())
-    assert list(model("ft:replay-lr0.001/OPLS+VS").heads) == ["Default", "pt_head"]
+    assert sorted(model("ft:replay-lr0.001/OPLS+VS").heads) == ["Default", "pt_head"]
+    from harness.models.load import ModelSource, load_model
+
+    replay_dir = trained["ft:replay-lr0.001/OPLS+VS"]["workdir"]  # MD and scoring use the fine-tuned head
+    assert load_model(ModelSource(kind="member", path=replay_dir)).calculator.head == "Default"
     files = build_report(ws, tmp_path / "report")
     assert files["fig7"].stat().st_size > 0
     table = (tmp_path / "report" / "finetune.csv").read_text()

@@ -31,6 +31,7 @@ def finetune_tables(workspace: str | Path, members: pd.DataFrame, sweep: str | N
     store = Store(path)
     try:
         res = [r["result"] for r in store.tasks(kind="forgetting", status="done", sweep=sweep)]
+        trained = [r["result"] for r in store.tasks(kind="train", status="done", sweep=sweep)]
     finally:
         store.close()
     rows = []
@@ -47,23 +48,40 @@ def finetune_tables(workspace: str | Path, members: pd.DataFrame, sweep: str | N
     per_member = pd.DataFrame(rows)
     ft = members[members.finetune.notna()]
     subsets = set(ft.subset[ft.committee.str.startswith("ft:")])
-    archs = {"mace"}
-    scratch = members[~members.committee.str.contains(":") & members.arch.isin(archs) & members.subset.isin(subsets)]
+    scratch = members[~members.committee.str.contains(":") & (members.arch == "mace") & members.subset.isin(subsets)]
     both = pd.concat([scratch.assign(finetune="from scratch"), ft])
+    # the target errors: a fine-tuned member's after its fine-tuning, the foundation's (zero-shot) before it, a
+    # from-scratch member's validation errors (the same validation frames of the subset)
+    valid = {}
+    for t in trained:
+        m = t.get("metrics") or {}
+        valid.setdefault(t["committee"], []).append((m.get("valid_forces_rmse_meV_A"), m.get("valid_energy_rmse_meV_atom")))
+    before = (per_member.groupby("subset")[["target_forces_rmse_before_meV_A", "target_energy_rmse_before_meV_atom"]]
+              .first() if len(per_member) else pd.DataFrame())
     table = []
     for cid, g in both.groupby("committee", sort=False):
         t = g.t_stab_npt_ps.astype(float)
+        n = len(g)
         row = {"committee": cid, "subset": g.subset.iloc[0], "strategy": g.finetune.iloc[0],
-               "lr": g.finetune_lr.iloc[0] if "finetune_lr" in g else np.nan, "members": len(g),
-               "Q": g.Q.mean(), "Q_se": g.Q.sem(ddof=1) if len(g) > 1 else np.nan,
-               "t_stab_npt_ps": t.mean(), "t_stab_npt_ps_se": t.sem(ddof=1) if len(g) > 1 else np.nan}
+               "lr": g.finetune_lr.iloc[0] if "finetune_lr" in g else np.nan, "members": n,
+               "Q": g.Q.mean(), "Q_se": g.Q.sem(ddof=1) if n > 1 else np.nan,
+               "t_stab_npt_ps": t.mean(), "t_stab_npt_ps_se": t.sem(ddof=1) if n > 1 else np.nan,
+               "target_forces_rmse_meV_A": np.nan, "target_energy_rmse_meV_atom": np.nan}
         pm = per_member[per_member.committee == cid] if len(per_member) else per_member
         if len(pm):
-            for k in ("target_forces_rmse_before_meV_A", "target_forces_rmse_after_meV_A",
-                      "target_energy_rmse_after_meV_atom", "target_forces_gain_meV_A", "forgetting_forces_meV_A",
-                      "forgetting_energy_meV_atom"):
+            row["target_forces_rmse_meV_A"] = pm.target_forces_rmse_after_meV_A.mean()
+            row["target_energy_rmse_meV_atom"] = pm.target_energy_rmse_after_meV_atom.mean()
+            for k in ("target_forces_gain_meV_A", "forgetting_forces_meV_A", "forgetting_energy_meV_atom"):
                 if k in pm:
                     row[k] = pm[k].mean()
+        elif cid.startswith("model:") and len(before):  # the zero-shot foundation on each fine-tuning target
+            row["target_forces_rmse_meV_A"] = before.target_forces_rmse_before_meV_A.mean()
+            row["target_energy_rmse_meV_atom"] = before.target_energy_rmse_before_meV_atom.mean()
+        elif cid in valid:
+            f = [x[0] for x in valid[cid] if x[0] is not None]
+            e = [x[1] for x in valid[cid] if x[1] is not None]
+            row["target_forces_rmse_meV_A"] = float(np.mean(f)) if f else np.nan
+            row["target_energy_rmse_meV_atom"] = float(np.mean(e)) if e else np.nan
         table.append(row)
     out = {"finetune": pd.DataFrame(table)}
     if len(per_member):
