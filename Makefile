@@ -10,7 +10,7 @@ STAMP := $(VENV)/.harness-installed
 PYTEST_ARGS ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test test-all demo ci-sweep ci-models ci-diagnostics ci-finetune ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
+.PHONY: install test test-all demo ci-sweep ci-models ci-diagnostics ci-finetune ci-foundation ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
 	wheelhouse install-offline
 
 install: $(STAMP)
@@ -60,6 +60,11 @@ ci-finetune: install
 	$(VENV)/bin/harness sweep run protocols/sweeps/ci-finetune.yaml --workspace runs/ci
 	$(VENV)/bin/harness report --workspace runs/ci --output runs/ci/report
 	HARNESS_CI_WORKSPACE=runs/ci $(PY) -m pytest -m slow tests/test_finetune.py $(PYTEST_ARGS)
+
+# A universal model from a wheel (SevenNet-0 + D3) zero-shot against the ci reference, 20 steps per ensemble
+ci-foundation: install
+	$(VENV)/bin/harness sweep run protocols/sweeps/ci-foundation.yaml --workspace runs/ci
+	HARNESS_CI_WORKSPACE=runs/ci $(PY) -m pytest -m slow tests/test_foundation.py $(PYTEST_ARGS)
 
 ci-transfer: install
 	$(VENV)/bin/harness transfer run protocols/transfer/ci.yaml --workspace runs/ci

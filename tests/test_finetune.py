@@ -137,6 +137,7 @@ def test_spec_errors(tmp_path):
         "strategies: [{strategy: naive, freeze: 2}]": "freeze is for strategy frozen",
         "strategies: [{strategy: sgd}]": "strategy",
         "strategies: []": "strategies",
+        "committee: 3\n  strategies: [{strategy: naive}]": "exceeds the sweep's committee",
     }
     for body, msg in cases.items():
         with pytest.raises(ConfigError, match=msg):
@@ -160,16 +161,17 @@ def test_plan_adds_finetuned_zero_shot_and_forgetting(tmp_path):
     keys = {t.key for t in tasks}
     assert {t.key for t in plain} <= keys
     ft_train = [t for t in tasks if t.kind == "train" and t.params.finetune is not None]
-    assert len(ft_train) == 4 * 2 and {t.params.finetune.strategy for t in ft_train} == {"naive", "frozen", "replay"}
+    assert len(ft_train) == 4 * 1 and {t.params.finetune.strategy for t in ft_train} == {"naive", "frozen", "replay"}
     assert {t.params.finetune.lr for t in ft_train if t.params.finetune.strategy == "naive"} == {1e-2, 1e-3}
-    assert [t.params.finetune.freeze for t in ft_train if t.params.finetune.strategy == "frozen"] == [4, 4]
-    assert sum(t.kind == "forgetting" for t in tasks) == 8
+    assert [t.params.finetune.freeze for t in ft_train if t.params.finetune.strategy == "frozen"] == [4]
+    assert {t.params.seed for t in ft_train} == {0}  # finetune.committee 1: the sweep's first seed
+    assert sum(t.kind == "forgetting" for t in tasks) == 4
     zero = [t for t in tasks if t.kind == "model"]
     assert len(zero) == 1 and zero[0].params.committee == "model:carbonates-mini"
     scored = {t.params.committee for t in tasks if t.kind == "score"}
     assert {"model:carbonates-mini", "mace/OPLS+VS", "ft:replay-lr0.001/OPLS+VS", "ft:naive-lr0.01/OPLS+VS"} <= scored
     dirs = {t.params.finetune.strategy: t for t in ft_train}
-    assert len({t.key for t in ft_train}) == 8 and dirs  # distinct members, distinct keys
+    assert len({t.key for t in ft_train}) == 4 and dirs  # distinct recipes, distinct keys
 
 
 @pytest.mark.slow

@@ -91,3 +91,30 @@ def test_sweep_models_entry_takes_a_foundation(tmp_path):
     assert e.committee_entry([src])["arch"] == "sevennet"
     with pytest.raises(ValueError, match="exactly one of files, committee, calculator, foundation"):
         ModelEntry(name="x", foundation="sevennet-0", calculator="ase:ase.calculators.emt.EMT")
+
+
+@pytest.mark.slow
+def test_ci_foundation_zero_shot():
+    """After `make ci-foundation`: SevenNet-0 + D3 from the wheel ran NPT and NVT and was scored against the ci
+    reference like any committee, its weights' hash and the dispersion in the score's provenance."""
+    import os
+    from pathlib import Path
+
+    from harness.sweep.store import Store
+
+    root = Path(__file__).resolve().parents[1]
+    ws = Path(os.environ.get("HARNESS_CI_WORKSPACE", root / "runs" / "ci")).resolve()
+    if not (ws / "harness.sqlite").exists():
+        pytest.fail(f"{ws}: no ci workspace (run `make ci-foundation` first, or set HARNESS_CI_WORKSPACE)")
+    store = Store(ws / "harness.sqlite")
+    scores = [r["result"] for r in store.tasks(kind="score", status="done") if
+              r["result"]["committee_id"] == "model:sevennet-0-d3"]
+    store.close()
+    assert len(scores) >= 1
+    sc = scores[-1]
+    assert sc["reference_committee"] == "ref:gap/OPLS+VS"
+    (m,) = sc["members"]
+    assert m["t_stab_npt_ps"] > 0 and m["t_stab_nvt_ps"] > 0 and np.isfinite(m["Q"])
+    stamp = sc["models"]["member-0"]
+    assert stamp["sha256"] == FOUNDATIONS["sevennet-0"].sha256 and stamp["options"] == {"d3": True}
+    assert "dftd3" in stamp["versions"] and "sevenn" in stamp["versions"]

@@ -12,10 +12,11 @@ from harness.sweep.execute import Task
 __all__ = ["finetune_committees", "zero_shot_committee", "plan_forgetting"]
 
 
-def finetune_committees(ft: FinetuneSpec, files: dict[str, Any], *, subsets: list[str],
-                        preset: str, max_train_frames: int | None) -> list[dict[str, Any]]:
+def finetune_committees(ft: FinetuneSpec, files: dict[str, Any], *, subsets: list[str], preset: str,
+                        max_train_frames: int | None, seeds: list[int]) -> list[dict[str, Any]]:
     """Committee dicts (as :meth:`SweepSpec.committees`) of every fine-tuning subset × strategy, id
-    ``ft:<strategy label>/<subset>``, each carrying its :class:`~harness.models.finetune.Finetune` recipe."""
+    ``ft:<strategy label>/<subset>``, each carrying its :class:`~harness.models.finetune.Finetune` recipe and its
+    member ``seeds`` (the sweep's first ``finetune.committee``, default all)."""
     from harness.io import sha256_file
     from harness.models.finetune import Finetune, replay_frames
     from harness.models.train import _frames_key
@@ -39,7 +40,8 @@ def finetune_committees(ft: FinetuneSpec, files: dict[str, Any], *, subsets: lis
             out.append({"id": f"ft:{st.label}/{s}", "arch": "mace", "subset": s, "preset": ft.preset or preset,
                         "overrides": dict(ft.overrides), "reference": False,
                         "max_train_frames": ft.max_train_frames or max_train_frames,
-                        "name": f"{s}@{ft.name}-{st.label}", "finetune": recipe, "tags": {"finetune": tag}})
+                        "name": f"{s}@{ft.name}-{st.label}", "finetune": recipe, "tags": {"finetune": tag},
+                        "seeds": list(seeds[:ft.committee] if ft.committee else seeds)})
     return out
 
 

@@ -78,7 +78,8 @@ class FinetuneSpec(HarnessModel):
     overrides: dict[str, Any] = Field(default_factory=dict, description="MACE hyperparameters of the fine-tuning "
                                       "runs (epochs, batch size, loss weights; the architecture is the foundation's)")
     max_train_frames: int | None = Field(None, ge=1, description="default: the sweep's")
-    committee: int | None = Field(None, ge=1, description="members per fine-tuned committee (default: the sweep's)")
+    committee: int | None = Field(None, ge=1, description="members per fine-tuned committee: the first of the "
+                                  "sweep's seeds (default: the sweep's committee)")
     strategies: list[StrategySpec] = Field(min_length=1)
     replay: ReplaySpec | None = None
     forgetting: HeldOutSpec | None = None

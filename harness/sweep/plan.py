@@ -192,14 +192,14 @@ def plan_sweep(spec: SweepSpec, files: dict[str, Any], workspace: str | Path) ->
 
         committees.update({c["id"]: c for c in finetune_committees(
             spec.finetune, files, subsets=spec.subsets, preset=spec.preset,
-            max_train_frames=spec.max_train_frames)})
+            max_train_frames=spec.max_train_frames, seeds=spec.member_seeds)})
     for cid, c in committees.items():
         plan = plan_committee(files["dataset"], c["subset"], c["arch"], preset=c["preset"], workspace=workspace,
                               overrides=c["overrides"], device=spec.device, max_train_frames=c["max_train_frames"],
                               extra_frames=c.get("extra_frames"), name=c.get("name"), finetune=c.get("finetune"))
         c["directory"] = str(plan.directory)
-        members[cid] = train_tasks(c, dataset=files["dataset"], seeds=spec.member_seeds, common=common,
-                                   committee_key=plan.key)
+        members[cid] = train_tasks(c, dataset=files["dataset"], seeds=c.get("seeds") or spec.member_seeds,
+                                   common=common, committee_key=plan.key)
         tasks += members[cid]
     for entry in spec.models:
         sources = files["models"][entry.name]

@@ -122,6 +122,9 @@ class SweepSpec(HarnessModel):
             raise ValueError("model names (models and finetune.name) must not repeat")
         if self.finetune is not None and not (self.finetune.subsets or self.subsets):
             raise ValueError("finetune: give subsets (the sweep has none)")
+        if self.finetune is not None and (self.finetune.committee or 0) > self.committee:
+            raise ValueError(f"finetune.committee {self.finetune.committee} exceeds the sweep's committee "
+                             f"{self.committee} (its members take the sweep's first seeds)")
         return self
 
     @property
