@@ -94,6 +94,8 @@ def load_yaml(path: str | Path, model: type[M]) -> M:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text (UTF-8) file; expected a YAML config") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -102,6 +104,11 @@ def load_yaml(path: str | Path, model: type[M]) -> M:
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    dup = _duplicate_key(node)
+    if dup is not None:
+        key, line, first = dup
+        raise ConfigError(f"{path}:{line}: duplicate key {key!r} (first at line {first}); YAML would keep only "
+                          "the last value")
     if data is None:
         raise ConfigError(f"{path}: config file is empty")
     if not isinstance(data, dict):
@@ -111,6 +118,27 @@ def load_yaml(path: str | Path, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source=str(path), lines=lines)) from None
+
+
+def _duplicate_key(node) -> tuple[str, int, int] | None:
+    """The first key written twice in one mapping of a composed YAML document: (key, line, first line).
+    Keys brought in by a merge (``<<: *anchor``) may be overridden; only keys written out count."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value != "<<":
+                if k.value in seen:
+                    return k.value, k.start_mark.line + 1, seen[k.value]
+                seen[k.value] = k.start_mark.line + 1
+            found = _duplicate_key(v)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for v in node.value:
+            found = _duplicate_key(v)
+            if found:
+                return found
+    return None
 
 
 def yaml_lines(path: str | Path) -> dict[tuple, int]:

@@ -12,6 +12,7 @@ import io
 import os
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -102,7 +103,7 @@ def read_frames(path: str | os.PathLike, *, format: str | None = None) -> list[A
                     text = fh.read()
             else:
                 text = p.read_text()
-        except (OSError, UnicodeDecodeError, EOFError) as exc:
+        except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:  # zlib: a corrupt gzip body
             raise InputError(f"{source}: cannot read ({exc})") from None
         stem_suffix = Path(p.stem).suffix if p.suffix == ".gz" else p.suffix
         fmt = format or ("extxyz" if stem_suffix in (".xyz", ".extxyz") else None)

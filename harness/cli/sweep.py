@@ -99,14 +99,23 @@ def run_with_progress(spec_path: Path, workspace: Path, runner=None, **kwargs) -
 
     run_sweep = runner or run_sweep
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[last]}"), transient=False) as bar:
-        bar_id = bar.add_task(Path(spec_path).stem, total=None, last="")
+    # the bar appears with the first task event: a spec that fails validation or planning prints only its error
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.fields[last]}"), transient=False)
+    bar_id = None
 
-        def progress(ev: dict) -> None:
-            bar.update(bar_id, total=ev["total"], completed=ev["finished"], last=f"{ev['status']}: {ev['label']}")
+    def progress(ev: dict) -> None:
+        nonlocal bar_id
+        if bar_id is None:
+            bar.start()
+            bar_id = bar.add_task(Path(spec_path).stem, total=None, last="")
+        bar.update(bar_id, total=ev["total"], completed=ev["finished"], last=f"{ev['status']}: {ev['label']}")
 
+    try:
         return run_sweep(spec_path, workspace, progress=progress, say=err, **kwargs)
+    finally:
+        if bar_id is not None:
+            bar.stop()
 
 
 @app.command("status")

@@ -1,0 +1,77 @@
+"""Bad input gets a one-line error naming the file, key or frame, exit status 2, and nothing left behind
+(issue #18 item 1). One row per case; each row would fail on a traceback (exit 1), a silent success (exit 0) or a
+message that does not name what is wrong."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from harness.cli.main import app
+
+ROOT = Path(__file__).resolve().parents[1]
+FOUNDATION = ROOT / "models" / "foundation" / "carbonates-mace-mini.model"
+
+
+def _corrupt_gzip(d: Path) -> Path:
+    p = d / "frames.extxyz.gz"
+    p.write_bytes(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + b"this is not deflate data" * 4)
+    return p
+
+
+def _truncated_gzip(d: Path) -> Path:
+    p = d / "frames.extxyz.gz"
+    p.write_bytes(gzip.compress(b"3\nProperties=species:S:1:pos:R:3 REF_energy=1.0\n" * 50)[:60])
+    return p
+
+
+def _dup_yaml(d: Path) -> Path:
+    p = d / "spec.yaml"
+    p.write_text("name: a\ndescription: x\nname: b\n")
+    return p
+
+
+def _binary_yaml(d: Path) -> Path:
+    p = d / "spec.yaml"
+    p.write_bytes(FOUNDATION.read_bytes()[:200])
+    return p
+
+
+def _dup_nested(d: Path) -> Path:
+    text = (ROOT / "protocols" / "ci.yaml").read_text().replace("npt: {length_ps: 0.05,", "npt: {length_ps: 0.05, length_ps: 0.1,")
+    p = d / "protocol.yaml"
+    p.write_text(text)
+    return p
+
+
+CASES = {
+    # name: (files maker, argv built from the made file, message the error must contain)
+    "corrupt gzip body (evaluate)": (_corrupt_gzip, lambda f: ["evaluate", str(f), "-m", str(FOUNDATION)],
+                                     ["frames.extxyz.gz", "cannot read"]),
+    "truncated gzip (evaluate)": (_truncated_gzip, lambda f: ["evaluate", str(f), "-m", str(FOUNDATION)],
+                                  ["frames.extxyz.gz", "cannot read"]),
+    "duplicate key (sweep spec)": (_dup_yaml, lambda f: ["sweep", "run", str(f), "-w", str(f.parent / "ws")],
+                                   ["spec.yaml:3", "duplicate key 'name'", "line 1"]),
+    "binary file as YAML (sweep spec)": (_binary_yaml, lambda f: ["sweep", "run", str(f), "-w", str(f.parent / "ws")],
+                                         ["spec.yaml", "not a text"]),
+    "binary file as YAML (dataset)": (_binary_yaml, lambda f: ["dataset", "build", str(f)], ["spec.yaml", "not a text"]),
+    "duplicate key in a flow mapping (protocol)": (
+        _dup_nested, lambda f: ["md", "--model", str(FOUNDATION), "--protocol", str(f), "-e", "npt",
+                                "-w", str(f.parent / "ws")], ["protocol.yaml:", "duplicate key 'length_ps'"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_clear_error(case, runner, tmp_path):
+    make, argv, needles = CASES[case]
+    made = make(tmp_path)
+    before = set(tmp_path.rglob("*"))
+    result = runner.invoke(app, argv(made))
+    text = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    assert result.exit_code == 2, f"{case}: exit {result.exit_code}\n{text}"
+    assert "Traceback" not in text, text
+    for n in needles:
+        assert n in text, f"{case}: {n!r} not in {text!r}"
+    assert set(tmp_path.rglob("*")) == before, f"{case}: left files behind"
