@@ -46,6 +46,45 @@ def _dup_nested(d: Path) -> Path:
     return p
 
 
+def _protocol(edit):
+    def make(d: Path) -> Path:
+        p = d / "protocol.yaml"
+        p.write_text(edit((ROOT / "protocols" / "ci.yaml").read_text()))
+        return p
+    return make
+
+
+def _md(f: Path) -> list[str]:
+    return ["md", "--model", str(FOUNDATION), "--protocol", str(f), "-e", "npt", "-w", str(f.parent / "ws")]
+
+
+def _a_file(d: Path) -> Path:
+    p = d / "afile"
+    p.write_text("not a folder")
+    return p
+
+
+def _al_spec(oracle: str):
+    def make(d: Path) -> Path:
+        text = (ROOT / "protocols" / "al" / "ci.yaml").read_text()
+        text = text.replace("../../datasets/", str(ROOT / "datasets") + "/").replace("../ci.yaml",
+                                                                                     str(ROOT / "protocols" / "ci.yaml"))
+        p = d / "al.yaml"
+        p.write_text(text + f"oracle: {oracle}\n")
+        return p
+    return make
+
+
+def _frames_file(d: Path) -> Path:
+    from ase.build import molecule
+
+    from harness.io import write_frames
+
+    p = d / "frames.extxyz"
+    write_frames(p, [molecule("H2O")])
+    return p
+
+
 CASES = {
     # name: (files maker, argv built from the made file, message the error must contain)
     "corrupt gzip body (evaluate)": (_corrupt_gzip, lambda f: ["evaluate", str(f), "-m", str(FOUNDATION)],
@@ -60,6 +99,28 @@ CASES = {
     "duplicate key in a flow mapping (protocol)": (
         _dup_nested, lambda f: ["md", "--model", str(FOUNDATION), "--protocol", str(f), "-e", "npt",
                                 "-w", str(f.parent / "ws")], ["protocol.yaml:", "duplicate key 'length_ps'"]),
+    "horizon longer than the runs (protocol)": (
+        _protocol(lambda t: t.replace("horizon_ps: 0.05", "horizon_ps: 0.5")), _md,
+        ["protocol.yaml", "horizon_ps 0.5 is longer than the shortest run (0.05 ps)"]),
+    "equilibration as long as the runs (protocol)": (
+        _protocol(lambda t: t.replace("equilibration_ps: 0.01", "equilibration_ps: 0.05")), _md,
+        ["protocol.yaml", "equilibration_ps 0.05 leaves nothing"]),
+    "output under an existing file (box)": (
+        _a_file, lambda f: ["box", "-c", "EC=4,EMC=8", "--density", "1.2", "-o", str(f / "x.extxyz")],
+        ["afile is a file, not a folder"]),
+    "workspace under an existing file (md)": (
+        _a_file, lambda f: ["md", "--model", str(FOUNDATION), "--protocol", str(ROOT / "protocols" / "ci.yaml"),
+                            "-e", "npt", "-w", str(f / "ws")], ["afile is a file, not a folder"]),
+    "AL oracle that is no calculator (checked at plan time)": (
+        _al_spec("{name: 'ase:os.system'}"), lambda f: ["al", "run", str(f), "-w", str(f.parent / "ws")],
+        ["oracle", "system is not an ASE Calculator class in os"]),
+    "AL oracle with an unknown option": (
+        _al_spec("{name: 'ase:ase.calculators.lj.LennardJones', options: {sigmaa: 2.5}}"),
+        lambda f: ["al", "run", str(f), "-w", str(f.parent / "ws")], ["oracle", "unknown option(s) sigmaa"]),
+    "reference calculator with an unknown option (label)": (
+        _frames_file, lambda f: ["label", str(f), "-o", str(f.parent / "out.extxyz"), "-r",
+                                 "ase:ase.calculators.emt.EMT", "--reference-options", '{"cutof": 3}'],
+        ["unknown option(s) cutof", "EMT takes"]),
 }
 
 

@@ -25,11 +25,18 @@ def committee_id(arch: str, chain: str, generation: int) -> str:
 
 
 def _oracle(spec: ALSpec, dataset: Path) -> dict:
-    if spec.oracle is not None:
-        return spec.oracle.model_dump(mode="json")
-    from harness.reference import dataset_oracle
+    """The campaign's oracle settings, checked now (a name that is no calculator, an unknown option) rather
+    than at the first labelling, generations later."""
+    from harness.errors import InputError
+    from harness.reference import dataset_oracle, make_oracle
 
-    return dataset_oracle(dataset, spec.threads_per_task)
+    oracle = spec.oracle.model_dump(mode="json") if spec.oracle is not None else \
+        dataset_oracle(dataset, spec.threads_per_task)
+    try:
+        make_oracle(oracle["name"], oracle["options"])
+    except InputError as exc:
+        raise InputError(f"oracle: {exc}") from None
+    return oracle
 
 
 def plan_al(spec: ALSpec, files: dict[str, Path], workspace: str | Path) -> list[Task]:

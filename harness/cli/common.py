@@ -42,11 +42,28 @@ def handle_errors(fn: F) -> F:
         except HarnessError as exc:
             err(f"error: {exc}")
             raise typer.Exit(exc.exit_code) from None
+        except (FileExistsError, NotADirectoryError) as exc:  # an output path runs into a file
+            blocker = _file_in_the_way(exc.filename)
+            where = f" ({blocker} is a file, not a folder)" if blocker else ""
+            err(f"error: cannot create {exc.filename}{where}: choose another output path")
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err("interrupted")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _file_in_the_way(path) -> str | None:
+    """The existing file among ``path`` and its parents, if any."""
+    from pathlib import Path
+
+    if path is None:
+        return None
+    for p in [Path(path), *Path(path).parents]:
+        if p.is_file():
+            return str(p)
+    return None
 
 
 def setup_logging(verbosity: int) -> None:

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from harness.config import HarnessModel, load_yaml
 from harness.md.detectors import DetectorSpec
@@ -97,6 +97,17 @@ class MDProtocol(RunSpec):
     system: SystemSpec
     nvt: NVTSpec
     analysis: AnalysisSpec = Field(AnalysisSpec(), description="observables and Q settings (not part of the hash)")
+
+    @model_validator(mode="after")
+    def _within_runs(self):
+        shortest = min(self.npt.length_ps, self.nvt.length_ps)
+        if self.horizon_ps > shortest * (1 + 1e-9):
+            raise ValueError(f"horizon_ps {self.horizon_ps:g} is longer than the shortest run ({shortest:g} ps): no "
+                             "model could reach it (S = min(1, t_stab/horizon))")
+        if self.equilibration_ps >= shortest:
+            raise ValueError(f"equilibration_ps {self.equilibration_ps:g} leaves nothing of the shortest run "
+                             f"({shortest:g} ps) for the observables")
+        return self
 
     def settings(self, ensemble: Literal["npt", "nvt"]) -> RunSettings:
         if ensemble == "npt":

@@ -10,7 +10,49 @@ from ase.calculators.calculator import Calculator
 
 from harness.errors import InputError
 
-__all__ = ["ASECalculatorOracle"]
+__all__ = ["ASECalculatorOracle", "accepted_options"]
+
+#: keyword arguments of ase.calculators.calculator.Calculator itself, which every subclass passes on
+_BASE = {"restart", "ignore_bad_restart_file", "label", "atoms", "directory", "command", "profile"}
+
+
+def accepted_options(cls: type) -> set[str]:
+    """Keyword options a calculator class names: its ``__init__`` parameters (up its MRO) and its
+    ``default_parameters`` (what ASE's ``Calculator.set`` accepts)."""
+    import inspect
+
+    names = set(_BASE)
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            try:
+                params = inspect.signature(init).parameters.values()
+            except (TypeError, ValueError):
+                continue
+            names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+    names |= set(getattr(cls, "default_parameters", None) or {})
+    return names
+
+
+def _takes_anything(cls: type) -> bool:
+    """True when nothing tells which options the class accepts: a ``**kwargs`` ``__init__`` of its own (below
+    ASE's ``Calculator``) and no ``default_parameters``."""
+    import inspect
+
+    if getattr(cls, "default_parameters", None):
+        return False
+    for klass in cls.__mro__:
+        if klass is Calculator:
+            return False
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            return True
+        return any(p.kind is p.VAR_KEYWORD for p in params)
+    return False
 
 
 class ASECalculatorOracle:
@@ -35,13 +77,18 @@ class ASECalculatorOracle:
         self.import_path = import_path
         self.options = dict(options or {})
         self.name = class_name
-        try:
-            self.make_calculator()
-        except Exception as exc:
-            raise InputError(f"{role} 'ase:{import_path}': cannot construct with options {self.options} ({exc})") from None
+        unknown = sorted(set(self.options) - accepted_options(cls))
+        if unknown and not _takes_anything(cls):
+            raise InputError(f"{role} 'ase:{import_path}': unknown option(s) {', '.join(unknown)}; {class_name} "
+                             f"takes {', '.join(sorted(accepted_options(cls))) or 'none'}")
 
     def make_calculator(self, *, safer: bool = False) -> Calculator:
-        return self.cls(**self.options)
+        """The calculator, built when first needed (naming one runs only its module's import)."""
+        try:
+            return self.cls(**self.options)
+        except Exception as exc:
+            raise InputError(f"ase:{self.import_path}: cannot construct with options {self.options} "
+                             f"({type(exc).__name__}: {exc})") from None
 
     def provenance(self) -> dict[str, Any]:
         top = self.cls.__module__.split(".")[0]
