@@ -76,14 +76,16 @@ def replay_frames(ft: Finetune) -> list:
 def check_foundation(ft: Finetune) -> None:
     """The foundation file exists, is the one planned, and is a MACE model."""
     from harness.io import sha256_file
-    from harness.sweep.contract import check_hash
 
     path = Path(ft.foundation)
     if not path.is_file():
         raise InputError(f"foundation model {path}: no such file")
     if path.suffix != ".model":
         raise InputError(f"foundation model {path}: fine-tuning takes a MACE .model file")
-    check_hash(f"foundation model {path}", ft.foundation_sha256, sha256_file(path))
+    sha = sha256_file(path)
+    if sha != ft.foundation_sha256:
+        raise InputError(f"foundation model {path} hash {sha} differs from the {ft.foundation_sha256} planned: the file "
+                         "changed since planning; plan again")
 
 
 def mace_args(ft: Finetune, workdir: Path, frames_key) -> list[str]:
