@@ -75,6 +75,14 @@ def _al_spec(oracle: str):
     return make
 
 
+def _al_initial(d: Path) -> Path:
+    p = _al_spec("{name: xtb}")(d)
+    text = p.read_text()
+    assert "initial_subsets: [OPLS]" in text
+    p.write_text(text.replace("initial_subsets: [OPLS]", "initial_subsets: [NOPE]"))
+    return p
+
+
 def _frames_file(d: Path) -> Path:
     from ase.build import molecule
 
@@ -83,6 +91,30 @@ def _frames_file(d: Path) -> Path:
     p = d / "frames.extxyz"
     write_frames(p, [molecule("H2O")])
     return p
+
+
+def _sweep_with(edit):
+    def make(d: Path) -> Path:
+        text = (ROOT / "protocols" / "sweeps" / "ci.yaml").read_text().split("diagnostics:")[0]
+        text = text.replace("../../datasets/", str(ROOT / "datasets") + "/").replace("../ci.yaml",
+                                                                                     str(ROOT / "protocols" / "ci.yaml"))
+        p = d / "sweep.yaml"
+        p.write_text(edit(text))
+        return p
+    return make
+
+
+def _nothing(d: Path) -> Path:
+    return d / "missing-workspace"
+
+
+def _empty_store(d: Path) -> Path:
+    from harness.sweep.store import Store
+
+    ws = d / "ws"
+    ws.mkdir()
+    Store(ws / "harness.sqlite").close()
+    return ws
 
 
 CASES = {
@@ -121,6 +153,23 @@ CASES = {
         _frames_file, lambda f: ["label", str(f), "-o", str(f.parent / "out.extxyz"), "-r",
                                  "ase:ase.calculators.emt.EMT", "--reference-options", '{"cutof": 3}'],
         ["unknown option(s) cutof", "EMT takes"]),
+    "unknown subset in a sweep spec": (
+        _sweep_with(lambda t: t.replace("subsets: [OPLS, OPLS+VS]", "subsets: [OPLS, OPLS+XX]")),
+        lambda f: ["sweep", "run", str(f), "-w", str(f.parent / "ws")],
+        ["sweep.yaml:", "subsets: unknown subset(s) 'OPLS+XX' of ec-emc-xtb.yaml"]),
+    "unknown reference subset in a sweep spec": (
+        _sweep_with(lambda t: t.replace("reference: {arch: gap, subset: OPLS+VS", "reference: {arch: gap, subset: Ful")),
+        lambda f: ["sweep", "run", str(f), "-w", str(f.parent / "ws")], ["sweep.yaml:", "reference.subset", "'Ful'"]),
+    "unknown initial subset in an AL spec": (
+        _al_initial,
+        lambda f: ["al", "run", str(f), "-w", str(f.parent / "ws")], ["al.yaml:", "initial_subsets", "'NOPE'"]),
+    "models list of a missing workspace": (
+        _nothing, lambda f: ["models", "list", "-w", str(f)], ["missing-workspace: no such workspace"]),
+    "score in a missing workspace": (
+        _nothing, lambda f: ["score", "-w", str(f), "--model", str(FOUNDATION), "--reference", str(FOUNDATION)],
+        ["missing-workspace: no such workspace"]),
+    "report of a workspace with no scores (no output folder made)": (
+        _empty_store, lambda f: ["report", "-w", str(f), "-o", str(f.parent / "report")], ["no scored committees"]),
 }
 
 

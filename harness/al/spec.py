@@ -153,6 +153,9 @@ def load_al(path: str | Path) -> tuple[ALSpec, dict[str, Path]]:
     path = Path(path)
     spec = load_yaml(path, ALSpec)
     files = {"dataset": resolve_path(spec.dataset, path, "dataset")}
+    from harness.config import check_subsets
+
+    check_subsets(path, files["dataset"], {("initial_subsets",): list(spec.initial_subsets)})
     if spec.validation:
         files["protocol"] = resolve_path(spec.validation.protocol, path, "validation.protocol")
         if spec.validation.analysis:

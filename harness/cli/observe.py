@@ -201,9 +201,13 @@ def score(
 
     Needs one NPT and one NVT run per member of both committees (`harness md --model <member dir or file>`), in WORKSPACE/md/<model>/<protocol>/{npt,nvt}-r<replica>; `harness validate` runs them and scores in one command. Prints t_stab (NPT, NVT), mean density, D per species and D(weighted) in 1e-6 cm²/s, the terms S, R, V and Q, and each model's provenance. Members that did not reach the horizon tau get R = 0 (NPT) or V = 0 (NVT).
     """
+    from harness.errors import InputError
     from harness.models.load import model_stamp, sources_from_cli
     from harness.observables.analysis import score as score_fn
 
+    if not workspace.is_dir():
+        raise InputError(f"{workspace}: no such workspace (its md/ holds the runs to score; `harness md` or "
+                         "`harness validate` makes them)")
     models, refs = sources_from_cli(model, arch=arch, members=False), sources_from_cli(reference, members=False)
     proto = _protocol(protocol, workspace, [*models, *refs])
     spec = _analysis_spec(analysis) if analysis is not None else proto.analysis

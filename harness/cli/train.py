@@ -111,8 +111,11 @@ def list_(
     """
     from rich.console import Console
 
+    from harness.errors import InputError
     from harness.models.train import list_models
 
+    if not workspace.is_dir():
+        raise InputError(f"{workspace}: no such workspace")
     arts = list_models(workspace)
     if not arts:
         err(f"no models in {workspace}")

@@ -76,7 +76,6 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
     from harness.sweep.store import Store
 
     workspace, outdir = Path(workspace), Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     try:
         scores = load_scores(workspace, sweep)
     except InputError:
@@ -84,8 +83,10 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
             from harness.al.run import al_tables
 
             if len(al_tables(workspace, sweep)["generations"]):
+                outdir.mkdir(parents=True, exist_ok=True)
                 return _al_only_report(workspace, outdir, sweep)
         raise
+    outdir.mkdir(parents=True, exist_ok=True)  # only once there is something to write
     members = member_table(scores)
     ct = committee_table(members)
     species = sorted(c[2:] for c in members.columns if c.startswith("D_") and c != "D_w")
