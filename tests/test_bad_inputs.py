@@ -117,6 +117,52 @@ def _empty_store(d: Path) -> Path:
     return ws
 
 
+_HEAD = 'Lattice="5 0 0 0 5 0 0 0 5" Properties=species:S:1:pos:R:3:REF_forces:R:{n} {energy}pbc="T T T"\n'
+
+
+def _import(energy: str = "REF_energy=-1.0 ", n: int = 3, f0: str = "0 0 0"):
+    """A dataset with one import source whose only frame has the given energy field and forces."""
+    def make(d: Path) -> Path:
+        cols = " ".join(["0"] * n)
+        (d / "frames.extxyz").write_text("2\n" + _HEAD.format(n=n, energy=energy) + f"H 0 0 0 {f0 if n == 3 else cols}\n"
+                                         f"H 0.7 0 0 {cols}\n")
+        p = d / "ds.yaml"
+        p.write_text("name: imp\ndata_dir: data\nseed: 0\nreference: {name: xtb}\n"
+                     "sources:\n  ext: {kind: import, file: frames.extxyz, config_type: liquid}\nsubsets:\n  All: [ext]\n")
+        return p
+    return make
+
+
+def _h5md(edit):
+    """A small harness H5MD trajectory (two water molecules, 20 frames) with ``edit`` applied."""
+    def make(d: Path) -> Path:
+        import h5py
+        import numpy as np
+
+        p = d / "traj.h5md"
+        t, n = 20, 6
+        rng = np.random.default_rng(0)
+        base = np.array([[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]] * 2, float) + np.repeat([[1, 1, 1], [4, 4, 4]], 3, 0)
+        pos = base + rng.normal(0, 0.01, (t, n, 3)).cumsum(0)
+        d_ = {"position/value": pos, "position/time": np.arange(t) * 0.01, "position/step": np.arange(t) * 20,
+              "box/edges/value": np.repeat(np.eye(3)[None] * 8.0, t, 0), "species": np.array([8, 1, 1] * 2, np.int32),
+              "masses": np.array([16.0, 1.0, 1.0] * 2), "mol_id": np.array([0, 0, 0, 1, 1, 1], np.int32)}
+        edit(d_)
+        with h5py.File(p, "w") as f:
+            for k, v in d_.items():
+                f[f"particles/all/{k}"] = v
+        return p
+    return make
+
+
+def _nan_frame(d):
+    d["position/value"][7, 2, 1] = float("nan")
+
+
+def _short_species(d):
+    d["species"] = d["species"][:4]
+
+
 CASES = {
     # name: (files maker, argv built from the made file, message the error must contain)
     "corrupt gzip body (evaluate)": (_corrupt_gzip, lambda f: ["evaluate", str(f), "-m", str(FOUNDATION)],
@@ -168,6 +214,20 @@ CASES = {
     "score in a missing workspace": (
         _nothing, lambda f: ["score", "-w", str(f), "--model", str(FOUNDATION), "--reference", str(FOUNDATION)],
         ["missing-workspace: no such workspace"]),
+    "import: energy not a number": (_import(energy="REF_energy=abc "), lambda f: ["dataset", "build", str(f)],
+                                    ["frames.extxyz: frame 0: REF_energy='abc' is not a number"]),
+    "import: forces of one column": (_import(n=1), lambda f: ["dataset", "build", str(f)],
+                                     ["frames.extxyz: frame 0: REF_forces has shape (2,), expected (2, 3)"]),
+    "import: non-finite force": (_import(f0="nan 0 0"), lambda f: ["dataset", "build", str(f)],
+                                 ["frames.extxyz: frame 0: non-finite labels"]),
+    "import: no energy key": (_import(energy=""), lambda f: ["dataset", "build", str(f)],
+                              ["frames.extxyz: frame 0: no label(s) REF_energy", "energy_key"]),
+    "trajectory with a NaN position (observe)": (
+        _h5md(_nan_frame), lambda f: ["observe", str(f), "--block-ps", "0.05", "--skip-ps", "0.01", "--block-stride-ps", "0.01", "--no-kinisi"],
+        ["traj.h5md: frame 7 (t = 0.07 ps) has non-finite positions"]),
+    "H5MD whose species and positions disagree (observe)": (
+        _h5md(_short_species), lambda f: ["observe", str(f), "--block-ps", "0.05", "--skip-ps", "0.01", "--block-stride-ps", "0.01", "--no-kinisi"],
+        ["traj.h5md: species have shape (4,), expected (6,)"]),
     "report of a workspace with no scores (no output folder made)": (
         _empty_store, lambda f: ["report", "-w", str(f), "-o", str(f.parent / "report")], ["no scored committees"]),
 }

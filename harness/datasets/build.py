@@ -228,8 +228,7 @@ def build_dataset(
     if unknown:
         raise InputError(f"unknown source(s) {', '.join(unknown)}; sources of {spec.name}: {', '.join(spec.sources)}")
     data = spec.data_path
-    work = data / ".work"
-    work.mkdir(parents=True, exist_ok=True)
+    work = data / ".work"  # made when a source is sampled: bad import data leaves nothing behind
     manifest = load_manifest(spec)
     manifest.setdefault("sources", {})
     oracle = None
@@ -244,10 +243,12 @@ def build_dataset(
             continue
         if isinstance(src, ImportSource):
             frames = import_source(spec, name)
+            out.parent.mkdir(parents=True, exist_ok=True)
             write_frames(out, frames)
             manifest["sources"][name] = _manifest_entry(spec, name, frames, seconds=time.perf_counter() - t0,
                                                         phash=phash)
         else:
+            work.mkdir(parents=True, exist_ok=True)
             sampled = work / f"{name}-{params_hash(src, _source_seed(spec, name))}.sampled.extxyz"
             if sampled.exists():
                 frames = read_frames(sampled)

@@ -33,6 +33,18 @@ class Trajectory:
     species: list[str] = field(default_factory=list)  # name per molecule
 
     def __post_init__(self):
+        t, n = self.positions.shape[:2] if self.positions.ndim == 3 else (0, 0)
+        for name, arr, shape in (("positions", self.positions, (t, n, 3)), ("cells", self.cells, (t, 3, 3)),
+                                 ("times", self.time_ps, (t,)), ("species", self.numbers, (n,)),
+                                 ("masses", self.masses, (n,)), ("mol_id", self.mol_id, (n,))):
+            if np.shape(arr) != shape:
+                raise InputError(f"{self.source}: {name} have shape {np.shape(arr)}, expected {shape} (positions are "
+                                 f"{np.shape(self.positions)}): the file is inconsistent")
+        bad = ~np.isfinite(self.positions).all(axis=(1, 2)) | ~np.isfinite(self.cells).all(axis=(1, 2))
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{self.source}: frame {k} (t = {self.time_ps[k]:g} ps) has non-finite positions or cell; "
+                             f"{int(bad.sum())} such frame(s) (a run that blew up: analyse it up to its failure)")
         if not self.species:
             from harness.systems.topology import molecule_species_names
             from ase.data import chemical_symbols
