@@ -52,6 +52,26 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _failing_frame(text: str) -> str:
+    """``"frame K (line L): "`` of the first extxyz frame that does not parse on its own (frames cut by their
+    atom-count lines), or "" when each does."""
+    from ase.io import read
+
+    lines = text.splitlines()
+    k, i = 0, 0
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        try:
+            n = int(lines[i].split()[0])
+            read(io.StringIO("\n".join(lines[i:i + n + 2]) + "\n"), format="extxyz")
+        except Exception:
+            return f"frame {k} (line {i + 1}): "
+        k, i = k + 1, i + n + 2
+    return ""
+
+
 def _check_extxyz_headers(text: str, source: str) -> None:
     """Refuse extxyz frames whose ``Properties`` lack positions (ASE would silently give zeros)."""
     lines = text.splitlines()
@@ -120,7 +140,8 @@ def read_frames(path: str | os.PathLike, *, format: str | None = None) -> list[A
             frames = read(io.StringIO(text), index=":", format=fmt)
     except Exception as exc:  # ASE raises many types for malformed files
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{source}: cannot parse frames ({msg})") from None
+        where = _failing_frame(text) if fmt == "extxyz" else ""
+        raise InputError(f"{source}: {where}cannot parse frames ({msg})") from None
     if isinstance(frames, Atoms):
         frames = [frames]
     if not frames:

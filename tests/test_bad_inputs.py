@@ -104,6 +104,12 @@ def _sweep_with(edit):
     return make
 
 
+def _a_folder(d: Path) -> Path:
+    p = d / "afolder"
+    p.mkdir()
+    return p
+
+
 def _nothing(d: Path) -> Path:
     return d / "missing-workspace"
 
@@ -161,6 +167,41 @@ def _nan_frame(d):
 
 def _short_species(d):
     d["species"] = d["species"][:4]
+
+
+def _bad_extxyz(kind: str):
+    def make(d: Path) -> Path:
+        from ase.build import molecule
+
+        from harness.io import write_frames
+
+        p = d / "frames.extxyz"
+        write_frames(p, [molecule("H2O")] * 3)
+        lines = p.read_text().splitlines()
+        starts = [i for i, l in enumerate(lines) if l.strip() == "3"]
+        if kind == "value":
+            lines[starts[2] + 3] = "H 0.0 zero 0.0"
+        else:
+            lines[starts[1]] = "5"
+        p.write_text("\n".join(lines) + "\n")
+        return p
+    return make
+
+
+def _text(name: str, content: str):
+    def make(d: Path) -> Path:
+        p = d / name
+        p.write_text(content)
+        return p
+    return make
+
+
+def _ci_protocol_edit(old: str, new: str):
+    return _protocol(lambda t: (t.replace(old, new) if old in t else pytest.fail(f"{old!r} not in ci.yaml")))
+
+
+def _ev(f: Path) -> list[str]:
+    return ["evaluate", str(f), "-m", str(FOUNDATION)]
 
 
 CASES = {
@@ -228,6 +269,65 @@ CASES = {
     "H5MD whose species and positions disagree (observe)": (
         _h5md(_short_species), lambda f: ["observe", str(f), "--block-ps", "0.05", "--skip-ps", "0.01", "--block-stride-ps", "0.01", "--no-kinisi"],
         ["traj.h5md: species have shape (4,), expected (6,)"]),
+    "extxyz: a value that is no number in frame 2": (_bad_extxyz("value"), _ev,
+                                                     ["frames.extxyz: frame 2 (line 11)", "zero"]),
+    "extxyz: an atom count larger than the frame": (_bad_extxyz("count"), _ev, ["frames.extxyz: frame 1 (line 6)"]),
+    "evaluate: no such file": (_nothing, _ev, ["missing-workspace: no such file"]),
+    "evaluate: a folder, not a file": (_a_folder, _ev, ["afolder: is a directory"]),
+    "evaluate: empty file": (_text("e.extxyz", ""), _ev, ["e.extxyz: file is empty"]),
+    "evaluate: no such model": (lambda d: _import()(d).parent / "frames.extxyz", lambda f: ["evaluate", str(f), "-m", str(f.parent / "none.model")],
+                                ["none.model"]),
+    "evaluate: unknown energy unit": (_frames_file, lambda f: [*_ev(f), "--energy-unit", "Ry"], ["Ry"]),
+    "protocol: unknown key": (_ci_protocol_edit("horizon_ps: 0.05", "horizon_ps: 0.05\nhorizon_fs: 50"), _md,
+                              ["protocol.yaml:", "horizon_fs"]),
+    "protocol: negative timestep": (_ci_protocol_edit("timestep_fs: 0.5", "timestep_fs: -0.5"), _md,
+                                    ["protocol.yaml:", "timestep_fs"]),
+    "protocol: unknown thermostat": (_ci_protocol_edit("thermostat: bussi", "thermostat: nose"), _md,
+                                     ["protocol.yaml:", "thermostat"]),
+    "protocol: invalid YAML": (_ci_protocol_edit("npt: {length_ps: 0.05,", "npt: {length_ps: [0.05,"), _md,
+                               ["protocol.yaml:", "invalid YAML"]),
+    "protocol: a list at the top": (_text("protocol.yaml", "- a\n- b\n"), _md, ["protocol.yaml:1", "mapping"]),
+    "protocol: empty file": (_text("protocol.yaml", ""), _md, ["protocol.yaml", "empty"]),
+    "md: no such protocol": (_nothing, lambda f: ["md", "--model", str(FOUNDATION), "--protocol", str(f / "p.yaml"),
+                                                  "-e", "npt", "-w", str(f.parent / "ws")], ["p.yaml"]),
+    "md: unknown ensemble": (_a_folder, lambda f: ["md", "--model", str(FOUNDATION), "--protocol",
+                                                   str(ROOT / "protocols" / "ci.yaml"), "-e", "nve", "-w", str(f / "ws")],
+                             ["nve"]),
+    "box: unknown molecule": (_a_folder, lambda f: ["box", "-c", "EC=4,XYZ=8", "--density", "1.2", "-o",
+                                                    str(f / "b.extxyz")], ["XYZ"]),
+    "box: non-positive density": (_a_folder, lambda f: ["box", "-c", "EC=4", "--density", "0", "-o",
+                                                        str(f / "b.extxyz")], ["density"]),
+    "label: unknown reference": (_frames_file, lambda f: ["label", str(f), "-o", str(f.parent / "o.extxyz"), "-r",
+                                                          "dft"], ["unknown reference 'dft'"]),
+    "label: reference options not JSON": (
+        _frames_file, lambda f: ["label", str(f), "-o", str(f.parent / "o.extxyz"), "-r", "ase:ase.calculators.emt.EMT",
+                                 "--reference-options", "{cutoff: 3"], ["reference options", "JSON"]),
+    "label: ase name without a class": (_frames_file, lambda f: ["label", str(f), "-o", str(f.parent / "o.extxyz"),
+                                                                 "-r", "ase:EMT"], ["expected ase:package.module.Class"]),
+    "label: module that does not exist": (_frames_file, lambda f: ["label", str(f), "-o", str(f.parent / "o.extxyz"),
+                                                                   "-r", "ase:nopkg.calc.C"], ["cannot import module nopkg.calc"]),
+    "sweep: unknown architecture": (_sweep_with(lambda t: t.replace("architectures: [mace, deepmd]",
+                                                                    "architectures: [mace, nequip]")),
+                                    lambda f: ["sweep", "run", str(f), "-w", str(f.parent / "ws")], ["sweep.yaml", "nequip"]),
+    "sweep: committee of zero": (_sweep_with(lambda t: t.replace("committee: 2", "committee: 0")),
+                                 lambda f: ["sweep", "run", str(f), "-w", str(f.parent / "ws")], ["sweep.yaml:", "committee"]),
+    "sweep: seeds not matching the committee": (_sweep_with(lambda t: t.replace("committee: 2", "committee: 2\nseeds: [1]")),
+                                                lambda f: ["sweep", "run", str(f), "-w", str(f.parent / "ws")],
+                                                ["sweep.yaml", "seeds"]),
+    "sweep: no such dataset": (_sweep_with(lambda t: t.replace("ec-emc-xtb.yaml", "nope.yaml")),
+                               lambda f: ["sweep", "run", str(f), "-w", str(f.parent / "ws")],
+                               ["sweep.yaml", "dataset", "nope.yaml not found"]),
+    "sweep: models entry with two kinds": (
+        _sweep_with(lambda t: t + "models:\n  - {name: x, foundation: sevennet-0, calculator: 'ase:a.B'}\n"),
+        lambda f: ["sweep", "run", str(f), "-w", str(f.parent / "ws")], ["sweep.yaml", "exactly one of"]),
+    "sweep: unknown foundation model": (
+        _sweep_with(lambda t: t + "models:\n  - {name: x, foundation: mace-mp-9}\n"),
+        lambda f: ["sweep", "run", str(f), "-w", str(f.parent / "ws")], ["mace-mp-9"]),
+    "sweep status of a missing workspace": (_nothing, lambda f: ["sweep", "status", "-w", str(f)], ["missing-workspace"]),
+    "report of a missing workspace": (_nothing, lambda f: ["report", "-w", str(f), "-o", str(f.parent / "r")],
+                                      ["missing-workspace: no harness.sqlite"]),
+    "dataset build: unknown source": (_import(), lambda f: ["dataset", "build", str(f), "--only", "nope"],
+                                      ["unknown source(s) nope"]),
     "report of a workspace with no scores (no output folder made)": (
         _empty_store, lambda f: ["report", "-w", str(f), "-o", str(f.parent / "report")], ["no scored committees"]),
 }
