@@ -204,6 +204,47 @@ def _ev(f: Path) -> list[str]:
     return ["evaluate", str(f), "-m", str(FOUNDATION)]
 
 
+def _al_edit(old: str, new: str):
+    def make(d: Path) -> Path:
+        p = _al_spec("{name: xtb}")(d)
+        text = p.read_text()
+        assert old in text, old
+        p.write_text(text.replace(old, new))
+        return p
+    return make
+
+
+def _ft(body: str):
+    """The ci sweep (no diagnostics) with a finetune section."""
+    return _sweep_with(lambda t: t + "finetune:\n" + body)
+
+
+def _diag(body: str):
+    return _sweep_with(lambda t: t + "diagnostics:\n" + body)
+
+
+def _dataset(sources: str, subsets: str, validation: str = ""):
+    return _text("ds.yaml", "name: d\ndata_dir: data\nseed: 0\nreference: {name: xtb}\nsources:\n" + sources
+                 + "subsets:\n" + subsets + (("validation:\n" + validation) if validation else ""))
+
+
+def _run(f: Path) -> list[str]:
+    return ["sweep", "run", str(f), "-w", str(f.parent / "ws")]
+
+
+def _al(f: Path) -> list[str]:
+    return ["al", "run", str(f), "-w", str(f.parent / "ws")]
+
+
+def _train(*extra):
+    return lambda f: ["train", "-d", str(ROOT / "datasets" / "ec-emc-xtb.yaml"), "-s", "OPLS", "-a", "mace", "-n", "1",
+                      "-w", str(f / "ws"), *extra]
+
+
+_LIQ = "  liquid: {kind: liquid_md, config_type: liquid, composition: EC=2, stride_ps: 1, runs: [{ensemble: nvt, temperature_K: 300, " \
+       "density_g_cm3: 1.2, n_frames: 1}]}\n"
+
+
 CASES = {
     # name: (files maker, argv built from the made file, message the error must contain)
     "corrupt gzip body (evaluate)": (_corrupt_gzip, lambda f: ["evaluate", str(f), "-m", str(FOUNDATION)],
@@ -328,6 +369,50 @@ CASES = {
                                       ["missing-workspace: no harness.sqlite"]),
     "dataset build: unknown source": (_import(), lambda f: ["dataset", "build", str(f), "--only", "nope"],
                                       ["unknown source(s) nope"]),
+    "AL: unknown architecture": (_al_edit("architecture: deepmd", "architecture: schnet"), _al, ["al.yaml", "schnet"]),
+    "AL: committee of one (no variance)": (_al_edit("committee: 2", "committee: 1"), _al, ["al.yaml:", "committee"]),
+    "AL: no such validation protocol": (_al_edit("protocol: ", "protocol: nope-"), _al, ["al.yaml", "validation.protocol"]),
+    "AL: unknown key": (_al_edit("generations: 2", "generations: 2\ngenerashuns: 3"), _al, ["al.yaml:", "generashuns"]),
+    "AL status of a missing workspace": (_nothing, lambda f: ["al", "status", "-w", str(f)], ["missing-workspace"]),
+    "finetune: foundation not found": (_ft("  foundation: none.model\n  strategies: [{strategy: naive}]\n"), _run,
+                                       ["sweep.yaml", "finetune.foundation", "none.model not found"]),
+    "finetune: pinned hash differs": (_ft(f"  foundation: {FOUNDATION}\n  sha256: {'b' * 64}\n"
+                                          "  strategies: [{strategy: naive}]\n"), _run, ["sweep.yaml", "pinned"]),
+    "finetune: replay without a replay set": (_ft(f"  foundation: {FOUNDATION}\n  strategies: [{{strategy: replay}}]\n"),
+                                              _run, ["sweep.yaml", "needs a replay section"]),
+    "finetune: freeze on a naive strategy": (
+        _ft(f"  foundation: {FOUNDATION}\n  strategies: [{{strategy: naive, freeze: 3}}]\n"), _run,
+        ["sweep.yaml", "freeze is for strategy frozen"]),
+    "finetune: freeze beyond mace-torch's 7": (
+        _ft(f"  foundation: {FOUNDATION}\n  strategies: [{{strategy: frozen, freeze: 9}}]\n"), _run,
+        ["sweep.yaml:", "freeze"]),
+    "finetune: unknown subset": (_ft(f"  foundation: {FOUNDATION}\n  subsets: [XX]\n  strategies: [{{strategy: naive}}]\n"),
+                                 _run, ["sweep.yaml:", "finetune.subsets", "'XX'"]),
+    "finetune: a non-MACE foundation file": (
+        _ft(f"  foundation: {ROOT / 'datasets' / 'ec-emc-xtb.yaml'}\n  strategies: [{{strategy: naive}}]\n"), _run,
+        ["sweep.yaml", "not a MACE .model file"]),
+    "diagnostics: unknown validation set": (_diag("  volume_scans: [VS-9:9]\n"), _run, ["VS-9:9"]),
+    "diagnostics: unknown committee": (_diag("  committees: [mace/Full]\n  volume_scans: [VS-1:2]\n"), _run,
+                                       ["diagnostics.committees", "mace/Full"]),
+    "diagnostics: a liquid of an unknown molecule": (_diag("  liquids:\n    odd: {composition: XX=4}\n"), _run, ["XX"]),
+    "diagnostics: a ratio without n_molecules": (_diag("  liquids:\n    odd: {ratio: 'EC:DEC=1:1'}\n"), _run,
+                                                 ["sweep.yaml:", "n_molecules"]),
+    "dataset: subset of an unknown source": (_dataset(_LIQ, "  All: [liquid, nope]\n"), lambda f: ["dataset", "build", str(f)],
+                                             ["ds.yaml:", "nope"]),
+    "dataset: training on a validation source": (
+        _dataset(_LIQ, "  All: [liquid]\n", "  held: [liquid]\n"), lambda f: ["dataset", "build", str(f)],
+        ["ds.yaml:", "trains on validation source(s) liquid"]),
+    "dataset: unknown source kind": (_dataset("  x: {kind: dft_md}\n", "  All: [x]\n"),
+                                     lambda f: ["dataset", "build", str(f)], ["ds.yaml:", "kind"]),
+    "dataset: negative frame count": (_dataset(_LIQ.replace("n_frames: 1", "n_frames: -1"), "  All: [liquid]\n"),
+                                      lambda f: ["dataset", "build", str(f)], ["ds.yaml:", "n_frames"]),
+    "train: unknown preset": (_a_folder, _train("--preset", "huge"), ["unknown preset 'huge' for mace"]),
+    "train: unknown architecture": (_a_folder, lambda f: ["train", "-d", str(ROOT / "datasets" / "ec-emc-xtb.yaml"),
+                                                          "-s", "OPLS", "-a", "schnet", "-w", str(f / "ws")], ["schnet"]),
+    "train: unknown subset": (_a_folder, lambda f: ["train", "-d", str(ROOT / "datasets" / "ec-emc-xtb.yaml"), "-s",
+                                                    "OPLS+XX", "-a", "mace", "-w", str(f / "ws")], ["OPLS+XX"]),
+    "train: options not JSON": (_a_folder, _train("--options", "{max_num_epochs: 2"), ["options"]),
+    "train: unknown dtype": (_a_folder, _train("--dtype", "float16"), ["float16"]),
     "report of a workspace with no scores (no output folder made)": (
         _empty_store, lambda f: ["report", "-w", str(f), "-o", str(f.parent / "report")], ["no scored committees"]),
 }
