@@ -131,25 +131,80 @@ def read_h5md(path: str | Path) -> dict[str, np.ndarray]:
 
 
 class ThermoTable:
-    """Rows of per-step scalars, written as Parquet (rewritten whole at each flush; small)."""
+    """Rows of per-step scalars of one run, append-only on disk.
+
+    Each :meth:`flush` (a checkpoint) writes only the rows added since the last one, as one Parquet part
+    (``thermo.parts/part-NNNNNN.parquet``, written atomically): its cost does not grow with the run. :meth:`close`
+    (the end of a run, or of a piece stopped at a walltime) writes the whole table as ``thermo.parquet``, the file
+    every reader reads, and removes the parts. On resume the parts, when there are any, are the record (the first
+    flush after reading ``thermo.parquet`` writes it all as the first part), else ``thermo.parquet``; rows after
+    the checkpoint's step are dropped (:meth:`truncate_after`), rewriting the parts only when some of those rows
+    had been flushed.
+    """
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.rows: list[dict[str, Any]] = []
-        if self.path.exists():
-            import pandas as pd
+        import pandas as pd
 
+        self.path = Path(path)
+        self.parts = self.path.with_name(self.path.stem + ".parts")
+        self.rows: list[dict[str, Any]] = []
+        self._flushed = 0  # rows already in parts
+        self._next = 0  # index of the next part
+        files = self._part_files()
+        if files:
+            for f in files:
+                self.rows += pd.read_parquet(f).to_dict("records")
+            self._flushed = len(self.rows)
+            self._next = int(files[-1].stem.split("-")[1]) + 1
+        elif self.path.exists():  # a run written before the parts (or whose parts were removed)
             self.rows = pd.read_parquet(self.path).to_dict("records")
+
+    def _part_files(self) -> list[Path]:
+        return sorted(self.parts.glob("part-*.parquet")) if self.parts.is_dir() else []
 
     def append(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
 
-    def truncate_after(self, step: int) -> None:
-        self.rows = [r for r in self.rows if r["step"] <= step]
+    def reset(self) -> None:
+        """Start the table afresh (a run started again from step 0)."""
+        import shutil
 
-    def flush(self) -> None:
+        self.rows, self._flushed, self._next = [], 0, 0
+        shutil.rmtree(self.parts, ignore_errors=True)
+        self.path.unlink(missing_ok=True)
+
+    def truncate_after(self, step: int) -> None:
+        keep = [r for r in self.rows if r["step"] <= step]
+        if len(keep) < self._flushed:  # flushed rows dropped: the parts become one part of what is kept
+            self.reset()
+            self.rows = keep
+            self.flush()
+        else:
+            self.rows = keep
+
+    def _write(self, rows: list[dict[str, Any]], path: Path) -> None:
         import pandas as pd
 
-        tmp = self.path.with_suffix(".parquet.tmp")
-        pd.DataFrame(self.rows).to_parquet(tmp, index=False)
-        tmp.replace(self.path)
+        tmp = path.with_name(path.name + ".tmp")
+        pd.DataFrame(rows).to_parquet(tmp, index=False)
+        tmp.replace(path)
+
+    def flush(self) -> None:
+        """Append the rows added since the last flush as one part (nothing when there are none)."""
+        new = self.rows[self._flushed:]
+        if not new:
+            return
+        self.parts.mkdir(parents=True, exist_ok=True)
+        self._write(new, self.parts / f"part-{self._next:06d}.parquet")
+        self._next += 1
+        self._flushed = len(self.rows)
+
+    def close(self) -> None:
+        """Write the whole table as ``thermo.parquet`` (once per run or piece) and drop the parts it now holds (a
+        run's file count stays bounded; a resumed piece's first flush writes the table it read as its first part)."""
+        import shutil
+
+        if self.rows:
+            self._write(self.rows, self.path)
+        shutil.rmtree(self.parts, ignore_errors=True)
+        self._flushed, self._next = 0, 0

@@ -425,3 +425,46 @@ def test_runs_of_a_workspace_share_one_start(tmp_path, monkeypatch):
     prepare_run(proto, "npt", "model-a", workspace=tmp_path, replica=1)
     prepare_run(proto, "nvt", "model-a", workspace=tmp_path, nvt_density=1.0)
     assert calls == [0, 1, 0] and len(list((tmp_path / "md" / "starts").glob("start-*.extxyz"))) == 3
+
+
+def test_thermo_table_appends_parts_and_truncates(tmp_path):
+    """Checkpoints write only new rows (earlier parts untouched); resume reads the parts, drops rows after the
+    checkpoint (rewriting parts only then); close writes the whole table; an old single-file table is read."""
+    from harness.h5md import ThermoTable
+
+    path = tmp_path / "thermo.parquet"
+    t = ThermoTable(path)
+    for k in range(10):
+        t.append({"step": k, "x": float(k)})
+    t.flush()
+    first = (t.parts / "part-000000.parquet").read_bytes()
+    for k in range(10, 15):
+        t.append({"step": k, "x": float(k), "extra": 1.0})  # a column that appears later
+    t.flush()
+    t.flush()  # nothing new: no empty part
+    assert [p.name for p in t._part_files()] == ["part-000000.parquet", "part-000001.parquet"]
+    assert (t.parts / "part-000000.parquet").read_bytes() == first
+    assert len(pd.read_parquet(t.parts / "part-000001.parquet")) == 5 and not path.exists()
+    again = ThermoTable(path)  # a resumed run
+    assert [r["step"] for r in again.rows] == list(range(15))
+    again.truncate_after(12)  # the checkpoint was at step 12: flushed rows 13, 14 go
+    assert [r["step"] for r in ThermoTable(path).rows] == list(range(13))
+    again.append({"step": 13, "x": 13.0})
+    again.close()
+    df = pd.read_parquet(path)
+    assert list(df["step"]) == list(range(14)) and np.isnan(df["extra"].iloc[0]) and df["extra"].iloc[12] == 1.0
+    assert not again.parts.exists()  # the file holds every row: a run keeps no parts once closed
+    piece = ThermoTable(path)  # the next piece: from the file, its first flush writes everything as one part
+    piece.truncate_after(11)
+    piece.append({"step": 12, "x": 0.5})
+    piece.flush()
+    assert [p.name for p in piece._part_files()] == ["part-000000.parquet"]
+    assert [r["step"] for r in ThermoTable(path).rows] == list(range(13))  # parts win over the stale file
+    again.reset()
+    assert not path.exists() and not again.parts.exists() and ThermoTable(path).rows == []
+    pd.DataFrame({"step": [0, 10], "x": [0.0, 1.0]}).to_parquet(path)  # written before the parts
+    old = ThermoTable(path)
+    old.append({"step": 20, "x": 2.0})
+    old.close()
+    assert list(pd.read_parquet(path)["step"]) == [0, 10, 20]
+    assert list(ThermoTable(path).rows[i]["step"] for i in range(3)) == [0, 10, 20]

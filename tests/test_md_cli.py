@@ -105,7 +105,7 @@ def test_sigkill_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline:
         ck = out / "checkpoint.pkl"
-        if ck.exists() and (out / "thermo.parquet").exists():
+        if ck.exists() and (out / "thermo.parts").is_dir():
             import pickle
 
             try:

@@ -253,7 +253,7 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
         start = 0
         wall_before = 0.0
         h5.truncate(0)
-        thermo.rows = []
+        thermo.reset()
     failure: FailureEvent | None = None
     # the centre-of-mass momentum is zeroed at the start and conserved (Langevin fixcm, NHC/MTK and
     # Bussi scale momenta): 3N - 3 kinetic degrees of freedom
@@ -340,10 +340,11 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
                 break
         if interrupted:
             h5.close()
+            thermo.close()
             return MDResult(s.ensemble, step * dt_ps, s.length_ps, False, None, step, h5.n_frames,
                             wall_before + time.perf_counter() - t0, 0.0, asdict(s), meta)
         h5.flush()
-        thermo.flush()
+        thermo.close()
     finally:
         try:
             h5.close()
