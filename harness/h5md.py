@@ -183,11 +183,13 @@ class ThermoTable:
             self.rows = keep
 
     def _write(self, rows: list[dict[str, Any]], path: Path) -> None:
+        """Write atomically: a failed write (a full disk) leaves the previous file and no temporary."""
         import pandas as pd
 
-        tmp = path.with_name(path.name + ".tmp")
-        pd.DataFrame(rows).to_parquet(tmp, index=False)
-        tmp.replace(path)
+        from harness.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            pd.DataFrame(rows).to_parquet(tmp, index=False)
 
     def flush(self) -> None:
         """Append the rows added since the last flush as one part (nothing when there are none)."""

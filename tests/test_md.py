@@ -468,3 +468,48 @@ def test_thermo_table_appends_parts_and_truncates(tmp_path):
     old.close()
     assert list(pd.read_parquet(path)["step"]) == [0, 10, 20]
     assert list(ThermoTable(path).rows[i]["step"] for i in range(3)) == [0, 10, 20]
+
+
+def test_full_disk_leaves_no_corrupt_artifact(tmp_path, monkeypatch):
+    """A write that fails half-way (ENOSPC, simulated by a write hook) leaves the previous thermo table, part and
+    frames file as they were, and no temporary file."""
+    import errno
+    from pathlib import Path
+
+    from ase.build import molecule
+
+    from harness.h5md import ThermoTable
+    from harness.io import read_frames, write_frames
+
+    t = ThermoTable(tmp_path / "thermo.parquet")
+    t.rows = [{"step": k, "x": float(k)} for k in range(5)]
+    t.close()
+    before = (tmp_path / "thermo.parquet").read_bytes()
+    write_frames(tmp_path / "f.extxyz.gz", [molecule("H2O")])
+    frames_before = (tmp_path / "f.extxyz.gz").read_bytes()
+
+    def full_disk(self, path, *a, **k):
+        Path(path).write_bytes(b"PAR1 half a file")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full_disk)
+    t.append({"step": 5, "x": 5.0})
+    with pytest.raises(OSError):
+        t.flush()
+    with pytest.raises(OSError):
+        t.close()
+    import gzip
+
+    def full_gzip(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(gzip.GzipFile, "write", full_gzip)
+    with pytest.raises(OSError):
+        write_frames(tmp_path / "f.extxyz.gz", [molecule("CH4")])
+    monkeypatch.undo()
+    assert (tmp_path / "thermo.parquet").read_bytes() == before
+    assert (tmp_path / "f.extxyz.gz").read_bytes() == frames_before
+    assert read_frames(tmp_path / "f.extxyz.gz")[0].get_chemical_formula() == "H2O"
+    leftovers = [p.name for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    assert not leftovers and not list(t.parts.glob("*.parquet"))
+    assert [r["step"] for r in ThermoTable(tmp_path / "thermo.parquet").rows] == list(range(5))
