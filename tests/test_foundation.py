@@ -91,6 +91,11 @@ def test_sweep_models_entry_takes_a_foundation(tmp_path):
     assert e.committee_entry([src])["arch"] == "sevennet"
     with pytest.raises(ValueError, match="exactly one of files, committee, calculator, foundation"):
         ModelEntry(name="x", foundation="sevennet-0", calculator="ase:ase.calculators.emt.EMT")
+    family = ModelEntry(name="7net-family", foundation=["sevennet-0", "sevennet-0-22may2024"])
+    members = family.sources(tmp_path / "spec.yaml")  # a committee of the family's versions
+    assert [m.name for m in members] == ["sevennet-0", "sevennet-0-22may2024"]
+    assert {model_stamp(m)["sha256"] for m in members} == {FOUNDATIONS["sevennet-0"].sha256,
+                                                          FOUNDATIONS["sevennet-0-22may2024"].sha256}
 
 
 @pytest.mark.slow

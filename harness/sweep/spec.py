@@ -40,7 +40,9 @@ class ModelEntry(HarnessModel):
     dtype: str = Field("float64", pattern="^(float32|float64)$")
     committee: str | None = Field(None, description="a committee directory trained by the harness")
     calculator: str | None = Field(None, description="ase:package.module.Class")
-    foundation: str | None = Field(None, description="a foundation model by name (harness.models.foundation)")
+    foundation: str | list[str] | None = Field(None, description="a foundation model by name "
+                                               "(harness.models.foundation), or several: a committee of the "
+                                               "family's sizes or versions (e.g. [mace-mp-0-small, mace-mp-0-medium])")
     options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the ASE calculator; "
                                     "of a foundation model: d3 (true or a functional), sha256 (of a user file)")
 
@@ -61,7 +63,8 @@ class ModelEntry(HarnessModel):
         if self.calculator:
             return [ModelSource(kind="ase", calculator=self.calculator, options=self.options)]
         if self.foundation:
-            return [ModelSource(kind="foundation", name=self.foundation, options=self.options)]
+            names = [self.foundation] if isinstance(self.foundation, str) else self.foundation
+            return [ModelSource(kind="foundation", name=n, options=self.options) for n in names]
         if self.committee:
             return committee_sources(resolve_path(self.committee, spec_path, f"models.{self.name}.committee"))
         paths = [resolve_path(f, spec_path, f"models.{self.name}.files") for f in self.files]
