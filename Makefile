@@ -10,7 +10,7 @@ STAMP := $(VENV)/.harness-installed
 PYTEST_ARGS ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test test-all demo ci-sweep ci-models ci-diagnostics ci-finetune ci-foundation ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
+.PHONY: install test test-all demo ci-sweep ci-models ci-diagnostics ci-finetune ci-foundation ci-slurm ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
 	wheelhouse install-offline
 
 install: $(STAMP)
@@ -65,6 +65,11 @@ ci-finetune: install
 ci-foundation: install
 	$(VENV)/bin/harness sweep run protocols/sweeps/ci-foundation.yaml --workspace runs/ci
 	HARNESS_CI_WORKSPACE=runs/ci $(PY) -m pytest -m slow tests/test_foundation.py $(PYTEST_ARGS)
+
+# A real one-node SLURM cluster (slurm-wlm + munge, installed and configured by .ci/slurm-up.sh; root), the
+# ci-slurm sweep submitted through dask-jobqueue, one worker job cancelled mid-sweep and replaced
+ci-slurm: install
+	$(PY) -m pytest -m slow tests/test_slurm.py $(PYTEST_ARGS)
 
 ci-transfer: install
 	$(VENV)/bin/harness transfer run protocols/transfer/ci.yaml --workspace runs/ci
