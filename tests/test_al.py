@@ -345,7 +345,8 @@ def test_al_run_bad_subset_is_one_line_error(tmp_path):
     path = tmp_path / "al.yaml"
     path.write_text(yaml.safe_dump(spec))
     r = CliRunner().invoke(app, ["al", "run", str(path), "-w", str(tmp_path / "ws"), "--plan"])
-    assert r.exit_code == 2 and "unknown subset 'NOPE'" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 2 and "al.yaml:" in r.output and "unknown subset(s) 'NOPE'" in r.output
+    assert "Traceback" not in r.output
     r = CliRunner().invoke(app, ["al", "status", "-w", str(tmp_path / "nothing")])
     assert r.exit_code == 2 and "no harness.sqlite" in r.output
 
