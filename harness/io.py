@@ -52,30 +52,10 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _failing_frame(text: str) -> str:
-    """``"frame K (line L): "`` of the first extxyz frame that does not parse on its own (frames cut by their
-    atom-count lines), or "" when each does."""
-    from ase.io import read
-
-    lines = text.splitlines()
-    k, i = 0, 0
-    while i < len(lines):
-        if not lines[i].strip():
-            i += 1
-            continue
-        try:
-            n = int(lines[i].split()[0])
-            read(io.StringIO("\n".join(lines[i:i + n + 2]) + "\n"), format="extxyz")
-        except Exception:
-            return f"frame {k} (line {i + 1}): "
-        k, i = k + 1, i + n + 2
-    return ""
-
-
-def _check_extxyz_headers(text: str, source: str) -> None:
-    """Refuse extxyz frames whose ``Properties`` lack positions (ASE would silently give zeros)."""
-    lines = text.splitlines()
-    i, frame = 0, 0
+def _extxyz_frames(lines: list[str]):
+    """(frame index, line index of its atom count, atom count or None when that line is no count) of each frame
+    of an extxyz text, cut by the atom-count lines (blank lines between frames skipped); stops at a bad count."""
+    i, k = 0, 0
     while i < len(lines):
         if not lines[i].strip():
             i += 1
@@ -83,6 +63,32 @@ def _check_extxyz_headers(text: str, source: str) -> None:
         try:
             n = int(lines[i].split()[0])
         except (ValueError, IndexError):
+            yield k, i, None
+            return
+        yield k, i, n
+        k, i = k + 1, i + n + 2
+
+
+def _failing_frame(text: str) -> str:
+    """``"frame K (line L): "`` of the first extxyz frame that does not parse on its own, or "" when each does."""
+    from ase.io import read
+
+    lines = text.splitlines()
+    for k, i, n in _extxyz_frames(lines):
+        try:
+            if n is None:
+                raise ValueError
+            read(io.StringIO("\n".join(lines[i:i + n + 2]) + "\n"), format="extxyz")
+        except Exception:
+            return f"frame {k} (line {i + 1}): "
+    return ""
+
+
+def _check_extxyz_headers(text: str, source: str) -> None:
+    """Refuse extxyz frames whose ``Properties`` lack positions (ASE would silently give zeros)."""
+    lines = text.splitlines()
+    for frame, i, n in _extxyz_frames(lines):
+        if n is None:
             return  # let the reader produce its own message
         comment = lines[i + 1] if i + 1 < len(lines) else ""
         if "Properties=" in comment:
@@ -90,8 +96,6 @@ def _check_extxyz_headers(text: str, source: str) -> None:
             fields = props.split(":")[0::3]
             if "pos" not in fields:
                 raise InputError(f"{source}: frame {frame} has no positions (Properties={props})")
-        i += n + 2
-        frame += 1
 
 
 def read_frames(path: str | os.PathLike, *, format: str | None = None) -> list[Atoms]:

@@ -162,6 +162,16 @@ def assemble(spec: DatasetSpec, name: str, *, max_train_frames: int | None = Non
     return Subset(name, role, frames)
 
 
+def subset_frames(spec: DatasetSpec, name: str, max_frames: int | None = None) -> list[Atoms]:
+    """Every frame of subset or validation set ``name`` (training and validation splits), isolated atoms left out
+    (they are E0s, not structures), evenly thinned to at most ``max_frames``: a replay or held-out set."""
+    sub = assemble(spec, name)
+    frames = [a for a in [*sub.train, *sub.valid] if len(a) > 1]
+    if max_frames is not None and len(frames) > max_frames:
+        frames = thin(frames, max_frames)
+    return frames
+
+
 def thin(frames: list[Atoms], max_frames: int, *, pinned: set[int] = frozenset()) -> list[Atoms]:
     """At most ``max_frames`` of ``frames``, every source thinned by the same fraction.
 

@@ -16,7 +16,7 @@ def held_out_frames(dataset: str | Path, sets: list[str], max_frames: int | None
     isolated atoms left out), and their content hash."""
     from harness.datasets.build import frames_hash
     from harness.datasets.spec import load_dataset_spec
-    from harness.datasets.subsets import assemble, thin
+    from harness.datasets.subsets import subset_frames
 
     spec = load_dataset_spec(dataset)
     out = {}
@@ -24,10 +24,7 @@ def held_out_frames(dataset: str | Path, sets: list[str], max_frames: int | None
         if name not in spec.subsets and name not in spec.validation:
             raise InputError(f"{dataset}: no subset or validation set {name!r} (subsets: {', '.join(spec.subsets)}; "
                              f"validation sets: {', '.join(spec.validation) or 'none'})")
-        sub = assemble(spec, name)
-        frames = [a for a in [*sub.train, *sub.valid] if len(a) > 1]
-        if max_frames is not None and len(frames) > max_frames:
-            frames = thin(frames, max_frames)
+        frames = subset_frames(spec, name, max_frames)
         if not frames:
             raise InputError(f"{dataset}: held-out set {name!r} has no frames")
         out[name] = frames
@@ -86,4 +83,4 @@ def forgetting(p: ForgettingParams, deps: Deps) -> ForgettingResult:
     ft = (member.tags or {}).get("finetune") or {}
     return ForgettingResult(**member.identity(), strategy=str(ft.get("strategy", "?")), lr=float(ft.get("lr", 0.0)),
                             target={"original": t_orig, "tuned": t_tuned}, held_out=held,
-                            summary=gain_and_forgetting(t_orig, t_tuned, {k: v for k, v in held.items()}))
+                            summary=gain_and_forgetting(t_orig, t_tuned, held))

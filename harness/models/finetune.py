@@ -61,13 +61,9 @@ class Finetune(HarnessModel):
 def replay_frames(ft: Finetune) -> list:
     """The replay sample: the replay subset's frames (training and validation splits), thinned evenly."""
     from harness.datasets.spec import load_dataset_spec
-    from harness.datasets.subsets import assemble, thin
+    from harness.datasets.subsets import subset_frames
 
-    spec = load_dataset_spec(ft.replay_dataset)
-    sub = assemble(spec, ft.replay_subset)
-    frames = [a for a in [*sub.train, *sub.valid] if len(a) > 1]  # isolated atoms: E0s, not replay data
-    if ft.replay_max_frames is not None and len(frames) > ft.replay_max_frames:
-        frames = thin(frames, ft.replay_max_frames)
+    frames = subset_frames(load_dataset_spec(ft.replay_dataset), ft.replay_subset, ft.replay_max_frames)
     if not frames:
         raise InputError(f"{ft.replay_dataset}: replay subset {ft.replay_subset!r} has no frames")
     return frames

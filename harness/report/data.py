@@ -12,7 +12,14 @@ from harness.errors import InputError
 from harness.sweep.store import Store
 from harness.units import A2_PER_PS_TO_1E6_CM2_PER_S
 
-__all__ = ["load_scores", "member_table", "committee_table", "density_samples", "learning_curves"]
+__all__ = ["write_tables", "load_scores", "member_table", "committee_table", "density_samples", "learning_curves"]
+
+
+def write_tables(tables: dict[str, pd.DataFrame], outdir: Path, files: dict[str, Path]) -> None:
+    """Each table as ``<name>.csv`` in ``outdir``, recorded in ``files``."""
+    for name, df in tables.items():
+        files[f"{name}.csv"] = Path(outdir) / f"{name}.csv"
+        df.to_csv(files[f"{name}.csv"], index=False)
 
 
 def load_scores(workspace: str | Path, sweep: str | None = None) -> list[dict]:

@@ -195,9 +195,9 @@ def diagnostics_section(tables: dict[str, pd.DataFrame], outdir: Path, files: di
     """Write the CSVs and figures into ``outdir`` (recorded in ``files``) and return the HTML section."""
     if not tables:
         return ""
-    for name, df in tables.items():
-        files[f"{name}.csv"] = outdir / f"{name}.csv"
-        df.to_csv(files[f"{name}.csv"], index=False)
+    from harness.report.data import write_tables
+
+    write_tables(tables, outdir, files)
     parts = ["<h2>Diagnostics: why a model fails (SCIENCE.md §9)</h2>"]
 
     def figure(key: str, caption: str) -> None:

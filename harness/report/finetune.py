@@ -115,9 +115,9 @@ def finetune_section(tables: dict[str, pd.DataFrame], outdir: Path, files: dict[
     """Write the CSVs and the figure into ``outdir`` (recorded in ``files``) and return the HTML section."""
     if not tables:
         return ""
-    for name, df in tables.items():
-        files[f"{name}.csv"] = outdir / f"{name}.csv"
-        df.to_csv(files[f"{name}.csv"], index=False)
+    from harness.report.data import write_tables
+
+    write_tables(tables, outdir, files)
     parts = ["<h2>Foundation model: zero-shot and fine-tuned</h2>",
              "<p>The foundation as a committee of one (zero-shot), each fine-tuning strategy (naive: all weights; "
              "frozen: mace-torch --freeze N; replay: multi-head fine-tuning with a replay sample of the foundation's "
