@@ -17,7 +17,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/lock.txt -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-cache-dir -c requirements/lock.txt -e '.[dev]'
 	@touch $(STAMP)
 
 # Fast suite plus the backend installation checks; slow tests (training, long MD) are opt-in.
