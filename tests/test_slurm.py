@@ -49,6 +49,7 @@ def test_sweep_through_slurm_survives_a_cancelled_job(tmp_path):
     cluster = tmp_path / "cluster.yaml"
     cluster.write_text(json.dumps({
         "jobs": 2, "cores": 1, "processes": 1, "memory": "3GB", "walltime": "00:30:00", "queue": "debug",
+        "job_extra_directives": [f"--output={tmp_path}/slurm-%j.out"],
         "job_script_prologue": [f"source {Path(sys.executable).parent / 'activate'}", f"cd {ROOT}"]}))
     ws = tmp_path / "ws"
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli.main", "sweep", "run",
