@@ -10,7 +10,7 @@ STAMP := $(VENV)/.harness-installed
 PYTEST_ARGS ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test test-all demo ci-sweep ci-models ci-diagnostics ci-finetune ci-foundation ci-slurm ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
+.PHONY: install test test-all demo ci-sweep ci-models ci-diagnostics ci-finetune ci-foundation ci-slurm ci-chaos ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
 	wheelhouse install-offline
 
 install: $(STAMP)
@@ -70,6 +70,12 @@ ci-foundation: install
 # ci-slurm sweep submitted through dask-jobqueue, one worker job cancelled mid-sweep and replaced
 ci-slurm: install
 	$(PY) -m pytest -m slow tests/test_slurm.py $(PYTEST_ARGS)
+
+# Kills in a real sweep (issue #18 item 2): the ci-chaos sweep (DeePMD, MACE, the GAP reference, MD, Q) killed
+# with SIGKILL at 20 random moments (driver, a worker, or both) and rerun after each; Q table, execution counts
+# and store integrity checked against an uninterrupted run in runs/chaos-whole
+ci-chaos: install
+	HARNESS_CHAOS_REFERENCE=runs/chaos-whole $(PY) -m pytest -m slow tests/test_chaos.py $(PYTEST_ARGS)
 
 ci-transfer: install
 	$(VENV)/bin/harness transfer run protocols/transfer/ci.yaml --workspace runs/ci

@@ -238,6 +238,8 @@ def test_restart_reproduces_an_uninterrupted_run(tmp_path, ensemble):
     assert not part.completed
     resumed = run_md(atoms, calc(), s, outdir=tmp_path / "part", seed=5)
     assert resumed.completed and resumed.n_frames == whole.n_frames == 1 + 300 // 20
+    # stopped at step 137: resumed from the checkpoint of step 100, and the result says so
+    assert resumed.meta["resumed_at_steps"] == [100] and "resumed_at_steps" not in whole.meta
     a, b = read_h5md(tmp_path / "whole" / "trajectory.h5md"), read_h5md(tmp_path / "part" / "trajectory.h5md")
     assert np.array_equal(a["time_ps"], b["time_ps"]) and np.array_equal(a["positions"], b["positions"])
     assert np.array_equal(a["cells"], b["cells"])

@@ -1,6 +1,9 @@
-"""SLURM set-up through dask-jobqueue: the cluster object and its job script (there is no SLURM here)."""
+"""Dask clusters: the SLURM cluster object and its job script (the real SLURM is tests/test_slurm.py), the GPU
+node's routing, workers that die with their driver, the per-task lock."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +67,114 @@ def test_slurm_gpu_partition_workers_offer_the_gpu_resource():
         cluster.close()
     assert "#SBATCH --gres=gpu:1" in script and "--resources=GPU=1" in script and "#SBATCH -p gpu" in script
     assert "--nworkers 4" in script
+
+
+_DRIVER = """
+import os, sys, time
+from harness.sweep.cluster import make_client
+client = make_client(workers=1, gpu_workers=int(sys.argv[1]))
+pids = client.run(os.getpid)
+print(" ".join(str(p) for p in pids.values()), flush=True)
+time.sleep(600)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return "\\nState:\\tZ" in fh.read()  # a zombie nobody reaps is dead too
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("gpu_workers", [0, 1])
+def test_workers_of_an_embedded_cluster_die_with_a_killed_driver(tmp_path, gpu_workers):
+    """SIGKILL to the driver alone (not its process group): its worker processes end too, so a rerun never
+    races an orphan that is still training or writing a trajectory (issue #18 item 2)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    driver = subprocess.Popen([sys.executable, "-c", _DRIVER, str(gpu_workers)], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(p) for p in driver.stdout.readline().split()]
+        assert len(workers) == 1 + gpu_workers and driver.pid not in workers
+        assert not any(_gone(p) for p in workers)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        deadline = time.time() + 20
+        while time.time() < deadline and not all(_gone(p) for p in workers):
+            time.sleep(0.2)
+        assert all(_gone(p) for p in workers), f"orphaned workers {workers} outlived the killed driver"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+
+
+def test_a_second_execution_of_a_task_waits_for_the_first(tmp_path):
+    """The per-task lock: while another execution holds a task's lock (an orphan of a killed run), run_task
+    waits; it runs once the lock is released."""
+    import fcntl
+    import threading
+    import time
+
+    from harness.sweep.execute import run_task
+
+    lock = tmp_path / "locks" / "md-x.lock"
+    lock.parent.mkdir()
+    holder = open(lock, "a")
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another open file description: this process's run_task must wait
+    out: dict = {}
+    params = {"dir": str(tmp_path), "name": "x", "value": 3}
+    t = threading.Thread(target=lambda: out.update(r=run_task("tests.sweep_helpers:compute", params, {}, None,
+                                                              str(lock))))
+    t.start()
+    time.sleep(1.0)
+    assert t.is_alive() and not (tmp_path / "x.json").exists(), "ran while another execution held the lock"
+    fcntl.flock(holder, fcntl.LOCK_UN)
+    holder.close()
+    t.join(30)
+    assert not t.is_alive() and out["r"][0] == {"value": 3}
+
+
+_TOOL_PARENT = """
+import sys
+from pathlib import Path
+from harness.models.base import run_tool
+run_tool(["sleep", "300"], cwd=Path(sys.argv[1]), log=Path(sys.argv[1]) / "tool.log")
+"""
+
+
+def test_a_training_tool_dies_with_the_worker_that_started_it(tmp_path):
+    """gap_fit, dp and mace_run_train run as child processes of a worker (run_tool): a worker killed with SIGKILL
+    takes its tool with it, so the rerun's training is not raced by the old one in the same folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    parent = subprocess.Popen([sys.executable, "-c", _TOOL_PARENT, str(tmp_path)])
+    try:
+        deadline, tool = time.time() + 30, None
+        while time.time() < deadline and tool is None:
+            kids = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+            pids = [int(p) for p in kids.read_text().split()] if kids.exists() else []
+            tool = next((p for p in pids if Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"sleep")), None)
+            time.sleep(0.1)
+        assert tool is not None, "the tool did not start"
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline and not _gone(tool):
+            time.sleep(0.1)
+        assert _gone(tool), "the tool outlived the killed worker"
+    finally:
+        if parent.poll() is None:
+            parent.kill()

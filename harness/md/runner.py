@@ -6,7 +6,8 @@ that raises mid-run is recorded as the ``calculator_error`` failure), writes an 
 a Parquet thermo table and ``result.json``. Every ``checkpoint_interval`` steps it saves
 positions, momenta, cell, the integrator's internal state (thermostat/barostat variables) and the
 random generator's state; a killed run resumes from the last checkpoint, truncating the outputs
-back to it, so nothing is duplicated or missing. A finished run is never rerun.
+back to it, so nothing is duplicated or missing, and records the steps it resumed at (``result.json``:
+``meta.resumed_at_steps``). A finished run is never rerun.
 
 Frames are written every ``frame_interval`` steps and, besides, at every step where a detector
 recorded a measurement (``observed()``, e.g. the committee's sigma2_F at active-learning checks): that
@@ -214,12 +215,13 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     result_path = outdir / "result.json"
+    ckpt_path = outdir / "checkpoint.pkl"
     finished = read_result(outdir)
     if finished is not None:
+        ckpt_path.unlink(missing_ok=True)  # killed between writing the result and removing its checkpoint
         return finished
     s = settings
     meta = dict(meta or {})
-    ckpt_path = outdir / "checkpoint.pkl"
     atoms = atoms.copy()
     atoms.calc = calculator
     rng = np.random.default_rng(seed)
@@ -243,6 +245,7 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
         h5.truncate(ck["n_frames"])
         thermo.truncate_after(start)
         wall_before = ck["wall_s"]
+        resumed_at = [*ck.get("resumed_at", []), start]
         logger.info("resuming %s at step %d", outdir, start)
     else:
         from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
@@ -252,6 +255,7 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
         dyn = make_dynamics(atoms, s, rng)  # after the velocities: MTK copies momenta at construction
         start = 0
         wall_before = 0.0
+        resumed_at = []
         h5.truncate(0)
         thermo.reset()
     failure: FailureEvent | None = None
@@ -284,7 +288,7 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
         thermo.flush()
         ck = {"step": step, "positions": atoms.positions.copy(), "momenta": atoms.get_momenta(),
               "cell": np.array(atoms.cell[:]), "dyn": _state(dyn), "rng": rng.bit_generator.state,
-              "n_frames": h5.n_frames, "wall_s": wall_before + time.perf_counter() - t0}
+              "n_frames": h5.n_frames, "wall_s": wall_before + time.perf_counter() - t0, "resumed_at": resumed_at}
         tmp = ckpt_path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
             pickle.dump(ck, fh)
@@ -357,7 +361,8 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
         completed=True, failure=failure.as_dict() if failure else None, n_steps=step, n_frames=h5.n_frames,
         wall_s=round(wall, 3), ns_per_day=(simulated / 1000) / (wall / 86400) if wall > 0 else 0.0,
         settings=asdict(s), meta={**meta, "seed": seed, "calculator": getattr(calculator, "provenance_name", type(calculator).__name__),
-                                  "context": run_context(("core", *MLIP_GROUPS))})
+                                  "context": run_context(("core", *MLIP_GROUPS)),
+                                  **({"resumed_at_steps": resumed_at} if resumed_at else {})})
     _write_json(result_path, asdict(result))
     ckpt_path.unlink(missing_ok=True)
     return result

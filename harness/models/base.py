@@ -12,7 +12,9 @@ import importlib
 import json
 import logging
 import os
+import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,6 +249,13 @@ def thread_env(threads: int | None) -> dict[str, str]:
     return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, **openmp_wait_env()}
 
 
+#: the tool is SIGKILLed by the kernel when the process that started it dies (util-linux's setpriv, Linux): a
+#: killed sweep worker leaves no gap_fit, dp or mace_run_train behind writing into the member's folder while the
+#: rerun trains it again
+_DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"] if sys.platform.startswith("linux") and \
+    shutil.which("setpriv") else []
+
+
 def run_tool(args: Sequence[str], *, cwd: Path, log: Path, env: dict[str, str] | None = None,
              timeout_s: float | None = None) -> float:
     """Run a backend tool with its output in ``log``; raise :class:`MemberFailed` with the log tail.
@@ -262,12 +271,14 @@ def run_tool(args: Sequence[str], *, cwd: Path, log: Path, env: dict[str, str] |
         raise Interrupted(f"walltime reached before {Path(args[0]).name} started")
     limits = [t for t in (timeout_s, left) if t is not None]
     limit = min(limits) if limits else None
+    if _DIE_WITH_PARENT and shutil.which(str(args[0]), path=full_env.get("PATH")) is None:
+        raise ToolError(f"{args[0]}: not found or not executable")  # setpriv would only exit 127
     with open(log, "a") as fh:
         fh.write(f"$ {' '.join(str(a) for a in args)}\n")
         fh.flush()
         try:
-            proc = subprocess.run([str(a) for a in args], cwd=cwd, stdout=fh, stderr=subprocess.STDOUT,
-                                  env=full_env, timeout=limit)
+            proc = subprocess.run([*_DIE_WITH_PARENT, *(str(a) for a in args)], cwd=cwd, stdout=fh,
+                                  stderr=subprocess.STDOUT, env=full_env, timeout=limit)
         except subprocess.TimeoutExpired:
             if timeout_s is None or (left is not None and left < timeout_s):
                 raise Interrupted(f"{Path(args[0]).name} stopped at the walltime in {cwd}") from None

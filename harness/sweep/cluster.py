@@ -19,6 +19,9 @@ from harness.config import HarnessModel, load_yaml
 
 __all__ = ["SlurmSpec", "slurm_cluster", "make_client", "gpu_node_cluster"]
 
+#: preloaded into the worker processes of embedded clusters: they die with the driver (no orphaned tasks)
+WORKER_SETUP = "harness.sweep.worker_setup"
+
 
 class SlurmSpec(HarnessModel):
     jobs: int = Field(2, ge=1, description="SLURM jobs to request")
@@ -57,11 +60,11 @@ def gpu_node_cluster(cpu_workers: int, gpu_workers: int, *, threads_per_worker: 
 
     def worker(resources: dict, env: dict) -> dict:
         return {"cls": Nanny, "options": {"nthreads": threads_per_worker, "resources": resources, "env": env,
-                                          "silence_logs": logging.ERROR}}
+                                          "silence_logs": logging.ERROR, "preload": [WORKER_SETUP]}}
 
     specs = {f"cpu-{i}": worker({"CPU": 1}, {"CUDA_VISIBLE_DEVICES": ""}) for i in range(cpu_workers)}
     specs.update({f"gpu-{i}": worker({"GPU": 1}, {}) for i in range(gpu_workers)})
-    return SpecCluster(workers=specs, scheduler={"cls": Scheduler, "options": {"dashboard_address": None}},
+    return SpecCluster(workers=specs, scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
                        silence_logs=logging.ERROR, name="harness-gpu-node")
 
 
@@ -88,5 +91,5 @@ def make_client(scheduler: str | None = None, *, workers: int | None = None, thr
     if gpu_workers:
         return Client(gpu_node_cluster(n, gpu_workers, threads_per_worker=threads_per_worker))
     cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
-                           dashboard_address=None, silence_logs=logging.ERROR)
+                           dashboard_address=":0", silence_logs=logging.ERROR, preload=[WORKER_SETUP])
     return Client(cluster)

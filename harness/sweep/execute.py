@@ -23,6 +23,7 @@ import json
 import logging
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -30,7 +31,10 @@ from typing import Any, Callable
 from harness.deadline import Interrupted
 from harness.sweep.store import Store
 
-__all__ = ["Task", "execute", "run_task"]
+__all__ = ["Task", "execute", "run_task", "LOCKS"]
+
+#: folder beside the store with a lock file per task key (held while the task runs)
+LOCKS = ".locks"
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +95,38 @@ class Task:
         return {d: results[d] for d in self.deps}
 
 
-def run_task(fn: str, params: dict, deps: dict[str, Any],
-             deadline: float | None = None) -> tuple[dict, dict[str, str], float]:
+def run_task(fn: str, params: dict, deps: dict[str, Any], deadline: float | None = None,
+             lock: str | None = None) -> tuple[dict, dict[str, str], float]:
     """Worker side: import and call the task function; hash its declared outputs. ``deadline``: the run's
-    walltime (Unix seconds), set for the task's process (:mod:`harness.deadline`)."""
+    walltime (Unix seconds), set for the task's process (:mod:`harness.deadline`). ``lock``: a file this
+    execution holds an exclusive lock on while it runs, so that a second execution of the same task (started by
+    the rerun of a killed driver while a worker of the old run is still at it: a SLURM job, a remote worker)
+    waits for the first to end, then finds its finished outputs instead of writing into them."""
+    with _task_lock(lock):
+        return _run_task(fn, params, deps, deadline)
+
+
+@contextmanager
+def _task_lock(path: str | None):
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.warning("task lock %s is held by another execution; waiting for it to end", path)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:  # the kernel also releases it when the process dies
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run_task(fn: str, params, deps: dict[str, Any], deadline: float | None) -> tuple[dict, dict[str, str], float]:
     import os
 
     from harness.deadline import ENV
@@ -231,6 +263,11 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
 
     for key in list(results):
         report(key, "cached")
+    locks = store.path.resolve().parent / LOCKS
+
+    def lock_path(key: str) -> str:
+        return str(locks / f"{key}.lock")
+
     def passed() -> bool:
         return deadline is not None and time.time() >= deadline
 
@@ -253,7 +290,7 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
                 state[key] = "running"
                 store.mark_running(key)
                 try:
-                    outcome = run_task(t.fn, t.params, t.dep_payload(results), deadline)
+                    outcome = run_task(t.fn, t.params, t.dep_payload(results), deadline, lock_path(key))
                 except Exception as exc:  # recorded, the sweep goes on
                     outcome = exc
                 finish(key, outcome)
@@ -280,7 +317,7 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
             t = by_key[key]
             state[key] = "running"
             store.mark_running(key)
-            fut = client.submit(run_task, t.fn, t.params, t.dep_payload(results), deadline, pure=False,
+            fut = client.submit(run_task, t.fn, t.params, t.dep_payload(results), deadline, lock_path(key), pure=False,
                                 key=f"{key}-{time.time_ns()}", priority=n_downstream(key), resources=route(t))
             futures[fut] = key
 
