@@ -515,3 +515,89 @@ def test_full_disk_leaves_no_corrupt_artifact(tmp_path, monkeypatch):
     leftovers = [p.name for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
     assert not leftovers and not list(t.parts.glob("*.parquet"))
     assert [r["step"] for r in ThermoTable(tmp_path / "thermo.parquet").rows] == list(range(5))
+
+
+def test_trajectory_parts_survive_a_kill_and_assemble(tmp_path):
+    """The H5MD writer: a checkpoint writes the frames since the last one as an atomic part (earlier parts
+    untouched); a writer dropped without closing (a killed run) leaves only whole parts, read by read_h5md and
+    resumed from; truncation back to a checkpoint cuts inside a part; close assembles one trajectory.h5md that
+    MDAnalysis-style readers read, and removes the parts; an assembled file left beside its parts (a kill inside
+    close) yields to them; an unreadable file (an in-place writer killed mid-write) is dropped, not trusted."""
+    from ase.build import molecule
+
+    from harness.h5md import H5MDWriter, read_h5md
+
+    atoms = molecule("H2O", vacuum=4.0, pbc=True)
+    path = tmp_path / "trajectory.h5md"
+
+    def frame(k):
+        a = atoms.copy()
+        a.positions += 0.01 * k
+        return a
+
+    w = H5MDWriter(path, atoms, observables=("sigma2_F",))
+    for k in range(4):
+        w.write(frame(k), 10 * k, 0.005 * k, {"sigma2_F": float(k)} if k == 2 else None)
+    w.flush()
+    first = (w.parts / "part-000000000.h5").read_bytes()
+    for k in range(4, 7):
+        w.write(frame(k), 10 * k, 0.005 * k)
+    w.flush()
+    w.write(frame(7), 70, 0.035)  # not flushed: lost with the killed run
+    del w
+    assert sorted(p.name for p in (tmp_path / "trajectory.parts").iterdir()) == ["part-000000000.h5", "part-000000004.h5"]
+    assert (tmp_path / "trajectory.parts" / "part-000000000.h5").read_bytes() == first
+    assert not path.exists()
+    peek = read_h5md(path)  # a run under way: its parts
+    assert list(peek["step"]) == [0, 10, 20, 30, 40, 50, 60] and peek["observables"]["sigma2_F"][2] == 2.0
+    again = H5MDWriter(path, atoms, observables=("sigma2_F",))
+    assert again.n_frames == 7
+    again.truncate(5)  # the checkpoint held 5 frames: the second part is cut to one frame
+    assert again.n_frames == 5 and list(read_h5md(path)["step"]) == [0, 10, 20, 30, 40]
+    again.write(frame(5), 50, 0.025)
+    again.close()
+    again.close()  # a second close (the runner's finally) changes nothing
+    d = read_h5md(path)
+    assert list(d["step"]) == [0, 10, 20, 30, 40, 50] and not (tmp_path / "trajectory.parts").exists()
+    assert np.allclose(d["positions"][5], frame(5).positions) and d["cells"].shape == (6, 3, 3)
+    assert np.isnan(d["observables"]["sigma2_F"][0]) and d["observables"]["sigma2_F"][2] == 2.0
+    # a later piece: the whole file becomes its first part; a close killed before removing the parts
+    piece = H5MDWriter(path, atoms, observables=("sigma2_F",))
+    assert piece.n_frames == 6 and not path.exists()
+    piece.write(frame(6), 60, 0.03)
+    piece.flush()
+    path.write_bytes(b"an assembled copy")  # stands for a close killed between its rename and the rmtree
+    resumed = H5MDWriter(path, atoms, observables=("sigma2_F",))
+    assert resumed.n_frames == 7 and not path.exists()
+    resumed.close()
+    assert len(read_h5md(path)["step"]) == 7
+    with pytest.raises(ValueError, match="without the per-frame observables"):
+        H5MDWriter(path, atoms, observables=("sigma2_F", "other"))
+    (tmp_path / "trajectory.parts").mkdir(exist_ok=True)
+    for p in (tmp_path / "trajectory.parts").iterdir():
+        p.unlink()
+    (tmp_path / "trajectory.parts").rmdir()
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 64)  # what a kill mid-write leaves of an in-place file
+    broken = H5MDWriter(path, atoms)
+    assert broken.n_frames == 0 and not path.exists()
+
+
+def test_a_run_whose_trajectory_was_lost_starts_again(tmp_path):
+    """A checkpoint whose trajectory file is unreadable (an older in-place writer killed mid-write) is not
+    resumed from: the run starts again from step 0 and ends as an uninterrupted run does."""
+    atoms = Atoms("Ar27", positions=np.array(np.meshgrid(*[np.arange(3)] * 3)).reshape(3, -1).T * 3.8,
+                  cell=[11.4] * 3, pbc=True)
+    s = RunSettings("nvt", 90.0, length_ps=0.2, timestep_fs=2.0, frame_interval=20, thermo_interval=10,
+                    checkpoint_interval=50)
+    calc = lambda: StatelessLJ(sigma=3.4, epsilon=0.0104, rc=5.5, smooth=True)  # noqa: E731
+    whole = run_md(atoms, calc(), s, outdir=tmp_path / "whole", seed=5)
+    part = run_md(atoms, calc(), s, outdir=tmp_path / "part", seed=5, stop_after_steps=60)
+    assert not part.completed
+    import shutil
+
+    shutil.rmtree(tmp_path / "part" / "trajectory.parts", ignore_errors=True)
+    (tmp_path / "part" / "trajectory.h5md").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 64)
+    redone = run_md(atoms, calc(), s, outdir=tmp_path / "part", seed=5)
+    assert redone.completed and "resumed_at_steps" not in redone.meta
+    a, b = read_h5md(tmp_path / "whole" / "trajectory.h5md"), read_h5md(tmp_path / "part" / "trajectory.h5md")
+    assert np.array_equal(a["positions"], b["positions"]) and np.array_equal(a["step"], b["step"])

@@ -229,12 +229,20 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
         det.reset(atoms)
     bond = next((d for d in detectors if isinstance(d, BondStretch)), None)
     observed_names = tuple(dict.fromkeys(n for d in detectors for n in getattr(d, "observed_names", ())))
+    for stale in [*outdir.glob("*.tmp"), *outdir.glob(".*.tmp"), *outdir.glob("*.parts/.*.tmp")]:
+        stale.unlink(missing_ok=True)  # a write killed half-way (this run's folder: its task lock is held)
     h5 = H5MDWriter(outdir / "trajectory.h5md", atoms, observables=observed_names)
     thermo = ThermoTable(outdir / "thermo.parquet")
     dt_ps = s.timestep_fs / 1000.0
+    ck = None
     if ckpt_path.exists():
         with open(ckpt_path, "rb") as fh:
             ck = pickle.load(fh)
+        if h5.n_frames < ck["n_frames"]:  # frames lost (an older harness's file, killed mid-write)
+            logger.warning("%s: %d of the checkpoint's %d frames are readable; the run starts again", outdir,
+                           h5.n_frames, ck["n_frames"])
+            ck = None
+    if ck is not None:
         atoms.set_cell(ck["cell"], scale_atoms=False)
         atoms.positions = ck["positions"]
         atoms.set_momenta(ck["momenta"], apply_constraint=False)
