@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import Field
 
 from harness.config import HarnessModel, load_yaml
+from harness.errors import ToolError
 
 __all__ = ["SlurmSpec", "slurm_cluster", "make_client", "gpu_node_cluster"]
 
@@ -90,6 +91,13 @@ def make_client(scheduler: str | None = None, *, workers: int | None = None, thr
     n = workers or max(1, os.cpu_count() or 1)
     if gpu_workers:
         return Client(gpu_node_cluster(n, gpu_workers, threads_per_worker=threads_per_worker))
-    cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
-                           dashboard_address=":0", silence_logs=logging.ERROR, preload=[WORKER_SETUP])
+    for attempt in range(3):
+        try:
+            cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
+                                   dashboard_address=":0", silence_logs=logging.ERROR, preload=[WORKER_SETUP])
+            break
+        except RuntimeError as exc:  # a worker process died while starting (killed, out of memory): again
+            if attempt == 2:
+                raise ToolError(f"could not start {n} local Dask workers: {exc}") from None
+            logging.getLogger(__name__).warning("local Dask cluster failed to start (%s); trying again", exc)
     return Client(cluster)
