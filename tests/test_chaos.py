@@ -130,8 +130,9 @@ def test_sigkill_at_twenty_moments_of_a_real_sweep(tmp_path):
     n_tasks = len(_attempts(whole))
     ws, log = tmp_path / "killed", tmp_path / "killed.log"
     rng = random.Random(SEED)
-    # the kill moments: after a random number of tasks have finished (spread over the sweep, the last few left
-    # for the end), then a random 0-4 s; the mode is random too. One kill lands in a trajectory under way.
+    # the kill moments: once a random number of tasks have finished (spread over the sweep, the last few left
+    # for the end), a random 0-8 s after the run's workers are up (one kill in five: 0-2 s into the run, while it
+    # plans and starts its cluster); the mode is random too. One kill lands in a trajectory under way.
     plan = sorted(rng.randrange(0, n_tasks - 8) for _ in range(KILLS))
     modes = [rng.choice(["driver", "worker", "group"]) for _ in range(KILLS)]
     md_kill = rng.randrange(KILLS // 3, KILLS)  # the one aimed at MD (trainings are done by then)
@@ -150,7 +151,11 @@ def test_sigkill_at_twenty_moments_of_a_real_sweep(tmp_path):
             mode = "driver"
         else:
             landed = _wait(done, proc, 900)
-            time.sleep(rng.uniform(0.0, 4.0))
+            if rng.random() < 0.8:  # most kills while tasks run; the others in the run's start (plan, cluster)
+                _wait(lambda: bool(_workers(proc.pid)), proc, 120)
+                time.sleep(rng.uniform(0.0, 8.0))
+            else:
+                time.sleep(rng.uniform(0.0, 2.0))
         assert proc.poll() is None, f"kill {i + 1}: the sweep ended before it (landed: {landed}); see {log}"
         state = _attempts(ws)
         for key, (status, attempts) in state.items():
@@ -178,6 +183,7 @@ def test_sigkill_at_twenty_moments_of_a_real_sweep(tmp_path):
     tail = log.read_text().strip().splitlines()[-1]
     assert "0 failed" in tail, tail
     (tmp_path / "kills.json").write_text(json.dumps(kills, indent=1))
+    print("kills (mode, tasks done):", [(k["mode"], k["done"]) for k in kills])
 
     # every task done; those finished before some kill were never executed again
     state = _attempts(ws)
