@@ -20,9 +20,11 @@ $(STAMP): pyproject.toml requirements/lock.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-cache-dir -c requirements/lock.txt -e '.[dev]'
 	@touch $(STAMP)
 
-# Fast suite plus the backend installation checks; slow tests (training, long MD) are opt-in.
+# Fast suite plus the backend installation checks; slow tests (training, long MD) are opt-in. TEST_WORKERS
+# pytest-xdist processes (a test file stays on one; 1 runs in this process).
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 test-all: install
 	$(PY) -m pytest $(PYTEST_ARGS)

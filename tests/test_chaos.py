@@ -132,30 +132,28 @@ def test_sigkill_at_twenty_moments_of_a_real_sweep(tmp_path):
     rng = random.Random(SEED)
     # the kill moments: once a random number of tasks have finished (spread over the sweep, the last few left
     # for the end), a random 0-8 s after the run's workers are up (one kill in five: 0-2 s into the run, while it
-    # plans and starts its cluster); the mode is random too. One kill lands in a trajectory under way.
+    # plans and starts its cluster); the mode is random too. The first trajectory seen under way (checkpointed
+    # past step 0) is killed there.
     plan = sorted(rng.randrange(0, n_tasks - 8) for _ in range(KILLS))
     modes = [rng.choice(["driver", "worker", "group"]) for _ in range(KILLS)]
-    md_kill = rng.randrange(KILLS // 3, KILLS)  # the one aimed at MD (trainings are done by then)
     finished: dict[str, int] = {}  # task key -> its attempts when first seen done after a kill
     kills: list[dict] = []
     proc: subprocess.Popen | None = None
-    resumed_run: Path | None = None
+    resumed_run: Path | None = None  # the trajectory killed under way (the first one seen)
     for i, (after, mode) in enumerate(zip(plan, modes)):
         if proc is None or proc.poll() is not None:
-            assert proc is None or proc.returncode is not None
             proc = _start(ws, log)
         done = lambda: sum(s == "done" for s, _ in _attempts(ws).values()) >= after  # noqa: E731
-        if i == md_kill:
-            landed = _wait(lambda: _md_mid_run(ws) is not None, proc, 900)
-            resumed_run = _md_mid_run(ws)
-            mode = "driver"
+        in_md = lambda: resumed_run is None and _md_mid_run(ws) is not None  # noqa: E731
+        landed = _wait(lambda: done() or in_md(), proc, 900)
+        md = None if resumed_run is not None else _md_mid_run(ws)
+        if md is not None:  # a trajectory under way, checkpointed past step 0: kill the run there (once)
+            resumed_run, mode = md, "driver"
+        elif rng.random() < 0.8:  # most kills while tasks run; the others in the run's start (plan, cluster)
+            _wait(lambda: bool(_workers(proc.pid)), proc, 120)
+            time.sleep(rng.uniform(0.0, 8.0))
         else:
-            landed = _wait(done, proc, 900)
-            if rng.random() < 0.8:  # most kills while tasks run; the others in the run's start (plan, cluster)
-                _wait(lambda: bool(_workers(proc.pid)), proc, 120)
-                time.sleep(rng.uniform(0.0, 8.0))
-            else:
-                time.sleep(rng.uniform(0.0, 2.0))
+            time.sleep(rng.uniform(0.0, 2.0))
         assert proc.poll() is None, f"kill {i + 1}: the sweep ended before it (landed: {landed}); see {log}"
         state = _attempts(ws)
         for key, (status, attempts) in state.items():

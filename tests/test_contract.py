@@ -394,3 +394,28 @@ def test_the_shipped_study_sweep_plans_for_a_gpu_node(tmp_path):
     assert len([t for t in tasks if t.kind == "vscan"]) == 2 * 8
     scores = {t.params.committee: t.params.reference for t in tasks if t.kind == "score"}
     assert len(scores) == 8 and set(scores.values()) == {"mace/Full"}
+
+
+def test_the_reference_committee_may_have_its_own_size():
+    """`reference.committee`: the chaos sweep trains one member per grid committee and two for the reference (the
+    density term needs two); a reference of another size is never merged with its grid twin; one member is
+    refused for a reference."""
+    from harness.errors import HarnessError
+    from harness.sweep.plan import plan_sweep
+    from harness.sweep.spec import SweepSpec, load_sweep
+
+    spec, files = load_sweep(ROOT / "protocols" / "sweeps" / "ci-chaos.yaml")
+    assert spec.committee == 1 and spec.reference.committee == 2
+    tasks = plan_sweep(spec, files, ROOT / "runs" / "never-written")
+    members = {}
+    for t in tasks:
+        if t.kind == "train":
+            members.setdefault(t.params.committee, []).append(t.params.seed)
+    assert members == {"deepmd/OPLS+VS": [0], "mace/OPLS+VS": [0], "ref:gap/OPLS+VS": [0, 1]}
+    twin = spec.model_copy(update={"architectures": ["gap"], "max_train_frames": 40})
+    assert [c["id"] for c in twin.committees()] == ["gap/OPLS+VS", "ref:gap/OPLS+VS"]
+    same = twin.model_copy(update={"reference": twin.reference.model_copy(update={"committee": None})})
+    assert [c["id"] for c in same.committees()] == ["gap/OPLS+VS"]  # merged: trained alike
+    with pytest.raises((HarnessError, ValueError), match="greater than or equal to 2"):
+        SweepSpec.model_validate({**spec.model_dump(), "reference": {"arch": "gap", "subset": "OPLS+VS",
+                                                                     "committee": 1}})

@@ -28,6 +28,8 @@ class ReferenceSpec(HarnessModel):
     preset: str | None = Field(None, description="default: the sweep's preset")
     max_train_frames: int | None = Field(None, ge=1, description="default: the sweep's")
     overrides: dict[str, Any] | None = Field(None, description="default: the sweep's overrides for this arch")
+    committee: int | None = Field(None, ge=2, description="members (default: the sweep's committee); the density "
+                                  "term of Q needs at least two reference members")
 
 
 class ModelEntry(HarnessModel):
@@ -146,8 +148,12 @@ class SweepSpec(HarnessModel):
                "overrides": self.overrides.get(r.arch) or {} if r.overrides is None else r.overrides,
                "max_train_frames": self.max_train_frames if r.max_train_frames is None else r.max_train_frames,
                "reference": True}
+        if r.committee is not None and r.committee != self.committee:
+            seeds = self.member_seeds
+            ref["seeds"] = seeds[:r.committee] if r.committee < len(seeds) else list(range(r.committee))
         for c in out:
-            if all(c[k] == ref[k] for k in ("arch", "subset", "preset", "overrides", "max_train_frames")):
+            if "seeds" not in ref and all(c[k] == ref[k] for k in ("arch", "subset", "preset", "overrides",
+                                                                      "max_train_frames")):
                 c["reference"] = True
                 return out
         return [*out, {**ref, "id": "ref:" + ref["id"]}]
