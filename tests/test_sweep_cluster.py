@@ -98,7 +98,7 @@ def test_workers_of_an_embedded_cluster_die_with_a_killed_driver(tmp_path, gpu_w
     import time
 
     if not sys.platform.startswith("linux"):
-        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+        pytest.skip("reads /proc")
     driver = subprocess.Popen([sys.executable, "-c", _DRIVER, str(gpu_workers)], stdout=subprocess.PIPE, text=True)
     try:
         workers = [int(p) for p in driver.stdout.readline().split()]

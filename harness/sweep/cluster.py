@@ -20,9 +20,6 @@ from harness.errors import ToolError
 
 __all__ = ["SlurmSpec", "slurm_cluster", "make_client", "gpu_node_cluster"]
 
-#: preloaded into the worker processes of embedded clusters: they die with the driver (no orphaned tasks)
-WORKER_SETUP = "harness.sweep.worker_setup"
-
 
 class SlurmSpec(HarnessModel):
     jobs: int = Field(2, ge=1, description="SLURM jobs to request")
@@ -61,7 +58,7 @@ def gpu_node_cluster(cpu_workers: int, gpu_workers: int, *, threads_per_worker: 
 
     def worker(resources: dict, env: dict) -> dict:
         return {"cls": Nanny, "options": {"nthreads": threads_per_worker, "resources": resources, "env": env,
-                                          "silence_logs": logging.ERROR, "preload": [WORKER_SETUP]}}
+                                          "silence_logs": logging.ERROR}}
 
     specs = {f"cpu-{i}": worker({"CPU": 1}, {"CUDA_VISIBLE_DEVICES": ""}) for i in range(cpu_workers)}
     specs.update({f"gpu-{i}": worker({"GPU": 1}, {}) for i in range(gpu_workers)})
@@ -94,7 +91,7 @@ def make_client(scheduler: str | None = None, *, workers: int | None = None, thr
     for attempt in range(3):
         try:
             cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
-                                   dashboard_address=":0", silence_logs=logging.ERROR, preload=[WORKER_SETUP])
+                                   dashboard_address=":0", silence_logs=logging.ERROR)
             break
         except RuntimeError as exc:  # a worker process died while starting (killed, out of memory): again
             if attempt == 2:
