@@ -19,6 +19,8 @@ def compute(params: dict, deps: dict) -> dict:
     if params.get("fail"):
         raise ValueError(f"stand-in failure in {params['name']}")
     value = params["value"] + sum(d["value"] for d in deps.values())
+    drift = out / f"{params['name']}.drift"  # a task that computes something else when run again (a retraining)
+    value += int(drift.read_text()) if drift.exists() else 0
     path = out / f"{params['name']}.json"
     path.write_text(json.dumps({"value": value}))
     return {"value": value, "_outputs": [str(path)]}

@@ -383,9 +383,9 @@ CASES = {
     "finetune: freeze on a naive strategy": (
         _ft(f"  foundation: {FOUNDATION}\n  strategies: [{{strategy: naive, freeze: 3}}]\n"), _run,
         ["sweep.yaml", "freeze is for strategy frozen"]),
-    "finetune: freeze beyond mace-torch's 7": (
-        _ft(f"  foundation: {FOUNDATION}\n  strategies: [{{strategy: frozen, freeze: 9}}]\n"), _run,
-        ["sweep.yaml:", "freeze"]),
+    "finetune: freeze as many blocks as the foundation has": (
+        _ft(f"  foundation: {FOUNDATION}\n  strategies: [{{strategy: frozen, freeze: 7}}]\n"), _run,
+        ["sweep.yaml:", "finetune.strategies[0].freeze", "has 7 blocks"]),
     "finetune: unknown subset": (_ft(f"  foundation: {FOUNDATION}\n  subsets: [XX]\n  strategies: [{{strategy: naive}}]\n"),
                                  _run, ["sweep.yaml:", "finetune.subsets", "'XX'"]),
     "finetune: a non-MACE foundation file": (

@@ -13,7 +13,7 @@ from ase import Atoms
 from harness.errors import ConfigError, InputError
 from harness.finetune.forgetting import gain_and_forgetting, prediction_change
 from harness.models.evaluate import Prediction
-from harness.models.finetune import Finetune, mace_args
+from harness.models.finetune import Finetune, command, mace_args
 
 ROOT = Path(__file__).resolve().parents[1]
 CARBONATES = ROOT / "datasets" / "carbonates-xtb.yaml"
@@ -83,9 +83,10 @@ def test_mace_flags_per_strategy(tmp_path):
     assert f"--foundation_model={f.resolve()}" in naive and "--lr=0.001" in naive
     assert "--multiheads_finetuning=False" in naive and not any(a.startswith("--freeze") for a in naive)
     assert "--force_mh_ft_lr=True" in naive  # the given lr, never mace-torch's multi-head default
-    frozen = mace_args(Finetune(foundation=str(f), foundation_sha256=sha, strategy="frozen", lr=1e-3, freeze=4),
-                       tmp_path, _frames_key)
-    assert "--freeze=4" in frozen and "--multiheads_finetuning=False" in frozen
+    frozen = Finetune(foundation=str(f), foundation_sha256=sha, strategy="frozen", lr=1e-3, freeze=4)
+    assert command(frozen, "/x/mace_run_train")[1:] == ["-m", "harness.models.mace_freeze", "--harness_freeze_blocks=4"]
+    assert command(None, "/x/mace_run_train") == ["/x/mace_run_train"]
+    assert command(frozen.model_copy(update={"strategy": "naive", "freeze": None}), "m") == ["m"]
     replay = Finetune(foundation=str(f), foundation_sha256=sha, strategy="replay", lr=1e-3,
                       replay_dataset=str(CARBONATES), replay_subset="Foundation", replay_max_frames=10)
     flags = mace_args(replay, tmp_path, _frames_key)
@@ -210,11 +211,19 @@ def test_ci_finetune_run(tmp_path):
         return torch.load(Path(m["workdir"]) / "member.model", map_location="cpu", weights_only=False)
 
     found = torch.load(FOUNDATION, map_location="cpu", weights_only=False)
-    emb = {k: v for k, v in found.node_embedding.state_dict().items()}
     frozen, naive = model("ft:frozen-lr0.001/OPLS+VS"), model("ft:naive-lr0.001/OPLS+VS")
-    for k, v in frozen.node_embedding.state_dict().items():  # --freeze 4: the embedding kept
-        assert torch.allclose(v.to(emb[k].dtype), emb[k]), k
-    assert any(not torch.allclose(v.to(emb[k].dtype), emb[k]) for k, v in naive.node_embedding.state_dict().items())
+
+    def same(block, tuned):
+        ref = found.get_submodule(block).state_dict()
+        return all(torch.equal(v.to(ref[k].dtype), ref[k]) for k, v in tuned.get_submodule(block).state_dict().items())
+
+    first = ("node_embedding", "interactions.0", "products.0", "readouts.0")  # freeze 4: the first four blocks kept
+    assert all(same(b, frozen) for b in first)
+    assert not same("interactions.1", frozen) and not any(same(b, naive) for b in first)
+    import json
+
+    art = json.loads((Path(trained["ft:frozen-lr0.001/OPLS+VS"]["workdir"]) / "artifact.json").read_text())
+    assert [b["block"] for b in art["hyperparameters"]["frozen_blocks"]] == list(first)
     assert sorted(model("ft:replay-lr0.001/OPLS+VS").heads) == ["Default", "pt_head"]
     from harness.models.load import ModelSource, load_model
 
@@ -225,3 +234,82 @@ def test_ci_finetune_run(tmp_path):
     table = (tmp_path / "report" / "finetune.csv").read_text()
     for c in ("model:carbonates-mini", "mace/OPLS+VS", *by):
         assert c in table, c
+
+
+def test_frozen_blocks_order_and_bad_counts(tmp_path):
+    """Blocks count in forward order (embedding, then each layer's interaction, product, readout); a count that
+    would leave nothing to train is refused, at planning and before a run."""
+    from harness.models.mace import untrained_model
+    from harness.models.mace_freeze import blocks, frozen_blocks, load_model_file
+
+    model = load_model_file(untrained_model(tmp_path / "u.model", "mini"))
+    assert [b for b, _ in blocks(model)] == ["node_embedding", "interactions.0", "products.0", "readouts.0",
+                                              "interactions.1", "products.1", "readouts.1"]
+    assert [b for b, _ in frozen_blocks(model, 4)] == ["node_embedding", "interactions.0", "products.0", "readouts.0"]
+    for n in (0, 7, 9):
+        with pytest.raises(ValueError, match="this MACE has 7 blocks"):
+            frozen_blocks(model, n)
+    from harness.io import sha256_file
+
+    with pytest.raises(InputError, match="freeze 7: this MACE has 7 blocks"):
+        mace_args(Finetune(foundation=str(FOUNDATION), foundation_sha256=sha256_file(FOUNDATION), strategy="frozen",
+                           lr=1e-3, freeze=7), tmp_path, lambda frames: "")
+
+
+def test_frozen_param_options_leave_the_optimizer(tmp_path):
+    """The hook on mace-torch's own optimizer groups (the installed mace-torch's): the frozen blocks' parameters
+    are in no group and need no gradient; every other parameter is in exactly one group."""
+    import argparse
+
+    from mace.tools.scripts_utils import get_params_options
+
+    from harness.models.mace import untrained_model
+    from harness.models.mace_freeze import freeze_param_options, load_model_file
+
+    model = load_model_file(untrained_model(tmp_path / "u.model", "mini"))
+    args = argparse.Namespace(lr_params_factors="{}", freeze=None, lr=1e-3, weight_decay=0.0, amsgrad=True, beta=0.9)
+    options = get_params_options(args, model)
+    record = freeze_param_options(options, model, 4)
+    assert [r["block"] for r in record][-1] == "readouts.0" and all(r["parameters"] > 0 for r in record)
+    in_groups = [id(p) for g in options["params"] for p in g["params"]]
+    assert len(in_groups) == len(set(in_groups))
+    frozen = {id(p) for m in (model.node_embedding, model.interactions[0], model.products[0], model.readouts[0])
+              for p in m.parameters()}
+    assert not frozen & set(in_groups)
+    assert all(not p.requires_grad for m in (model.node_embedding, model.readouts[0]) for p in m.parameters())
+    rest = {id(p) for p in model.parameters()} - frozen
+    assert rest == set(in_groups) and all(p.requires_grad for p in model.interactions[1].parameters())
+
+
+def test_frozen_training_keeps_the_first_blocks(tmp_path):
+    """Real mace_run_train (EMA and an SWA stage on) from the shipped foundation with freeze 4: the embedding and
+    the whole first layer end bit for bit at the foundation's values, the second layer moved; the artifact says
+    which blocks were kept."""
+    import torch
+
+    from harness.datasets.spec import load_dataset_spec
+    from harness.datasets.subsets import subset_frames
+    from harness.io import sha256_file
+    from harness.models.mace import PRESETS
+    from harness.models.mace_freeze import load_model_file
+    from harness.models.train import train_member
+
+    frames = subset_frames(load_dataset_spec(CARBONATES), "liquids-held-out", 4)
+    ft = Finetune(foundation=str(FOUNDATION), foundation_sha256=sha256_file(FOUNDATION), strategy="frozen",
+                  lr=1e-2, freeze=4)
+    hp = {**PRESETS["mini"], "max_num_epochs": 2, "batch_size": 1, "swa": True, "start_swa": 1, "ema": True, "ema_decay": 0.9,
+          "eval_interval": 1}
+    art = train_member("mace", frames[:3], frames[3:], hyperparameters=hp, preset="mini", seed=0,
+                       workdir=tmp_path / "m", finetune=ft, threads=1)
+    assert art.status == "ok", art.error
+    assert [b["block"] for b in art.hyperparameters["frozen_blocks"]] == ["node_embedding", "interactions.0",
+                                                                          "products.0", "readouts.0"]
+    found, tuned = load_model_file(FOUNDATION), load_model_file(art.path("model"))
+
+    def same(a, b):
+        sa, sb = a.state_dict(), b.state_dict()
+        return all(torch.equal(sa[k].to(sb[k].dtype), sb[k]) for k in sb)
+
+    for name in ("node_embedding", "interactions.0", "products.0", "readouts.0"):
+        assert same(found.get_submodule(name), tuned.get_submodule(name)), name
+    assert not same(found.get_submodule("interactions.1"), tuned.get_submodule("interactions.1"))

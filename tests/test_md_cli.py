@@ -148,3 +148,27 @@ def test_another_nvt_density_or_protocol_supersedes_the_old_run(runner, tmp_path
     edited = tmp_path / "ci.yaml"  # same name, another timestep: another protocol hash
     edited.write_text(open("protocols/ci.yaml").read().replace("timestep_fs: 0.5", "timestep_fs: 0.25"))
     assert nvt(1.1, str(edited))["meta"]["protocol_hash"] != res["meta"]["protocol_hash"]
+
+
+def test_a_retrained_model_of_the_same_name_supersedes_its_old_runs(tmp_path):
+    """Run directories of a sweep's member are named by the member's folder: a member retrained there (another
+    model file) must not get the old model's trajectory back. Runs recorded without a model hash (older
+    harnesses, ASE calculators) are kept."""
+    from ase.calculators.emt import EMT as EMTCalc
+
+    from harness.md.launch import run_protocol
+
+    proto = load_protocol("protocols/ci-short.yaml")
+    base = tmp_path / "md" / "member" / "ci-short"
+
+    def run(sha):
+        stamp = {"kind": "member", "sha256": sha} if sha else None
+        res, _ = run_protocol(proto, "nvt", EMTCalc(), "member", workspace=tmp_path, model_stamp=stamp)
+        return res
+
+    first = run("a" * 64)
+    assert run("a" * 64).meta == first.meta and not list(base.glob("nvt-r0.superseded-*"))  # returned as is
+    assert run("b" * 64).meta["model_stamp"]["sha256"] == "b" * 64
+    assert len(list(base.glob("nvt-r0.superseded-*"))) == 1
+    run(None)  # nothing to compare: the finished run is returned
+    assert len(list(base.glob("nvt-r0.superseded-*"))) == 1

@@ -57,9 +57,26 @@ def test_truncated_artifact_is_detected_and_recomputed(tmp_path):
     path = tmp_path / "md01.json"
     path.write_text(path.read_text()[:5])
     counts = execute(graph(str(tmp_path)), store)
-    assert counts == {"cached": 15, "done": 1, "failed": 0, "skipped": 0}
+    # md01 runs again, and so does what was computed from it (obs01, score)
+    assert counts == {"cached": 13, "done": 3, "failed": 0, "skipped": 0}
     assert json.loads(path.read_text())["value"] == 10
-    assert executions(tmp_path)["md01"] == 2
+    assert executions(tmp_path)["md01"] == 2 and executions(tmp_path)["obs01"] == 2
+    assert executions(tmp_path)["md00"] == 1
+
+
+def test_a_task_downstream_of_one_that_runs_again_is_not_reused(tmp_path):
+    """A member retrained under the same key (its model file lost) is another model: its MD, observables and
+    the score are computed again from it, not returned from the store."""
+    store = Store(tmp_path / "harness.sqlite")
+    execute(graph(str(tmp_path)), store)
+    score = graph(str(tmp_path))[-1]
+    before = store.get(score.key)["result"]["value"]
+    (tmp_path / "train1.json").unlink()
+    (tmp_path / "train1.drift").write_text("100")  # the retraining gives another model
+    counts = execute(graph(str(tmp_path)), store)
+    assert counts == {"cached": 10, "done": 6, "failed": 0, "skipped": 0}  # train1, md10, md11, obs10, obs11, score
+    assert store.get(score.key)["result"]["value"] == before + 2 * 100
+    assert executions(tmp_path)["md00"] == 1 and executions(tmp_path)["md11"] == 2
 
 
 def test_changing_one_parameter_reruns_only_its_dependents(tmp_path):

@@ -33,7 +33,8 @@ class StrategySpec(HarnessModel):
     strategy: Literal["naive", "frozen", "replay"]
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.+-]+$", description="default: <strategy>-lr<lr>")
     lr: float = Field(1e-4, gt=0, description="learning rate (the steels study: <= 1e-4 limits forgetting)")
-    freeze: int | None = Field(None, ge=1, le=7, description="frozen: mace-torch --freeze N (default 4: the "
+    freeze: int | None = Field(None, ge=1, description="frozen: the first N blocks keep the foundation's values "
+                               "(embedding, then each layer's interaction, product, readout; default 4: the "
                                "companion's first four layers)")
     weight_pt_head: float = Field(1.0, gt=0, description="replay: loss weight of the replay head")
 

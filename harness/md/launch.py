@@ -27,8 +27,10 @@ def run_dir(workspace: str | Path, name: str, protocol_name: str, ensemble: str,
     return Path(workspace) / "md" / name / protocol_name / f"{ensemble}-r{replica}"
 
 
-#: what a run directory was started with (``run.json``); a later call that asks for something else supersedes it
-_RUN_KEYS = ("protocol_hash", "nvt_density_g_cm3")
+#: what a run directory was started with (``run.json``); a later call that asks for something else supersedes it.
+#: ``model_sha256`` (the model file's content, where the model has one) is compared only where both sides know
+#: it: a member retrained under the same name is another model, and its old runs are not its runs.
+_RUN_KEYS = ("protocol_hash", "nvt_density_g_cm3", "model_sha256")
 
 
 def _recorded(outdir: Path) -> dict | None:
@@ -36,7 +38,8 @@ def _recorded(outdir: Path) -> dict | None:
     for f in ("run.json", "result.json"):
         if (outdir / f).exists():
             data = json.loads((outdir / f).read_text())
-            return data.get("meta", data)
+            data = data.get("meta", data)
+            return {"model_sha256": (data.get("model_stamp") or {}).get("sha256"), **data}
     return None
 
 
@@ -46,7 +49,7 @@ def _same(value):
 
 
 def _supersede_stale(outdir: Path, want: dict) -> None:
-    """Move aside a run directory started under another protocol hash or NVT density.
+    """Move aside a run directory started under another protocol hash, NVT density or model file.
 
     The directory name holds the protocol's name, not its content or the NVT density (which a sweep takes
     from its reference committee): without this check an edited protocol or another reference would
@@ -55,7 +58,8 @@ def _supersede_stale(outdir: Path, want: dict) -> None:
     have = _recorded(outdir)
     if have is None:
         return
-    stale = {k: (have.get(k), want.get(k)) for k in _RUN_KEYS if _same(have.get(k)) != _same(want.get(k))}
+    stale = {k: (have.get(k), want.get(k)) for k in _RUN_KEYS if _same(have.get(k)) != _same(want.get(k))
+             and (k != "model_sha256" or None not in (have.get(k), want.get(k)))}
     if stale:
         aside = outdir.with_name(f"{outdir.name}.superseded-{time.strftime('%Y%m%dT%H%M%S')}")
         outdir.rename(aside)
@@ -96,7 +100,8 @@ def prepare_run(proto, ensemble: str, name: str, *, workspace: str | Path, repli
         if rho <= 0:
             raise InputError(f"NVT density must be positive, got {rho}")
     outdir = run_dir(workspace, name, proto.name, ensemble, replica)
-    started = {"protocol_hash": protocol_hash(proto), "nvt_density_g_cm3": rho}
+    started = {"protocol_hash": protocol_hash(proto), "nvt_density_g_cm3": rho,
+               "model_sha256": (model_stamp or {}).get("sha256")}
     _supersede_stale(outdir, started)
     cached_start = outdir / "start.extxyz"
     if cached_start.exists():  # a resumed or finished run keeps its exact start

@@ -4,8 +4,10 @@ how, as ``mace_run_train`` flags.
 Strategies (the steels companion study's three):
 
 - ``naive``: every weight trains from the foundation's values (``--foundation_model``, single head).
-- ``frozen``: MACE's ``--freeze N`` — N ≥ 1 freezes the embeddings, ≥ 5 also the interaction linears, ≥ 6 the
-  products, ≥ 7 the readouts; the companion's "first four layers" is ``freeze: 4``.
+- ``frozen``: the first N blocks of the model in forward order (embedding, then each layer's interaction,
+  product and readout) keep the foundation's values (:mod:`harness.models.mace_freeze`); the companion's "first
+  four layers" is ``freeze: 4``, the embedding and the whole first message-passing layer. (mace-torch's own
+  ``--freeze N`` freezes by module kind: N = 1 … 4 all freeze the embedding alone.)
 - ``replay``: MACE multi-head fine-tuning: a second head (``pt_head``) keeps training on a replay sample of the
   foundation's own training data (``--pt_train_file``, weight ``weight_pt_head``) while the default head learns
   the target; MD and scoring use the default head.
@@ -24,7 +26,7 @@ from pydantic import Field, model_validator
 from harness.config import HarnessModel
 from harness.errors import InputError
 
-__all__ = ["STRATEGIES", "Finetune", "mace_args", "replay_frames"]
+__all__ = ["STRATEGIES", "Finetune", "command", "mace_args", "replay_frames"]
 
 STRATEGIES = ("naive", "frozen", "replay")
 
@@ -36,7 +38,8 @@ class Finetune(HarnessModel):
     foundation_sha256: str
     strategy: Literal["naive", "frozen", "replay"]
     lr: float = Field(gt=0)
-    freeze: int | None = Field(None, ge=1, le=7, description="frozen: mace-torch's --freeze N")
+    freeze: int | None = Field(None, ge=1, description="frozen: the first N blocks (embedding, then each layer's "
+                               "interaction, product, readout) keep the foundation's values")
     weight_pt_head: float = Field(1.0, gt=0, description="replay: loss weight of the replay head")
     replay_dataset: str | None = Field(None, description="replay: dataset YAML of the replay frames")
     replay_subset: str | None = None
@@ -46,7 +49,7 @@ class Finetune(HarnessModel):
     @model_validator(mode="after")
     def _check(self):
         if self.strategy == "frozen" and self.freeze is None:
-            raise ValueError("strategy frozen needs freeze (mace-torch --freeze N, 1..7)")
+            raise ValueError("strategy frozen needs freeze (the number of leading blocks kept, >= 1)")
         if self.strategy != "frozen" and self.freeze is not None:
             raise ValueError(f"freeze is for strategy frozen, not {self.strategy}")
         if (self.strategy == "replay") != (self.replay_subset is not None):
@@ -54,8 +57,10 @@ class Finetune(HarnessModel):
         return self
 
     def key_fields(self) -> dict[str, Any]:
-        """What identifies the recipe: the foundation's and replay set's content, not where they lie."""
-        return self.model_dump(exclude={"foundation", "replay_dataset"})
+        """What identifies the recipe: the foundation's and replay set's content, not where they lie. A frozen
+        recipe says how it counts (blocks in forward order; harnesses before it passed mace-torch's --freeze N)."""
+        fields = self.model_dump(exclude={"foundation", "replay_dataset"})
+        return {**fields, "freeze_counts": "blocks"} if self.strategy == "frozen" else fields
 
 
 def replay_frames(ft: Finetune) -> list:
@@ -70,7 +75,8 @@ def replay_frames(ft: Finetune) -> list:
 
 
 def check_foundation(ft: Finetune) -> None:
-    """The foundation file exists, is the one planned, and is a MACE model."""
+    """The foundation file exists, is the one planned, is a MACE model, and (frozen) has more blocks than the
+    recipe freezes."""
     from harness.io import sha256_file
 
     path = Path(ft.foundation)
@@ -82,19 +88,25 @@ def check_foundation(ft: Finetune) -> None:
     if sha != ft.foundation_sha256:
         raise InputError(f"foundation model {path} hash {sha} differs from the {ft.foundation_sha256} planned: the file "
                          "changed since planning; plan again")
+    if ft.freeze is not None:
+        from harness.models.mace_freeze import frozen_blocks, load_model_file
+
+        try:
+            frozen_blocks(load_model_file(path), ft.freeze)
+        except ValueError as err:
+            raise InputError(f"foundation model {path}: {err}") from None
 
 
 def mace_args(ft: Finetune, workdir: Path, frames_key) -> list[str]:
     """``mace_run_train`` flags of the recipe; a replay recipe writes its replay frames to ``pt_train.xyz`` in
     ``workdir`` (refused when they differ from the planned ones). The architecture is the foundation's
-    (mace-torch takes it from the model), the training schedule the preset's."""
+    (mace-torch takes it from the model), the training schedule the preset's. A frozen recipe's blocks are not a
+    flag: :func:`command` runs mace-torch's training through :mod:`harness.models.mace_freeze`."""
     from harness.io import write_frames
     from harness.models.mace import _prepare
 
     check_foundation(ft)
     args = [f"--foundation_model={Path(ft.foundation).resolve()}", f"--lr={ft.lr}", "--force_mh_ft_lr=True"]
-    if ft.strategy == "frozen":
-        args.append(f"--freeze={ft.freeze}")
     if ft.strategy != "replay":
         return [*args, "--multiheads_finetuning=False"]
     frames = replay_frames(ft)
@@ -105,3 +117,13 @@ def mace_args(ft: Finetune, workdir: Path, frames_key) -> list[str]:
     write_frames(workdir / "pt_train.xyz", [_prepare(a) for a in frames])
     return [*args, "--multiheads_finetuning=True", "--pt_train_file=pt_train.xyz",
             f"--weight_pt_head={ft.weight_pt_head}", f"--num_samples_pt={len(frames)}", "--subselect_pt=random"]
+
+
+def command(ft: Finetune | None, mace_run_train: str) -> list[str]:
+    """The training command: ``mace_run_train``, or for a frozen recipe mace-torch's same training run by
+    :mod:`harness.models.mace_freeze` in this Python (whose mace-torch it is)."""
+    if ft is None or ft.strategy != "frozen":
+        return [mace_run_train]
+    import sys
+
+    return [sys.executable, "-m", "harness.models.mace_freeze", f"--harness_freeze_blocks={ft.freeze}"]

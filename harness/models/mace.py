@@ -90,7 +90,10 @@ class MACETrainer:
         # a Python dict literal with integer keys: mace_run_train reads E0s with ast.literal_eval (JSON's
         # string keys are not found)
         e0 = repr({_Z(s): float(v) for s, v in inputs.e0.items()}) if inputs.e0 else "average"
-        args = [find_executable("mace_run_train", env_var="HARNESS_MACE_RUN_TRAIN"), "--name=member",
+        from harness.models.finetune import command
+
+        args = [*command(inputs.finetune, find_executable("mace_run_train", env_var="HARNESS_MACE_RUN_TRAIN")),
+                "--name=member",
                 "--train_file=train.xyz", "--valid_file=valid.xyz", f"--seed={inputs.seed}",
                 f"--device={inputs.device}", f"--default_dtype={dtype}", "--work_dir=.",
                 "--energy_key=REF_energy", "--forces_key=REF_forces", "--stress_key=REF_stress",
@@ -110,6 +113,8 @@ class MACETrainer:
         t_start = time.time()
         seconds = run_tool(args, cwd=workdir, log=workdir / "train.log", env=env)
         model, kept = kept_model(workdir, swa=bool(hp.get("swa")))
+        if (workdir / "frozen_blocks.json").is_file():  # written by harness.models.mace_freeze
+            hp["frozen_blocks"] = json.loads((workdir / "frozen_blocks.json").read_text())["blocks"]
         rel = os.path.relpath(model, workdir)
         return ModelArtifact(arch="mace", preset="", seed=inputs.seed, workdir=str(workdir), files={"model": rel},
                              file_sha256={"model": sha256_file(model)}, hyperparameters={**hp, "dtype": dtype},

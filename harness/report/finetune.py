@@ -120,7 +120,7 @@ def finetune_section(tables: dict[str, pd.DataFrame], outdir: Path, files: dict[
     write_tables(tables, outdir, files)
     parts = ["<h2>Foundation model: zero-shot and fine-tuned</h2>",
              "<p>The foundation as a committee of one (zero-shot), each fine-tuning strategy (naive: all weights; "
-             "frozen: mace-torch --freeze N; replay: multi-head fine-tuning with a replay sample of the foundation's "
+             "frozen: the first N blocks kept at the foundation's values; replay: multi-head fine-tuning with a replay sample of the foundation's "
              "data) and the committee trained from scratch on the same frames. Target: force/energy RMSE on the "
              "subset's validation frames before (the foundation) and after; forgetting: RMS change of the fine-tuned "
              "model's forces and energies from the foundation's on held-out structures (no pretraining labels "

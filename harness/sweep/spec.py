@@ -199,6 +199,16 @@ def load_sweep(path: str | Path, model: type[SweepSpec] | None = None) -> tuple[
             if sha256_file(f) != ft.sha256.lower():
                 raise ConfigError(f"{path}: finetune.foundation: {f} has SHA-256 {sha256_file(f)}, not the pinned "
                                   f"{ft.sha256}")
+        frozen = [(i, st) for i, st in enumerate(ft.strategies) if st.strategy == "frozen"]
+        if frozen:
+            from harness.models.mace_freeze import frozen_blocks, load_model_file
+
+            model = load_model_file(f)
+            for i, st in frozen:
+                try:
+                    frozen_blocks(model, st.freeze_layers)
+                except ValueError as err:
+                    raise ConfigError(f"{path}: finetune.strategies[{i}].freeze: {f.name}: {err}") from None
         if ft.replay is not None:
             files["replay_dataset"] = resolve_path(ft.replay.dataset, path, "finetune.replay.dataset")
         if ft.forgetting is not None:
