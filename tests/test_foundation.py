@@ -3,6 +3,8 @@ with a clear message when missing; an optional D3(BJ) term."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ase.build import molecule
@@ -10,6 +12,8 @@ from ase.build import molecule
 from harness.errors import InputError
 from harness.models.foundation import FOUNDATIONS, weights_file
 from harness.models.load import ModelSource, load_model, model_stamp, run_name, sources_from_cli
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _ethanol():
@@ -77,9 +81,9 @@ def test_foundation_bad_input():
     with pytest.raises(InputError, match="unknown option\\(s\\) cutoff"):
         foundation_calculator("sevennet-0", options={"cutoff": 3})
     with pytest.raises(InputError, match="already include dispersion"):
-        from harness.models.foundation import _d3
+        from harness.models.foundation import d3_calculator
 
-        _d3("wb97m-d3bj", True)
+        d3_calculator("wb97m-d3bj", True)
 
 
 def test_sweep_models_entry_takes_a_foundation(tmp_path):
@@ -123,3 +127,32 @@ def test_ci_foundation_zero_shot():
     stamp = sc["models"]["member-0"]
     assert stamp["sha256"] == FOUNDATIONS["sevennet-0"].sha256 and stamp["options"] == {"d3": True}
     assert "dftd3" in stamp["versions"] and "sevenn" in stamp["versions"]
+
+
+def test_d3_on_any_model_file(tmp_path):
+    """A model file (here the shipped carbonate MACE) with options {d3: pbe}: its energy and forces plus exactly
+    dftd3's D3(BJ)-PBE term; stamped and named apart from the plain file; d3 without a functional is refused."""
+    from ase.io import read
+    from dftd3.ase import DFTD3
+
+    from harness.sweep.spec import ModelEntry
+
+    model = ROOT / "models" / "foundation" / "carbonates-mace-mini.model"
+    entry = ModelEntry(name="c", files=[str(model)], options={"d3": "pbe"})
+    (src,) = entry.sources(tmp_path / "spec.yaml")
+    plain = ModelSource(kind="file", path=str(model))
+    atoms = read(ROOT / "datasets" / "ec-emc-xtb" / "val_liquid.extxyz.gz", index=0)
+    a, b, d = atoms.copy(), atoms.copy(), atoms.copy()
+    a.calc, b.calc = load_model(src).calculator, load_model(plain).calculator
+    d.calc = DFTD3(method="PBE", damping="d3bj")
+    e_d3 = d.get_potential_energy()
+    assert e_d3 < -1.0  # a dense liquid of 170 atoms: several eV of dispersion
+    assert a.get_potential_energy() == pytest.approx(b.get_potential_energy() + e_d3, abs=1e-6)
+    assert np.allclose(a.get_forces(), b.get_forces() + d.get_forces(), atol=1e-6)
+    stamp = model_stamp(src)
+    assert stamp["d3"] == "pbe" and "dftd3" in stamp["versions"] and "d3" not in model_stamp(plain)
+    assert run_name(src) == run_name(plain) + "+d3-pbe"
+    for options, message in (({"d3": True}, "functional of the model's training data"),
+                             ({"d4": "pbe"}, "unknown option")):
+        with pytest.raises(InputError, match=message):
+            load_model(ModelSource(kind="file", path=str(model), options=options))

@@ -23,7 +23,7 @@ from ase.calculators.calculator import Calculator
 
 from harness.errors import InputError
 
-__all__ = ["Foundation", "FOUNDATIONS", "foundation_calculator", "foundation_stamp", "models_dir", "weights_file"]
+__all__ = ["Foundation", "FOUNDATIONS", "d3_calculator", "foundation_calculator", "foundation_stamp", "models_dir", "weights_file"]
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,8 @@ def _checked_weights(f: Foundation, sha256: str | None) -> tuple[Path, str]:
     return path, got
 
 
-def _d3(functional: str, d3: str | bool) -> Calculator:
+def d3_calculator(functional: str, d3: str | bool) -> Calculator:
+    """dftd3's D3(BJ) term for ``functional`` (``d3`` true), or for the functional ``d3`` names."""
     try:
         from dftd3.ase import DFTD3
     except ImportError:
@@ -167,7 +168,7 @@ def foundation_calculator(name: str, *, device: str = "cpu", options: dict[str, 
     if options.get("d3"):
         from ase.calculators.mixing import SumCalculator
 
-        calc = SumCalculator([calc, _d3(f.training_functional, options["d3"])])
+        calc = SumCalculator([calc, d3_calculator(f.training_functional, options["d3"])])
     return calc
 
 

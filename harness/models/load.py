@@ -112,8 +112,10 @@ def model_stamp(src: ModelSource) -> dict[str, Any]:
         path = Path(src.path)
         if not path.is_file():
             raise InputError(f"model file {path}: no such file")
+        d3 = _file_d3(src)
         return {"kind": "file", "arch": src.arch, "file": str(path.resolve()), "sha256": _sha256(path),
-                "versions": versions("core", src.arch), "dtype": src.dtype}
+                "versions": versions("core", src.arch, *(("d3",) if d3 else ())), "dtype": src.dtype,
+                **({"d3": d3} if d3 else {})}
     if src.kind == "foundation":
         from harness.models.foundation import foundation_stamp
 
@@ -134,11 +136,27 @@ def run_name(src: ModelSource, stamp: dict[str, Any] | None = None) -> str:
     if src.kind == "file":
         sha = (stamp or {}).get("sha256") or _sha256(Path(src.path))
         stem = re.sub(r"[^A-Za-z0-9_.+-]", "_", Path(src.path).stem)
-        return f"{src.arch}-file-{stem}-{sha[:10]}"
+        d3 = _file_d3(src)
+        return f"{src.arch}-file-{stem}-{sha[:10]}" + (f"+d3-{re.sub(r'[^A-Za-z0-9_.-]', '_', d3)}" if d3 else "")
     opts = hashlib.sha256(json.dumps(src.options, sort_keys=True, default=str).encode()).hexdigest()[:10]
     if src.kind == "foundation":
         return f"foundation-{src.name}-{opts}"
     return f"ase-{src.calculator.rsplit('.', 1)[-1]}-{opts}"
+
+
+def _file_d3(src: ModelSource) -> str | None:
+    """A model file's D3(BJ) term (``options: {d3: FUNCTIONAL}``, the functional of its training data), or None."""
+    unknown = set(src.options) - {"d3"}
+    if unknown:
+        raise InputError(f"model file {src.path}: unknown option(s) {', '.join(sorted(unknown))} (a model file "
+                         "takes d3: the functional of its training data)")
+    d3 = src.options.get("d3")
+    if d3 in (None, False):
+        return None
+    if not isinstance(d3, str):
+        raise InputError(f"model file {src.path}: d3 takes the functional of the model's training data (e.g. "
+                         f"d3: pbe), not {d3!r}: the harness cannot tell it from the file")
+    return d3
 
 
 def load_model(src: ModelSource, *, device: str = "cpu") -> LoadedModel:
@@ -148,6 +166,7 @@ def load_model(src: ModelSource, *, device: str = "cpu") -> LoadedModel:
         art = _member(src.path)
         return LoadedModel(get_trainer(art.arch).calculator(art, device=device), tuple(art.species) or None)
     if src.kind == "file":
+        d3 = _file_d3(src)
         try:
             calc = get_trainer(src.arch).load_file(src.path, device=device, dtype=src.dtype)
         except InputError:
@@ -155,6 +174,12 @@ def load_model(src: ModelSource, *, device: str = "cpu") -> LoadedModel:
         except Exception as exc:  # the backend could not read it: say which file and as what
             raise InputError(f"model file {src.path}: cannot load it as a {src.arch} model "
                              f"({type(exc).__name__}: {exc})") from None
+        if d3:
+            from ase.calculators.mixing import SumCalculator
+
+            from harness.models.foundation import d3_calculator
+
+            calc = SumCalculator([calc, d3_calculator(d3, d3)])
         return LoadedModel(calc, None)
     if src.kind == "foundation":
         from harness.models.foundation import foundation_calculator

@@ -46,7 +46,8 @@ class ModelEntry(HarnessModel):
                                                "(harness.models.foundation), or several: a committee of the "
                                                "family's sizes or versions (e.g. [mace-mp-0-small, mace-mp-0-medium])")
     options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the ASE calculator; "
-                                    "of a foundation model: d3 (true or a functional), sha256 (of a user file)")
+                                    "of a foundation model: d3 (true or a functional), sha256 (of a user file); "
+                                    "of model files: d3 (the functional of their training data, e.g. pbe)")
 
     @model_validator(mode="after")
     def _one(self):
@@ -70,7 +71,8 @@ class ModelEntry(HarnessModel):
         if self.committee:
             return committee_sources(resolve_path(self.committee, spec_path, f"models.{self.name}.committee"))
         paths = [resolve_path(f, spec_path, f"models.{self.name}.files") for f in self.files]
-        return [ModelSource(kind="file", path=str(p), arch=arch_of_file(p, self.arch), dtype=self.dtype) for p in paths]
+        return [ModelSource(kind="file", path=str(p), arch=arch_of_file(p, self.arch), dtype=self.dtype,
+                            options=self.options) for p in paths]
 
     def committee_entry(self, sources=None) -> dict[str, Any]:
         arch = "ase" if self.calculator else (self.arch or "file")
