@@ -10,7 +10,7 @@ STAMP := $(VENV)/.harness-installed
 PYTEST_ARGS ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test test-all demo ci-sweep ci-models ci-diagnostics ci-finetune ci-foundation ci-slurm ci-chaos ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
+.PHONY: install test test-all demo demo-models ci-sweep ci-models ci-diagnostics ci-finetune ci-foundation ci-slurm ci-chaos ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
 	wheelhouse install-offline
 
 install: $(STAMP)
@@ -31,6 +31,14 @@ test-all: install
 
 demo: install
 	$(VENV)/bin/harness demo --workspace $(DEMO_DIR)
+
+# Retrain the committees the demo ships (models/demo/; ~25 min on 2 cores) and export them over the shipped ones
+DEMO_MODELS_DIR ?= runs/demo-models
+demo-models: install
+	$(VENV)/bin/harness sweep run protocols/sweeps/demo-models.yaml --workspace $(DEMO_MODELS_DIR)
+	rm -rf models/demo
+	$(PY) -m harness.models.ship models/demo $$(for a in gap deepmd mace; do for s in OPLS OPLS+VS Full; do \
+		[ "$$a/$$s" = gap/Full ] || ls -d $(DEMO_MODELS_DIR)/models/$$a/$$s/mini-*; done; done)
 
 # The smallest real sweep (2 subsets x 2 architectures, committees of 2, the ci MD protocol) and its report.
 ci-sweep: install

@@ -15,7 +15,7 @@ tool's own validation error on the subset split) and the kept model is evaluated
 
     python benchmarks/learning_curves.py [--arch deepmd,mace,gap] [--subset OPLS] [--frames 12]
         [--heldout 3] [--steps 200] [--epochs 4] [--threads 2]
-    python benchmarks/learning_curves.py --workspace runs/demo [--arch mace] [--subset Full] [--heldout 10]
+    python benchmarks/learning_curves.py --workspace runs/demo-models [--arch mace] [--subset Full] [--heldout 10]
 
 The defaults are tiny (a few minutes on 2 cores): the numbers show the machinery and the trend of the
 first minutes, not converged models.

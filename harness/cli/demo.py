@@ -10,11 +10,11 @@ import typer
 from harness.cli.common import err, handle_errors
 
 HELP = (
-    "Run the mini ablation sweep (protocols/sweeps/demo.yaml: OPLS, OPLS+VS and Full x GAP, DeePMD and MACE "
-    "committees of 2 on the shipped EC:EMC GFN2-xTB data, the GAP/Full reference and the shipped carbonate "
-    "foundation MACE zero-shot, the 0.1 ps demo MD protocol at 500 K), write the Q report and print where it is. "
-    "14 minutes on 2 cores where first measured, up to 41 on slower 2-core machines (README); a second run "
-    "takes seconds."
+    "Run the mini ablation sweep (protocols/sweeps/demo.yaml): the GAP/Full reference committee trained live on "
+    "the shipped EC:EMC GFN2-xTB data, the eight other committees of the ablation (OPLS, OPLS+VS and Full x GAP, "
+    "DeePMD and MACE, 2 members each) shipped in models/demo/ (retrain them with `make demo-models`) and the "
+    "shipped carbonate foundation MACE zero-shot, all through the 0.1 ps demo MD protocol at 500 K; write the Q "
+    "report and print where it is. About 12 minutes on 2 cores (README); a second run takes seconds."
 )
 
 

@@ -42,6 +42,8 @@ class ModelEntry(HarnessModel):
     dtype: str = Field("float64", pattern="^(float32|float64)$")
     committee: str | None = Field(None, description="a committee directory trained by the harness")
     calculator: str | None = Field(None, description="ase:package.module.Class")
+    subset: str | None = Field(None, pattern=r"^[A-Za-z0-9_.+-]+$", description="the training subset the committee "
+                               "stands for: its row and group in the report (default: its name)")
     foundation: str | list[str] | None = Field(None, description="a foundation model by name "
                                                "(harness.models.foundation), or several: a committee of the "
                                                "family's sizes or versions (e.g. [mace-mp-0-small, mace-mp-0-medium])")
@@ -78,7 +80,8 @@ class ModelEntry(HarnessModel):
         arch = "ase" if self.calculator else (self.arch or "file")
         if sources:
             arch = sources[0].arch or arch
-        return {"id": f"model:{self.name}", "arch": arch, "subset": self.name, "reference": False, "external": True}
+        return {"id": f"model:{self.name}", "arch": arch, "subset": self.subset or self.name, "reference": False,
+                "external": True}
 
 
 class SweepSpec(HarnessModel):

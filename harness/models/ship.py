@@ -1,0 +1,118 @@
+"""Ship trained committees: copy what loading and tracing them needs, nothing else.
+
+A committee directory the harness trained holds its training inputs, checkpoints and scratch beside the
+model files. :func:`export_committee` copies ``committee.json`` and, per successfully trained member,
+``artifact.json`` (provenance: dataset content keys, seed, hyperparameters, package versions, learning curve,
+validation RMSE), the files the artifact lists (hashed; a GAP model's sparse-point files among them) and the
+training log. The copy is a committee directory like any (``models: [{committee: DIR}]`` in a sweep, ``-m DIR``
+on the command line): members load from wherever it lies and are hash-checked. Paths inside the repository
+are written relative to it.
+
+    python -m harness.models.ship DEST COMMITTEE_DIR [COMMITTEE_DIR ...]
+
+writes ``DEST/<arch>-<subset>/`` per committee and ``DEST/manifest.json`` (each committee's members, their
+validation errors and file hashes, and where they came from).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InputError
+from harness.models.base import ModelArtifact
+
+__all__ = ["export_committee", "export", "main"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _relative(value: Any) -> Any:
+    """Absolute paths inside the repository made relative to it (recursively)."""
+    if isinstance(value, dict):
+        return {k: _relative(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relative(v) for v in value]
+    if isinstance(value, str) and value.startswith(str(ROOT) + "/"):
+        return str(Path(value).relative_to(ROOT))
+    return value
+
+
+def export_committee(src: str | Path, dest: str | Path) -> dict[str, Any]:
+    """Copy committee directory ``src`` to ``dest`` (which must not exist); returns its manifest entry."""
+    src, dest = Path(src), Path(dest)
+    if not (src / "committee.json").is_file():
+        raise InputError(f"{src}: not a committee directory (no committee.json)")
+    if dest.exists():
+        raise InputError(f"{dest} exists; remove it first")
+    committee = json.loads((src / "committee.json").read_text())
+    members = []
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for adir in sorted(p.parent for p in src.glob("*/artifact.json")):
+            art = ModelArtifact.load(adir)
+            if art.status != "ok":
+                continue
+            art.verify()
+            out = tmp / adir.name
+            out.mkdir()
+            for rel in [*art.files.values(), *([art.log] if art.log and (adir / art.log).is_file() else [])]:
+                shutil.copy2(adir / rel, out / rel)
+            data = json.loads((adir / "artifact.json").read_text())
+            data["workdir"] = adir.name  # set to the folder it is loaded from (ModelArtifact.load)
+            (out / "artifact.json").write_text(json.dumps(_relative(data), indent=1) + "\n")
+            members.append({"member": adir.name, "seed": art.seed, "files": art.file_sha256,
+                            **{k: v for k, v in art.metrics.items() if k.startswith("valid_")}})
+        if not members:
+            shutil.rmtree(tmp)
+            raise InputError(f"{src}: no successfully trained members")
+        (tmp / "committee.json").write_text(json.dumps(_relative(committee), indent=1) + "\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    tmp.rename(dest)
+    return {"committee": dest.name, "arch": committee.get("arch"), "subset": committee.get("subset"),
+            "preset": committee.get("preset"), "source": _relative(str(src.resolve())), "members": members}
+
+
+def export(dest: str | Path, committees: list[str | Path]) -> Path:
+    """Export each committee to ``dest/<arch>-<subset>`` and write ``dest/manifest.json``."""
+    import subprocess
+
+    from harness.provenance import run_context
+
+    dest = Path(dest)
+    entries = []
+    for c in committees:
+        info = json.loads((Path(c) / "committee.json").read_text()) if (Path(c) / "committee.json").is_file() else {}
+        name = f"{info.get('arch', 'model')}-{info.get('subset', Path(c).name)}"
+        entries.append(export_committee(c, dest / name))
+    manifest = dest / "manifest.json"
+    old = json.loads(manifest.read_text()) if manifest.is_file() else {"committees": []}
+    keep = [e for e in old["committees"] if e["committee"] not in {x["committee"] for x in entries}]
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    exported = {**run_context(("core", "gap", "deepmd", "mace")), "harness_commit": commit or None}
+    manifest.write_text(json.dumps({"committees": keep + entries, "exported": exported}, indent=1) + "\n")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        print(export(argv[0], argv[1:]))
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

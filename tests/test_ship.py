@@ -1,0 +1,96 @@
+"""Shipped committees (harness.models.ship, models/demo/): the copy holds the trained models themselves, loads
+from anywhere, and carries its provenance."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.errors import InputError
+from harness.io import sha256_file
+from harness.models.base import ModelArtifact
+from harness.models.load import committee_sources
+from harness.models.ship import export, export_committee
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "models" / "demo"
+
+
+def _committee(tmp_path: Path) -> Path:
+    """A committee directory as training leaves it: two members (one failed), inputs and scratch beside."""
+    c = tmp_path / "ws" / "models" / "mace" / "OPLS" / "mini-abc"
+    for k, status in ((0, "ok"), (1, "failed")):
+        m = c / f"member-{k}-seed{k}"
+        (m / "checkpoints").mkdir(parents=True)
+        (m / "checkpoints" / "epoch-9.pt").write_bytes(b"scratch")
+        (m / "train.xyz").write_text("training frames\n")
+        (m / "member.model").write_bytes(f"weights {k}".encode())
+        (m / "train.log").write_text("log\n")
+        ModelArtifact(arch="mace", preset="mini", seed=k, workdir=str(m), files={"model": "member.model"},
+                      file_sha256={"model": sha256_file(m / "member.model")}, status=status, log="train.log",
+                      dataset={"spec": str(ROOT / "datasets" / "ec-emc-xtb.yaml")},
+                      metrics={"valid_forces_rmse_meV_A": 320.0}).save()
+    (c / "committee.json").write_text(json.dumps({"arch": "mace", "subset": "OPLS", "preset": "mini",
+                                                  "dataset": {"spec": str(ROOT / "datasets" / "ec-emc-xtb.yaml")}}))
+    return c
+
+
+def test_export_copies_what_loading_needs_and_nothing_else(tmp_path):
+    src = _committee(tmp_path)
+    manifest = export(tmp_path / "ship", [src])
+    out = tmp_path / "ship" / "mace-OPLS"
+    assert sorted(p.name for p in out.iterdir()) == ["committee.json", "member-0-seed0"]  # the failed one left
+    assert sorted(p.name for p in (out / "member-0-seed0").iterdir()) == ["artifact.json", "member.model", "train.log"]
+    shutil.rmtree(tmp_path / "ws")  # the copy stands alone
+    (member,) = committee_sources(out)
+    art = ModelArtifact.load(member.path)
+    art.verify()
+    assert art.file_sha256["model"] == sha256_file(out / "member-0-seed0" / "member.model")
+    assert art.dataset["spec"] == "datasets/ec-emc-xtb.yaml"  # repository paths made relative
+    entry = json.loads(manifest.read_text())["committees"][0]
+    assert entry["committee"] == "mace-OPLS" and entry["members"][0]["valid_forces_rmse_meV_A"] == 320.0
+    with pytest.raises(InputError, match="exists"):
+        export_committee(out, out)
+    (out / "member-0-seed0" / "member.model").write_bytes(b"another model")
+    with pytest.raises(InputError, match="changed since training"):
+        export_committee(out, tmp_path / "again")
+    assert not (tmp_path / "again").exists() and not (tmp_path / "again.tmp").exists()
+
+
+@pytest.mark.parametrize("name", ["gap-OPLS", "deepmd-OPLS+VS", "mace-Full"])
+def test_shipped_demo_members_are_the_trained_models(name, tmp_path):
+    """Each shipped member, evaluated on its own validation frames (rebuilt from the dataset by the recipe in
+    committee.json), gives the validation errors recorded when it was trained: the files are the models kept."""
+    from harness.models.base import evaluate, get_trainer
+    from harness.models.train import _frames_key, plan_committee
+
+    committee = json.loads((DEMO / name / "committee.json").read_text())
+    plan = plan_committee(ROOT / committee["dataset"]["spec"], committee["subset"], committee["arch"],
+                          preset=committee["preset"], workspace=tmp_path,
+                          max_train_frames=committee["dataset"]["max_train_frames"])
+    assert _frames_key(plan.valid) == committee["dataset"]["valid_key"]
+    art = ModelArtifact.load(committee_sources(DEMO / name)[0].path)
+    got = evaluate(get_trainer(art.arch).calculator(art), plan.valid)
+    assert got["forces_rmse_meV_A"] == pytest.approx(art.metrics["valid_forces_rmse_meV_A"], rel=1e-5)
+    assert got["energy_rmse_meV_atom"] == pytest.approx(art.metrics["valid_energy_rmse_meV_atom"], rel=1e-4, abs=1e-3)
+    manifest = json.loads((DEMO / "manifest.json").read_text())
+    assert {c["committee"] for c in manifest["committees"]} == {p.name for p in DEMO.iterdir() if p.is_dir()}
+
+
+def test_the_demo_spec_names_every_shipped_committee_in_its_subset():
+    """protocols/sweeps/demo.yaml: every shipped committee, each in the row of the subset it was trained on, and
+    the live grid is the reference alone."""
+    from harness.sweep.spec import load_sweep
+
+    spec, files = load_sweep(ROOT / "protocols" / "sweeps" / "demo.yaml")
+    shipped = {e.name: e for e in spec.models if e.committee}
+    assert set(shipped) == {p.name for p in DEMO.iterdir() if p.is_dir()}
+    for name, entry in shipped.items():
+        committee = json.loads((DEMO / name / "committee.json").read_text())
+        assert entry.subset == committee["subset"] and name == f"{committee['arch']}-{committee['subset']}"
+        assert len(files["models"][name]) == 2
+    assert (spec.architectures, spec.subsets) == (["gap"], ["Full"])
+    assert (spec.reference.arch, spec.reference.subset) == ("gap", "Full")
