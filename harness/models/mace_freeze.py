@@ -13,7 +13,7 @@ message-passing layer (interaction, product, readout) at the foundation's values
 Exponential moving averages and SWA averages of a constant parameter stay constant, so the written model carries
 the foundation's values bit for bit (tested).
 
-Usage (what :class:`harness.models.mace.MACE` runs)::
+Usage (what :class:`harness.models.mace.MACETrainer` runs for a frozen recipe)::
 
     python -m harness.models.mace_freeze --harness_freeze_blocks=4 <mace_run_train flags>
 
