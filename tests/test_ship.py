@@ -53,11 +53,11 @@ def test_export_copies_what_loading_needs_and_nothing_else(tmp_path):
     entry = json.loads(manifest.read_text())["committees"][0]
     assert entry["committee"] == "mace-OPLS" and entry["members"][0]["valid_forces_rmse_meV_A"] == 320.0
     with pytest.raises(InputError, match="exists"):
-        export_committee(out, out)
+        export_committee(out, tmp_path / "ship")
     (out / "member-0-seed0" / "member.model").write_bytes(b"another model")
     with pytest.raises(InputError, match="changed since training"):
         export_committee(out, tmp_path / "again")
-    assert not (tmp_path / "again").exists() and not (tmp_path / "again.tmp").exists()
+    assert not list((tmp_path / "again").glob("*"))  # nothing half-written
 
 
 @pytest.mark.parametrize("name", ["gap-OPLS", "deepmd-OPLS+VS", "mace-Full"])

@@ -41,14 +41,16 @@ def _relative(value: Any) -> Any:
     return value
 
 
-def export_committee(src: str | Path, dest: str | Path) -> dict[str, Any]:
-    """Copy committee directory ``src`` to ``dest`` (which must not exist); returns its manifest entry."""
-    src, dest = Path(src), Path(dest)
+def export_committee(src: str | Path, dest_root: str | Path) -> dict[str, Any]:
+    """Copy committee directory ``src`` to ``dest_root/<arch>-<subset>`` (which must not exist); returns its
+    manifest entry."""
+    src = Path(src)
     if not (src / "committee.json").is_file():
         raise InputError(f"{src}: not a committee directory (no committee.json)")
+    committee = json.loads((src / "committee.json").read_text())
+    dest = Path(dest_root) / f"{committee.get('arch', 'model')}-{committee.get('subset', src.name)}"
     if dest.exists():
         raise InputError(f"{dest} exists; remove it first")
-    committee = json.loads((src / "committee.json").read_text())
     members = []
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -81,7 +83,7 @@ def export_committee(src: str | Path, dest: str | Path) -> dict[str, Any]:
 
 
 def export(dest: str | Path, committees: list[str | Path]) -> Path:
-    """Export each committee to ``dest/<arch>-<subset>`` and write ``dest/manifest.json``."""
+    """Export each committee (:func:`export_committee`) into ``dest`` and write ``dest/manifest.json``."""
     import subprocess
 
     from harness.provenance import run_context
@@ -89,9 +91,7 @@ def export(dest: str | Path, committees: list[str | Path]) -> Path:
     dest = Path(dest)
     entries = []
     for c in committees:
-        info = json.loads((Path(c) / "committee.json").read_text()) if (Path(c) / "committee.json").is_file() else {}
-        name = f"{info.get('arch', 'model')}-{info.get('subset', Path(c).name)}"
-        entries.append(export_committee(c, dest / name))
+        entries.append(export_committee(c, dest))
     manifest = dest / "manifest.json"
     old = json.loads(manifest.read_text()) if manifest.is_file() else {"committees": []}
     keep = [e for e in old["committees"] if e["committee"] not in {x["committee"] for x in entries}]

@@ -4,7 +4,8 @@ A ``Task`` is a kind, a function given by import path (``"package.module:functio
 processes import it), JSON parameters and the keys of the tasks it depends on; its key is the hash
 of all three, so a changed parameter changes the key of the task and of everything downstream.
 ``execute`` skips every task whose key is done in the store with unchanged output files and whose
-dependencies are all skipped likewise (this is resume; a task downstream of one that runs again runs again), submits a task once its dependencies are done, records results as they arrive, records a
+dependencies are all skipped likewise (this is resume; a task downstream of one that runs again runs
+again), submits a task once its dependencies are done, records results as they arrive, records a
 failure with its traceback summary and marks the dependents skipped, and carries on with the rest.
 A task function receives ``(params, deps)`` (``deps``: dependency key → result) and returns a JSON
 result; the paths it lists under ``"_outputs"`` are hashed for later verification.
@@ -204,9 +205,7 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
             results[key], state[key] = res, "cached"
     # a result computed from the outputs of a task that runs again (its files changed or are gone, e.g. a
     # member retrained under the same key) is stale: everything downstream of that task runs again too
-    stale = True
-    while stale:
-        stale = [k for k in results if any(d not in results for d in by_key[k].dep_keys)]
+    while stale := [k for k in results if any(d not in results for d in by_key[k].dep_keys)]:
         for k in stale:
             del results[k], state[k]
             logger.info("%s: an upstream task runs again; its result is not reused", by_key[k].label or k)
