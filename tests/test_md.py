@@ -427,6 +427,37 @@ def test_runs_of_a_workspace_share_one_start(tmp_path, monkeypatch):
     prepare_run(proto, "npt", "model-a", workspace=tmp_path, replica=1)
     prepare_run(proto, "nvt", "model-a", workspace=tmp_path, nvt_density=1.0)
     assert calls == [0, 1, 0] and len(list((tmp_path / "md" / "starts").glob("start-*.extxyz"))) == 3
+    # each member draws its own MD seed (velocities, thermostat noise); a rerun of a member gets its own back
+    assert a.seed != b.seed
+    assert prepare_run(proto, "npt", "model-a", workspace=tmp_path).seed == a.seed
+    assert prepare_run(proto, "npt", "model-a", workspace=tmp_path, replica=1).seed not in (a.seed, b.seed)
+
+
+def test_per_member_starts(tmp_path, monkeypatch):
+    """``system.starts: per_member``: each member's runs start from a liquid of their own (built once per
+    member and replica), distinct from the shared starts and from each other."""
+    from pathlib import Path
+
+    import harness.md.start as start
+    from harness.md.launch import prepare_run, start_index
+    from harness.md.protocol import load_protocol
+
+    calls = []
+    real = start.prepare_start
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("replica", 0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(start, "prepare_start", counting)
+    proto = load_protocol(Path(__file__).resolve().parents[1] / "protocols" / "ci.yaml")
+    proto = proto.model_copy(update={"system": proto.system.model_copy(update={"starts": "per_member"})})
+    a = prepare_run(proto, "npt", "model-a", workspace=tmp_path)
+    b = prepare_run(proto, "npt", "model-b", workspace=tmp_path)
+    assert calls == [start_index("model-a", 0), start_index("model-b", 0)] and min(calls) >= 1000
+    assert not np.allclose(a.atoms.positions, b.atoms.positions)
+    prepare_run(proto, "npt", "model-a", workspace=tmp_path / "other")  # the member's start is cached per workspace
+    assert len(calls) == 3 and calls[2] == calls[0]
 
 
 def test_thermo_table_appends_parts_and_truncates(tmp_path):

@@ -18,7 +18,7 @@ from ase import Atoms
 from harness.errors import InputError
 from harness.md.runner import RunSettings
 
-__all__ = ["run_dir", "run_protocol", "prepare_run", "PreparedRun"]
+__all__ = ["run_dir", "run_protocol", "prepare_run", "PreparedRun", "md_seed", "start_index"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +114,11 @@ def prepare_run(proto, ensemble: str, name: str, *, workspace: str | Path, repli
             check_start(atoms, where=str(start), species=species)
             atoms = volume_scan(atoms, [rho])[0]
     else:
-        logger.info("start: %s, OPLS-AA equilibrated (shared by the workspace's runs)", proto.system.composition)
-        atoms = shared_start(proto, Path(workspace) / "md" / "starts", density_g_cm3=rho, replica=replica)
+        own = proto.system.starts == "per_member"
+        logger.info("start: %s, OPLS-AA equilibrated (%s)", proto.system.composition,
+                    "this member's own" if own else "shared by the workspace's runs")
+        atoms = shared_start(proto, Path(workspace) / "md" / "starts", density_g_cm3=rho,
+                             replica=start_index(name, replica) if own else replica)
     check_start(atoms, where=str(start) if start else "protocol start", species=species)
     if not cached_start.exists():
         write_frames(cached_start, [atoms])
@@ -124,7 +127,21 @@ def prepare_run(proto, ensemble: str, name: str, *, workspace: str | Path, repli
     meta = {"model": label or name, "protocol": proto.name, "protocol_hash": started["protocol_hash"],
             "protocol_spec": proto.model_dump(mode="json"), "replica": replica, "nvt_density_g_cm3": rho,
             **({"model_stamp": model_stamp} if model_stamp else {})}
-    return PreparedRun(atoms, proto.settings(ensemble), outdir, 1000 * proto.system.seed + replica, dets, meta)
+    return PreparedRun(atoms, proto.settings(ensemble), outdir, md_seed(proto.system.seed, replica, name), dets, meta)
+
+
+def md_seed(protocol_seed: int, replica: int, name: str) -> int:
+    """The MD seed of one run: a hash of the protocol's seed, the replica and the run's name (one per member), so
+    that the members of a committee draw independent velocities and thermostat noise (SCIENCE.md §11)."""
+    import hashlib
+
+    return int(hashlib.sha256(f"{protocol_seed}/{replica}/{name}".encode()).hexdigest()[:8], 16)
+
+
+def start_index(name: str, replica: int) -> int:
+    """The start replica of a member's own liquid (``system.starts: per_member``): distinct from the shared
+    starts (0, 1, ...) and, but for a hash collision, from every other member's."""
+    return 1000 + md_seed(0, replica, name) % 1_000_000
 
 
 def run_protocol(proto, ensemble: str, calc, name: str, *, workspace: str | Path, replica: int = 0,

@@ -41,6 +41,10 @@ class SystemSpec(StartSpec):
     """The starting liquid of a validation protocol: one composition."""
 
     composition: str = Field(description="e.g. EC=16,EMC=32")
+    starts: Literal["shared", "per_member"] = Field(
+        "shared", description="shared: every model's run of a replica starts from the same liquid (the comparison "
+        "is between models); per_member: each member's runs start from a liquid of their own (independent starts: "
+        "the spread between members then includes the start)")
 
 
 class NPTSpec(HarnessModel):

@@ -204,6 +204,18 @@ def isolated_atom_energies(frames: Sequence[Atoms]) -> dict[str, float] | None:
     return e0 or None
 
 
+def reference_virial(atoms: Atoms) -> np.ndarray | None:
+    """The reference virial W = -V·sigma (eV, 3x3 flattened, ASE's stress sign) of a periodic frame with
+    ``REF_stress`` (Voigt or 3x3), else None: what every backend trains on (SCIENCE.md §11)."""
+    if not atoms.pbc.all() or "REF_stress" not in atoms.info:
+        return None
+    from ase.stress import voigt_6_to_full_3x3_stress
+
+    stress = np.asarray(atoms.info["REF_stress"], dtype=float)
+    full = voigt_6_to_full_3x3_stress(stress) if stress.size == 6 else stress.reshape(3, 3)
+    return (-atoms.get_volume() * full).reshape(-1)
+
+
 def training_copy(atoms: Atoms, info_keep: Sequence[str]) -> Atoms:
     """A copy holding only positions, species, ``REF_forces`` and the info keys a backend reads.
 

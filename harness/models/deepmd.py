@@ -19,23 +19,32 @@ import numpy as np
 from ase.calculators.calculator import Calculator
 
 from harness.io import sha256_file
-from harness.models.base import ModelArtifact, TrainInputs, default_threads, run_tool, thread_env
+from harness.models.base import ModelArtifact, TrainInputs, default_threads, reference_virial, run_tool, thread_env
 from harness.models.curves import deepmd_curve, read_curve
 from harness.provenance import versions
 from harness.tools import find_executable
 
-__all__ = ["DeePMDTrainer", "write_deepmd_systems"]
+__all__ = ["DeePMDTrainer", "deepmd_input", "resolve_sel", "write_deepmd_systems"]
+
+# The neighbour selection is fixed per cut-off, the same for every subset a preset trains on (SCIENCE.md §11, one
+# difference per arm): ``sel: auto`` would resolve it from each subset's own neighbour statistics, giving the
+# volume-scan subsets (frames up to 2 g/cm³) a larger neighbour list than OPLS. The largest counts of each element
+# within the cut-off around any atom in the shipped data (datasets/ec-emc-xtb, every source, the held-out 1:2 and
+# 2:1 volume scans included; measured 2026-12-06): 4.5 Å C 23, H 41, O 20; 6.0 Å C 47, H 86, O 41 — about 1.27x.
+# A mapping by element; the trainer writes it in type-map order and refuses a species it does not name.
+SEL_4_5 = {"C": 30, "H": 52, "O": 26}
+SEL_6_0 = {"C": 60, "H": 110, "O": 52}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # CPU, about a minute per member: a small se_e2_a (DESIGN.md measured rcut 5, [10,20], [60,60] at
     # 2000 steps in 2 min 12 s; this is smaller and shorter).
     "mini": {
-        "model": {"descriptor": {"type": "se_e2_a", "rcut": 4.5, "rcut_smth": 0.5, "sel": "auto",
+        "model": {"descriptor": {"type": "se_e2_a", "rcut": 4.5, "rcut_smth": 0.5, "sel": SEL_4_5,
                                  "neuron": [8, 16], "axis_neuron": 4},
                   "fitting_net": {"neuron": [32, 32], "resnet_dt": True}},
         "learning_rate": {"type": "exp", "start_lr": 0.005, "stop_lr": 1e-5, "decay_steps": 50},
         "loss": {"type": "ener", "start_pref_e": 0.02, "limit_pref_e": 1.0, "start_pref_f": 1000.0,
-                 "limit_pref_f": 1.0, "start_pref_v": 0.0, "limit_pref_v": 0.0},
+                 "limit_pref_f": 1.0, "start_pref_v": 0.02, "limit_pref_v": 1.0},
         "training": {"numb_steps": 1000, "batch_size": 1, "disp_freq": 100, "save_freq": 1000},
         "dtype": "float64",
     },
@@ -43,7 +52,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # paper's widths with a 6 Å cut-off, 200 000 steps with the learning rate decayed 1e-3 -> 1e-6, and the
     # virial in the loss (periodic frames carry REF_stress: the NPT density depends on it)
     "study": {
-        "model": {"descriptor": {"type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": "auto",
+        "model": {"descriptor": {"type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": SEL_6_0,
                                  "neuron": [25, 50, 100], "axis_neuron": 16},
                   "fitting_net": {"neuron": [240, 240, 240], "resnet_dt": True}},
         "learning_rate": {"type": "exp", "start_lr": 0.001, "stop_lr": 1e-6, "decay_steps": 2000},
@@ -57,7 +66,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # CPU-s per step, 18 CPU-min, valid F 206.5 meV/Å, E 9.94 meV/atom; its curve flattens after 14 000
     # steps and the member breaks a C-H bond within 0.07 ps at 500 K (README, "Converged training")
     "cpu": {
-        "model": {"descriptor": {"type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": "auto",
+        "model": {"descriptor": {"type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": SEL_6_0,
                                  "neuron": [16, 32, 64], "axis_neuron": 8},
                   "fitting_net": {"neuron": [120, 120, 120], "resnet_dt": True}},
         "learning_rate": {"type": "exp", "start_lr": 0.001, "stop_lr": 1e-5, "decay_steps": 750},
@@ -68,12 +77,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # GPU-scale (paper-like): se_e2_a with a 6 Å cut-off
     "paper": {
-        "model": {"descriptor": {"type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": "auto",
+        "model": {"descriptor": {"type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": SEL_6_0,
                                  "neuron": [25, 50, 100], "axis_neuron": 16},
                   "fitting_net": {"neuron": [240, 240, 240], "resnet_dt": True}},
         "learning_rate": {"type": "exp", "start_lr": 0.001, "stop_lr": 3.51e-8, "decay_steps": 5000},
         "loss": {"type": "ener", "start_pref_e": 0.02, "limit_pref_e": 1.0, "start_pref_f": 1000.0,
-                 "limit_pref_f": 1.0, "start_pref_v": 0.0, "limit_pref_v": 0.0},
+                 "limit_pref_f": 1.0, "start_pref_v": 0.02, "limit_pref_v": 1.0},
         "training": {"numb_steps": 400000, "batch_size": "auto", "disp_freq": 1000, "save_freq": 10000},
         "dtype": "float64",
     },
@@ -108,16 +117,68 @@ def write_deepmd_systems(frames, root: Path, type_map: list[str]) -> tuple[list[
         np.save(d / "set.000" / "force.npy", force)
         np.save(d / "set.000" / "energy.npy", energy)
         np.save(d / "set.000" / "box.npy", box)
-        if periodic and all("REF_stress" in a.info for a in members):
-            # DeePMD virial W = -V * sigma (ASE stress sign convention), full 3x3
-            from ase.stress import voigt_6_to_full_3x3_stress
-
-            vir = np.array([-a.get_volume() * voigt_6_to_full_3x3_stress(np.asarray(a.info["REF_stress"])).reshape(-1)
-                            for a in members])
-            np.save(d / "set.000" / "virial.npy", vir)
+        virials = [reference_virial(a) for a in members]
+        if periodic and all(v is not None for v in virials):  # DeePMD's virial: W = -V * sigma, full 3x3
+            np.save(d / "set.000" / "virial.npy", np.array(virials))
         paths.append(str(d))
         weights.append(weight * len(members))
     return paths, weights
+
+
+def resolve_sel(sel: Any, type_map: list[str]) -> Any:
+    """``sel`` in type-map order: a per-element mapping (the presets') is written out; a list or ``auto`` (an
+    explicit override: the user's choice) is passed as it is."""
+    from harness.errors import InputError
+
+    if not isinstance(sel, dict):
+        return sel
+    missing = [s for s in type_map if s not in sel]
+    if missing:
+        raise InputError(f"deepmd: the neighbour selection sel names {', '.join(sorted(sel))}, not "
+                         f"{', '.join(missing)}; give model.descriptor.sel for every element (a mapping by element, "
+                         f"or a list in type-map order {type_map})")
+    return [int(sel[s]) for s in type_map]
+
+
+def deepmd_input(inputs: TrainInputs, hp: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """The ``dp train`` input for ``inputs`` (its data written under ``workdir/data``): the preset's settings
+    with the species' type map, the seeds, the fixed neighbour selection and the isolated-atom energies;
+    only data paths and weights depend on the frames."""
+    from harness.models.base import deep_merge
+
+    type_map = list(inputs.species)
+    dtype = inputs.dtype
+    train_paths, train_w = write_deepmd_systems(inputs.train, workdir / "data" / "train", type_map)
+    total = sum(train_w)
+    descriptor = hp.get("model", {}).get("descriptor", {})
+    config = deep_merge(hp, {
+        "model": {"type_map": type_map,
+                  "descriptor": {"seed": inputs.seed, "precision": dtype,
+                                 **({"sel": resolve_sel(descriptor["sel"], type_map)} if "sel" in descriptor else {})},
+                  "fitting_net": {"seed": inputs.seed, "precision": dtype}},
+        "training": {"seed": inputs.seed,
+                     "training_data": {"systems": [os.path.relpath(p, workdir) for p in train_paths],
+                                       "sys_probs": [w / total for w in train_w],
+                                       "batch_size": hp.get("training", {}).get("batch_size", 1)}},
+    })
+    config["training"].pop("batch_size", None)
+    if inputs.e0:
+        # the isolated-atom energies are the per-type energy bias (``preset_out_bias``, which needs
+        # ``set_davg_zero``); DeePMD otherwise fits the bias by least squares over the training set.
+        # (``atom_ener``, which would also remove the fitting net's vacuum output, breaks the frozen
+        # PyTorch model in deepmd-kit 3.2: "a view of a leaf Variable ... in-place operation".)
+        config["model"]["preset_out_bias"] = {"energy": [float(inputs.e0[s]) for s in type_map]}
+        config["model"]["descriptor"]["set_davg_zero"] = True
+    if inputs.valid:
+        valid_paths, _ = write_deepmd_systems(inputs.valid, workdir / "data" / "valid", type_map)
+        # the validation error of each display (lcurve.out, the learning curve) over up to disp_freq/20
+        # frames (one validation frame per 20 training steps) instead of deepmd's single frame (numb_btch 1)
+        disp_freq = int(config["training"].get("disp_freq", 1000))
+        numb_btch = hp.get("training", {}).get("validation_data", {}).get(
+            "numb_btch", min(len(inputs.valid), max(1, disp_freq // 20)))
+        config["training"]["validation_data"] = {"systems": [os.path.relpath(p, workdir) for p in valid_paths],
+                                                 "batch_size": 1, "numb_btch": numb_btch}
+    return config
 
 
 def _last_checkpoint(workdir: Path) -> Path | None:
@@ -138,40 +199,12 @@ class DeePMDTrainer:
         return PRESETS
 
     def train(self, inputs: TrainInputs, hyperparameters: dict[str, Any], workdir: Path) -> ModelArtifact:
-        from harness.models.base import deep_merge
-
         hp = json.loads(json.dumps(hyperparameters))
         hp.pop("dtype", None)  # the preset's default; the resolved dtype is inputs.dtype (an explicit one wins)
         dtype = inputs.dtype
-        type_map = list(inputs.species)
-        train_paths, train_w = write_deepmd_systems(inputs.train, workdir / "data" / "train", type_map)
-        total = sum(train_w)
-        config = deep_merge(hp, {
-            "model": {"type_map": type_map,
-                      "descriptor": {"seed": inputs.seed, "precision": dtype},
-                      "fitting_net": {"seed": inputs.seed, "precision": dtype}},
-            "training": {"seed": inputs.seed,
-                         "training_data": {"systems": [os.path.relpath(p, workdir) for p in train_paths],
-                                           "sys_probs": [w / total for w in train_w],
-                                           "batch_size": hp.get("training", {}).get("batch_size", 1)}},
-        })
-        config["training"].pop("batch_size", None)
-        if inputs.e0:
-            # the isolated-atom energies are the per-type energy bias (``preset_out_bias``, which needs
-            # ``set_davg_zero``); DeePMD otherwise fits the bias by least squares over the training set.
-            # (``atom_ener``, which would also remove the fitting net's vacuum output, breaks the frozen
-            # PyTorch model in deepmd-kit 3.2: "a view of a leaf Variable ... in-place operation".)
-            config["model"]["preset_out_bias"] = {"energy": [float(inputs.e0[s]) for s in type_map]}
-            config["model"]["descriptor"]["set_davg_zero"] = True
-        if inputs.valid:
-            valid_paths, _ = write_deepmd_systems(inputs.valid, workdir / "data" / "valid", type_map)
-            # the validation error of each display (lcurve.out, the learning curve) over up to disp_freq/20
-            # frames (one validation frame per 20 training steps) instead of deepmd's single frame (numb_btch 1)
-            disp_freq = int(config["training"].get("disp_freq", 1000))
-            numb_btch = hp.get("training", {}).get("validation_data", {}).get(
-                "numb_btch", min(len(inputs.valid), max(1, disp_freq // 20)))
-            config["training"]["validation_data"] = {"systems": [os.path.relpath(p, workdir) for p in valid_paths],
-                                                     "batch_size": 1, "numb_btch": numb_btch}
+        config = deepmd_input(inputs, hp, workdir)
+        hp["model"] = {**hp.get("model", {}), "descriptor": {**hp.get("model", {}).get("descriptor", {}),
+                                                             "sel": config["model"]["descriptor"]["sel"]}}
         (workdir / "input.json").write_text(json.dumps(config, indent=1))
         dp = find_executable("dp", env_var="HARNESS_DP")
         threads = str(inputs.threads or default_threads())

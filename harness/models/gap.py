@@ -16,11 +16,11 @@ from ase.data import atomic_numbers
 
 from harness.errors import InputError
 from harness.io import sha256_file, write_frames
-from harness.models.base import ModelArtifact, TrainInputs, default_threads, run_tool, training_copy
+from harness.models.base import ModelArtifact, TrainInputs, default_threads, reference_virial, run_tool, training_copy
 from harness.provenance import versions
 from harness.tools import find_executable
 
-__all__ = ["GAPTrainer", "gap_string"]
+__all__ = ["GAPTrainer", "gap_command", "gap_string"]
 
 PRESETS: dict[str, dict[str, Any]] = {
     # CPU: turbo-SOAP (0.15 s with gradients per 160-atom cell vs 0.69 s for classic SOAP, DESIGN.md),
@@ -105,31 +105,7 @@ class GAPTrainer:
                              f"known: {', '.join(sorted(_KNOWN))} (extra_args passes gap_fit options through)")
         hp = dict(hyperparameters)
         hp.pop("dtype", None)
-        sig = hp["default_sigma"]
-        frames = []
-        for a in inputs.train:
-            w = float(a.info.get("weight", 1.0))
-            b = training_copy(a, ("REF_energy", "config_type"))
-            if w != 1.0:
-                b.info["energy_sigma"] = sig[0] / math.sqrt(w)
-                b.info["force_sigma"] = sig[1] / math.sqrt(w)
-            if not b.pbc.any():
-                # gap_fit needs a cell; a big one for isolated molecules (cut-offs are < 6 Å)
-                b.cell = [40.0, 40.0, 40.0]
-                b.center()
-            frames.append(b)
-        write_frames(workdir / "train.xyz", frames)
-        args = [find_executable("gap_fit", env_var="HARNESS_GAP_FIT"), "at_file=train.xyz",
-                f"gap={gap_string(hp, inputs.species)}",
-                "default_sigma={" + " ".join(str(s) for s in sig) + "}",
-                "energy_parameter_name=REF_energy", "force_parameter_name=REF_forces",
-                "virial_parameter_name=NONE", "stress_parameter_name=NONE", "sparse_jitter=1e-8",
-                f"rnd_seed={inputs.seed + 1}", "gp_file=gap.xml", "do_copy_at_file=F"]  # gap_fit refuses seed 0
-        if inputs.e0:
-            args.append("e0={" + ":".join(f"{s}:{e}" for s, e in inputs.e0.items()) + "}")
-        else:
-            args.append("e0_method=average")
-        args += list(hp.get("extra_args", []))
+        args = gap_command(inputs, hp, workdir)
         env = {"OMP_NUM_THREADS": str(inputs.threads or default_threads())}  # gap_fit's OpenBLAS threads
         seconds = run_tool(args, cwd=workdir, log=workdir / "train.log", env=env)
         model = workdir / "gap.xml"
@@ -151,6 +127,41 @@ class GAPTrainer:
     def load_file(self, path: str | Path, *, device: str = "cpu", dtype: str = "float64") -> Calculator:
         _check_gap_xml(Path(path))
         return _gap_potential(str(path))
+
+
+def gap_command(inputs: TrainInputs, hp: dict[str, Any], workdir: Path) -> list[str]:
+    """The ``gap_fit`` command for ``inputs`` (train.xyz written in ``workdir``): energies, forces and the
+    virials of periodic frames (``REF_virial`` = -V·sigma, regularised by ``default_sigma``'s third entry, as
+    every backend trains on them: SCIENCE.md §11)."""
+    sig = hp["default_sigma"]
+    frames = []
+    for a in inputs.train:
+        w = float(a.info.get("weight", 1.0))
+        b = training_copy(a, ("REF_energy", "config_type"))
+        virial = reference_virial(a)
+        if virial is not None:
+            b.info["REF_virial"] = virial
+        if w != 1.0:
+            b.info["energy_sigma"] = sig[0] / math.sqrt(w)
+            b.info["force_sigma"] = sig[1] / math.sqrt(w)
+            b.info["virial_sigma"] = sig[2] / math.sqrt(w)
+        if not b.pbc.any():
+            # gap_fit needs a cell; a big one for isolated molecules (cut-offs are < 6 Å)
+            b.cell = [40.0, 40.0, 40.0]
+            b.center()
+        frames.append(b)
+    write_frames(workdir / "train.xyz", frames)
+    args = [find_executable("gap_fit", env_var="HARNESS_GAP_FIT"), "at_file=train.xyz",
+            f"gap={gap_string(hp, inputs.species)}",
+            "default_sigma={" + " ".join(str(s) for s in sig) + "}",
+            "energy_parameter_name=REF_energy", "force_parameter_name=REF_forces",
+            "virial_parameter_name=REF_virial", "stress_parameter_name=NONE", "sparse_jitter=1e-8",
+            f"rnd_seed={inputs.seed + 1}", "gp_file=gap.xml", "do_copy_at_file=F"]  # gap_fit refuses seed 0
+    if inputs.e0:
+        args.append("e0={" + ":".join(f"{s}:{e}" for s, e in inputs.e0.items()) + "}")
+    else:
+        args.append("e0_method=average")
+    return args + list(hp.get("extra_args", []))
 
 
 def _check_gap_xml(path: Path) -> None:

@@ -11,33 +11,39 @@ from typing import Any
 from ase.calculators.calculator import Calculator
 
 from harness.io import sha256_file, write_frames
-from harness.models.base import MemberFailed, ModelArtifact, TrainInputs, run_tool, thread_env, training_copy
+from harness.models.base import (MemberFailed, ModelArtifact, TrainInputs, reference_virial, run_tool, thread_env,
+                                 training_copy)
 from harness.models.curves import mace_curve, read_curve
 from harness.provenance import versions
 from harness.tools import find_executable
 
-__all__ = ["MACETrainer", "kept_model"]
+__all__ = ["MACETrainer", "kept_model", "mace_command"]
 
 #: Keys the harness sets itself; a preset or override naming them is refused.
 _OWNED = {"name", "train_file", "valid_file", "test_file", "seed", "device", "default_dtype", "work_dir",
-          "energy_key", "forces_key", "stress_key", "E0s", "valid_fraction", "model_dir", "log_dir",
+          "energy_key", "forces_key", "stress_key", "virials_key", "E0s", "valid_fraction", "model_dir", "log_dir",
           "checkpoints_dir", "results_dir"}
 
+# Every preset trains on the virials of the periodic frames (``loss: virials``: energy, forces and the per-atom
+# virial -V·sigma, weighted like the per-atom energy in each stage, as DeePMD's limit prefactors and GAP's virial
+# sigma do): the NPT density, which R scores, depends on the pressure, and every architecture of a preset makes
+# the same choice (SCIENCE.md §11). Isolated molecules carry no virial (weight 0 in mace-torch).
 PRESETS: dict[str, dict[str, Any]] = {
     # CPU, about a minute for a member on ~150 frames of 160 atoms: one interaction block fewer
     # parameters than the smallest MACE in the paper's spirit, invariant messages only (max_L 0),
     # 8 channels, float32 (DESIGN.md measured 16x0e float64 at 76 ms per MD step; this is cheaper).
     "mini": {"model": "MACE", "num_channels": 8, "max_L": 0, "r_max": 4.5, "num_interactions": 2,
              "correlation": 2, "max_ell": 2, "num_radial_basis": 6, "max_num_epochs": 10, "batch_size": 4,
-             "lr": 0.01, "forces_weight": 10.0, "energy_weight": 1.0, "scaling": "rms_forces_scaling",
-             "dtype": "float32"},
+             "lr": 0.01, "forces_weight": 10.0, "energy_weight": 1.0, "loss": "virials", "virials_weight": 1.0,
+             "scaling": "rms_forces_scaling", "dtype": "float32"},
     # converged for this liquid on one GPU node (issue #13; acceptance on the GPU in #11): equivariant
     # features (64x0e + 64x1o), 5 Å, correlation 3, EMA and a second stage (SWA: lower lr, energy weight up)
     # for the last quarter; the isolated-atom E0s come from the dataset. ~500 frames of 160 atoms per epoch.
     "study": {"model": "MACE", "num_channels": 64, "max_L": 1, "r_max": 5.0, "num_interactions": 2,
               "correlation": 3, "max_ell": 3, "num_radial_basis": 8, "max_num_epochs": 400, "batch_size": 4,
-              "valid_batch_size": 8, "lr": 0.01, "forces_weight": 100.0, "energy_weight": 1.0, "swa": True,
-              "start_swa": 300, "swa_lr": 0.001, "swa_energy_weight": 1000.0, "swa_forces_weight": 100.0,
+              "valid_batch_size": 8, "lr": 0.01, "forces_weight": 100.0, "energy_weight": 1.0, "loss": "virials",
+              "virials_weight": 1.0, "swa": True, "start_swa": 300, "swa_lr": 0.001, "swa_energy_weight": 1000.0,
+              "swa_forces_weight": 100.0, "swa_virials_weight": 1000.0,
               "ema": True, "ema_decay": 0.99, "amsgrad": True, "scheduler_patience": 20,
               "scaling": "rms_forces_scaling", "dtype": "float64"},
     # the best MACE this 2-core CPU trains in half an hour of one core (issue #13 item 7): study's features at a
@@ -46,13 +52,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # for 1 ps of NPT at 500 K (README, "Converged training")
     "cpu": {"model": "MACE", "num_channels": 16, "max_L": 1, "r_max": 5.0, "num_interactions": 2,
             "correlation": 3, "max_ell": 3, "num_radial_basis": 8, "max_num_epochs": 18, "batch_size": 4,
-            "lr": 0.01, "forces_weight": 100.0, "energy_weight": 1.0, "ema": True, "ema_decay": 0.99,
-            "amsgrad": True, "swa": True, "start_swa": 14, "swa_lr": 0.001, "swa_energy_weight": 1000.0,
-            "swa_forces_weight": 100.0, "scaling": "rms_forces_scaling", "dtype": "float32"},
+            "lr": 0.01, "forces_weight": 100.0, "energy_weight": 1.0, "loss": "virials", "virials_weight": 1.0,
+            "ema": True, "ema_decay": 0.99, "amsgrad": True, "swa": True, "start_swa": 14, "swa_lr": 0.001,
+            "swa_energy_weight": 1000.0, "swa_forces_weight": 100.0, "swa_virials_weight": 1000.0,
+            "scaling": "rms_forces_scaling", "dtype": "float32"},
     # GPU-scale, as a practitioner would train it for a molecular liquid
     "paper": {"model": "MACE", "num_channels": 128, "max_L": 1, "r_max": 5.0, "num_interactions": 2,
               "correlation": 3, "max_ell": 3, "max_num_epochs": 300, "batch_size": 5, "lr": 0.01,
-              "forces_weight": 100.0, "energy_weight": 1.0, "swa": True, "start_swa": 200, "ema": True,
+              "forces_weight": 100.0, "energy_weight": 1.0, "loss": "virials", "virials_weight": 1.0,
+              "swa_virials_weight": 1000.0, "swa": True, "start_swa": 200, "ema": True,
               "ema_decay": 0.99, "amsgrad": True, "scaling": "rms_forces_scaling", "dtype": "float64"},
 }
 
@@ -83,32 +91,7 @@ class MACETrainer:
             hp.pop("lr", None)  # the recipe's
         hp.pop("dtype", None)  # the preset's default; the resolved dtype is inputs.dtype (an explicit one wins)
         dtype = inputs.dtype
-        frames_train = [_prepare(a) for a in inputs.train]
-        frames_valid = [_prepare(a) for a in inputs.valid]
-        write_frames(workdir / "train.xyz", frames_train)
-        write_frames(workdir / "valid.xyz", frames_valid)
-        # a Python dict literal with integer keys: mace_run_train reads E0s with ast.literal_eval (JSON's
-        # string keys are not found)
-        e0 = repr({_Z(s): float(v) for s, v in inputs.e0.items()}) if inputs.e0 else "average"
-        from harness.models.finetune import command
-
-        args = [*command(inputs.finetune, find_executable("mace_run_train", env_var="HARNESS_MACE_RUN_TRAIN")),
-                "--name=member",
-                "--train_file=train.xyz", "--valid_file=valid.xyz", f"--seed={inputs.seed}",
-                f"--device={inputs.device}", f"--default_dtype={dtype}", "--work_dir=.",
-                "--energy_key=REF_energy", "--forces_key=REF_forces", "--stress_key=REF_stress",
-                f"--E0s={e0}", "--num_workers=0",
-                # mace's end-of-run parity plots re-run inference over the whole training set once per stage
-                f"--plot={bool(hp.get('plot', False))}"]
-        for k, v in hp.items():
-            args += _flag(k, v) if k != "plot" else []
-        if inputs.finetune is not None:
-            from harness.models.finetune import mace_args
-            from harness.models.train import _frames_key
-
-            args += mace_args(inputs.finetune, workdir, _frames_key)
-        if inputs.resume and list(workdir.glob("checkpoints/*.pt")):
-            args.append("--restart_latest")  # stopped at a walltime: from the last epoch checkpoint
+        args = mace_command(inputs, hp, workdir)
         env = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", **thread_env(inputs.threads)}
         t_start = time.time()
         seconds = run_tool(args, cwd=workdir, log=workdir / "train.log", env=env)
@@ -139,6 +122,38 @@ class MACETrainer:
 
             return MACECalculator(model_paths=str(path), device=device, default_dtype=dtype,
                                   enable_cueq=_cueq_available(device))
+
+
+def mace_command(inputs: TrainInputs, hp: dict[str, Any], workdir: Path) -> list[str]:
+    """The ``mace_run_train`` command for ``inputs`` (train.xyz and valid.xyz written in ``workdir``): the
+    preset's settings as flags after the harness's own (keys, seed, device, dtype, E0s)."""
+    frames_train = [_prepare(a) for a in inputs.train]
+    frames_valid = [_prepare(a) for a in inputs.valid]
+    write_frames(workdir / "train.xyz", frames_train)
+    write_frames(workdir / "valid.xyz", frames_valid)
+    # a Python dict literal with integer keys: mace_run_train reads E0s with ast.literal_eval (JSON's
+    # string keys are not found)
+    e0 = repr({_Z(s): float(v) for s, v in inputs.e0.items()}) if inputs.e0 else "average"
+    from harness.models.finetune import command
+
+    args = [*command(inputs.finetune, find_executable("mace_run_train", env_var="HARNESS_MACE_RUN_TRAIN")),
+            "--name=member",
+            "--train_file=train.xyz", "--valid_file=valid.xyz", f"--seed={inputs.seed}",
+            f"--device={inputs.device}", f"--default_dtype={inputs.dtype}", "--work_dir=.",
+            "--energy_key=REF_energy", "--forces_key=REF_forces", "--stress_key=REF_stress",
+            "--virials_key=REF_virials", f"--E0s={e0}", "--num_workers=0",
+            # mace's end-of-run parity plots re-run inference over the whole training set once per stage
+            f"--plot={bool(hp.get('plot', False))}"]
+    for k, v in hp.items():
+        args += _flag(k, v) if k != "plot" else []
+    if inputs.finetune is not None:
+        from harness.models.finetune import mace_args
+        from harness.models.train import _frames_key
+
+        args += mace_args(inputs.finetune, workdir, _frames_key)
+    if inputs.resume and list(workdir.glob("checkpoints/*.pt")):
+        args.append("--restart_latest")  # stopped at a walltime: from the last epoch checkpoint
+    return args
 
 
 def _cueq_available(device: str) -> bool:
@@ -205,6 +220,9 @@ def _Z(symbol: str) -> int:
 
 def _prepare(atoms):
     a = training_copy(atoms, ("REF_energy", "REF_stress", "config_type", "uid"))
+    virial = reference_virial(atoms)
+    if virial is not None:
+        a.info["REF_virials"] = virial
     a.info["config_weight"] = float(atoms.info.get("weight", 1.0))
     a.info.setdefault("config_type", "Default")
     if not a.pbc.any():
