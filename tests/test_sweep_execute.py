@@ -35,6 +35,25 @@ def test_rerun_skips_finished_tasks(tmp_path):
     assert set(executions(tmp_path).values()) == {1}
 
 
+def test_only_some_kinds_then_the_rest(tmp_path):
+    """``--only train``: the train tasks run (nothing downstream), the sweep's other rows are not retired; the
+    whole plan afterwards reuses them and runs the rest."""
+    from harness.sweep.execute import only_kinds
+
+    store = Store(tmp_path / "harness.sqlite")
+    tasks = graph(str(tmp_path))
+    assert execute(tasks, store, sweep="s") == {"cached": 0, "done": 16, "failed": 0, "skipped": 0}
+    part = only_kinds(tasks, {"md"})
+    assert sorted(t.kind for t in part) == ["md"] * 6 + ["train"] * 3
+    assert execute(part, store, sweep="s", partial=True)["cached"] == 9
+    assert store.counts("s").get(("score", "superseded")) is None  # a partial run retires nothing
+    (tmp_path / "executions.log").unlink()
+    store2 = Store(tmp_path / "b.sqlite")
+    assert execute(only_kinds(tasks, {"train"}), store2, sweep="s", partial=True)["done"] == 3
+    assert executions(tmp_path) == Counter({"train0": 1, "train1": 1, "train2": 1})
+    assert execute(tasks, store2, sweep="s") == {"cached": 3, "done": 13, "failed": 0, "skipped": 0}
+
+
 def test_failure_is_recorded_and_others_continue(tmp_path):
     store = Store(tmp_path / "harness.sqlite")
     tasks = graph(str(tmp_path), fail="md10")

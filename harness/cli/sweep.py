@@ -64,6 +64,8 @@ def run(
     walltime_min: Optional[float] = WALLTIME,
     sync: bool = SYNC,
     plan_only: bool = PLAN,
+    only: Optional[str] = typer.Option(None, "--only", help="Run only the tasks of these kinds (comma-separated, "
+                                       "e.g. train) and what they depend on; the rest of the sweep is left as it is."),
 ) -> None:
     """Plan the sweep (content-hashed tasks), skip what is already done in WORKSPACE/harness.sqlite, run the rest.
 
@@ -78,7 +80,8 @@ def run(
         print_plan(plan_sweep(*load_sweep(spec_path), workspace))
         return
     counts, _ = run_and_summarise("sweep", spec_path, workspace, scheduler=scheduler, workers=workers, sync=sync,
-                                  slurm=slurm, gpu_workers=gpu_workers, walltime_min=walltime_min)
+                                  slurm=slurm, gpu_workers=gpu_workers, walltime_min=walltime_min,
+                                  only={k.strip() for k in only.split(",") if k.strip()} if only else None)
     exit_for(counts)
 
 

@@ -40,6 +40,20 @@ LOCKS = ".locks"
 logger = logging.getLogger(__name__)
 
 
+def only_kinds(tasks: list[Task], kinds: set[str]) -> list[Task]:
+    """The tasks of ``kinds`` and everything they depend on, in plan order (e.g. ``{"train"}``: train the
+    committees now, run their MD later)."""
+    by_key = {t.key: t for t in tasks}
+    keep: set[str] = set()
+    todo = [t.key for t in tasks if t.kind in kinds]
+    while todo:
+        k = todo.pop()
+        if k not in keep:
+            keep.add(k)
+            todo += by_key[k].dep_keys
+    return [t for t in tasks if t.key in keep]
+
+
 def _typed(params) -> bool:
     return hasattr(params, "schema_id")
 
@@ -179,7 +193,8 @@ def _routing(client) -> Callable[[Task], dict | None]:
 
 
 def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
-            progress: Callable[[dict], None] | None = None, deadline: float | None = None) -> dict[str, int]:
+            progress: Callable[[dict], None] | None = None, deadline: float | None = None,
+            partial: bool = False) -> dict[str, int]:
     """Run ``tasks`` (dependencies before dependents in any order) and return counts by final status.
 
     ``deadline`` (Unix seconds): a walltime. No task starts after it; running MD and MACE/DeePMD training
@@ -187,7 +202,8 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
     run resumes (:mod:`harness.deadline`).
 
     ``client``: a Dask client, or None to run in this process (tests, debugging). Every completion is
-    written to ``store`` at once, so killing the driver loses only running tasks.
+    written to ``store`` at once, so killing the driver loses only running tasks. ``partial``: ``tasks`` is a
+    part of the sweep's plan (:func:`only_kinds`): the sweep's other rows are not retired as superseded.
     """
     by_key = {t.key: t for t in tasks}
     for t in tasks:
@@ -195,7 +211,7 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
         if missing:
             raise ValueError(f"task {t.label or t.key} depends on unknown tasks {missing}")
         store.register(t.key, t.kind, t.label or t.key, t.params_json(), t.dep_keys, sweep)
-    if sweep:
+    if sweep and not partial:
         store.retire(sweep, by_key)
     results: dict[str, Any] = {}
     state: dict[str, str] = {}

@@ -13,8 +13,10 @@ def run_sweep(spec_path: str | Path, workspace: str | Path, *, scheduler: str | 
               workers: int | None = None, sync: bool = False, slurm: str | Path | None = None,
               progress: Callable[[dict], None] | None = None, say: Callable[[str], None] | None = None,
               loader: Callable | None = None, gpu_workers: int | None = None,
-              walltime_min: float | None = None) -> tuple[dict[str, int], str]:
+              walltime_min: float | None = None, only: set[str] | None = None) -> tuple[dict[str, int], str]:
     """Build the dataset if needed, plan, execute; returns (counts by status, sweep name).
+
+    ``only``: run just the tasks of these kinds and their dependencies (:func:`harness.sweep.execute.only_kinds`).
 
     ``loader``: the spec loader (default :func:`harness.sweep.spec.load_sweep`; transfer specs have their own)."""
     from harness.sweep.plan import plan_sweep
@@ -24,9 +26,19 @@ def run_sweep(spec_path: str | Path, workspace: str | Path, *, scheduler: str | 
     spec, files = (loader or load_sweep)(spec_path)
     _build_data(files["dataset"], say)
     tasks = plan_sweep(spec, files, workspace)
+    if only:
+        from harness.errors import InputError
+        from harness.sweep.execute import only_kinds
+
+        unknown = sorted(set(only) - {t.kind for t in tasks})
+        if unknown:
+            raise InputError(f"--only {','.join(unknown)}: no such task kind in {spec_path}; its kinds: "
+                             f"{', '.join(sorted({t.kind for t in tasks}))}")
+        tasks = only_kinds(tasks, set(only))
     counts = execute_plan(tasks, spec.name, workspace, threads_per_task=spec.threads_per_task, scheduler=scheduler,
                           workers=workers, sync=sync, slurm=slurm, progress=progress, say=say,
-                          gpu_workers=default_gpu_workers(gpu_workers, spec.device), walltime_min=walltime_min)
+                          gpu_workers=default_gpu_workers(gpu_workers, spec.device), walltime_min=walltime_min,
+                          partial=bool(only))
     return counts, spec.name
 
 
@@ -57,7 +69,7 @@ def execute_plan(tasks: list, name: str, workspace: str | Path, *, threads_per_t
                  scheduler: str | None = None, workers: int | None = None, sync: bool = False,
                  slurm: str | Path | None = None, progress: Callable[[dict], None] | None = None,
                  say: Callable[[str], None] | None = None, gpu_workers: int = 0,
-                 walltime_min: float | None = None) -> dict[str, int]:
+                 walltime_min: float | None = None, partial: bool = False) -> dict[str, int]:
     """Execute a planned task graph against ``workspace/harness.sqlite`` (Dask, SLURM or in-process).
 
     ``gpu_workers`` (embedded cluster only): that many GPU workers beside the CPU workers; tasks on device cuda
@@ -82,7 +94,7 @@ def execute_plan(tasks: list, name: str, workspace: str | Path, *, threads_per_t
                  f"{n} local CPU workers and {gpu_workers} GPU workers" if gpu_workers else f"{n} local workers")
         say(f"{name}: {len(tasks)} tasks on {where}")
     try:
-        return execute(tasks, store, sweep=name, client=client, progress=progress, deadline=deadline)
+        return execute(tasks, store, sweep=name, client=client, progress=progress, deadline=deadline, partial=partial)
     finally:
         if client is not None:
             client.close()
