@@ -3,8 +3,9 @@
     python analysis/findings.py runs/study            # a workspace (its store)
     python analysis/findings.py results/study-500K    # a shipped summary (members.csv + summary.json)
 
-Prints one block per finding: the claim, the measured numbers (mean ± SE over members) and the verdict
-(reproduced / not reproduced / undetermined). Exit status 0 whatever the verdicts; 2 on unreadable input.
+Prints one block per finding: the verdict (reproduced / not reproduced / undetermined) and the claim, the test
+that decides it (its level and minimum data), the measured numbers and any caveat (e.g. a reference of a grid
+architecture). The rules: docs/science.md. Exit status 0 whatever the verdicts; 2 on unreadable input.
 """
 
 from __future__ import annotations
@@ -25,13 +26,17 @@ def main(argv=None) -> int:
         return 2
     where = Path(argv[0])
     if (where / "harness.sqlite").exists():
-        from harness.report.data import load_scores, member_table
+        from harness.errors import InputError
+        from harness.report.data import load_scores, member_table, protocol_facts
 
-        scores = load_scores(where)
+        try:
+            scores = load_scores(where)
+        except InputError as exc:
+            print(exc, file=sys.stderr)
+            return 2
         members = member_table(scores)
         summary = {"reference_committee": scores[0]["reference_committee"],
-                   "horizon_ps": scores[0]["settings"]["tau_ps"],
-                   "timestep_fs": scores[0]["settings"].get("timestep_fs", 0.5)}
+                   "horizon_ps": scores[0]["settings"]["tau_ps"], **protocol_facts(scores)}
     elif (where / "members.csv").exists() and (where / "summary.json").exists():
         members = pd.read_csv(where / "members.csv")
         summary = json.loads((where / "summary.json").read_text())
@@ -41,8 +46,12 @@ def main(argv=None) -> int:
         return 2
     print(f"{where}: reference {summary['reference_committee']}, horizon {summary['horizon_ps']:g} ps\n")
     for f in findings(members, horizon_ps=summary["horizon_ps"], reference=summary["reference_committee"],
-                      timestep_fs=summary.get("timestep_fs", 0.5)):
-        print(f"[{f.verdict.upper()}] {f.claim}\n    {f.measured}\n")
+                      reference_arch=summary.get("reference_arch"), timestep_fs=summary.get("timestep_fs") or 0.5,
+                      check_interval_steps=summary.get("check_interval_steps")):
+        print(f"[{f.verdict.upper()}] {f.claim}\n    test: {f.test}\n    measured: {f.measured}")
+        for c in f.caveats:
+            print(f"    caveat: {c}")
+        print()
     return 0
 
 

@@ -2,10 +2,11 @@
 
 from _common import load
 
+from harness.report.data import species_of
 from harness.report.build import q_table, to_latex, to_markdown
 
 scores, members, ct, out = load()
-species = sorted(c[2:] for c in members.columns if c.startswith("D_") and c != "D_w")
+species = species_of(members)
 table = q_table(ct, species)
 (out / "table.md").write_text(to_markdown(table))
 table.to_csv(out / "table.csv", index=False)

@@ -82,6 +82,24 @@ def test_baseline_shift_recovered_per_composition():
     assert s["shift_meV_atom"] == pytest.approx(-50.0) and s["shifted"]
 
 
+def test_members_shifted_in_opposite_directions_make_a_shifted_committee():
+    """+60 and −55 meV/atom (and a third at +58) average to ~21 meV/atom, and +60/−55 alone to 2.5: the mean
+    hides it; the median |shift| (58) says the committee is shifted, as 3 of 3 members are."""
+    rho = [0.1, 0.2, 1.0]
+    ref = [-100.0, -100.1, -101.0]
+    frames = _scan("A=2", 20, rho, "a0", ref)
+    pair = {"m0": [e + 1.2 for e in ref], "m1": [e - 1.1 for e in ref]}  # +60, -55 meV/atom over 20 atoms
+    (s,) = baseline_shifts(scan_table(frames, pair), tolerance_meV_atom=10.0)
+    assert s["shift_meV_atom"] == pytest.approx(2.5) and s["median_abs_shift_meV_atom"] == pytest.approx(57.5)
+    assert s["shifted"] and s["members_shifted"] == 2
+    (s,) = baseline_shifts(scan_table(frames, {**pair, "m2": [e + 1.16 for e in ref]}), tolerance_meV_atom=10.0)
+    assert s["median_abs_shift_meV_atom"] == pytest.approx(58.0) and s["shifted"] and s["members_shifted"] == 3
+    # one member shifted of three is not a shifted committee
+    one = {"m0": [e + 1.2 for e in ref], "m1": ref, "m2": [e + 0.01 for e in ref]}
+    (s,) = baseline_shifts(scan_table(frames, one), tolerance_meV_atom=10.0)
+    assert not s["shifted"] and s["members_shifted"] == 1
+
+
 def test_baseline_shift_without_dilute_frames_uses_each_scans_most_dilute():
     rho = [0.8, 1.0, 1.4]
     frames = _scan("A=1", 10, rho, "s0", [0, 0, 0]) + _scan("A=1", 10, [0.5, 1.0, 1.4], "s1", [0, 0, 0])
@@ -295,6 +313,12 @@ def test_relabel_and_errors_workers(tmp_path):
     assert res.summary["energy_rmse_meV_atom"] == pytest.approx(100.0)
     assert res.summary["forces_rmse_meV_A"] == pytest.approx(50.0)
     assert res.t_stab_ps == 0.035 and res.committee == "x/y"
+    assert lab.run_failed is False and res.run_failed is False  # no failure recorded: the run stopped at 0.035 ps
+    # a run that ended in a failure: its frames lead up to it, and its errors say so
+    failed = run.model_copy(update={"failure": {"detector": "bond", "step": 70, "time_ps": 0.035}})
+    lab_f = relabel(p, {"run": [failed]})
+    assert lab_f.run_failed is True
+    assert traj_errors(TrajErrorsParams(**common), {"labels": [lab_f], "member": [member]}).run_failed is True
     # a run that failed before the first Δt has nothing to relabel, and no errors
     early = RunResult(**ident, run_dir=str(run_dir), ensemble="nvt", t_stab_ps=0.005)
     lab0 = relabel(p, {"run": [early]})
@@ -378,6 +402,8 @@ def test_ci_sweep_diagnostics_end_to_end(tmp_path):
     summ = t["traj_error_summary"]
     gap = summ[(summ.committee == "ref:gap/OPLS+VS") & (summ.run == "nvt")].iloc[0]
     assert gap.n_frames == 2 * 2 and np.isfinite(gap.forces_rmse_meV_A) and 0 < gap.forces_rmse_meV_A < 2000
+    assert gap.frames_from_failed_runs == 0 and "run_failed" in t["traj_errors"]
+    assert "errors_from_failed_runs" in t["liquids"]
     liquids = t["liquids"]
     assert set(liquids.liquid) == {"EC:DEC", "VC:EMC", "PC"} and len(liquids) == 3 * 3
     assert set(liquids.composition) == {"EC=9,DEC=5", "VC=8,EMC=5", "PC=12"}

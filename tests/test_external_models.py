@@ -99,17 +99,25 @@ def test_batched_md_with_trained_deepmd_and_mace_members(ci_workspace, small_box
     from harness.models.base import ModelArtifact, get_trainer
     from harness.models.batch import DeePMDBatch, MACEBatch, batch_evaluator
 
-    s = RunSettings("nvt", 500.0, length_ps=0.02, timestep_fs=0.5, frame_interval=10, thermo_interval=10)
-    for arch, kind, seeds in (("deepmd", DeePMDBatch, (1, 2)), ("mace", MACEBatch, (3,))):
+    nvt = RunSettings("nvt", 500.0, length_ps=0.02, timestep_fs=0.5, frame_interval=10, thermo_interval=10)
+    # NPT as well: the batched stress path (the virial of each structure of one call) drives the barostat
+    npt = RunSettings("npt", 500.0, length_ps=0.02, timestep_fs=0.5, pressure_atm=1.0, tdamp_fs=50.0, pdamp_fs=500.0,
+                      frame_interval=10, thermo_interval=10)
+    for arch, kind, seeds, s in (("deepmd", DeePMDBatch, (1, 2), nvt), ("deepmd", DeePMDBatch, (1, 2), npt),
+                                 ("mace", MACEBatch, (3,), nvt)):
         art = ModelArtifact.load(next(ci_workspace.glob(f"models/{arch}/OPLS/*/member-0-seed0")))
         calc = get_trainer(arch).calculator(art)
         ev = batch_evaluator(get_trainer(arch).calculator(art))
         assert isinstance(ev, kind)
-        jobs = [BatchJob(small_box, s, tmp_path / f"{arch}-b{seed}", seed=seed) for seed in seeds]
+        tag = f"{arch}-{s.ensemble}"
+        jobs = [BatchJob(small_box, s, tmp_path / f"{tag}-b{seed}", seed=seed) for seed in seeds]
         batched = run_batched(jobs, [ev])
         for seed, res in zip(seeds, batched):
-            alone = run_md(small_box, calc, s, outdir=tmp_path / f"{arch}-a{seed}", seed=seed)
-            assert res.n_steps == alone.n_steps == 40, (arch, res, alone)
-            a = read_h5md(tmp_path / f"{arch}-a{seed}" / "trajectory.h5md")["positions"]
-            b = read_h5md(tmp_path / f"{arch}-b{seed}" / "trajectory.h5md")["positions"]
-            assert np.allclose(a, b, rtol=0, atol=1e-8), (arch, float(np.abs(a - b).max()))
+            alone = run_md(small_box, calc, s, outdir=tmp_path / f"{tag}-a{seed}", seed=seed)
+            assert res.n_steps == alone.n_steps == 40, (tag, res, alone)
+            a = read_h5md(tmp_path / f"{tag}-a{seed}" / "trajectory.h5md")
+            b = read_h5md(tmp_path / f"{tag}-b{seed}" / "trajectory.h5md")
+            assert np.allclose(a["positions"], b["positions"], rtol=0, atol=1e-8), (tag, float(np.abs(a["positions"] - b["positions"]).max()))
+            assert np.allclose(a["cells"], b["cells"], rtol=0, atol=1e-8), tag
+            if s.ensemble == "npt":
+                assert np.ptp(np.linalg.det(b["cells"])) > 0, "the barostat moved the cell"

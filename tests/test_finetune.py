@@ -43,11 +43,41 @@ def test_prediction_change_analytic():
 def test_gain_and_forgetting_signs():
     before = {"forces_rmse_meV_A": 200.0, "energy_rmse_meV_atom": 20.0}
     after = {"forces_rmse_meV_A": 150.0, "energy_rmse_meV_atom": 25.0}
-    s = gain_and_forgetting(before, after, {"a": {"forces_change_rms_meV_A": 30.0, "energy_change_rms_meV_atom": 2.0},
-                                            "b": {"forces_change_rms_meV_A": 50.0, "energy_change_rms_meV_atom": 4.0}})
+    changes = {"a": {"forces_change_rms_meV_A": 30.0, "energy_change_rms_meV_atom": 2.0,
+                     "forces_error_increase_meV_A": 10.0, "energy_error_increase_meV_atom": -1.0},
+               "b": {"forces_change_rms_meV_A": 50.0, "energy_change_rms_meV_atom": 4.0,
+                     "forces_error_increase_meV_A": 20.0, "energy_error_increase_meV_atom": 3.0},
+               "unlabelled": {"forces_change_rms_meV_A": 70.0, "energy_change_rms_meV_atom": 6.0}}
+    s = gain_and_forgetting(before, after, changes)
     assert s["target_forces_gain_meV_A"] == 50.0 and s["target_energy_gain_meV_atom"] == -5.0
-    assert s["forgetting_forces_meV_A"] == 40.0 and s["forgetting_energy_meV_atom"] == 3.0
+    assert s["forgetting_forces_meV_A"] == 15.0 and s["forgetting_energy_meV_atom"] == 1.0  # labelled sets only
+    assert s["prediction_change_forces_meV_A"] == 50.0 and s["prediction_change_energy_meV_atom"] == 4.0
     assert "forgetting_forces_meV_A" not in gain_and_forgetting(before, after, {})
+    assert "forgetting_forces_meV_A" not in gain_and_forgetting(before, after, {"u": changes["unlabelled"]})
+
+
+def test_a_model_moved_towards_the_labels_forgets_nothing():
+    """The original predicts forces 0.2 eV/Å off the labels; the tuned model half as far: its predictions changed
+    (100 meV/Å) but its error fell: forgetting is negative (an error decrease), not the change. A constant energy
+    offset is not forgetting either."""
+    from harness.finetune.forgetting import error_increase
+
+    frames = _frames()
+    rng = np.random.default_rng(1)
+    for a in frames:
+        a.arrays["REF_forces"] = rng.normal(size=(4, 3))
+        a.info["REF_energy"] = float(rng.normal())
+    orig = [Prediction(energy=a.info["REF_energy"] + 0.04 * k, forces=a.arrays["REF_forces"] + 0.2)
+            for k, a in enumerate(frames)]
+    tuned = [Prediction(energy=a.info["REF_energy"] + 0.02 * k + 5.0, forces=a.arrays["REF_forces"] + 0.1)
+             for k, a in enumerate(frames)]
+    e = error_increase(frames, orig, tuned)
+    assert e["forces_rmse_original_meV_A"] == pytest.approx(200.0) and e["forces_rmse_tuned_meV_A"] == pytest.approx(100.0)
+    assert e["forces_error_increase_meV_A"] == pytest.approx(-100.0)
+    # energies: errors 0, 10, 20 meV/atom (orig) vs 1250 + 0, 5, 10 (tuned): offset removed, the spread halves
+    assert e["energy_error_increase_meV_atom"] == pytest.approx(1000 * (np.std([0, 0.005, 0.01]) - np.std([0, 0.01, 0.02])))
+    assert e["energy_error_increase_meV_atom"] < 0
+    assert prediction_change(frames, orig, tuned)["forces_change_rms_meV_A"] == pytest.approx(100.0)
 
 
 def _fake_foundation(tmp_path, content=b"not a real model"):
@@ -199,12 +229,13 @@ def test_ci_finetune_run(tmp_path):
     assert {c.split("/")[0] for c in by} == {"ft:naive-lr0.01", "ft:naive-lr0.001", "ft:frozen-lr0.001",
                                              "ft:replay-lr0.001"}
     for c, rows in by.items():
-        for s in rows:
-            assert np.isfinite(s["forgetting_forces_meV_A"]) and s["forgetting_forces_meV_A"] > 0, c
-    # a ten times larger learning rate moves the model further from the foundation
-    fast = np.mean([s["forgetting_forces_meV_A"] for s in by["ft:naive-lr0.01/OPLS+VS"]])
-    slow = np.mean([s["forgetting_forces_meV_A"] for s in by["ft:naive-lr0.001/OPLS+VS"]])
-    assert fast > slow
+        for s in rows:  # every strategy moved the model; forgetting (an error increase) is measured on labels
+            assert s["prediction_change_forces_meV_A"] > 0 and np.isfinite(s["forgetting_forces_meV_A"]), c
+    # a ten times larger learning rate moves the model further from the foundation and raises its held-out error more
+    for key in ("prediction_change_forces_meV_A", "forgetting_forces_meV_A"):
+        fast = np.mean([s[key] for s in by["ft:naive-lr0.01/OPLS+VS"]])
+        slow = np.mean([s[key] for s in by["ft:naive-lr0.001/OPLS+VS"]])
+        assert fast > slow, key
 
     def model(committee):
         m = trained[committee]

@@ -346,3 +346,116 @@ def test_drift_of_every_molecule_is_removed_before_the_msd():
     com = molecule_com(drifting.positions, masses, mol_id)
     raw = block_diffusivity(com, 0.1, 200, 20, 20, {"CO2": np.arange(200)})["CO2"].D
     assert raw > 1.3 * D
+
+
+# -- honest diffusion (issue #28 item 3) ---------------------------------------------------------------------------
+
+def _traj_from_com(com: np.ndarray, cells: np.ndarray, dt_ps: float):
+    """A Trajectory of rigid three-atom molecules whose COMs follow ``com`` (T, M, 3)."""
+    from tests.observables_helpers import NUMBERS, OFFSETS
+    from harness.observables.trajectory import Trajectory
+    from ase.data import atomic_masses
+
+    n_t, n_mol, _ = com.shape
+    pos = (com[:, :, None, :] + OFFSETS[None, None]).reshape(n_t, 3 * n_mol, 3)
+    numbers = np.tile(NUMBERS, n_mol)
+    return Trajectory(pos, cells, np.arange(n_t) * dt_ps, numbers, atomic_masses[numbers],
+                      np.repeat(np.arange(n_mol), 3), "synthetic")
+
+
+def test_a_caged_ornstein_uhlenbeck_trajectory_is_not_diffusive():
+    """Molecules bound harmonically to their sites (OU, relaxation 0.2 ps): the MSD plateaus, the local
+    exponent over a 0.5-4 ps window is far below 0.9 and the fit is flagged; free Brownian motion gives β ≈ 1."""
+    from harness.observables.diffusion import DiffusionSpec, species_diffusivity
+
+    rng = np.random.default_rng(4)
+    n_t, n_mol, dt, relax, D = 2001, 40, 0.01, 0.2, 0.5
+    a = np.exp(-dt / relax)
+    noise = rng.normal(size=(n_t, n_mol, 3)) * np.sqrt(D * relax * (1 - a * a))
+    x = np.zeros((n_t, n_mol, 3))
+    for t in range(1, n_t):
+        x[t] = a * x[t - 1] + noise[t]
+    sites = rng.uniform(0, 30, (n_mol, 3))
+    cells = np.tile(np.eye(3) * 30.0, (n_t, 1, 1))
+    spec = DiffusionSpec(block_ps=4.0, block_stride_ps=1.0, skip_ps=0.5, kinisi=False)
+    caged = species_diffusivity(_traj_from_com(sites + x, cells, dt), spec)
+    (r,) = caged.values()
+    assert r.block.beta < 0.3 and not r.block.diffusive
+    free = sites + np.cumsum(rng.normal(size=(n_t, n_mol, 3)) * np.sqrt(2 * D * dt), axis=0)
+    (f,) = species_diffusivity(_traj_from_com(free, cells, dt), spec).values()
+    assert 0.9 <= f.block.beta <= 1.1 and f.block.diffusive
+    assert f.block.D == pytest.approx(D, rel=0.15)
+
+
+def test_tor_unwrapping_removes_the_barostat_scaling_of_far_images():
+    """NPT: molecules at rest in fractional coordinates, one of them ten cells away from the origin in its
+    unwrapped coordinate, the cell edge fluctuating by 2 %. The integrator's affinely scaled positions show a
+    spurious MSD growing with the distance from the origin; TOR-unwrapped centres of mass show at most the
+    in-box scaling (von Bülow et al. 2020)."""
+    from harness.observables.diffusion import _com_by_species
+    from harness.observables.trajectory import unwrap
+
+    rng = np.random.default_rng(2)
+    n_t, L0 = 200, 20.0
+    edge = L0 * (1 + 0.02 * np.sin(np.linspace(0, 20, n_t)))
+    cells = edge[:, None, None] * np.eye(3)[None]
+    frac = np.array([[0.3, 0.4, 0.5], [10.3, 0.6, 0.2], [0.7, 0.2, 0.9]])
+    affine = np.einsum("mj,tji->tmi", frac, cells)  # what a scaling barostat does to unwrapped positions
+    com, _ = _com_by_species(_traj_from_com(affine, cells, 0.01))
+    disp = np.abs(com - com[0]).max()
+    assert disp < 0.02 * L0 * 1.0 + 1e-9  # bounded by the in-box scaling (< one box of 2 %)
+    raw = np.abs(affine[:, 1] - affine[0, 1]).max()
+    assert raw > 4.0  # the naive positions moved by ~ 10 x 2 % x 20 Å
+    # for a fixed cell TOR is ordinary unwrapping: wrapped Brownian positions come back exactly
+    fixed = np.tile(np.eye(3) * 15.0, (300, 1, 1))
+    walk = np.cumsum(rng.normal(size=(300, 5, 3)) * 0.3, axis=0) + 7.0
+    wrapped = walk - np.floor(walk / 15.0) * 15.0
+    np.testing.assert_allclose(unwrap(wrapped, fixed), wrapped[0] + walk - walk[0], atol=1e-9)
+
+
+def test_yeh_hummer_correction_value():
+    """ΔD = k_B T ξ / (6 π η L): 500 K, η = 0.3 mPa s, L = 13 Å gives 0.2666 Å²/ps (26.7e-6 cm²/s, comparable
+    to D itself in the 160-atom cell); 300 K, 1 mPa s, 30 Å (water-like) gives 0.0208 Å²/ps."""
+    from harness.observables.diffusion import yeh_hummer
+
+    assert yeh_hummer(500.0, 13.0, 0.3) == pytest.approx(1.380649e-23 * 500 * 2.837297 / (6 * np.pi * 0.3e-3 * 13e-10)
+                                                           * 1e8, rel=1e-6)
+    assert yeh_hummer(500.0, 13.0, 0.3) == pytest.approx(0.2666, rel=1e-3)
+    assert yeh_hummer(300.0, 30.0, 1.0) == pytest.approx(0.02080, rel=1e-3)
+    assert yeh_hummer(300.0, 30.0) == pytest.approx(yeh_hummer(300.0, 30.0, 1.0))  # the coefficient (η = 1)
+
+
+# -- honest density (issue #28 item 4) -----------------------------------------------------------------------------
+
+def test_a_density_transient_is_flagged_and_a_stationary_series_is_not():
+    """AR(1) density (σ 0.01 g/cm³, φ 0.95) with the barostat's relaxation from a packed start (+0.1 g/cm³
+    decaying over 300 samples) is flagged; the same series without it is not. Rates over 100 seeds: the flag
+    catches ≥ 85 % of such transients and fires on ≤ 12 % of stationary series (measured: 93 %, 6-10 %)."""
+    from harness.observables.stats import stationarity
+    from tests.observables_helpers import ar1
+
+    t = np.arange(1000)
+    flagged = [not stationarity(ar1(1000, 1.0, 0.01, 0.95, s) + 0.1 * np.exp(-t / 300)).stationary for s in range(100)]
+    false = [not stationarity(ar1(1000, 1.0, 0.01, 0.95, s)).stationary for s in range(100)]
+    assert np.mean(flagged) >= 0.85 and np.mean(false) <= 0.12
+    r = stationarity(ar1(1000, 1.0, 0.01, 0.95, 1) + 0.1 * np.exp(-t / 300))
+    assert not r.stationary and r.mser_truncation > 100 and "MSER-5" in r.rule
+    assert not stationarity(np.ones(10)).stationary  # too short to check is not "stationary"
+
+
+def test_R_is_uninformative_when_the_reference_baseline_hides_density_errors():
+    """δ_min = σ sqrt(2 baseline): two reference members of width 0.01 g/cm³ whose means differ by 0.03 have a
+    baseline of ~4.5 nats, hiding shifts below ~0.03 g/cm³ (> 0.02): R uninformative; members that agree
+    (baseline ~0) resolve shifts far below it."""
+    from harness.observables.analysis import kl_resolution
+
+    rng = np.random.default_rng(0)
+    apart = {"a": rng.normal(1.00, 0.01, 4000), "b": rng.normal(1.03, 0.01, 4000)}
+    r = kl_resolution(apart, 4.5)
+    assert r["delta_min_g_cm3"] == pytest.approx(0.01 * math.sqrt(9.0), rel=0.05) and not r["informative"]
+    assert "hides density shifts" in r["why"]
+    close = {"a": rng.normal(1.00, 0.01, 4000), "b": rng.normal(1.00, 0.01, 4000)}
+    r = kl_resolution(close, 0.01)
+    assert r["informative"] and r["delta_min_g_cm3"] < 0.002
+    few = {"a": np.repeat(rng.normal(1.0, 0.01, 5), 200), "b": np.repeat(rng.normal(1.0, 0.01, 5), 200)}
+    assert not kl_resolution(few, 0.01)["informative"]  # 5 independent values in 1000 samples

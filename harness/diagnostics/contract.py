@@ -55,6 +55,7 @@ class RelabelResult(MemberIdentity):
     n_selected: int = 0
     n_labelled: int = 0
     failed: list[dict[str, Any]] = Field(default_factory=list)
+    run_failed: bool | None = Field(None, description="the run ended in a failure (its frames lead up to it)")
 
 
 class RelabelParams(WorkerParams):
@@ -79,6 +80,7 @@ class TrajErrorsResult(MemberIdentity):
     summary: dict[str, Any]
     by_reference: list[dict[str, Any]] = Field(default_factory=list)
     failed_labels: int = 0
+    run_failed: bool | None = Field(None, description="the run ended in a failure (its frames lead up to it)")
 
 
 class TrajErrorsParams(WorkerParams):

@@ -71,7 +71,7 @@ def relabel(p: RelabelParams, deps: Deps) -> RelabelResult:
     set_threads(p.threads)
     (run,) = deps["run"]
     base = {**run.identity(), "run_dir": run.run_dir, "ensemble": run.ensemble, "t_stab_ps": run.t_stab_ps,
-            "liquid": p.liquid}
+            "liquid": p.liquid, "run_failed": run.failure is not None}
     traj = Path(run.run_dir) / "trajectory.h5md"
     if not traj.exists():
         raise InputError(f"{run.run_dir}: no trajectory.h5md to relabel")
@@ -114,7 +114,7 @@ def traj_errors(p: TrajErrorsParams, deps: Deps) -> TrajErrorsResult:
     (lab,) = deps["labels"]
     (member,) = deps["member"]
     base = {**member.identity(), "run_dir": lab.run_dir, "ensemble": lab.ensemble, "liquid": p.liquid,
-            "t_stab_ps": lab.t_stab_ps, "failed_labels": len(lab.failed)}
+            "t_stab_ps": lab.t_stab_ps, "failed_labels": len(lab.failed), "run_failed": lab.run_failed}
     if not lab.labelled_file:
         return TrajErrorsResult(**base, frames=[], summary=summary([]))
     frames = read_frames(lab.labelled_file)

@@ -49,7 +49,7 @@ def _labelled(frames) -> bool:
 
 def forgetting(p: ForgettingParams, deps: Deps) -> ForgettingResult:
     """The fine-tuned member and its foundation on the target's validation frames and on the held-out sets."""
-    from harness.finetune.forgetting import gain_and_forgetting, prediction_change
+    from harness.finetune.forgetting import error_increase, gain_and_forgetting, prediction_change
     from harness.io import sha256_file
     from harness.models.evaluate import error_table, predict
     from harness.models.load import ModelSource, load_model
@@ -79,6 +79,7 @@ def forgetting(p: ForgettingParams, deps: Deps) -> ForgettingResult:
             if _labelled(frames):  # the reference's labels, where the set has them
                 entry["original"] = error_table(frames, po)["all"]
                 entry["tuned"] = error_table(frames, pt)["all"]
+                entry.update(error_increase(frames, po, pt))
             held[name] = entry
     ft = (member.tags or {}).get("finetune") or {}
     return ForgettingResult(**member.identity(), strategy=str(ft.get("strategy", "?")), lr=float(ft.get("lr", 0.0)),

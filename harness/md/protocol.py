@@ -46,6 +46,14 @@ class SystemSpec(StartSpec):
         "is between models); per_member: each member's runs start from a liquid of their own (independent starts: "
         "the spread between members then includes the start)")
 
+    def hash_dump(self) -> dict:
+        """The dump that hashes runs and starts: ``starts`` left out at its default (``shared``), so protocols
+        hash as they did before per-member starts existed and finished runs stay valid."""
+        data = self.model_dump(mode="json")
+        if data.get("starts") == "shared":
+            del data["starts"]
+        return data
+
 
 class NPTSpec(HarnessModel):
     length_ps: float = Field(gt=0)
@@ -131,4 +139,6 @@ def protocol_hash(protocol: MDProtocol) -> str:
     # became configurable, so finished runs stay valid
     data = protocol.model_dump(mode="json", exclude={"analysis"})
     data["detectors"] = {k: v for k, v in data["detectors"].items() if v is not None}
+    # likewise the shared start, the default before per-member starts existed
+    data["system"] = protocol.system.hash_dump()
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]

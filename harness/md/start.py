@@ -61,7 +61,7 @@ def shared_start(protocol: MDProtocol, cache_dir, *, density_g_cm3: float | None
 
     from harness.io import read_frames, write_frames
 
-    key = {"system": protocol.system.model_dump(mode="json"), "temperature_K": protocol.temperature_K,
+    key = {"system": protocol.system.hash_dump(), "temperature_K": protocol.temperature_K,
            "density_g_cm3": None if density_g_cm3 is None else round(float(density_g_cm3), 9), "replica": replica}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"start-{digest}.extxyz"

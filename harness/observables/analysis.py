@@ -30,7 +30,7 @@ from harness.observables.diffusion import DiffusionSpec, species_diffusivity, we
 
 __all__ = ["AnalysisSpec", "analysis_hash", "observe_run", "RunSet", "score", "trajectory_observables"]
 
-OBSERVABLES_VERSION = 1
+OBSERVABLES_VERSION = 2  # 2: beta, cell length, Yeh-Hummer, density stationarity
 
 
 class AnalysisSpec(HarnessModel):
@@ -52,18 +52,32 @@ def _density_dict(rho) -> dict:
     return {"mean": s.mean, "std": s.std, "sem": s.sem, "n": s.n, "n_eff": s.n_eff}
 
 
-def _diffusion_dict(traj, spec: AnalysisSpec, equilibration_ps: float) -> dict:
+def _diffusion_dict(traj, spec: AnalysisSpec, equilibration_ps: float, temperature_K: float | None = None) -> dict:
+    """Per-species D (block scheme, kinisi) with the checks a verdict needs: the MSD's local exponent β over the
+    fit window (``diffusive``: β ≥ 0.9), the cell length and the Yeh-Hummer finite-size correction (its
+    coefficient without a viscosity)."""
+    from harness.observables.diffusion import DIFFUSIVE_BETA, yeh_hummer
+
     res = species_diffusivity(traj, spec.diffusion, equilibration_ps=equilibration_ps)
+    t = traj.after(equilibration_ps)
+    length = float(np.mean(np.abs(np.linalg.det(t.cells)))) ** (1 / 3)
     species = {}
     for name, r in res.items():
         d = {"n_molecules": r.n_molecules, "D_block_A2_ps": r.block.D, "sem_block_A2_ps": r.block.sem,
-             "n_blocks": len(r.block.D_blocks)}
+             "n_blocks": len(r.block.D_blocks), "beta": r.block.beta, "diffusive": r.block.diffusive}
         if r.kinisi is not None:
             d.update(D_kinisi_A2_ps=r.kinisi.D, kinisi_low_A2_ps=r.kinisi.low, kinisi_high_A2_ps=r.kinisi.high)
         species[name] = d
     counts = {k: v["n_molecules"] for k, v in species.items()}
     out = {"species": species,
-           "D_weighted_block_A2_ps": weighted_diffusivity({k: v["D_block_A2_ps"] for k, v in species.items()}, counts)}
+           "D_weighted_block_A2_ps": weighted_diffusivity({k: v["D_block_A2_ps"] for k, v in species.items()}, counts),
+           "diffusive": all(v["diffusive"] for v in species.values()), "beta_threshold": DIFFUSIVE_BETA,
+           "cell_length_A": length}
+    if temperature_K is not None:
+        eta = spec.diffusion.viscosity_mPa_s
+        out["yeh_hummer"] = {"temperature_K": temperature_K, "viscosity_mPa_s": eta,
+                             "coefficient_A2_ps_mPa_s": yeh_hummer(temperature_K, length),
+                             "delta_D_A2_ps": yeh_hummer(temperature_K, length, eta) if eta else None}
     if spec.diffusion.kinisi:
         total = sum(counts.values())
         samples = sum(res[k].kinisi.samples * counts[k] / total for k in res)
@@ -142,11 +156,15 @@ def observe_run(run_dir: str | Path, spec: AnalysisSpec, *, equilibration_ps: fl
                 raise InputError(f"{run_dir}: {len(rho)} density samples after {equilibration_ps:g} ps equilibration")
             out["density_g_cm3"] = _density_dict(rho)
             out["density_samples"] = rho.tolist()
+            from harness.observables.stats import stationarity
+
+            out["density_stationarity"] = stationarity(rho).as_dict()
         else:
             from harness.observables.trajectory import load_trajectory
 
             traj = load_trajectory(run_dir / "trajectory.h5md")
-            out["diffusion"] = _diffusion_dict(traj, spec, equilibration_ps)
+            out["diffusion"] = _diffusion_dict(traj, spec, equilibration_ps,
+                                               (result.get("settings") or {}).get("temperature_K"))
     with atomic_path(cache) as tmp:
         Path(tmp).write_text(json.dumps(out) + "\n")
     return out
@@ -170,6 +188,33 @@ def _member_observables(members: list[RunSet], spec, eq, tau, *, role: str) -> d
         out[m.name] = {"npt": observe_run(m.npt, spec, equilibration_ps=eq, tau_ps=tau),
                        "nvt": observe_run(m.nvt, spec, equilibration_ps=eq, tau_ps=tau)}
     return out
+
+
+#: R cannot see a density error smaller than this (g/cm³) when it is "informative"; the findings' margin
+R_RESOLUTION_G_CM3 = 0.02
+#: fewest effective samples of a reference member's NPT density for R to mean something
+R_MIN_N_EFF = 10
+
+
+def kl_resolution(ref_samples: dict[str, np.ndarray], baseline: float) -> dict:
+    """What the density term can see: a model whose P(ρ) is the reference's shifted by δ has D_KL ≈ δ²/(2σ²)
+    (Gaussians of the reference's width σ), and R drops below 1 only when D_KL exceeds the reference's own KL
+    baseline, i.e. for |δ| > δ_min = σ·sqrt(2·baseline). R is *uninformative* when δ_min exceeds
+    ``R_RESOLUTION_G_CM3`` or a reference member has fewer than ``R_MIN_N_EFF`` effective samples: R = 1 then
+    says nothing about the density (SCIENCE.md §11)."""
+    from harness.observables.stats import correlated_mean
+
+    sigma = float(np.mean([np.std(x, ddof=1) for x in ref_samples.values()]))
+    n_eff = min(correlated_mean(x).n_eff for x in ref_samples.values())
+    delta = sigma * float(np.sqrt(2 * max(baseline, 0.0)))
+    reasons = []
+    if delta > R_RESOLUTION_G_CM3:
+        reasons.append(f"the reference's KL baseline {baseline:.3g} nats hides density shifts below {delta:.3g} g/cm³ "
+                       f"(> {R_RESOLUTION_G_CM3:g})")
+    if n_eff < R_MIN_N_EFF:
+        reasons.append(f"a reference member has {n_eff:.1f} effective density samples (< {R_MIN_N_EFF})")
+    return {"sigma_g_cm3": sigma, "delta_min_g_cm3": delta, "min_n_eff": float(n_eff), "informative": not reasons,
+            "why": "; ".join(reasons)}
 
 
 def score(model: list[RunSet], reference: list[RunSet], spec: AnalysisSpec, *, tau_ps: float,
@@ -224,17 +269,19 @@ def score(model: list[RunSet], reference: list[RunSet], spec: AnalysisSpec, *, t
                      "npt_failure": npt["failure"], "nvt_failure": nvt["failure"],
                      "npt_run": npt["run"], "nvt_run": nvt["run"],
                      "density_g_cm3": npt.get("density_g_cm3"), "kl": kl,
+                     "density_stationarity": npt.get("density_stationarity"),
                      "diffusion": nvt.get("diffusion")})
     cs = committee_score(inputs, tau_ps=tau_ps, kl_baseline=rk.baseline, D_ref=D_ref)
     for row, ms in zip(rows, cs.members):
         row.update(S=ms.S, R=ms.R, V=ms.V, Q=ms.Q)
     ref_density = [v["npt"]["density_g_cm3"]["mean"] for v in ref.values() if v["npt"]["reached_tau"]]
+    resolution = kl_resolution(ref_samples, rk.baseline)
     return {
         "members": rows,
         "committee": cs.as_dict()["committee"],
         "reference": {"members": list(ref), "npt_members_used": list(rk.members), "kl_baseline": rk.baseline,
                       "kl_pairs": rk.pairs, "D_ref_A2_ps": D_ref, "nvt_members_used": len(ref_D),
-                      "density_g_cm3": float(np.mean(ref_density))},
+                      "density_g_cm3": float(np.mean(ref_density)), "R_resolution": resolution},
         "settings": {"tau_ps": tau_ps, "equilibration_ps": equilibration_ps, "kl_rule": rule.describe(),
                      "density_grid": grid.model_dump(), "diffusion": spec.diffusion.model_dump(),
                      "D_in_Q": "block (composition-weighted, molecule counts)", "analysis_hash": analysis_hash(spec)},

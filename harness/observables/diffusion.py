@@ -27,7 +27,13 @@ from harness.observables.trajectory import Trajectory, molecule_com
 from harness.units import A2_PER_PS_TO_1E6_CM2_PER_S
 
 __all__ = ["DiffusionSpec", "msd_fft", "msd_naive", "block_diffusivity", "kinisi_diffusivity",
-           "species_diffusivity", "weighted_diffusivity", "A2_PER_PS_TO_1E6_CM2_PER_S"]
+           "species_diffusivity", "weighted_diffusivity", "local_exponent", "yeh_hummer", "A2_PER_PS_TO_1E6_CM2_PER_S",
+           "DIFFUSIVE_BETA", "XI_CUBIC"]
+
+#: below this local exponent over the fit window the MSD is not yet linear in t (SCIENCE.md §11)
+DIFFUSIVE_BETA = 0.9
+#: the Madelung-like constant of the Yeh-Hummer correction for a cubic periodic cell
+XI_CUBIC = 2.837297
 
 
 
@@ -38,6 +44,9 @@ class DiffusionSpec(HarnessModel):
     block_stride_ps: float = Field(10.0, gt=0, description="time between block origins")
     skip_ps: float = Field(10.0, ge=0, description="ballistic lags dropped before the linear fit")
     kinisi: bool = Field(True, description="also run kinisi's Bayesian estimator")
+    viscosity_mPa_s: float | None = Field(None, gt=0, description="shear viscosity of the liquid at the run's "
+                                          "state point, for the Yeh-Hummer finite-size correction (reported, not "
+                                          "applied to Q); without it only the correction's coefficient is given")
     kinisi_max_intervals: int = Field(100, ge=4, description="frames are thinned so that at most this many "
                                       "consecutive intervals up to block_ps go to kinisi")
     kinisi_samples: int = Field(1000, ge=100, description="MCMC samples per walker")
@@ -82,10 +91,16 @@ def msd_naive(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class BlockResult:
-    """Block-scheme diffusivity of one species in one trajectory (Å²/ps)."""
+    """Block-scheme diffusivity of one species in one trajectory (Å²/ps); ``beta``: the local exponent
+    d ln MSD / d ln t over the fit window of the block-averaged MSD (1 when diffusive)."""
 
     D_blocks: tuple[float, ...]
     n_molecules: int
+    beta: float = float("nan")
+
+    @property
+    def diffusive(self) -> bool:
+        return bool(self.beta >= DIFFUSIVE_BETA)
 
     @property
     def D(self) -> float:
@@ -126,6 +141,12 @@ def _block_grid(traj: Trajectory, spec: DiffusionSpec) -> tuple[float, int, int,
 def _com_by_species(traj: Trajectory) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Drift-free molecular COMs (T, M, 3) and the molecule indices of each species."""
     com = molecule_com(traj.positions, traj.masses, traj.mol_id)
+    if np.ptp(traj.cells, axis=0).max() > 0:
+        # a fluctuating cell (NPT): the integrator's positions scale with the cell, which adds displacements that
+        # grow with the distance from the origin; TOR-unwrap the centres of mass (SCIENCE.md §11)
+        from harness.observables.trajectory import unwrap
+
+        com = unwrap(com, traj.cells)
     mol_mass = np.bincount(traj.mol_id, weights=traj.masses)
     drift = np.einsum("tmi,m->ti", com, mol_mass / mol_mass.sum())
     com = com - drift[:, None, :]
@@ -142,13 +163,39 @@ def block_diffusivity(com: np.ndarray, dt_ps: float, length: int, stride: int, s
     lags = np.arange(skip, length + 1) * dt_ps
     t_c = lags - lags.mean()
     out: dict[str, list[float]] = {k: [] for k in groups}
+    mean_msd = {k: np.zeros(len(lags)) for k in groups}
     for o in origins:
         block = com[o:o + length + 1]
         for name, idx in groups.items():
             y = msd(block[:, idx])[skip:]
             slope = float(np.dot(t_c, y - y.mean()) / np.dot(t_c, t_c))
             out[name].append(slope / 6.0)
-    return {k: BlockResult(tuple(v), len(groups[k])) for k, v in out.items()}
+            mean_msd[name] += y
+    return {k: BlockResult(tuple(v), len(groups[k]), local_exponent(lags, mean_msd[k])) for k, v in out.items()}
+
+
+def local_exponent(lags: np.ndarray, msd: np.ndarray) -> float:
+    """β = d ln MSD / d ln t over the window: the least-squares slope of ln MSD against ln t (lags > 0, MSD > 0);
+    1 for diffusion, below 1 for sub-diffusive (caged) motion, up to 2 for ballistic."""
+    lags, msd = np.asarray(lags, float), np.asarray(msd, float)
+    ok = (lags > 0) & (msd > 0)
+    if ok.sum() < 2:
+        return float("nan")
+    x, y = np.log(lags[ok]), np.log(msd[ok])
+    xc = x - x.mean()
+    return float(np.dot(xc, y - y.mean()) / np.dot(xc, xc))
+
+
+def yeh_hummer(temperature_K: float, cell_length_A: float, viscosity_mPa_s: float | None = None) -> float:
+    """The Yeh-Hummer finite-size correction ΔD = k_B T ξ / (6π η L) (Å²/ps) for a cubic cell of edge L:
+    D(∞) = D(L) + ΔD. Without a viscosity, the coefficient k_B T ξ / (6π L) in Å²/ps·mPa s (ΔD = it / η)."""
+    from ase.units import kB  # eV/K
+    import math
+
+    eta = 1.0 if viscosity_mPa_s is None else viscosity_mPa_s
+    # kB T in J; eta in Pa s (1 mPa s = 1e-3 Pa s); L in m; m²/s -> Å²/ps is 1e8
+    kT_J = kB * temperature_K * 1.602176634e-19
+    return kT_J * XI_CUBIC / (6 * math.pi * eta * 1e-3 * cell_length_A * 1e-10) * 1e8
 
 
 def kinisi_diffusivity(com: np.ndarray, cells: np.ndarray, dt_ps: float, spec: DiffusionSpec,

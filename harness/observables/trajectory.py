@@ -101,13 +101,20 @@ def max_frame_jump(positions: np.ndarray, cells: np.ndarray) -> tuple[float, int
 
 
 def unwrap(positions: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """Unwrap a periodic trajectory with per-frame cells: fractional displacements between consecutive
-    frames are taken to the nearest image, accumulated, and mapped back with each frame's cell."""
-    frac = np.einsum("tni,tij->tnj", positions, np.linalg.inv(cells))
-    d = np.diff(frac, axis=0)
-    d -= np.round(d)
-    frac_u = np.concatenate([frac[:1], frac[:1] + np.cumsum(d, axis=0)])
-    return np.einsum("tnj,tji->tni", frac_u, cells)
+    """Unwrap a periodic trajectory with per-frame cells by the toroidal-view-preserving (TOR) scheme of von
+    Bülow, Bullerjahn & Hummer (J. Chem. Phys. 153, 021101, 2020): positions are wrapped into each frame's cell,
+    and the unwrapped position advances by the displacement of the wrapped one taken to its nearest image in
+    the *new* cell. Under a fluctuating cell (NPT) this adds no displacement that grows with the distance from
+    the origin, unlike accumulating fractional displacements or the integrator's affinely scaled positions; for
+    a fixed cell it is the usual unwrapping. Frame 0 is kept as given. Shapes (T, N, 3) and (T, 3, 3)."""
+    positions = np.asarray(positions, dtype=float)
+    inv = np.linalg.inv(cells)
+    frac = np.einsum("tni,tij->tnj", positions, inv)
+    wrapped = np.einsum("tnj,tji->tni", frac - np.floor(frac), cells)
+    d = np.diff(wrapped, axis=0)
+    fd = np.einsum("tni,tij->tnj", d, inv[1:])
+    d -= np.einsum("tnj,tji->tni", np.round(fd), cells[1:])
+    return np.concatenate([positions[:1], positions[:1] + np.cumsum(d, axis=0)])
 
 
 def _make_whole(positions: np.ndarray, cell: np.ndarray, mol_id: np.ndarray) -> np.ndarray:

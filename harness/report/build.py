@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import InputError
-from harness.report.data import committee_table, density_samples, learning_curves, load_scores, member_table
+from harness.report.data import (committee_table, density_samples, learning_curves, load_scores, member_table,
+                                 protocol_facts, species_of)
 from harness.report import figures
+from harness.report.findings import architecture_of
 
 __all__ = ["build_report", "q_table", "to_markdown", "to_latex"]
 
@@ -89,7 +91,7 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
     outdir.mkdir(parents=True, exist_ok=True)  # only once there is something to write
     members = member_table(scores)
     ct = committee_table(members)
-    species = sorted(c[2:] for c in members.columns if c.startswith("D_") and c != "D_w")
+    species = species_of(members)
     table = q_table(ct, species)
     from harness.report.findings import findings
 
@@ -143,12 +145,18 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
                    for k, p in files.items() if k.startswith(("fig1", "fig3")))
     # what analysis/findings.py reads from a report folder (members.csv beside it), and the provenance as a file
     files["summary.json"] = outdir / "summary.json"
-    files["summary.json"].write_text(json.dumps({"reference_committee": reference, "horizon_ps": tau}, indent=1) + "\n")
+    facts = protocol_facts(scores)
+    summary = {"reference_committee": reference, "reference_arch": architecture_of(members, reference),
+               "horizon_ps": tau, **facts}
+    files["summary.json"].write_text(json.dumps(summary, indent=1) + "\n")
     files["provenance.json"] = outdir / "provenance.json"
     files["provenance.json"].write_text(json.dumps(prov, indent=1, default=str) + "\n")
-    found = findings(members, horizon_ps=tau, reference=reference)
-    findings_html = "<ul>" + "".join(f"<li><b>{html.escape(f.verdict)}</b>: {html.escape(f.claim)}<br>"
-                                     f"<small>{html.escape(f.measured)}</small></li>" for f in found) + "</ul>"
+    found = findings(members, horizon_ps=tau, reference=reference, reference_arch=summary["reference_arch"],
+                     timestep_fs=facts["timestep_fs"] or 0.5, check_interval_steps=facts["check_interval_steps"])
+    findings_html = "<ul>" + "".join(
+        f"<li><b>{html.escape(f.verdict)}</b>: {html.escape(f.claim)}<br><small><i>test:</i> {html.escape(f.test)}"
+        f"<br>{html.escape(f.measured)}" + "".join(f"<br><b>caveat:</b> {html.escape(c)}" for c in f.caveats)
+        + "</small></li>" for f in found) + "</ul>"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>harness report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 6px}}figure{{display:inline-block;margin:8px}}img{{max-width:520px}}

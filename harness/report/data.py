@@ -12,7 +12,7 @@ from harness.errors import InputError
 from harness.sweep.store import Store
 from harness.units import A2_PER_PS_TO_1E6_CM2_PER_S
 
-__all__ = ["write_tables", "load_scores", "member_table", "committee_table", "density_samples", "learning_curves"]
+__all__ = ["write_tables", "load_scores", "member_table", "protocol_facts", "species_of", "committee_table", "density_samples", "learning_curves"]
 
 
 def write_tables(tables: dict[str, pd.DataFrame], outdir: Path, files: dict[str, Path]) -> None:
@@ -36,32 +36,86 @@ def load_scores(workspace: str | Path, sweep: str | None = None) -> list[dict]:
 
 
 def member_table(scores: list[dict]) -> pd.DataFrame:
-    """One row per committee member: t_stab, density, D per species, KL, S, R, V, Q (D in 1e-6 cm²/s)."""
+    """One row per committee member: t_stab, density, D per species, KL, S, R, V, Q (D in 1e-6 cm²/s), with what
+    the verdicts need beside them (:mod:`harness.report.findings`): whether each run failed and at which step, the
+    density's own standard error and effective sample count, and each D's own standard error (kinisi's 95 %
+    interval / 3.92 when it ran, else the overlapping-block SE, which is too small)."""
     rows = []
     for sc in scores:
         for m in sc["members"]:
             d = m.get("diffusion") or {}
             tags = sc.get("tags") or {}
+            rho = m.get("density_g_cm3") or {}
+            npt_failure, nvt_failure = m.get("npt_failure"), m.get("nvt_failure")
             row = {"committee": sc["committee_id"], "arch": sc["arch"], "subset": sc["subset"], "member": m["name"],
                    "campaign": tags.get("campaign"), "chain": tags.get("chain"),
                    "generation": tags.get("generation", np.nan),
                    "finetune": (tags.get("finetune") or {}).get("name"),
                    "finetune_lr": (tags.get("finetune") or {}).get("lr", np.nan),
                    "t_stab_npt_ps": m["t_stab_npt_ps"], "t_stab_nvt_ps": m["t_stab_nvt_ps"],
-                   "density_g_cm3": (m.get("density_g_cm3") or {}).get("mean", np.nan),
+                   "npt_failed": npt_failure is not None, "nvt_failed": nvt_failure is not None,
+                   "npt_failure_step": (npt_failure or {}).get("step", np.nan),
+                   "npt_failure_detector": (npt_failure or {}).get("detector"),
+                   "density_g_cm3": rho.get("mean", np.nan), "density_run_se_g_cm3": rho.get("sem", np.nan),
+                   "density_n_eff": rho.get("n_eff", np.nan),
                    "kl": np.nan if m.get("kl") is None else m["kl"],
                    "D_w": d.get("D_weighted_block_A2_ps", np.nan) * A2_PER_PS_TO_1E6_CM2_PER_S,
                    "S": m["S"], "R": m["R"], "V": m["V"], "Q": m["Q"]}
+            flags = []
+            st = m.get("density_stationarity")
+            row["density_stationary"] = st.get("stationary") if st else None
+            if st and not st.get("stationary"):
+                flags.append(f"density transient (MSER-5 cut {st['mser_truncation']} samples, halves p "
+                             f"{st['halves_p']:.2g})")
+            res = (sc.get("reference") or {}).get("R_resolution")
+            row["R_informative"] = res.get("informative") if res else None
+            if res and not res.get("informative"):
+                flags.append("R uninformative")
             for sp, v in (d.get("species") or {}).items():
+                if v.get("diffusive") is False:
+                    flags.append(f"D_{sp} not diffusive (β {v['beta']:.2f})")
                 row[f"D_{sp}"] = v["D_block_A2_ps"] * A2_PER_PS_TO_1E6_CM2_PER_S
+                if v.get("kinisi_low_A2_ps") is not None and v.get("kinisi_high_A2_ps") is not None:
+                    se = (v["kinisi_high_A2_ps"] - v["kinisi_low_A2_ps"]) / 3.92
+                else:
+                    se = v.get("sem_block_A2_ps", np.nan)
+                row[f"D_{sp}_run_se"] = se * A2_PER_PS_TO_1E6_CM2_PER_S
+                row[f"D_{sp}_beta"] = v.get("beta", np.nan)
+            row["flags"] = "; ".join(flags)
             rows.append(row)
     return pd.DataFrame(rows)
 
 
+def species_of(members: pd.DataFrame) -> list[str]:
+    """The molecular species whose diffusivity columns ``D_<species>`` the member table has (not ``D_w`` nor the
+    ``_run_se`` / ``_beta`` columns beside each)."""
+    return sorted(c[2:] for c in members.columns
+                  if c.startswith("D_") and c != "D_w" and not c.endswith(("_run_se", "_beta")))
+
+
+def protocol_facts(scores: list[dict]) -> dict:
+    """What the verdicts need from the MD protocol the scored runs used (read from a run's ``result.json``):
+    timestep (fs), detector check interval (steps) and the reference committee's architecture; empty values
+    when no run can be read."""
+    facts: dict = {"timestep_fs": None, "check_interval_steps": None}
+    for sc in scores:
+        for m in sc["members"]:
+            run = m.get("npt_run")
+            path = Path(run) / "result.json" if run else None
+            if path is None or not path.exists():
+                continue
+            data = json.loads(path.read_text())
+            spec = (data.get("meta") or {}).get("protocol_spec") or {}
+            facts["timestep_fs"] = spec.get("timestep_fs", (data.get("settings") or {}).get("timestep_fs"))
+            det = spec.get("detectors") or {}
+            facts["check_interval_steps"] = det.get("interval")
+            return facts
+    return facts
+
+
 def committee_table(members: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard error over members per committee for every numeric column."""
-    num = [c for c in members.columns if c not in ("committee", "arch", "subset", "member", "campaign", "chain",
-                                                   "finetune")]
+    num = [c for c in members.select_dtypes("number").columns if c not in ("committee", "arch", "subset", "member")]
     g = members.groupby(["committee", "arch", "subset"], sort=False, dropna=False)[num]
     mean, sem = g.mean(), g.sem(ddof=1)
     n = g.size().rename("members")

@@ -45,6 +45,8 @@ def diagnostics_tables(workspace: str | Path, sweep: str | None = None) -> dict[
             {**{k: v[k] for k in ident}, "validation_set": v["validation_set"],
              **{k: s[k] for k in ("composition", "n_atoms", "shift_meV_atom", "shift_meV_atom_std", "shift_eV",
                                   "shifted", "shape_rmse_meV_atom", "dilute_frames", "tolerance_meV_atom")},
+             "median_abs_shift_meV_atom": s.get("median_abs_shift_meV_atom", abs(s["shift_meV_atom"])),
+             "members_shifted": s.get("members_shifted"),
              "members": len(s["members"]),
              "energy_rmse_meV_atom": float(np.mean([e["energy_rmse_meV_atom"] for e in v["errors"].values()])),
              "forces_rmse_meV_A": float(np.mean([e["forces_rmse_meV_A"] for e in v["errors"].values()]))}
@@ -55,11 +57,13 @@ def diagnostics_tables(workspace: str | Path, sweep: str | None = None) -> dict[
             kind = f"{e['ensemble']} {e['liquid']}" if e.get("liquid") else e["ensemble"]
             for f in e["frames"]:
                 rows.append({**{k: e[k] for k in ident}, "member": e["member"], "seed": e.get("seed"), "run": kind,
-                             "liquid": e.get("liquid"), "t_stab_ps": e["t_stab_ps"], **f})
+                             "liquid": e.get("liquid"), "t_stab_ps": e["t_stab_ps"],
+                             "run_failed": e.get("run_failed"), **f})
         out["traj_errors"] = pd.DataFrame(rows)
         summ = pd.DataFrame([{**{k: e[k] for k in ident}, "member": e["member"],
                               "run": f"{e['ensemble']} {e['liquid']}" if e.get("liquid") else e["ensemble"],
                               "n_frames": e["summary"]["n_frames"], "failed_labels": e.get("failed_labels", 0),
+                              "frames_from_failed_runs": e["summary"]["n_frames"] if e.get("run_failed") else 0,
                               "energy_rmse_meV_atom": e["summary"]["energy_rmse_meV_atom"],
                               "forces_rmse_meV_A": e["summary"]["forces_rmse_meV_A"],
                               "forces_rmse_slope_meV_A_per_ps": e["summary"].get("forces_rmse_slope_meV_A_per_ps")}
@@ -67,7 +71,7 @@ def diagnostics_tables(workspace: str | Path, sweep: str | None = None) -> dict[
         num = ["energy_rmse_meV_atom", "forces_rmse_meV_A", "forces_rmse_slope_meV_A_per_ps"]
         summ[num] = summ[num].astype(float)
         g = summ.groupby(["committee", "arch", "subset", "run"], dropna=False, sort=True)
-        table = g[num].mean().join(g[["n_frames", "failed_labels"]].sum())
+        table = g[num].mean().join(g[["n_frames", "failed_labels", "frames_from_failed_runs"]].sum())
         table["members_with_frames"] = g.n_frames.apply(lambda s: int((s > 0).sum()))
         out["traj_error_summary"] = table.reset_index()
     if liquids:
@@ -75,22 +79,26 @@ def diagnostics_tables(workspace: str | Path, sweep: str | None = None) -> dict[
         for lq in liquids:
             m = lq["members"]
             t = np.array([x["t_stab_ps"] for x in m])
-            fr = [x["errors"]["forces_rmse_meV_A"] for x in m if x.get("errors") and x["errors"].get("n_frames")]
+            with_errors = [x for x in m if x.get("errors") and x["errors"].get("n_frames")]
+            fr = [x["errors"]["forces_rmse_meV_A"] for x in with_errors]
             rows.append({**{k: lq[k] for k in ident}, "liquid": lq["liquid"], "composition": lq["composition"],
                          "members": len(m), "reached_tau": sum(bool(x["reached_tau"]) for x in m),
                          "horizon_ps": lq["horizon_ps"], "t_stab_npt_ps": float(t.mean()),
                          "t_stab_npt_ps_se": float(t.std(ddof=1) / np.sqrt(len(t))) if len(t) > 1 else np.nan,
                          "failures": ", ".join(sorted({x["failure"] for x in m if x.get("failure")})) or "–",
                          "forces_rmse_meV_A": float(np.mean(fr)) if fr else np.nan,
-                         "members_with_errors": len(fr)})
+                         "members_with_errors": len(fr),
+                         # frames of a failed run lead up to its failure: their errors describe the way out
+                         "errors_from_failed_runs": sum(x.get("failure") is not None for x in with_errors)})
         out["liquids"] = pd.DataFrame(rows)
     return out
 
 
 def fig_volume_scans(frames: pd.DataFrame, shifts: pd.DataFrame, path: Path) -> Path:
-    """Per composition (columns): E(ρ) of the committees' mean against the reference, per atom and relative to
-    the reference's most dilute frame of the same scan (top); parity of the same energies (bottom). A baseline
-    shift is a curve displaced by a constant that the parity points share."""
+    """Per composition (columns): E(ρ) of the committees' mean (markers) and of each member (thin lines: members
+    can be shifted in opposite directions) against the reference, per atom and relative to the reference's most
+    dilute frame of the same scan (top); parity of the committee means (bottom). A baseline shift is a curve
+    displaced by a constant that the parity points share; the legend gives the median |shift| over members."""
     plt = _plt()
     comps = sorted(frames.composition.unique())
     fig, axes = plt.subplots(2, len(comps), figsize=(5 * len(comps), 8), squeeze=False)
@@ -114,7 +122,15 @@ def fig_volume_scans(frames: pd.DataFrame, shifts: pd.DataFrame, path: Path) -> 
                 if i == 0:
                     top.plot(s.density, y_ref, "k-", lw=2, label="reference" if k == 0 else None, zorder=5)
                 sh = shifts[(shifts.committee == cid) & (shifts.composition == comp)]
-                tag = f" (shift {sh.shift_meV_atom.iloc[0]:+.0f} meV/atom)" if len(sh) else ""
+                tag = ""
+                if len(sh):
+                    med = sh["median_abs_shift_meV_atom"].iloc[0] if "median_abs_shift_meV_atom" in sh else \
+                        abs(sh.shift_meV_atom.iloc[0])
+                    tag = f" (median |shift| {med:.0f}, mean {sh.shift_meV_atom.iloc[0]:+.0f} meV/atom)"
+                for _, mem in c[c.scan_id == sid].groupby("member"):
+                    mem = mem.sort_values("density_g_cm3")
+                    top.plot(mem.density_g_cm3, 1000 * (mem.energy_eV - e0) / mem.n_atoms, "-",
+                             color=colors[i % len(colors)], lw=0.7, alpha=0.4)
                 top.plot(s.density, y, "o--", color=colors[i % len(colors)], ms=3,
                          label=f"{cid}{tag}" if k == 0 else None)
                 bottom.plot(y_ref, y, "o", color=colors[i % len(colors)], ms=3, label=cid if k == 0 else None)

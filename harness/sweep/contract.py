@@ -240,6 +240,7 @@ class ObserveResult(MemberIdentity):
     analysis_hash: str
     reached_tau: bool
     density_g_cm3: dict[str, Any] | None = None
+    density_stationarity: dict[str, Any] | None = None
     diffusion: dict[str, Any] | None = None
 
 
@@ -247,7 +248,7 @@ class ObserveParams(AnalysisParams):
     KIND: ClassVar[str] = "observe"
     FN: ClassVar[str] = "harness.sweep.tasks:observe"
     RESULT: ClassVar[type[TaskResult]] = ObserveResult
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3  # 3: beta, Yeh-Hummer and density stationarity (observables version 2)
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"run": ("md",)}
 
 
@@ -285,7 +286,7 @@ class ScoreParams(AnalysisParams):
     KIND: ClassVar[str] = "score"
     FN: ClassVar[str] = "harness.sweep.tasks:score"
     RESULT: ClassVar[type[TaskResult]] = ScoreResult
-    VERSION: ClassVar[int] = 3
+    VERSION: ClassVar[int] = 4  # 4: the reference's R resolution, members' density stationarity
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"observed": ("observe",)}
 
     committee: str
