@@ -10,7 +10,7 @@ STAMP := $(VENV)/.harness-installed
 PYTEST_ARGS ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test test-all demo demo-models ci-sweep ci-models ci-diagnostics ci-finetune ci-foundation ci-slurm ci-chaos ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
+.PHONY: install test test-all demo demo-models ci-sweep ci-ensembles ci-models ci-diagnostics ci-finetune ci-foundation ci-slurm ci-chaos ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
 	wheelhouse install-offline
 
 install: $(STAMP)
@@ -44,6 +44,11 @@ demo-models: install
 ci-sweep: install
 	$(VENV)/bin/harness sweep run protocols/sweeps/ci.yaml --workspace runs/ci
 	$(VENV)/bin/harness report --workspace runs/ci --output runs/ci/report
+
+# The NVT and NPT integrators checked by an independent tool (physical_validation): kinetic-energy distributions
+# with 3N - 3 degrees of freedom and two-state-point ensemble checks, on Lennard-Jones argon and an ideal gas (~1 min)
+ci-ensembles: install
+	$(PY) -m pytest -m slow tests/test_ensembles.py $(PYTEST_ARGS)
 
 # Models the sweep did not train, in the ci sweep's workspace (its reference is reused): a MACE file exported
 # from a ci member and a stand-in ASE calculator get their Q in a sweep, and `harness validate` scores the file;
