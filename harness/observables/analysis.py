@@ -30,7 +30,7 @@ from harness.observables.diffusion import DiffusionSpec, species_diffusivity, we
 
 __all__ = ["AnalysisSpec", "analysis_hash", "observe_run", "RunSet", "score", "trajectory_observables"]
 
-OBSERVABLES_VERSION = 2  # 2: beta, cell length, Yeh-Hummer, density stationarity
+OBSERVABLES_VERSION = 3  # 2: beta, cell length, Yeh-Hummer, density stationarity; 3: unchecked stationarity is None
 
 
 class AnalysisSpec(HarnessModel):

@@ -70,12 +70,14 @@ class Stationarity:
     mser_truncation: int
     halves_z: float
     halves_p: float
-    stationary: bool
+    stationary: bool | None  # None: too short to check
     rule: str
 
     def as_dict(self) -> dict:
-        return {"n": self.n, "mser_truncation": self.mser_truncation, "halves_z": self.halves_z,
-                "halves_p": self.halves_p, "stationary": self.stationary, "rule": self.rule}
+        """JSON-safe (no NaN: an unchecked series has None for its statistics)."""
+        finite = lambda x: None if x != x else x  # noqa: E731
+        return {"n": self.n, "mser_truncation": self.mser_truncation, "halves_z": finite(self.halves_z),
+                "halves_p": finite(self.halves_p), "stationary": self.stationary, "rule": self.rule}
 
 
 def mser_truncation(x, batch: int = 5) -> int:
@@ -105,7 +107,7 @@ def stationarity(x, *, alpha: float = 0.001, max_truncation_tau: float = 10.0) -
     x = np.asarray(x, dtype=float)
     n = len(x)
     if n < 20:
-        return Stationarity(n, 0, float("nan"), float("nan"), False, "fewer than 20 samples: cannot be checked")
+        return Stationarity(n, 0, float("nan"), float("nan"), None, "fewer than 20 samples: cannot be checked")
     d = mser_truncation(x)
     tau_int = correlated_mean(x[n // 2:]).inefficiency / 2  # the second half: a transient inflates the whole's
     a, b = correlated_mean(x[: n // 2]), correlated_mean(x[n // 2:])

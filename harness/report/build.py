@@ -14,7 +14,7 @@ import pandas as pd
 
 from harness.errors import InputError
 from harness.report.data import (committee_table, density_samples, learning_curves, load_scores, member_table,
-                                 protocol_facts, species_of)
+                                 committee_flags, protocol_facts, species_of)
 from harness.report import figures
 from harness.report.findings import architecture_of
 
@@ -27,8 +27,18 @@ def _pm(m: float, e: float, digits: int = 2) -> str:
     return f"{m:.{digits}f} ± {e:.{digits}f}" if np.isfinite(e) else f"{m:.{digits}f}"
 
 
-def q_table(ct: pd.DataFrame, species: list[str]) -> pd.DataFrame:
-    """The comparison table: one row per committee, mean ± SE over members."""
+def _resolution(scores: list[dict]) -> str:
+    """The density shift the reference's KL baseline lets R see, as text (from the first score that has it)."""
+    for sc in scores:
+        r = (sc.get("reference") or {}).get("R_resolution")
+        if r:
+            return f"δ_min = {r['delta_min_g_cm3']:.3g} g/cm³ here ({'informative' if r['informative'] else 'uninformative'})"
+    return "δ_min (not recorded by this workspace's scores)"
+
+
+def q_table(ct: pd.DataFrame, species: list[str], flags: dict[str, str] | None = None) -> pd.DataFrame:
+    """The comparison table: one row per committee, mean ± SE over members, and the verdict flags of its members
+    (:func:`harness.report.data.committee_flags`: a density transient, R uninformative, D not yet diffusive)."""
     rows = []
     for _, r in ct.iterrows():
         row = {"subset": r.subset, "architecture": r.arch, "committee": r.committee, "members": int(r.members),
@@ -39,6 +49,8 @@ def q_table(ct: pd.DataFrame, species: list[str]) -> pd.DataFrame:
         for sp in species:
             row[f"D({sp}) (1e-6 cm²/s)"] = _pm(r.get(f"D_{sp}", np.nan), r.get(f"D_{sp}_se", np.nan), 1)
         row["D(w) (1e-6 cm²/s)"] = _pm(r.D_w, r.D_w_se, 1)
+        if flags is not None:
+            row["flags"] = flags.get(r.committee, "") or "–"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -92,7 +104,7 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
     members = member_table(scores)
     ct = committee_table(members)
     species = species_of(members)
-    table = q_table(ct, species)
+    table = q_table(ct, species, committee_flags(members))
     from harness.report.findings import findings
 
     files = {"table.md": outdir / "table.md", "table.csv": outdir / "table.csv", "table.tex": outdir / "table.tex",
@@ -164,7 +176,13 @@ td,th{{border:1px solid #ccc;padding:3px 6px}}figure{{display:inline-block;margi
 <h1>Q comparison: which training data makes which architecture stable and accurate</h1>{caveat}
 <p>Q = S + R + V per member (SCIENCE.md §7: S = min(1, t_stab,NPT/τ); R and V count only for members stable for
 τ = {tau:g} ps); mean ± standard error over committee members. Reference committee: {html.escape(reference)}.
-D enters Q from the block estimator (composition-weighted); KL rule {html.escape(json.dumps(settings['kl_rule']))}.</p>
+D enters Q from the block estimator (composition-weighted); KL rule {html.escape(json.dumps(settings['kl_rule']))}.
+Flags (counted over members; docs/science.md): <i>density transient</i> — the NPT density after the equilibration cut
+still drifts (MSER-5 truncation beyond 10 τ_int, or first vs second half p &lt; 0.001), so its P(ρ) mixes the
+transient in; <i>R uninformative</i> — the reference's own KL baseline hides density errors below
+{_resolution(scores)}, or a reference member has fewer than 10 effective samples: R = 1 then says nothing;
+<i>D not diffusive</i> — the MSD's local exponent over the fit window is below 0.9, so D (and V) come from a
+sub-diffusive fit.</p>
 {table.to_html(index=False, escape=True)}
 <h2>The paper's findings, measured here</h2><p>Each claim of Niblett et al. beside this sweep's numbers
 (analysis/findings.py prints the same; committees absent from the sweep leave a claim undetermined).</p>

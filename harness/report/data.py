@@ -12,7 +12,7 @@ from harness.errors import InputError
 from harness.sweep.store import Store
 from harness.units import A2_PER_PS_TO_1E6_CM2_PER_S
 
-__all__ = ["write_tables", "load_scores", "member_table", "protocol_facts", "species_of", "committee_table", "density_samples", "learning_curves"]
+__all__ = ["write_tables", "load_scores", "member_table", "protocol_facts", "species_of", "committee_flags", "committee_table", "density_samples", "learning_curves"]
 
 
 def write_tables(tables: dict[str, pd.DataFrame], outdir: Path, files: dict[str, Path]) -> None:
@@ -64,12 +64,16 @@ def member_table(scores: list[dict]) -> pd.DataFrame:
             flags = []
             st = m.get("density_stationarity")
             row["density_stationary"] = st.get("stationary") if st else None
-            if st and not st.get("stationary"):
+            if st and st.get("stationary") is False:
+                p = st.get("halves_p")
                 flags.append(f"density transient (MSER-5 cut {st['mser_truncation']} samples, halves p "
-                             f"{st['halves_p']:.2g})")
+                             f"{'n/a' if p is None else format(p, '.2g')})")
+            elif st and st.get("stationary") is None:
+                flags.append(f"density stationarity unchecked ({st.get('n')} samples)")
             res = (sc.get("reference") or {}).get("R_resolution")
             row["R_informative"] = res.get("informative") if res else None
-            if res and not res.get("informative"):
+            reached = (npt_failure is None and m["t_stab_npt_ps"] >= 0.999 * (sc.get("settings") or {}).get("tau_ps", np.inf))
+            if res and not res.get("informative") and reached:  # R counts only for members stable to the horizon
                 flags.append("R uninformative")
             for sp, v in (d.get("species") or {}).items():
                 if v.get("diffusive") is False:
@@ -84,6 +88,20 @@ def member_table(scores: list[dict]) -> pd.DataFrame:
             row["flags"] = "; ".join(flags)
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def committee_flags(members: pd.DataFrame) -> dict[str, str]:
+    """Per committee, the verdict flags of its members counted (``density transient 2/3; R uninformative 3/3``)."""
+    out = {}
+    if "flags" not in members.columns:
+        return out
+    for cid, rows in members.groupby("committee", sort=False):
+        counts: dict[str, int] = {}
+        for f in rows["flags"].fillna(""):
+            for part in {x.split(" (")[0] for x in str(f).split("; ") if x}:
+                counts[part] = counts.get(part, 0) + 1
+        out[cid] = "; ".join(f"{k} {v}/{len(rows)}" for k, v in sorted(counts.items()))
+    return out
 
 
 def species_of(members: pd.DataFrame) -> list[str]:

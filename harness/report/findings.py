@@ -149,8 +149,8 @@ def _more_stable(arm, tau: float, alpha: float, k: int) -> Finding:
         strata.append((m.t, m.censored, d.t, d.censored))
         parts.append(f"{s}: {m.describe(tau)} | {d.describe(tau)}")
     if not strata:
-        return Finding(claim, test, "no subset with both architectures"
-                       + (f"; too few members: {', '.join(skipped)}" if skipped else ""), "undetermined")
+        return Finding(claim, test, f"too few members on every subset: {', '.join(skipped)}" if skipped
+                       else "no subset with both architectures", "undetermined")
     g = gehan_test(strata)
     measured = "; ".join(parts) + f". {g.describe()}" + (f"; left out: {', '.join(skipped)}" if skipped else "")
     if g.informative_pairs == 0:

@@ -248,7 +248,7 @@ class ObserveParams(AnalysisParams):
     KIND: ClassVar[str] = "observe"
     FN: ClassVar[str] = "harness.sweep.tasks:observe"
     RESULT: ClassVar[type[TaskResult]] = ObserveResult
-    VERSION: ClassVar[int] = 3  # 3: beta, Yeh-Hummer and density stationarity (observables version 2)
+    VERSION: ClassVar[int] = 4  # 3: beta, Yeh-Hummer and density stationarity; 4: observables version 3
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"run": ("md",)}
 
 
@@ -286,7 +286,7 @@ class ScoreParams(AnalysisParams):
     KIND: ClassVar[str] = "score"
     FN: ClassVar[str] = "harness.sweep.tasks:score"
     RESULT: ClassVar[type[TaskResult]] = ScoreResult
-    VERSION: ClassVar[int] = 4  # 4: the reference's R resolution, members' density stationarity
+    VERSION: ClassVar[int] = 5  # 4: the reference's R resolution, members' density stationarity; 5: observables v3
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"observed": ("observe",)}
 
     committee: str
