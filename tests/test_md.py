@@ -403,15 +403,12 @@ def test_default_nvt_thermostat_keeps_the_nve_diffusivity_and_langevin_slows_it(
     assert d_nve - d_lang > 5 * np.hypot(se_nve, se_lang) and d_lang < 0.5 * d_nve, (d_lang, se_lang, d_nve)
 
 
-def test_runs_of_a_workspace_share_one_start(tmp_path, monkeypatch):
-    """Every model's run of a protocol and replica starts from the same OPLS-AA liquid, built once per
-    workspace (not once per run); another replica or NVT density gets its own; the runs' own start files
-    equal the shared one."""
+@pytest.fixture
+def start_calls(monkeypatch):
+    """The ci protocol, and the replica index of every OPLS-AA start built (``prepare_start`` counted)."""
     from pathlib import Path
 
     import harness.md.start as start
-    from harness.io import read_frames
-    from harness.md.launch import prepare_run
     from harness.md.protocol import load_protocol
 
     calls = []
@@ -422,7 +419,17 @@ def test_runs_of_a_workspace_share_one_start(tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(start, "prepare_start", counting)
-    proto = load_protocol(Path(__file__).resolve().parents[1] / "protocols" / "ci.yaml")
+    return load_protocol(Path(__file__).resolve().parents[1] / "protocols" / "ci.yaml"), calls
+
+
+def test_runs_of_a_workspace_share_one_start(tmp_path, start_calls):
+    """Every model's run of a protocol and replica starts from the same OPLS-AA liquid, built once per
+    workspace (not once per run); another replica or NVT density gets its own; the runs' own start files
+    equal the shared one."""
+    from harness.io import read_frames
+    from harness.md.launch import prepare_run
+
+    proto, calls = start_calls
     a = prepare_run(proto, "npt", "model-a", workspace=tmp_path)
     b = prepare_run(proto, "npt", "model-b", workspace=tmp_path)
     assert calls == [0]
@@ -437,24 +444,12 @@ def test_runs_of_a_workspace_share_one_start(tmp_path, monkeypatch):
     assert prepare_run(proto, "npt", "model-a", workspace=tmp_path, replica=1).seed not in (a.seed, b.seed)
 
 
-def test_per_member_starts(tmp_path, monkeypatch):
+def test_per_member_starts(tmp_path, start_calls):
     """``system.starts: per_member``: each member's runs start from a liquid of their own (built once per
     member and replica), distinct from the shared starts and from each other."""
-    from pathlib import Path
-
-    import harness.md.start as start
     from harness.md.launch import prepare_run, start_index
-    from harness.md.protocol import load_protocol
 
-    calls = []
-    real = start.prepare_start
-
-    def counting(*args, **kwargs):
-        calls.append(kwargs.get("replica", 0))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(start, "prepare_start", counting)
-    proto = load_protocol(Path(__file__).resolve().parents[1] / "protocols" / "ci.yaml")
+    proto, calls = start_calls
     proto = proto.model_copy(update={"system": proto.system.model_copy(update={"starts": "per_member"})})
     a = prepare_run(proto, "npt", "model-a", workspace=tmp_path)
     b = prepare_run(proto, "npt", "model-b", workspace=tmp_path)
