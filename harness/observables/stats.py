@@ -109,8 +109,8 @@ def stationarity(x, *, alpha: float = 0.001, max_truncation_tau: float = 10.0) -
     if n < 20:
         return Stationarity(n, 0, float("nan"), float("nan"), None, "fewer than 20 samples: cannot be checked")
     d = mser_truncation(x)
-    tau_int = correlated_mean(x[n // 2:]).inefficiency / 2  # the second half: a transient inflates the whole's
     a, b = correlated_mean(x[: n // 2]), correlated_mean(x[n // 2:])
+    tau_int = b.inefficiency / 2  # from the second half: a transient inflates the whole series
     se = sqrt(a.sem ** 2 + b.sem ** 2)
     z = (a.mean - b.mean) / se if se > 0 else 0.0
     p = erfc(abs(z) / sqrt(2))

@@ -16,7 +16,7 @@ from harness.errors import InputError
 from harness.report.data import (committee_table, density_samples, learning_curves, load_scores, member_table,
                                  committee_flags, protocol_facts, species_of)
 from harness.report import figures
-from harness.report.findings import architecture_of
+from harness.report.findings import architecture_of, findings
 
 __all__ = ["build_report", "q_table", "to_markdown", "to_latex"]
 
@@ -105,7 +105,6 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
     ct = committee_table(members)
     species = species_of(members)
     table = q_table(ct, species, committee_flags(members))
-    from harness.report.findings import findings
 
     files = {"table.md": outdir / "table.md", "table.csv": outdir / "table.csv", "table.tex": outdir / "table.tex",
              "members.csv": outdir / "members.csv"}

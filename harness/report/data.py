@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import InputError
+from harness.stats import censored
 from harness.sweep.store import Store
 from harness.units import A2_PER_PS_TO_1E6_CM2_PER_S
 
@@ -72,7 +73,8 @@ def member_table(scores: list[dict]) -> pd.DataFrame:
                 flags.append(f"density stationarity unchecked ({st.get('n')} samples)")
             res = (sc.get("reference") or {}).get("R_resolution")
             row["R_informative"] = res.get("informative") if res else None
-            reached = (npt_failure is None and m["t_stab_npt_ps"] >= 0.999 * (sc.get("settings") or {}).get("tau_ps", np.inf))
+            tau = (sc.get("settings") or {}).get("tau_ps", np.inf)
+            reached = bool(censored(np.array([m["t_stab_npt_ps"]]), tau, np.array([npt_failure is not None]))[0])
             if res and not res.get("informative") and reached:  # R counts only for members stable to the horizon
                 flags.append("R uninformative")
             for sp, v in (d.get("species") or {}).items():
