@@ -16,6 +16,7 @@ from pathlib import Path
 from ase import Atoms
 
 from harness.errors import InputError
+from harness.md.lock import run_lock
 from harness.md.runner import RunSettings
 
 __all__ = ["run_dir", "run_protocol", "prepare_run", "PreparedRun", "md_seed", "start_index"]
@@ -79,27 +80,40 @@ class PreparedRun:
     meta: dict
 
 
+def _nvt_density(proto, ensemble: str, nvt_density: float | None) -> float | None:
+    """The run's NVT density (None for NPT), checked before anything is written."""
+    if ensemble not in ("npt", "nvt"):
+        raise InputError(f"ensemble must be npt or nvt, got {ensemble!r}")
+    if ensemble == "npt":
+        return None
+    rho = nvt_density if nvt_density is not None else proto.nvt.density_g_cm3
+    if rho == "reference":
+        raise InputError(f"protocol {proto.name}: nvt.density_g_cm3 is 'reference'; give the reference "
+                         "committee's mean NPT density (--nvt-density; sweeps resolve it automatically)")
+    if rho <= 0:
+        raise InputError(f"NVT density must be positive, got {rho}")
+    return rho
+
+
 def prepare_run(proto, ensemble: str, name: str, *, workspace: str | Path, replica: int = 0, species=None,
                 start: str | Path | None = None, nvt_density: float | None = None, label: str | None = None,
                 model_stamp: dict | None = None) -> PreparedRun:
     """Everything :func:`run_protocol` resolves before integrating (the start, written once; the detectors;
     the run directory, a stale one moved aside): shared by single and batched runs."""
+    rho = _nvt_density(proto, ensemble, nvt_density)
+    outdir = run_dir(workspace, name, proto.name, ensemble, replica)
+    with run_lock(outdir):  # never move aside or rewrite the start of a run another process is integrating
+        return _prepare(proto, ensemble, name, outdir, workspace=workspace, replica=replica, species=species,
+                        start=start, rho=rho, label=label, model_stamp=model_stamp)
+
+
+def _prepare(proto, ensemble: str, name: str, outdir: Path, *, workspace, replica, species, start, rho, label,
+             model_stamp) -> PreparedRun:
     from harness.io import read_frames, write_frames
     from harness.md.detectors import detectors_from_spec
     from harness.md.protocol import protocol_hash
     from harness.md.start import check_start, shared_start
 
-    if ensemble not in ("npt", "nvt"):
-        raise InputError(f"ensemble must be npt or nvt, got {ensemble!r}")
-    rho = None
-    if ensemble == "nvt":
-        rho = nvt_density if nvt_density is not None else proto.nvt.density_g_cm3
-        if rho == "reference":
-            raise InputError(f"protocol {proto.name}: nvt.density_g_cm3 is 'reference'; give the reference "
-                             "committee's mean NPT density (--nvt-density; sweeps resolve it automatically)")
-        if rho <= 0:
-            raise InputError(f"NVT density must be positive, got {rho}")
-    outdir = run_dir(workspace, name, proto.name, ensemble, replica)
     started = {"protocol_hash": protocol_hash(proto), "nvt_density_g_cm3": rho,
                "model_sha256": (model_stamp or {}).get("sha256")}
     _supersede_stale(outdir, started)
@@ -152,8 +166,10 @@ def run_protocol(proto, ensemble: str, calc, name: str, *, workspace: str | Path
     ``model_stamp``: the model's provenance (architecture, file SHA-256, versions), kept in ``result.json``."""
     from harness.md.runner import run_md
 
-    run = prepare_run(proto, ensemble, name, workspace=workspace, replica=replica, species=species, start=start,
-                      nvt_density=nvt_density, label=label, model_stamp=model_stamp)
-    result = run_md(run.atoms, calc, run.settings, outdir=run.outdir, seed=run.seed, detectors=run.detectors,
-                    meta=run.meta)
+    _nvt_density(proto, ensemble, nvt_density)  # bad input refused before the lock creates any folder
+    with run_lock(run_dir(workspace, name, proto.name, ensemble, replica)):  # held from preparation to the result
+        run = prepare_run(proto, ensemble, name, workspace=workspace, replica=replica, species=species, start=start,
+                          nvt_density=nvt_density, label=label, model_stamp=model_stamp)
+        result = run_md(run.atoms, calc, run.settings, outdir=run.outdir, seed=run.seed, detectors=run.detectors,
+                        meta=run.meta)
     return result, run.outdir

@@ -212,6 +212,15 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
         Stop (without finishing) after this many steps in this call: a controlled interruption
         used by tests of restart.
     """
+    from harness.md.lock import run_lock
+
+    with run_lock(outdir):  # one writer per run directory (a second process is refused: RunBusy)
+        return _run_md(atoms, calculator, settings, outdir=outdir, seed=seed, detectors=detectors, meta=meta,
+                       stop_after_steps=stop_after_steps)
+
+
+def _run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdir: str | Path, seed: int,
+            detectors: Sequence, meta: dict | None, stop_after_steps: int | None) -> MDResult:
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     result_path = outdir / "result.json"
@@ -306,7 +315,7 @@ def run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outdi
 
     stop_at = deadline()  # a piece's walltime: checkpoint and stop there (resumed by the next piece)
     try:
-        if start == 0:
+        if ck is None:  # a fresh start (a run resumed from its step-0 checkpoint already has frame 0 and its row)
             atoms.get_forces()
             record(0)
             h5.write(atoms, 0, 0.0)
