@@ -29,11 +29,15 @@ def label(
     manifest: Optional[str] = typer.Option(None, "--manifest", help="Manifest path (default OUTPUT.manifest.json)."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."),
 ) -> None:
-    from harness.io import read_frames
+    from harness.io import STDIO, check_output, read_frames
     from harness.reference import make_oracle
-    from harness.reference.batch import label_to_file
+    from harness.reference.batch import label_to_file, manifest_path_for
 
+    check_output(output, inputs=[input])  # before any frame is labelled
+    if manifest is not None or output != STDIO:
+        check_output(manifest if manifest is not None else manifest_path_for(output), inputs=[input])
     oracle = make_oracle(reference, reference_options)
+    oracle.make_calculator()  # a calculator its options cannot build is a configuration error (exit 2), not N failed frames
     frames = read_frames(input)
     show = sys.stderr.isatty() if progress is None else progress
     report = label_to_file(frames, output, oracle, manifest=manifest, retries=retries, progress=show,

@@ -8,10 +8,11 @@ from typing import Optional
 import typer
 
 from harness.cli.common import err, handle_errors
+from harness.cli.observe import MEMBERS_PRESENT_HELP
 
 
 def _calculator(model: Optional[Path], calculator: Optional[str], options: Optional[str], device: str,
-                arch: Optional[str] = None):
+                arch: Optional[str] = None, members_present: bool = False):
     """(calculator, name, species or None, provenance stamp) from a model/committee directory, a model file or
     an ASE import path."""
     from harness.errors import InputError
@@ -24,9 +25,9 @@ def _calculator(model: Optional[Path], calculator: Optional[str], options: Optio
 
         if not calculator.startswith("ase:"):
             raise InputError(f"--calculator must look like ase:package.module.Class, got {calculator!r}")
-        oracle = make_oracle(calculator, options)
+        oracle = make_oracle(calculator, options, role="--calculator")
         return oracle.make_calculator(), calculator[4:].rsplit(".", 1)[-1], None, {"kind": "ase", **oracle.provenance()}
-    return model_calculator(model, device=device, arch=arch)
+    return model_calculator(model, device=device, arch=arch, members_present=members_present)
 
 
 @handle_errors
@@ -43,6 +44,7 @@ def md(
     start: Optional[Path] = typer.Option(None, "--start", help="Start frame (extxyz with mol_id); default: the protocol's system."),
     nvt_density: Optional[float] = typer.Option(None, "--nvt-density", help="NVT density in g/cm³ when the protocol says 'reference'."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (MLIP models)."),
+    members_present: bool = typer.Option(False, "--members-present", help=MEMBERS_PRESENT_HELP),
 ) -> None:
     """Run one NPT or NVT trajectory with failure detectors; resumable; prints t_stab and where outputs are.
 
@@ -54,10 +56,13 @@ def md(
     from harness.md.launch import run_dir, run_protocol
     from harness.md.protocol import load_protocol
 
+    from harness.cli.options import check_device
+
     if ensemble not in ("npt", "nvt"):
         raise InputError(f"--ensemble must be npt or nvt, got {ensemble!r}")
+    check_device(device)
     proto = load_protocol(protocol)
-    calc, name, species, stamp = _calculator(model, calculator, calculator_options, device, arch)
+    calc, name, species, stamp = _calculator(model, calculator, calculator_options, device, arch, members_present)
     if ensemble == "nvt" and nvt_density is None and proto.nvt.density_g_cm3 == "reference":
         raise InputError(f"{protocol}: nvt.density_g_cm3 is 'reference'; give --nvt-density (the reference "
                          "committee's mean NPT density; sweeps resolve it automatically)")

@@ -43,6 +43,7 @@ def run_lock(outdir: str | os.PathLike) -> Iterator[None]:
     """Hold the run directory ``outdir`` for writing; :class:`RunBusy` if another process or thread holds it."""
     outdir = Path(outdir)
     path = _lock_file(outdir)
+    created = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     key = str(path.resolve())
     me = threading.get_ident()
@@ -73,6 +74,13 @@ def run_lock(outdir: str | os.PathLike) -> Iterator[None]:
         try:
             yield
         finally:
+            if not outdir.exists():  # refused before anything was written: leave no lock file or empty folders
+                path.unlink(missing_ok=True)
+                for d in created:  # deepest first
+                    try:
+                        d.rmdir()
+                    except OSError:  # not empty: someone else's
+                        break
             fcntl.flock(fh, fcntl.LOCK_UN)
     finally:
         if fh is not None:

@@ -77,6 +77,10 @@ def predict(calc: Calculator, frames: Sequence[Atoms], *, species: Sequence[str]
         energy = float(b.get_potential_energy())
         forces = np.array(b.get_forces(apply_constraint=False))
         s = np.array(b.get_stress()) if stress and a.pbc.all() and "REF_stress" in a.info else None
+        finite = np.isfinite(energy) and np.isfinite(forces).all() and (s is None or np.isfinite(s).all())
+        if not finite:
+            raise InputError(f"{where}: frame {k}: the model predicts a non-finite energy, force or stress "
+                             "(a diverged or corrupt model, or a geometry far outside its training)")
         res = getattr(calc, "results", {})
         sigma = np.sqrt(np.sum(res["forces_var"], axis=1)) if "forces_var" in res else None
         out.append(Prediction(energy, forces, s, sigma))

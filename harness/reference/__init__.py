@@ -23,7 +23,7 @@ def dataset_oracle(dataset, threads: int) -> dict[str, Any]:
     return {"name": ds.reference.name, "options": options}
 
 
-def make_oracle(name: str = "xtb", options: dict[str, Any] | str | None = None) -> Oracle:
+def make_oracle(name: str = "xtb", options: dict[str, Any] | str | None = None, *, role: str = "reference") -> Oracle:
     """Build a reference oracle by name.
 
     Parameters
@@ -33,6 +33,9 @@ def make_oracle(name: str = "xtb", options: dict[str, Any] | str | None = None) 
         ``ase:package.module.Class`` (options are the calculator's keyword arguments).
     options
         A dict or a JSON object string.
+    role
+        What the oracle is to the user, for messages: ``reference`` (``--reference-options``) or the option
+        that named it (``--calculator``: errors then speak of ``--calculator-options``).
     """
     if name == "xtb":
         from harness.reference.xtb import XTBOracle, XTBSettings
@@ -43,12 +46,14 @@ def make_oracle(name: str = "xtb", options: dict[str, Any] | str | None = None) 
 
         from harness.reference.ase_calc import ASECalculatorOracle
 
+        what = "reference options" if role == "reference" else f"{role}-options"
+
         if isinstance(options, str):
             try:
                 options = json.loads(options) if options.strip() else {}
             except json.JSONDecodeError as exc:
-                raise InputError(f"reference options: invalid JSON: {exc.msg} at character {exc.pos}") from None
+                raise InputError(f"{what}: invalid JSON: {exc.msg} at character {exc.pos}") from None
         if options is not None and not isinstance(options, dict):
-            raise InputError("reference options: expected a JSON object of keyword arguments")
-        return ASECalculatorOracle(name[4:], options)
+            raise InputError(f"{what}: expected a JSON object of keyword arguments")
+        return ASECalculatorOracle(name[4:], options, role=role)
     raise InputError(f"unknown reference {name!r}; use 'xtb' or 'ase:package.module.Class'")
