@@ -64,7 +64,8 @@ def frames_hash(frames: Sequence[Atoms]) -> str:
         if "REF_energy" in a.info:
             h.update(f"{a.info['REF_energy']:.8f}".encode())
         if "REF_forces" in a.arrays:
-            h.update(",".join(np.char.mod("%.6f", a.arrays["REF_forces"].ravel())).encode())
+            f = np.asarray(a.arrays["REF_forces"], dtype=float).ravel().tolist()
+            h.update((",".join(["%.6f"] * len(f)) % tuple(f)).encode())  # = np.char.mod("%.6f", ...) joined
         h.update(str(a.info.get("config_type", "")).encode())
     return h.hexdigest()[:16]
 

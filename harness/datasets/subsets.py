@@ -42,11 +42,24 @@ def load_source(spec: DatasetSpec, name: str, _cache: dict | None = None) -> lis
     if not path.exists():
         raise InputError(f"source {name!r} of {spec.path.name} is not built yet: run "
                          f"`harness dataset build {spec.path.name} --only {name}`")
-    frames = read_frames(path)
-    for k, a in enumerate(frames):
-        if "REF_energy" not in a.info or "REF_forces" not in a.arrays:
-            raise InputError(f"{path}: frame {k} lacks reference labels (REF_energy/REF_forces)")
-    return frames
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    frames = _SOURCE_CACHE.get(key)
+    if frames is None:
+        frames = read_frames(path)
+        for k, a in enumerate(frames):
+            if "REF_energy" not in a.info or "REF_forces" not in a.arrays:
+                raise InputError(f"{path}: frame {k} lacks reference labels (REF_energy/REF_forces)")
+        if len(_SOURCE_CACHE) >= _SOURCE_CACHE_SIZE:
+            _SOURCE_CACHE.pop(next(iter(_SOURCE_CACHE)))
+        _SOURCE_CACHE[key] = frames
+    return [a.copy() for a in frames]  # callers tag their copies (weight, split, source)
+
+
+#: parsed sources by (file, mtime, size): a sweep's plan assembles every subset of every committee from the same
+#: few files (parsing them again each time was most of a plan's cost); a rebuilt file has another mtime or size
+_SOURCE_CACHE: dict[tuple, list[Atoms]] = {}
+_SOURCE_CACHE_SIZE = 16
 
 
 @dataclass
