@@ -66,6 +66,44 @@ def test_mace_curve_from_results_and_log(mace_run):
     assert mace_curve(w.parent / "nothing", t_start) == []
 
 
+def test_mace_curve_of_a_member_resumed_after_a_walltime_stop(tmp_path):
+    """Two mace_run_train processes in one log and results file (the second resumes the checkpoint, re-evaluates
+    it as 'Initial' and redoes the epoch it was stopped in, 100 s later): one point per epoch, the redone epoch's
+    last evaluation, and wall_s on one clock of training time (never negative, always increasing)."""
+    t0 = datetime.datetime(2026, 1, 2, 10, 0, 0)
+    w = tmp_path / "mace"
+    (w / "results").mkdir(parents=True)
+    (w / "logs").mkdir()
+    evals = [(None, 1.5), (0, 1.2), (1, 1.0), (None, 1.0), (1, 0.95), (2, 0.8)]
+    lines = []
+    for epoch, f in evals:
+        if epoch is not None:
+            lines.append(json.dumps({"loss": 3.0 if f == 1.0 else 2.0, "time": 0.1, "mode": "opt", "epoch": epoch}))
+        lines.append(json.dumps({"loss": 1.0, "rmse_e_per_atom": 0.01, "rmse_f": f, "mode": "eval", "epoch": epoch,
+                                 "head": "Default"}))
+    (w / "results" / "member_run-0_train.txt").write_text("\n".join(lines) + "\n")
+    fmt = "%Y-%m-%d %H:%M:%S.%f"
+    log = [f"{_ts(t0, 0, fmt)[:-3]} INFO: ===========VERIFYING SETTINGS===========",
+           f"{_ts(t0, 2, fmt)[:-3]} INFO: Initial: head: Default, loss=10.7",
+           f"{_ts(t0, 5, fmt)[:-3]} INFO: Epoch 0: head: Default, loss=1.0",
+           f"{_ts(t0, 8, fmt)[:-3]} INFO: Epoch 1: head: Default, loss=1.0",
+           f"{_ts(t0, 9, fmt)[:-3]} INFO: stopped",
+           f"{_ts(t0, 109, fmt)[:-3]} INFO: ===========VERIFYING SETTINGS===========",
+           f"{_ts(t0, 111, fmt)[:-3]} INFO: Initial: head: Default, loss=1.0",
+           f"{_ts(t0, 111.5, fmt)[:-3]} INFO: Changing loss based on Stage Two Weights",
+           f"{_ts(t0, 114, fmt)[:-3]} INFO: Epoch 1: head: Default, loss=1.0",
+           f"{_ts(t0, 117, fmt)[:-3]} INFO: Epoch 2: head: Default, loss=1.0"]
+    (w / "logs" / "member_run-0.log").write_text("\n".join(log) + "\n")
+    t_start = t0.timestamp() + 109 - 10.0  # the last piece's tool was launched 10 s before its first log line
+    curve = mace_curve(w, t_start)
+    assert [p["epoch"] for p in curve] == [0, 1, 2, 3]
+    assert [p["valid_forces_rmse_meV_A"] for p in curve] == pytest.approx([1500.0, 1200.0, 950.0, 800.0])
+    # piece 1: 9 s + 10 s start-up; piece 2: its own start-up, then 5 and 8 s into it
+    assert [p["wall_s"] for p in curve] == pytest.approx([12.0, 15.0, 19.0 + 10 + 5, 19.0 + 10 + 8])
+    assert [p.get("stage", 1) for p in curve] == [1, 1, 2, 2]
+    assert curve[2]["train_loss"] == pytest.approx(2.0)  # the redone epoch's own losses
+
+
 @pytest.fixture()
 def deepmd_run(tmp_path):
     """lcurve.out and train.log of a 40-step dp --pt train with validation data, disp_freq 20."""

@@ -77,44 +77,83 @@ def final_point(metrics: dict[str, float], wall_s: float | None) -> dict[str, An
     return point
 
 
-def mace_curve(workdir: str | Path, t_start: float | None = None) -> list[dict[str, Any]]:
-    """The validation curve ``mace_run_train`` logged in ``workdir`` (empty if it logged none)."""
-    workdir = Path(workdir)
-    results = sorted(workdir.glob("results/*_train.txt"))
-    if not results:
-        return []
-    times: dict[int, float] = {}  # mace epoch index (-1: initial) -> time.time() of its log line
-    stage_two_from: float | None = None
+def _mace_runs(workdir: Path) -> list[dict[str, Any]]:
+    """The ``mace_run_train`` processes of a log (a walltime-stopped member is resumed several times, each
+    appending to the same log): per run its first and last log times, its epoch lines' times (-1: ``Initial``)
+    and when it switched to stage two."""
+    runs: list[dict[str, Any]] = []
     for log in sorted(workdir.glob("logs/*.log")):
         if log.name.endswith("_debug.log"):
             continue
         for line in log.read_text(errors="replace").splitlines():
+            try:
+                t = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+            except ValueError:
+                continue
+            if "VERIFYING SETTINGS" in line or not runs:
+                runs.append({"start": t, "end": t, "epochs": {}, "stage_two": None})
+            run = runs[-1]
+            run["end"] = t
             m = _MACE_TIME.match(line)
             if m:
-                t = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
-                times[int(m.group(2)) if m.group(2) is not None else -1] = t
-            elif "Changing loss based on Stage Two Weights" in line and stage_two_from is None:
-                stage_two_from = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").timestamp()
-    points, train_loss = [], {}
-    rows = []
+                run["epochs"][int(m.group(2)) if m.group(2) is not None else -1] = t
+            elif "Changing loss based on Stage Two Weights" in line and run["stage_two"] is None:
+                run["stage_two"] = t
+    return runs
+
+
+def mace_curve(workdir: str | Path, t_start: float | None = None) -> list[dict[str, Any]]:
+    """The validation curve ``mace_run_train`` logged in ``workdir`` (empty if it logged none).
+
+    A member resumed after walltime stops has one ``mace_run_train`` process per piece, each starting with an
+    ``Initial`` evaluation of its checkpoint and redoing the epoch it was stopped in: the curve keeps the first
+    ``Initial`` (the untrained model), the last evaluation of each epoch, and ``wall_s`` on one clock of training
+    time summed over the pieces (each piece's start-up counted once, as measured for the last from ``t_start``)."""
+    workdir = Path(workdir)
+    results = sorted(workdir.glob("results/*_train.txt"))
+    if not results:
+        return []
+    runs = _mace_runs(workdir)
+    lead = max(0.0, runs[-1]["start"] - t_start) if (runs and t_start is not None) else 0.0
+    offsets, total = [], 0.0
+    for r in runs:  # training seconds before each piece, start-ups included
+        offsets.append(total)
+        total += r["end"] - r["start"] + lead
+    train_loss: dict[tuple[int, int], list[float]] = {}
+    rows: dict[int, tuple[int, dict]] = {}  # epoch index -> (piece, its last evaluation)
+    piece = -1
     for line in results[0].read_text().splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
         if row.get("mode") == "opt" and row.get("epoch") is not None:
-            train_loss.setdefault(int(row["epoch"]), []).append(float(row["loss"]))
+            train_loss.setdefault((piece, int(row["epoch"])), []).append(float(row["loss"]))
         elif row.get("mode") == "eval" and row.get("head", "Default") == "Default":
-            rows.append(row)
-    for row in rows:
-        index = -1 if row.get("epoch") is None else int(row["epoch"])
-        t = times.get(index)
-        losses = train_loss.get(index, [])
-        point = curve_point({"epoch": index + 1}, t - t_start if (t is not None and t_start is not None) else None,
+            index = -1 if row.get("epoch") is None else int(row["epoch"])
+            if index == -1:
+                piece += 1  # every process starts with an Initial evaluation
+                if piece > 0:
+                    continue  # a resumed piece re-evaluating its checkpoint: not a new point
+            rows[index] = (max(piece, 0), row)
+    if piece + 1 != len(runs):
+        logger.warning("%s: %d runs in the results, %d in the logs; curve times may be off", workdir, piece + 1,
+                       len(runs))
+    points = []
+    for index in sorted(rows):
+        k, row = rows[index]
+        run = runs[min(k, len(runs) - 1)] if runs else None
+        t = run["epochs"].get(index) if run else None
+        wall = (offsets[min(k, len(runs) - 1)] + lead + (t - run["start"])
+                if (t is not None and t_start is not None) else None)
+        losses = train_loss.get((k, index), [])
+        point = curve_point({"epoch": index + 1}, wall,
                             valid_energy_rmse_meV_atom=_meV(row.get("rmse_e_per_atom")),
                             valid_forces_rmse_meV_A=_meV(row.get("rmse_f")),
                             train_loss=round(sum(losses) / len(losses), 6) if losses else None)
-        if stage_two_from is not None and t is not None and t > stage_two_from:
+        stage_two = any(r["stage_two"] is not None for r in runs[:k]) or (
+            run is not None and run["stage_two"] is not None and t is not None and t > run["stage_two"])
+        if stage_two:
             point["stage"] = 2
         points.append(point)
     return points

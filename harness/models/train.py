@@ -52,6 +52,14 @@ INTERRUPTED = "interrupted.json"
 RESUMABLE = ("mace", "deepmd")
 
 
+def _seconds_before(marker: Path) -> float:
+    """Training seconds of the walltime pieces before this one (0 for a marker of an older harness)."""
+    try:
+        return float(json.loads(marker.read_text()).get("seconds", 0.0))
+    except (OSError, ValueError):
+        return 0.0
+
+
 def _resumes(marker: Path) -> int:
     try:
         return int(json.loads(marker.read_text()).get("resumes", 0))
@@ -78,8 +86,12 @@ def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperpara
     workdir = Path(workdir)
     dtype = dtype or str(hyperparameters.get("dtype", "float64"))
     if (workdir / "artifact.json").exists():
-        art = ModelArtifact.load(workdir)
-        if art.status == "ok":
+        try:
+            art = ModelArtifact.load(workdir)
+        except InputError as exc:  # a damaged artifact: train the member again, as for a changed model file
+            logger.warning("retraining %s: %s", workdir, exc)
+            art = None
+        if art is not None and art.status == "ok":
             try:
                 art.verify()
                 return art
@@ -116,10 +128,12 @@ def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperpara
         shutil.rmtree(workdir)  # a partial or failed attempt: start clean
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    before = _seconds_before(stopped) if inputs.resume else 0.0  # training time of the pieces before this one
     try:
         art = trainer.train(inputs, hyperparameters, workdir)
     except Interrupted:
-        stopped.write_text(json.dumps({"stopped_unix": time.time(), "resumes": _resumes(stopped) + 1}) + "\n")
+        stopped.write_text(json.dumps({"stopped_unix": time.time(), "resumes": _resumes(stopped) + 1,
+                                       "seconds": round(before + time.perf_counter() - t0, 2)}) + "\n")
         raise
     except MemberFailed as exc:
         stopped.unlink(missing_ok=True)
@@ -132,11 +146,12 @@ def train_member(arch: str, train: list[Atoms], valid: list[Atoms], *, hyperpara
     if stopped.exists():  # finished after walltime stops: how often it was resumed, in the provenance
         dataset = {**(dataset or {}), "walltime_resumes": _resumes(stopped)}
         stopped.unlink()
-    tool_seconds = art.train_seconds  # the backend's tool time: the clock of its learning curve
+    # the backend's tool time, summed over walltime pieces: the clock of its learning curve
+    tool_seconds = max([p.get("wall_s", 0.0) for p in art.curve] + [before + art.train_seconds])
     art.preset = preset
     art.species = list(species)
     art.dataset = dataset or {}
-    art.train_seconds = round(time.perf_counter() - t0, 2)
+    art.train_seconds = round(before + time.perf_counter() - t0, 2)
     try:
         calc = trainer.calculator(art, device=device)
         step = max(1, len(train) // max_train_eval)
