@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import sys
 import tempfile
 import zlib
@@ -21,13 +22,15 @@ from ase import Atoms
 
 from harness.errors import InputError
 
-__all__ = ["read_frames", "write_frames", "frame_uid", "atomic_path", "sha256_file", "labelled", "STDIO"]
+__all__ = ["read_frames", "write_frames", "frame_uid", "atomic_path", "check_output", "sha256_file", "labelled",
+           "STDIO"]
 
 STDIO = "-"
 
 
 def _fmt(values: np.ndarray) -> bytes:
-    return ",".join(np.char.mod("%.8f", np.asarray(values, dtype=float).ravel())).encode()
+    v = np.asarray(values, dtype=float).ravel().tolist()
+    return (",".join(["%.8f"] * len(v)) % tuple(v)).encode()  # = np.char.mod("%.8f", ...) joined, 4x faster
 
 
 def frame_uid(atoms: Atoms) -> str:
@@ -161,32 +164,119 @@ def read_frames(path: str | os.PathLike, *, format: str | None = None) -> list[A
     return list(frames)
 
 
+#: kernel interfaces: files there are not outputs, whatever their mode says
+_KERNEL_TREES = (Path("/proc"), Path("/sys"))
+
+
+def _special(mode: int) -> str | None:
+    """What a file of ``mode`` is when it is not a regular file or a folder (None when it is one of those)."""
+    for test, what in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return None
+
+
+def check_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (), folder: bool = False) -> None:
+    """Refuse an output path that writing would damage or cannot use, before any work is done.
+
+    Outputs are written to a temporary file beside ``path`` and renamed onto it (:class:`atomic_path`), which
+    is right only for a regular file or a new path. Refused, each with a one-line :class:`InputError` naming
+    the path: a device, FIFO or socket (never replaced by a regular file), anything under ``/proc`` or
+    ``/sys``, an existing folder where a file is expected (or a file where a ``folder`` is), a path whose
+    folder is a file or cannot be written in, and an output that is one of ``inputs`` (the same file, by
+    :func:`os.path.samefile`). ``-`` (standard output) always passes. Nothing is created.
+    """
+    if str(path) == STDIO:
+        return
+    p = Path(os.path.abspath(path))
+    try:
+        st = os.stat(p)  # follows links: a link to a device is a device
+    except (FileNotFoundError, NotADirectoryError):  # a new path (its folders are checked below)
+        st = None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot use as output ({exc.strerror or exc})") from None
+    what = _special(st.st_mode) if st is not None else None
+    if what:
+        hint = " (for standard output give '-' where the command takes it)" if stat.S_ISFIFO(st.st_mode) or \
+            stat.S_ISCHR(st.st_mode) else ""
+        raise InputError(f"{path}: is {what}, not a regular file; an output replaces only a regular file or "
+                         f"makes a new one{hint}")
+    real = Path(os.path.realpath(p))
+    for tree in _KERNEL_TREES:
+        if real == tree or tree in real.parents:
+            raise InputError(f"{path}: under {tree}, a kernel interface, not a place for output files; "
+                             "choose another output path")
+    if st is not None:
+        if folder and not stat.S_ISDIR(st.st_mode):
+            raise InputError(f"{path}: is a file, not a folder; give a folder for the output")
+        if not folder and stat.S_ISDIR(st.st_mode):
+            raise InputError(f"{path}: is a folder; give a file name for the output")
+        for inp in inputs:
+            if str(inp) == STDIO:
+                continue
+            try:
+                same = os.path.samefile(p, inp)
+            except OSError:  # the input is gone or unreadable: its reader says so
+                same = False
+            if same:
+                raise InputError(f"{path}: is the input {inp} itself; write the output to another file")
+    # the folder that will hold the output (or the temporary beside it): its nearest existing ancestor must be a
+    # folder this process may write in (``mkdir -p`` makes the rest)
+    base = p if folder and st is not None else p.parent
+    for anc in (base, *base.parents):
+        if os.path.exists(anc):
+            break
+    if not os.path.isdir(anc):
+        raise InputError(f"cannot create {path} ({anc} is a file, not a folder): choose another output path")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: cannot write in {anc} (permission denied or a read-only file system); "
+                         "choose another output path")
+
+
 class atomic_path:
     """Context manager yielding a temporary path beside ``path``; renamed onto it on success.
 
-    On an exception the temporary file is removed, so no partial output is ever left behind.
+    On an exception the temporary file is removed, so no partial output is ever left behind. The path is
+    checked (:func:`check_output`, with ``inputs``) on entry and again just before the rename, so a device,
+    FIFO, socket, folder or kernel file is never replaced and a folder that cannot be written in is a
+    one-line :class:`InputError`.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = ()):
         self.path = Path(path)
+        self.inputs = list(inputs)
         self.tmp: Path | None = None
 
     def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        check_output(self.path, inputs=self.inputs)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot write ({exc.strerror or exc}: {exc.filename}); "
+                             "choose another output path") from None
         os.close(fd)
         self.tmp = Path(name)
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self.tmp is not None
-        if exc_type is None:
+        if exc_type is not None:
+            self.tmp.unlink(missing_ok=True)
+            return
+        try:
+            check_output(self.path, inputs=self.inputs)  # the path may have changed during the work
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
             os.replace(self.tmp, self.path)
-        else:
+        except OSError as exc:
             self.tmp.unlink(missing_ok=True)
+            raise InputError(f"{self.path}: cannot write ({exc.strerror or exc}); choose another output path") from None
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
 
 
 def _plain(frames: Iterable[Atoms]) -> list[Atoms]:
@@ -198,8 +288,10 @@ def _plain(frames: Iterable[Atoms]) -> list[Atoms]:
     return out
 
 
-def write_frames(path: str | os.PathLike, frames: Sequence[Atoms]) -> None:
-    """Write frames as extxyz, atomically (``-``: standard output; ``.gz``: reproducible gzip)."""
+def write_frames(path: str | os.PathLike, frames: Sequence[Atoms], *, inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """Write frames as extxyz, atomically (``-``: standard output; ``.gz``: reproducible gzip).
+
+    ``path`` must be a regular file or a new path and none of ``inputs`` (:func:`check_output`)."""
     from ase.io import write
 
     frames = _plain(frames)
@@ -214,12 +306,12 @@ def write_frames(path: str | os.PathLike, frames: Sequence[Atoms]) -> None:
 
         buf = io.StringIO()
         write(buf, frames, format="extxyz")
-        with atomic_path(path) as tmp, open(tmp, "wb") as raw:
+        with atomic_path(path, inputs=inputs) as tmp, open(tmp, "wb") as raw:
             # mtime=0 and no file name: identical frames give identical bytes (stable hashes)
             with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
                 gz.write(buf.getvalue().encode())
         return
-    with atomic_path(path) as tmp:
+    with atomic_path(path, inputs=inputs) as tmp:
         write(tmp, frames, format="extxyz")
 
 

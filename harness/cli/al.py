@@ -122,10 +122,13 @@ def export(
     import json
 
     from harness.errors import InputError
-    from harness.io import read_frames, sha256_file, write_frames
+    from harness.io import atomic_path, check_output, read_frames, sha256_file, write_frames
     from harness.provenance import MLIP_GROUPS, run_context
     from harness.sweep.store import Store
 
+    prov_path = Path(str(output) + ".provenance.json")
+    check_output(output)
+    check_output(prov_path)
     if not (workspace / "harness.sqlite").exists():
         raise InputError(f"{workspace}: no harness.sqlite (run `harness al run SPEC --workspace {workspace}`)")
     store = Store(workspace / "harness.sqlite")
@@ -145,7 +148,7 @@ def export(
     if not res.get("al_frames"):
         raise InputError(f"{'/'.join(chains[0])}: no frame was labelled (see `harness al status -w {workspace}`)")
     frames = read_frames(res["al_frames"])
-    write_frames(output, frames)
+    write_frames(output, frames, inputs=[res["al_frames"]])
     oracle = next((r["params"]["oracle"] for r in labels.values()), None)
     prov = {"campaign": res["campaign"], "chain": res["chain"], "generations": sorted(r["result"]["generation"] for r in rows),
             "n_frames": len(frames), "output_sha256": sha256_file(output), "oracle": oracle,
@@ -153,6 +156,7 @@ def export(
             "per_generation": [{k: r["result"][k] for k in ("generation", "n_selected", "n_new", "oracle_calls",
                                                              "failed", "skipped", "frames")} for r in rows],
             "context": run_context(("core", "reference", *MLIP_GROUPS))}
-    Path(str(output) + ".provenance.json").write_text(json.dumps(prov, indent=1, default=str) + "\n")
+    with atomic_path(prov_path, inputs=[res["al_frames"]]) as tmp:
+        tmp.write_text(json.dumps(prov, indent=1, default=str) + "\n")
     typer.echo(f"{len(frames)} AL frames of {res['campaign']}/{res['chain']} (generations "
                f"{', '.join(str(g) for g in prov['generations'])}) → {output}")

@@ -28,12 +28,20 @@ def box(
     tolerance: float = typer.Option(2.0, "--tolerance", "--tolerance-A", help="Minimum intermolecular distance in Å."),
     nloop: int = typer.Option(200, "--nloop", help="packmol loop limit before giving up on a density."),
 ) -> None:
-    from harness.io import write_frames
-    from harness.systems.box import build_box
+    from harness.cli.options import check_range
+    from harness.io import check_output, write_frames
+    from harness.systems.box import MAX_NLOOP, MIN_TOLERANCE_A, PACKMOL_MAX_SEED, build_box
     from harness.systems.composition import Composition, parse_counts, parse_ratio, resolve_ratio
     from harness.systems.molecules import MoleculeRegistry, parse_molecule_definition
     from harness.units import density_g_cm3
 
+    check_range("--density", density, 1e-6, unit="g/cm³")
+    check_range("--seed", seed, 0, PACKMOL_MAX_SEED, why="packmol's 32-bit seed")
+    check_range("--tolerance", tolerance, MIN_TOLERANCE_A, unit="Å", why="closer intermolecular contacts are not a liquid's")
+    check_range("--nloop", nloop, 1, MAX_NLOOP)
+    check_range("--atoms", atoms, 1)
+    check_range("--molecules", molecules, 1)
+    check_output(output)  # before packmol runs
     extra = {}
     for text in molecule:
         mol = parse_molecule_definition(text)

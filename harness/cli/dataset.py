@@ -103,12 +103,15 @@ def export(
     split: str = typer.Option("all", "--split", help="all, train or valid."),
 ) -> None:
     """Write the frames of a subset, validation set or source (with weight and split info) as extxyz."""
+    from harness.datasets.build import manifest_file, source_file
     from harness.datasets.spec import load_dataset_spec
     from harness.datasets.subsets import assemble, load_source
     from harness.errors import InputError
-    from harness.io import write_frames
+    from harness.io import check_output, write_frames
 
     s = load_dataset_spec(spec)
+    inputs = [spec, manifest_file(s), *(source_file(s, src) for src in s.sources)]  # never written over
+    check_output(output, inputs=inputs)
     if split not in ("all", "train", "valid"):
         raise InputError(f"--split must be all, train or valid, got {split!r}")
     if name in s.subsets or name in s.validation:
@@ -123,5 +126,5 @@ def export(
                          f"validation: {', '.join(s.validation)}; sources: {', '.join(s.sources)}")
     if not frames:
         raise InputError(f"{name} has no frames in split {split!r}")
-    write_frames(output, frames)
+    write_frames(output, frames, inputs=inputs)
     err(f"export: {len(frames)} frames of {name} ({split})" + ("" if output == "-" else f" -> {output}"))

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from harness.cli.common import handle_errors
-from harness.cli.observe import ARCH_HELP
+from harness.cli.observe import ARCH_HELP, MEMBERS_PRESENT_HELP
 
 
 @handle_errors
@@ -29,19 +29,24 @@ def evaluate(
                                           "for a committee, calibration.png."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help="Print the errors as JSON."),
+    members_present: bool = typer.Option(False, "--members-present", help=MEMBERS_PRESENT_HELP),
 ) -> None:
     """Energy (meV/atom), force-component (meV/Å) and stress (meV/Å³) RMSE and MAE of MODEL on DATA, over all
     frames, per config_type and per composition; a committee's predicted force uncertainty against its error."""
     from harness.errors import InputError
+    from harness.io import atomic_path, check_output
     from harness.models.committee import CommitteeCalculator
     from harness.models.evaluate import calibration, error_table, predict, read_labelled
     from harness.models.load import load_model, sources_from_cli
 
-    if device not in ("cpu", "cuda"):
-        raise InputError(f"--device must be cpu or cuda, got {device!r}")
+    from harness.cli.options import check_device
+
+    check_device(device)
+    if output is not None:  # before the models are loaded and run
+        check_output(output, folder=True)
     frames = read_labelled(data, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key,
                            energy_unit=energy_unit)
-    sources = sources_from_cli(model, arch=arch)
+    sources = sources_from_cli(model, arch=arch, members_present=members_present)
     loaded = [load_model(s, device=device) for s in sources]
     known = [m.species for m in loaded if m.species]
     species = sorted(set.intersection(*map(set, known))) if known else None
@@ -59,7 +64,8 @@ def evaluate(
         from harness.report.figures import fig_calibration, fig_parity
 
         output.mkdir(parents=True, exist_ok=True)
-        (output / "errors.json").write_text(json.dumps(result, indent=1) + "\n")
+        with atomic_path(output / "errors.json", inputs=[data]) as tmp:
+            tmp.write_text(json.dumps(result, indent=1) + "\n")
         fig_parity(frames, preds, output / "parity.png")
         if cal is not None:
             fig_calibration(*cal, output / "calibration.png")

@@ -142,6 +142,9 @@ MODEL_HELP = ("A committee directory, a model file (MACE .model, DeePMD .pth/.pb
               "several: a committee; one file is a committee of one), foundation:NAME[+d3] (a foundation model "
               "shipped offline, e.g. foundation:sevennet-0+d3) or ase:package.module.Class.")
 ARCH_HELP = "Architecture of the model files when their suffix does not tell (gap, deepmd, mace)."
+MEMBERS_PRESENT_HELP = ("Use the members of a committee that are present when some are missing (a member folder "
+                        "without artifact.json, or a member committee.json lists that is gone); without this option "
+                        "such a committee is an error.")
 
 
 def print_score(res: dict, model: str, reference: str, protocol: str) -> None:
@@ -196,6 +199,7 @@ def score(
     replica: int = typer.Option(0, "--replica", min=0, help="Replica of the per-member runs."),
     analysis: Optional[Path] = typer.Option(None, "--analysis", help="Analysis spec YAML overriding the protocol's."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    members_present: bool = typer.Option(False, "--members-present", help=MEMBERS_PRESENT_HELP),
 ) -> None:
     """Q of a model committee against a reference committee, per member and for the committee.
 
@@ -208,7 +212,8 @@ def score(
     if not workspace.is_dir():
         raise InputError(f"{workspace}: no such workspace (its md/ holds the runs to score; `harness md` or "
                          "`harness validate` makes them)")
-    models, refs = sources_from_cli(model, arch=arch, members=False), sources_from_cli(reference, members=False)
+    models = sources_from_cli(model, arch=arch, members=False, members_present=members_present)
+    refs = sources_from_cli(reference, members=False, members_present=members_present)
     proto = _protocol(protocol, workspace, [*models, *refs])
     spec = _analysis_spec(analysis) if analysis is not None else proto.analysis
     model_sets = _runsets(models, workspace, proto.name, replica)

@@ -22,8 +22,10 @@ def report(
     it, self-contained, with provenance). With active-learning scores: fig2 (Q, t_stab, density, D vs
     generation) and al_generations/al_selected/al_hits.csv; a campaign without validation gets its AL
     tables alone."""
+    from harness.io import check_output
     from harness.report.build import build_report
 
+    check_output(output, folder=True)  # before the store is read and figures drawn
     files = build_report(workspace, output, sweep=sweep)
     if "table.md" in files:  # an AL campaign without validation has no Q table
         typer.echo(files["table.md"].read_text())

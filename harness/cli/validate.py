@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from harness.cli.common import err, handle_errors
-from harness.cli.observe import ARCH_HELP, MODEL_HELP, print_score
+from harness.cli.observe import ARCH_HELP, MEMBERS_PRESENT_HELP, MODEL_HELP, print_score
 
 
 @handle_errors
@@ -27,6 +27,7 @@ def validate(
                                           "Dask workers (default: one after the other, in this process)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help="Print the score as JSON."),
+    members_present: bool = typer.Option(False, "--members-present", help=MEMBERS_PRESENT_HELP),
 ) -> None:
     """Run the NPT and NVT validation MD of a model (and of the reference members that lack it) under a protocol, then print t_stab, observables and Q = S + R + V against the reference committee.
 
@@ -34,7 +35,7 @@ def validate(
     """
     from harness.errors import InputError
     from harness.md.protocol import load_protocol, protocol_hash
-    from harness.models.load import committee_sources, sources_from_cli
+    from harness.models.load import committee_info, committee_sources, sources_from_cli
     from harness.sweep.plan import model_tasks, plan_validation
     from harness.sweep.run import execute_plan
     from harness.sweep.store import Store
@@ -45,13 +46,14 @@ def validate(
             options = json.loads(calculator_options)
         except json.JSONDecodeError as exc:
             raise InputError(f"--calculator-options: not JSON ({exc})") from None
-    if device not in ("cpu", "cuda"):
-        raise InputError(f"--device must be cpu or cuda, got {device!r}")
-    sources = sources_from_cli(model, arch=arch, options=options, members=False)
-    refs = committee_sources(reference)
+    from harness.cli.options import check_device
+
+    check_device(device)
+    sources = sources_from_cli(model, arch=arch, options=options, members=False, members_present=members_present)
+    refs = committee_sources(reference, members_present=members_present)
     proto = load_protocol(protocol)
     label = Path(model[0]).stem if not model[0].startswith("ase:") else model[0].rsplit(".", 1)[-1]
-    ref_info = json.loads((reference / "committee.json").read_text())  # committee_sources checked it exists
+    ref_info = committee_info(reference)
     mid, rid = f"model:{label}", f"ref:{ref_info['arch']}/{ref_info['subset']}"
     committees = {mid: {"id": mid, "arch": sources[0].arch or "ase", "subset": label, "reference": False},
                   rid: {"id": rid, "arch": ref_info["arch"], "subset": ref_info["subset"], "reference": True}}

@@ -82,20 +82,32 @@ class ModelArtifact:
         return Path(self.workdir) / self.files[role]
 
     def save(self) -> Path:
+        from harness.io import atomic_path
+
         path = Path(self.workdir) / "artifact.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.__dict__, indent=1, sort_keys=True, default=str) + "\n")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.__dict__, indent=1, sort_keys=True, default=str) + "\n")
         return path
 
     @classmethod
     def load(cls, workdir: str | os.PathLike) -> "ModelArtifact":
+        """The artifact of a trained member directory; InputError (naming the file and what to do) when it is
+        missing, or damaged: cut short, not JSON, not an artifact."""
         path = Path(workdir) / "artifact.json"
         if not path.exists():
             raise InputError(f"{workdir}: no artifact.json (not a trained model directory)")
-        data = json.loads(path.read_text())
+        todo = f"restore it, or remove {workdir} and train the member again"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: JSONDecodeError (cut short)
+            raise InputError(f"{path}: damaged ({exc}); {todo}") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: not a model artifact (a JSON {type(data).__name__}); {todo}")
         data["workdir"] = str(Path(workdir).resolve())
-        return cls(**data)
+        try:
+            return cls(**data)
+        except TypeError as exc:  # unknown or missing fields
+            raise InputError(f"{path}: not a model artifact ({exc}); {todo}") from None
 
     def verify(self) -> None:
         """Raise if a model file is missing or changed since training."""
@@ -232,14 +244,16 @@ def training_copy(atoms: Atoms, info_keep: Sequence[str]) -> Atoms:
 
 
 def evaluate(calc: Calculator, frames: Sequence[Atoms]) -> dict[str, float]:
-    """Energy RMSE (meV/atom) and force-component RMSE (meV/Å) of ``calc`` against REF labels
-    (:mod:`harness.models.evaluate`, without stresses)."""
+    """Energy RMSE (meV/atom), force-component RMSE (meV/Å) and, over the periodic frames with a stress label,
+    stress-component RMSE (meV/Å³: what an NPT density rests on) of ``calc`` against REF labels
+    (:mod:`harness.models.evaluate`)."""
     from harness.models.evaluate import error_table, predict
 
     if not frames:
         return {}
-    m = error_table(frames, predict(calc, frames, stress=False))["all"]
-    return {k: m[k] for k in ("energy_rmse_meV_atom", "forces_rmse_meV_A", "n_frames")}
+    m = error_table(frames, predict(calc, frames))["all"]
+    keys = ("energy_rmse_meV_atom", "forces_rmse_meV_A", "n_frames", "stress_rmse_meV_A3", "n_stress_frames")
+    return {k: m[k] for k in keys if k in m}
 
 
 def default_threads() -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,9 @@ from harness.errors import InputError
 from harness.models.base import ARCHITECTURES, MODEL_SUFFIXES, ModelArtifact, get_trainer
 
 __all__ = ["ModelSource", "LoadedModel", "load_model", "load_committee", "model_stamp", "run_name", "sources_from_cli",
-           "committee_sources", "model_calculator", "arch_of_file"]
+           "committee_sources", "committee_info", "model_calculator", "arch_of_file"]
+
+logger = logging.getLogger(__name__)
 
 
 class ModelSource(HarnessModel):
@@ -188,37 +191,72 @@ def load_model(src: ModelSource, *, device: str = "cpu") -> LoadedModel:
     return LoadedModel(_ase(src).make_calculator(), None)
 
 
-def load_committee(directory: str | Path, *, device: str = "cpu") -> LoadedModel:
+def load_committee(directory: str | Path, *, device: str = "cpu", members_present: bool = False) -> LoadedModel:
     """A :class:`~harness.models.committee.CommitteeCalculator` over the successfully trained members of a
-    committee directory, the union of their elements, and their stamps."""
+    committee directory, the union of their elements, and their stamps (``members_present``:
+    :func:`committee_sources`)."""
     from harness.models.committee import CommitteeCalculator
 
-    sources = committee_sources(directory)
+    sources = committee_sources(directory, members_present=members_present)
     loaded = [load_model(s, device=device) for s in sources]
     species = sorted({e for m in loaded for e in (m.species or ())})
     calc = CommitteeCalculator([m.calculator for m in loaded], names=[Path(s.path).name for s in sources])
     return LoadedModel(calc, tuple(species) or None, {"committee": [model_stamp(s) for s in sources]})
 
 
-def committee_sources(directory: str | Path) -> list[ModelSource]:
-    """The successfully trained members of a committee directory (``committee.json``)."""
-    directory = Path(directory)
-    if not (directory / "committee.json").exists():
+def committee_info(directory: str | Path) -> dict[str, Any]:
+    """The contents of a committee directory's ``committee.json``; InputError when it is missing or damaged."""
+    path = Path(directory) / "committee.json"
+    if not path.is_file():
         raise InputError(f"{directory}: not a committee directory (no committee.json)")
+    todo = "restore it, or train the committee again"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: JSONDecodeError (cut short)
+        raise InputError(f"{path}: damaged ({exc}); {todo}") from None
+    if not isinstance(info, dict):
+        raise InputError(f"{path}: not a committee description (a JSON {type(info).__name__}); {todo}")
+    return info
+
+
+def committee_sources(directory: str | Path, *, members_present: bool = False) -> list[ModelSource]:
+    """The successfully trained members of a committee directory (``committee.json``).
+
+    A member that is missing is an InputError naming it: a ``member-*`` folder without ``artifact.json`` (its
+    training never finished), or a member ``committee.json`` lists as trained whose folder or artifact is gone.
+    ``members_present``: use the members present instead (with a warning). Members that failed to train (their
+    artifact says so) are left out either way.
+    """
+    directory = Path(directory)
+    info = committee_info(directory)
+    listed = info.get("members") if isinstance(info.get("members"), list) else []
+    status = info.get("status") if isinstance(info.get("status"), list) else []
+    expected = {str(m) for m, s in zip(listed, [*status, *["ok"] * len(listed)]) if s == "ok"}
+    folders = {p.name for p in directory.glob("member-*") if p.is_dir()}
+    with_artifact = {p.parent.name for p in directory.glob("*/artifact.json")}
+    missing = sorted((expected | folders) - with_artifact)
+    if missing:
+        why = [f"{m} ({'no artifact.json' if (directory / m).is_dir() else 'listed in committee.json, no folder'})"
+               for m in missing]
+        if not members_present:
+            raise InputError(f"{directory}: committee member(s) missing: {', '.join(why)}; restore them or train the "
+                             f"committee again, or give --members-present to use the {len(with_artifact)} present")
+        logger.warning("%s: using the members present; missing: %s", directory, ", ".join(why))
     out = []
-    for p in sorted(directory.glob("*/artifact.json")):
-        art = ModelArtifact.load(p.parent)
+    for name in sorted(with_artifact):
+        art = ModelArtifact.load(directory / name)
         if art.status == "ok":
-            out.append(ModelSource(kind="member", path=str(p.parent.resolve()), arch=art.arch))
+            out.append(ModelSource(kind="member", path=str((directory / name).resolve()), arch=art.arch))
     if not out:
         raise InputError(f"{directory}: no successfully trained members")
     return out
 
 
 def sources_from_cli(models: list[str], *, arch: str | None = None, options: dict[str, Any] | None = None,
-                     dtype: str = "float64", members: bool = True) -> list[ModelSource]:
+                     dtype: str = "float64", members: bool = True, members_present: bool = False) -> list[ModelSource]:
     """Models named on a command line: a committee directory, model files, ``ase:...``, and (``members``)
-    trained member directories. A committee (scored as one) is named by its directory, never member by member."""
+    trained member directories. A committee (scored as one) is named by its directory, never member by member;
+    one missing a member is an error unless ``members_present`` (:func:`committee_sources`)."""
     if not models:
         raise InputError("no model given")
     out: list[ModelSource] = []
@@ -235,7 +273,7 @@ def sources_from_cli(models: list[str], *, arch: str | None = None, options: dic
             continue
         p = Path(m)
         if (p / "committee.json").exists():
-            out += committee_sources(p)
+            out += committee_sources(p, members_present=members_present)
         elif (p / "artifact.json").exists():
             if not members:
                 raise InputError(f"--model {m}: not a committee directory (no committee.json): give the committee "
@@ -249,14 +287,16 @@ def sources_from_cli(models: list[str], *, arch: str | None = None, options: dic
     return out
 
 
-def model_calculator(model: str | Path, *, device: str = "cpu", arch: str | None = None):
+def model_calculator(model: str | Path, *, device: str = "cpu", arch: str | None = None,
+                     members_present: bool = False):
     """(calculator, run name, species, provenance stamp) of a trained member, a committee directory (its
-    :class:`~harness.models.committee.CommitteeCalculator`; the stamp lists its members') or a model file."""
+    :class:`~harness.models.committee.CommitteeCalculator`; the stamp lists its members'; ``members_present``:
+    :func:`committee_sources`) or a model file."""
     from harness.models.train import model_run_name
 
     model = Path(model)
     if (model / "committee.json").exists():
-        c = load_committee(model, device=device)
+        c = load_committee(model, device=device, members_present=members_present)
         return c.calculator, model_run_name(model), c.species, c.stamp
     (src,) = sources_from_cli([str(model)], arch=arch)
     loaded, stamp = load_model(src, device=device), model_stamp(src)

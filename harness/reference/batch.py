@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from ase import Atoms
 
-from harness.io import STDIO, atomic_path, frame_uid, sha256_file, write_frames
+from harness.io import STDIO, atomic_path, check_output, frame_uid, sha256_file, write_frames
 from harness.provenance import run_context
 from harness.reference.base import LabelReport, Oracle, label_frames, oracle_key
 
@@ -70,6 +70,11 @@ def label_to_file(
     """
     key = oracle_key(oracle)
     to_stdout = str(output) == STDIO
+    inputs = [source] if source else []
+    manifest = manifest if manifest is not None else (None if to_stdout else manifest_path_for(output))
+    check_output(output, inputs=inputs)  # before any frame is labelled
+    if manifest is not None:
+        check_output(manifest, inputs=inputs)
     resume = None if to_stdout else resume_path(output)
     cache = _load_resume(resume, key) if resume is not None else {}
     for uid, atoms in (reuse or {}).items():
@@ -106,10 +111,9 @@ def label_to_file(
         extra["input_sha256"] = sha256_file(source)
     report.extra.update(extra)
     if report.frames:
-        write_frames(output, report.frames)
-    manifest = manifest if manifest is not None else (None if to_stdout else manifest_path_for(output))
+        write_frames(output, report.frames, inputs=inputs)
     if manifest is not None:
-        with atomic_path(manifest) as tmp:
+        with atomic_path(manifest, inputs=inputs) as tmp:
             data = report.manifest()
             if report.frames and not to_stdout:
                 data["output"] = str(output)

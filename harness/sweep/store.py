@@ -5,17 +5,20 @@ A task row holds its content-hash key, kind, label, parameters, dependency keys,
 SHA-256, so a finished task can be verified (a truncated or edited artifact is detected and the task
 recomputed). Views per kind (``models``, ``trajectories``, ``observables``, ``scores``) expose the
 results as rows for reports. Only the driver process writes; every write commits at once, so a killed
-sweep loses at most the tasks that were running.
+sweep loses at most the tasks that were running. A damaged file (not SQLite, cut short, malformed pages) is a
+one-line :class:`~harness.errors.InputError` naming it and what to do, never a ``sqlite3`` traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness.errors import InputError
 from harness.io import sha256_file
 
 __all__ = ["Store", "STATUSES", "SUPERSEDED"]
@@ -55,21 +58,73 @@ CREATE VIEW IF NOT EXISTS scores AS SELECT key, label, status, json_extract(resu
 """
 
 
+#: primary SQLite result codes of a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB
+_DAMAGED = (11, 26)
+
+
+def _cut_short(path: Path) -> str | None:
+    """Why the SQLite file ``path`` is shorter than its own header says (a truncated copy), or None.
+
+    Checked only when no write-ahead log is beside it (no writer has it open), since a checkpoint in progress may
+    write the header before the last pages."""
+    try:
+        if Path(f"{path}-wal").exists():
+            return None
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+    except OSError:
+        return None
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+        return None  # empty (a new store) or not SQLite at all: SQLite itself says so
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    n_pages = int.from_bytes(head[28:32], "big")
+    if n_pages == 0 or head[24:28] != head[92:96]:  # the header's page count is valid only when these agree
+        return None
+    if size < page * n_pages:
+        return f"cut short: {size} bytes, its header says {page * n_pages}"
+    return None
+
+
 class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_file() and (why := _cut_short(self.path)):
+            raise self._damaged(why)
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(_SCHEMA)
+        try:
+            with self._guard():
+                self.db.row_factory = sqlite3.Row
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.executescript(_SCHEMA)
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _damaged(self, why: object) -> InputError:
+        return InputError(f"{self.path}: damaged workspace store ({why}); restore it from a backup, or move it away "
+                          "and run the same sweep again to rebuild it (trained members and finished MD runs on disk "
+                          "are reused)")
+
+    @contextlib.contextmanager
+    def _guard(self):
+        """Turn SQLite's 'file is not a database' and 'database disk image is malformed' into an InputError."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in _DAMAGED:
+                raise self._damaged(exc) from None
+            raise
 
     def close(self) -> None:
         self.db.close()
 
     # -- reading -------------------------------------------------------------------------------------
     def get(self, key: str) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT * FROM tasks WHERE key = ?", (key,)).fetchone()
+        with self._guard():
+            row = self.db.execute("SELECT * FROM tasks WHERE key = ?", (key,)).fetchone()
         return None if row is None else self._row(row)
 
     @staticmethod
@@ -86,13 +141,15 @@ class Store:
             if val is not None:
                 q += f" AND {col} = ?"
                 args.append(val)
-        return [self._row(r) for r in self.db.execute(q + " ORDER BY started, key", args)]
+        with self._guard():
+            return [self._row(r) for r in self.db.execute(q + " ORDER BY started, key", args)]
 
     def counts(self, sweep: str | None = None) -> dict[tuple[str, str], int]:
         q = "SELECT kind, status, COUNT(*) AS n FROM tasks"
-        rows = self.db.execute(q + (" WHERE sweep = ?" if sweep else "") + " GROUP BY kind, status",
-                               (sweep,) if sweep else ())
-        return {(r["kind"], r["status"]): r["n"] for r in rows}
+        with self._guard():
+            rows = self.db.execute(q + (" WHERE sweep = ?" if sweep else "") + " GROUP BY kind, status",
+                                   (sweep,) if sweep else ())
+            return {(r["kind"], r["status"]): r["n"] for r in rows}
 
     def verified(self, key: str) -> dict | None:
         """The stored result of a finished task whose output files are unchanged, else None."""
@@ -106,8 +163,12 @@ class Store:
         return row["result"]
 
     # -- writing (driver only) -------------------------------------------------------------------------
+    def _write(self, sql: str, args: tuple = ()) -> None:
+        with self._guard():
+            self.db.execute(sql, args)
+
     def register(self, key: str, kind: str, label: str, params: dict, deps: Iterable[str], sweep: str) -> None:
-        self.db.execute(
+        self._write(
             "INSERT INTO tasks (key, kind, label, params, deps, status, sweep) VALUES (?, ?, ?, ?, ?, 'pending', ?) "
             "ON CONFLICT(key) DO UPDATE SET label = excluded.label, sweep = excluded.sweep",
             (key, kind, label, json.dumps(params, sort_keys=True, default=str), json.dumps(list(deps)), sweep))
@@ -115,27 +176,29 @@ class Store:
     def retire(self, sweep: str, keys: Iterable[str]) -> int:
         """Mark the sweep's rows that are not in ``keys`` (the current plan) as superseded."""
         keys = set(keys)
-        old = [r["key"] for r in self.db.execute("SELECT key FROM tasks WHERE sweep = ?", (sweep,)) if r["key"] not in keys]
-        self.db.executemany("UPDATE tasks SET status = 'superseded' WHERE key = ?", [(k,) for k in old])
+        with self._guard():
+            old = [r["key"] for r in self.db.execute("SELECT key FROM tasks WHERE sweep = ?", (sweep,))
+                   if r["key"] not in keys]
+            self.db.executemany("UPDATE tasks SET status = 'superseded' WHERE key = ?", [(k,) for k in old])
         return len(old)
 
     def mark_running(self, key: str) -> None:
-        self.db.execute("UPDATE tasks SET status = 'running', started = ?, error = NULL, attempts = attempts + 1 "
-                        "WHERE key = ?", (time.time(), key))
+        self._write("UPDATE tasks SET status = 'running', started = ?, error = NULL, attempts = attempts + 1 "
+                    "WHERE key = ?", (time.time(), key))
 
     def mark_done(self, key: str, result: dict, outputs: dict[str, str], wall_s: float) -> None:
-        self.db.execute("UPDATE tasks SET status = 'done', result = ?, outputs = ?, finished = ?, wall_s = ?, "
-                        "error = NULL WHERE key = ?",
-                        (json.dumps(result, default=str), json.dumps(outputs), time.time(), wall_s, key))
+        self._write("UPDATE tasks SET status = 'done', result = ?, outputs = ?, finished = ?, wall_s = ?, "
+                    "error = NULL WHERE key = ?",
+                    (json.dumps(result, default=str), json.dumps(outputs), time.time(), wall_s, key))
 
     def mark_failed(self, key: str, error: str, wall_s: float | None = None) -> None:
-        self.db.execute("UPDATE tasks SET status = 'failed', error = ?, finished = ?, wall_s = ? WHERE key = ?",
-                        (error, time.time(), wall_s, key))
+        self._write("UPDATE tasks SET status = 'failed', error = ?, finished = ?, wall_s = ? WHERE key = ?",
+                    (error, time.time(), wall_s, key))
 
     def mark_interrupted(self, key: str, reason: str) -> None:
         """Stopped at a walltime (harness.deadline): run again, resuming, by the next run."""
-        self.db.execute("UPDATE tasks SET status = 'interrupted', error = ?, finished = ? WHERE key = ?",
-                        (reason, time.time(), key))
+        self._write("UPDATE tasks SET status = 'interrupted', error = ?, finished = ? WHERE key = ?",
+                    (reason, time.time(), key))
 
     def mark_skipped(self, key: str, reason: str) -> None:
-        self.db.execute("UPDATE tasks SET status = 'skipped', error = ? WHERE key = ?", (reason, key))
+        self._write("UPDATE tasks SET status = 'skipped', error = ? WHERE key = ?", (reason, key))

@@ -37,6 +37,11 @@ def min_intermolecular_distance(atoms: Atoms) -> float:
     return float(d[inter].min()) if inter.any() else np.inf
 
 
+PACKMOL_MAX_SEED = 2**31 - 1  # packmol reads its seed as a default (32-bit) Fortran integer
+MIN_TOLERANCE_A = 1.0
+MAX_NLOOP = 1_000_000
+
+
 def build_box(
     composition: Composition,
     density_g_cm3: float,
@@ -79,8 +84,13 @@ def build_box(
     registry = registry or MoleculeRegistry()
     if not np.isfinite(density_g_cm3) or density_g_cm3 <= 0:
         raise InputError(f"density must be a positive number of g/cm³, got {density_g_cm3}")
-    if seed < 0:
-        raise InputError(f"seed must be ≥ 0, got {seed}")
+    if isinstance(seed, bool) or not 0 <= seed <= PACKMOL_MAX_SEED:
+        raise InputError(f"seed must be an integer in [0, {PACKMOL_MAX_SEED}] (packmol's 32-bit seed), got {seed}")
+    if isinstance(tolerance_A, bool) or not np.isfinite(tolerance_A) or tolerance_A < MIN_TOLERANCE_A:
+        raise InputError(f"tolerance must be at least {MIN_TOLERANCE_A} Å (closer intermolecular contacts are not a "
+                         f"liquid's), got {tolerance_A}")
+    if isinstance(nloop, bool) or not 1 <= nloop <= MAX_NLOOP:
+        raise InputError(f"nloop must be an integer in [1, {MAX_NLOOP}], got {nloop}")
     mols = [registry[name] for name, _ in composition.counts]
     for m in mols:
         m.validate()
@@ -121,7 +131,8 @@ def build_box(
             )
         if proc.returncode != 0:
             tail = "\n".join(proc.stdout.strip().splitlines()[-5:])
-            raise ToolError(f"packmol failed (exit {proc.returncode}) in {tmpdir}:\n{tail}")
+            raise ToolError(f"packmol failed (exit {proc.returncode}) for {composition} at {density_g_cm3} g/cm³, "
+                            f"seed {seed}, tolerance {tolerance_A} Å:\n{tail}")  # its folder is gone: not named
         packed = read(tmpdir / "packed.xyz", format="xyz")
     species = [m for (name, count), m in zip(composition.counts, mols) for _ in range(count)]
     atoms = Atoms(symbols=packed.get_chemical_symbols(), positions=packed.positions,

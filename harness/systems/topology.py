@@ -180,11 +180,16 @@ def equilibrium_bond_lengths(molecule: Molecule, *, method: str = "gfn2") -> np.
     atoms = _relax(molecule.atoms(), method)
     b = np.array(molecule.bonds, dtype=int)
     lengths = np.linalg.norm(atoms.positions[b[:, 1]] - atoms.positions[b[:, 0]], axis=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"species": molecule.name, "smiles": molecule.smiles, "method": method,
-                               "version": version, "bonds": b.tolist(), "lengths_A": lengths.tolist()}, indent=1))
-    tmp.replace(path)
+    from harness.errors import InputError
+    from harness.io import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps({"species": molecule.name, "smiles": molecule.smiles, "method": method,
+                                       "version": version, "bonds": b.tolist(), "lengths_A": lengths.tolist()},
+                                      indent=1))
+    except InputError as exc:  # a cache that cannot be written costs a relaxation next time, nothing else
+        logger.warning("bond-length cache not written: %s", exc)
     return lengths
 
 
