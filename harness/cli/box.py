@@ -35,7 +35,6 @@ def box(
     from harness.systems.molecules import MoleculeRegistry, parse_molecule_definition
     from harness.units import density_g_cm3
 
-    check_range("--density", density, 1e-6, unit="g/cm³")
     check_range("--seed", seed, 0, PACKMOL_MAX_SEED, why="packmol's 32-bit seed")
     check_range("--tolerance", tolerance, MIN_TOLERANCE_A, unit="Å", why="closer intermolecular contacts are not a liquid's")
     check_range("--nloop", nloop, 1, MAX_NLOOP)

@@ -128,19 +128,15 @@ def _make_whole(positions: np.ndarray, cell: np.ndarray, mol_id: np.ndarray) -> 
     return out
 
 
-def _check_cells(path: Path, cells: np.ndarray, positions: np.ndarray) -> None:
-    """Every frame of a periodic trajectory needs a finite, non-singular cell (volumes, densities and the
-    unwrapping divide by it) and finite positions."""
-    bad = np.flatnonzero(~np.isfinite(positions).all(axis=(1, 2)))
-    if len(bad):
-        raise InputError(f"{path}: frame {bad[0]} has non-finite positions")
-    cells = np.asarray(cells, dtype=float)
-    finite = np.isfinite(cells).all(axis=(1, 2))
-    vol = np.where(finite, np.abs(np.linalg.det(np.where(finite[:, None, None], cells, 0.0))), 0.0)
+def _check_cells(traj: "Trajectory") -> None:
+    """Every frame of a periodic trajectory needs a non-singular cell: volumes, densities and the unwrapping divide
+    by it (non-finite cells and positions are the Trajectory's own check)."""
+    vol = np.abs(np.linalg.det(traj.cells))
     bad = np.flatnonzero(vol < 1e-6)
     if len(bad):
-        raise InputError(f"{path}: frame {bad[0]} has a zero, singular or non-finite cell "
-                         f"({np.round(cells[bad[0]], 4).tolist()} Å); a periodic trajectory needs its box in every frame")
+        k = bad[0]
+        raise InputError(f"{traj.source}: frame {k} (t = {traj.time_ps[k]:g} ps) has a zero or singular cell "
+                         f"({np.round(traj.cells[k], 4).tolist()} Å); a periodic trajectory needs its box in every frame")
 
 
 def _from_h5md(path: Path) -> Trajectory:
@@ -152,8 +148,8 @@ def _from_h5md(path: Path) -> Trajectory:
         raise InputError(f"{path}: not a readable harness H5MD trajectory ({exc})") from None
     if "mol_id" not in d:
         raise InputError(f"{path}: no particles/all/mol_id; molecules are needed for centre-of-mass analyses")
-    _check_cells(path, d["cells"], d["positions"])
     traj = Trajectory(d["positions"], d["cells"], d["time_ps"], d["numbers"], d["masses"], d["mol_id"], str(path))
+    _check_cells(traj)
     frac, frame, atom = max_frame_jump(traj.positions, traj.cells)
     if frac > 0.5:
         raise InputError(f"{path}: positions look wrapped: atom {atom} moves {frac:.2f} of the cell between frames "
