@@ -10,7 +10,7 @@ STAMP := $(VENV)/.harness-installed
 PYTEST_ARGS ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test test-all demo demo-models ci-sweep ci-ensembles ci-models ci-diagnostics ci-finetune ci-foundation ci-slurm ci-chaos ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
+.PHONY: install test test-all demo demo-models ci-sweep ci-ensembles ci-fuzz ci-models ci-diagnostics ci-finetune ci-foundation ci-slurm ci-chaos ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
 	wheelhouse install-offline
 
 install: $(STAMP)
@@ -49,6 +49,11 @@ ci-sweep: install
 # with 3N - 3 degrees of freedom and two-state-point ensemble checks, on Lennard-Jones argon and an ideal gas (~1 min)
 ci-ensembles: install
 	$(PY) -m pytest -m slow tests/test_ensembles.py $(PYTEST_ARGS)
+
+# Property-based fuzzing of the CLI contract (hypothesis, derandomized): mutated protocols, sweep specs and
+# extxyz frames get exit 0 or 2, no traceback, nothing left behind (~2 min)
+ci-fuzz: install
+	$(PY) -m pytest -m slow tests/test_fuzz_cli.py $(PYTEST_ARGS)
 
 # Models the sweep did not train, in the ci sweep's workspace (its reference is reused): a MACE file exported
 # from a ci member and a stand-in ASE calculator get their Q in a sweep, and `harness validate` scores the file;
