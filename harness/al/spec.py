@@ -15,7 +15,8 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.config import HarnessModel, load_yaml
+from harness.config import (MAX_COMMITTEE, MAX_GENERATIONS, MAX_PARALLEL, MAX_REPLICAS, MAX_STARTS, HarnessModel,
+                            load_yaml)
 from harness.md.protocol import RunSpec, StartSpec
 from harness.models.base import ARCHITECTURES as ARCHS
 from harness.sweep.spec import ReferenceSpec, resolve_path
@@ -52,7 +53,8 @@ class ExplorationSpec(RunSpec):
     """
 
     compositions: list[str] = Field(default_factory=lambda: list(PAPER_COMPOSITIONS), min_length=1)
-    starts_per_composition: int = Field(5, ge=1, description="OPLS-AA starting frames per composition")
+    starts_per_composition: int = Field(5, ge=1, le=MAX_STARTS,
+                                        description="OPLS-AA starting frames per composition")
     start: StartSpec = Field(description="how each composition's starting liquid is made")
     start_stride_ps: float = Field(2.0, gt=0, description="OPLS-AA time between starting frames")
     check_interval: int = Field(10, gt=0, description="steps between committee evaluations (and, unless "
@@ -99,7 +101,7 @@ class ValidationSpec(HarnessModel):
     protocol: str
     reference: ReferenceSpec
     analysis: str | None = None
-    replicas: int = Field(1, ge=1)
+    replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
 
 
 class OracleSpec(HarnessModel):
@@ -114,18 +116,19 @@ class ALSpec(HarnessModel):
     initial_subsets: list[str] = Field(min_length=1, description="one AL chain per starting subset")
     architecture: str
     preset: str = "mini"
-    committee: int = Field(5, ge=2, description="members per committee (the variance needs two)")
+    committee: int = Field(5, ge=2, le=MAX_COMMITTEE, description="members per committee (the variance needs two)")
     seeds: list[int] | None = None
     overrides: dict[str, Any] = Field(default_factory=dict, description="hyperparameter overrides")
     max_train_frames: int | None = Field(None, ge=1, description="evenly spaced sample of the initial subset")
-    generations: int = Field(ge=1, description="committees trained per chain; all but the last explore")
+    generations: int = Field(ge=1, le=MAX_GENERATIONS,
+                             description="committees trained per chain; all but the last explore")
     explore_last: bool = Field(False, description="the last generation explores and labels too (its frames are "
                                "the campaign's output, e.g. an AL subset for a dataset)")
     warm_start: bool = Field(False, description="initialise member k from generation g-1's member k (deepmd)")
     oracle: OracleSpec | None = Field(None, description="default: the dataset's reference")
     exploration: ExplorationSpec = ExplorationSpec()
     validation: ValidationSpec | None = None
-    threads_per_task: int = Field(1, ge=1)
+    threads_per_task: int = Field(1, ge=1, le=MAX_PARALLEL)
     device: str = Field("cpu", pattern="^(cpu|cuda)$")
 
     @model_validator(mode="after")

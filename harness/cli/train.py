@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from harness.cli.common import err, handle_errors, is_file
+from harness.config import MAX_COMMITTEE
 
 models_app = typer.Typer(help="Inspect trained models.", no_args_is_help=True,
                          context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,14 +39,14 @@ def train(
     preset: str = typer.Option("mini", "--preset", help=(
         "Hyperparameter preset: mini (CPU, not converged), study (one GPU node; GAP: 16 cores), "
         "cpu (half an hour of one CPU core) or paper.")),
-    committee: int = typer.Option(5, "--committee", "-n", help="Committee size."),
+    committee: int = typer.Option(5, "--committee", "-n", min=1, max=MAX_COMMITTEE, help="Committee size."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated member seeds (default 0..n-1)."),
     workspace: Path = typer.Option(Path("runs/default"), "--workspace", "-w", help="Workspace folder."),
     options: Optional[str] = typer.Option(None, "--options", help="Backend hyperparameter overrides: JSON object or a YAML file."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 or float64 (default: the preset's)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Threads per training process (default: every core this process may use)."),
-    max_train_frames: Optional[int] = typer.Option(None, "--max-train-frames", help="Use an evenly spaced sample of at most N training frames."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Threads per training process (default: every core this process may use)."),
+    max_train_frames: Optional[int] = typer.Option(None, "--max-train-frames", min=1, help="Use an evenly spaced sample of at most N training frames."),
 ) -> None:
     """Train a committee (members differ only in their seed) and print members with validation errors.
 
@@ -54,20 +55,21 @@ def train(
     """
     import json
 
-    import yaml
     from rich.console import Console
 
+    from harness.config import read_yaml
     from harness.errors import InputError
     from harness.models.train import train_committee
 
-    if device not in ("cpu", "cuda"):
-        raise InputError(f"--device must be cpu or cuda, got {device!r}")
+    from harness.cli.options import MAX_SEED, check_device, check_range
+
+    check_device(device)
     if dtype not in (None, "float32", "float64"):
         raise InputError(f"--dtype must be float32 or float64, got {dtype!r}")
     overrides = {}
     if options:
         if not options.lstrip().startswith("{") and is_file(options):
-            overrides = yaml.safe_load(Path(options).read_text()) or {}
+            overrides = read_yaml(options) or {}
         else:
             try:
                 overrides = json.loads(options)
@@ -75,7 +77,16 @@ def train(
                 raise InputError(f"--options: neither a file nor valid JSON ({exc.msg})") from None
         if not isinstance(overrides, dict):
             raise InputError("--options must be a mapping of backend hyperparameters")
-    seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    seed_list = None
+    if seeds:
+        try:
+            seed_list = [int(x) for x in seeds.split(",")]
+        except ValueError:
+            raise InputError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+        for x in seed_list:
+            check_range("--seeds", x, 0, MAX_SEED, why="the training codes' 32-bit seeds")
+        if len(set(seed_list)) != len(seed_list):
+            raise InputError(f"--seeds repeats a seed ({seeds}): members differ only in their seed")
 
     def report(k, art):
         msg = f"member {k} (seed {art.seed}): {art.status}"

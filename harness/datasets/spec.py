@@ -18,7 +18,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.config import HarnessModel, load_yaml
+from harness.config import MAX_PARALLEL, HarnessModel, load_yaml
 from harness.errors import ConfigError
 
 __all__ = ["DatasetSpec", "load_dataset_spec", "SubsetItem", "params_hash", "IsolatedAtomsSource",
@@ -209,7 +209,7 @@ class DatasetSpec(HarnessModel):
     data_dir: str = Field(description="folder of the built data, relative to the YAML file")
     reference: ReferenceSpec = ReferenceSpec()
     seed: int = 0
-    threads: int | None = Field(None, gt=0)
+    threads: int | None = Field(None, gt=0, le=MAX_PARALLEL)
     split: Split = Split()
     sources: dict[str, Source] = Field(min_length=1)
     subsets: dict[str, list[SubsetItem]] = Field(min_length=1)

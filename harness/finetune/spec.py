@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from harness.config import HarnessModel
+from harness.config import MAX_COMMITTEE, HarnessModel
 
 __all__ = ["FinetuneSpec", "StrategySpec", "ReplaySpec", "HeldOutSpec"]
 
@@ -79,8 +79,8 @@ class FinetuneSpec(HarnessModel):
     overrides: dict[str, Any] = Field(default_factory=dict, description="MACE hyperparameters of the fine-tuning "
                                       "runs (epochs, batch size, loss weights; the architecture is the foundation's)")
     max_train_frames: int | None = Field(None, ge=1, description="default: the sweep's")
-    committee: int | None = Field(None, ge=1, description="members per fine-tuned committee: the first of the "
-                                  "sweep's seeds (default: the sweep's committee)")
+    committee: int | None = Field(None, ge=1, le=MAX_COMMITTEE, description="members per fine-tuned committee: the "
+                                  "first of the sweep's seeds (default: the sweep's committee)")
     strategies: list[StrategySpec] = Field(min_length=1)
     replay: ReplaySpec | None = None
     forgetting: HeldOutSpec | None = None

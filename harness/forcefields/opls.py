@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from importlib.resources import files
 
 import numpy as np
-import yaml
 from ase import Atoms
 
+from harness.config import parse_yaml
 from harness.errors import HarnessError
 from harness.systems.molecules import Molecule
 from harness.systems.topology import Topology
@@ -48,7 +48,8 @@ class OPLSParameters:
     @classmethod
     @functools.lru_cache(maxsize=1)
     def default(cls) -> "OPLSParameters":
-        data = yaml.safe_load(files("harness.forcefields").joinpath("opls_aa_carbonates.yaml").read_text())
+        table = files("harness.forcefields").joinpath("opls_aa_carbonates.yaml")
+        data = parse_yaml(table.read_text(), source=str(table))
         bonds, angles, torsions = {}, {}, {}
         for a, b, r0, k in data["bonds"]:
             bonds[(a, b)] = bonds[(b, a)] = (float(r0), float(k))

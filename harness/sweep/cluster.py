@@ -15,16 +15,16 @@ from pathlib import Path
 
 from pydantic import Field
 
-from harness.config import HarnessModel, load_yaml
+from harness.config import MAX_PARALLEL, HarnessModel, load_yaml
 from harness.errors import ToolError
 
 __all__ = ["SlurmSpec", "slurm_cluster", "make_client", "gpu_node_cluster"]
 
 
 class SlurmSpec(HarnessModel):
-    jobs: int = Field(2, ge=1, description="SLURM jobs to request")
-    cores: int = Field(8, ge=1, description="cores per job")
-    processes: int = Field(8, ge=1, description="worker processes per job (one thread each)")
+    jobs: int = Field(2, ge=1, le=MAX_PARALLEL, description="SLURM jobs to request")
+    cores: int = Field(8, ge=1, le=MAX_PARALLEL, description="cores per job")
+    processes: int = Field(8, ge=1, le=MAX_PARALLEL, description="worker processes per job (one thread each)")
     memory: str = Field("32GB", description="memory per job")
     walltime: str = Field("04:00:00", description="per job, HH:MM:SS")
     queue: str | None = Field(None, description="partition")

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from harness.config import HarnessModel, load_yaml
+from harness.config import MAX_COMMITTEE, MAX_PARALLEL, MAX_REPLICAS, HarnessModel, load_yaml
 from harness.diagnostics.spec import DiagnosticsSpec
 from harness.errors import ConfigError
 from harness.finetune.spec import FinetuneSpec
@@ -28,8 +28,8 @@ class ReferenceSpec(HarnessModel):
     preset: str | None = Field(None, description="default: the sweep's preset")
     max_train_frames: int | None = Field(None, ge=1, description="default: the sweep's")
     overrides: dict[str, Any] | None = Field(None, description="default: the sweep's overrides for this arch")
-    committee: int | None = Field(None, ge=2, description="members (default: the sweep's committee); the density "
-                                  "term of Q needs at least two reference members")
+    committee: int | None = Field(None, ge=2, le=MAX_COMMITTEE, description="members (default: the sweep's "
+                                  "committee); the density term of Q needs at least two reference members")
 
 
 class ModelEntry(HarnessModel):
@@ -91,25 +91,25 @@ class SweepSpec(HarnessModel):
     subsets: list[str] = Field(default_factory=list, description="training subsets of the grid")
     architectures: list[str] = Field(default_factory=list, description="architectures of the grid")
     models: list[ModelEntry] = Field(default_factory=list, description="committees not trained here, scored alike")
-    committee: int = Field(5, ge=1, description="members per committee")
+    committee: int = Field(5, ge=1, le=MAX_COMMITTEE, description="members per committee")
     seeds: list[int] | None = Field(None, description="member seeds (default 0..committee-1)")
     preset: str = "mini"
     max_train_frames: int | None = Field(None, ge=1, description="evenly spaced sample of the training frames")
     overrides: dict[str, dict[str, Any]] = Field(default_factory=dict,
                                                  description="per-architecture hyperparameter overrides")
     protocol: str = Field(description="MD protocol YAML")
-    replicas: int = Field(1, ge=1)
+    replicas: int = Field(1, ge=1, le=MAX_REPLICAS)
     reference: ReferenceSpec
     analysis: str | None = Field(None, description="analysis spec YAML overriding the protocol's analysis section")
-    threads_per_task: int = Field(1, ge=1, description="torch/xTB threads inside each task")
+    threads_per_task: int = Field(1, ge=1, le=MAX_PARALLEL, description="torch/xTB threads inside each task")
     device: str = Field("cpu", pattern="^(cpu|cuda)$")
     diagnostics: DiagnosticsSpec | None = Field(None, description="the paper's diagnostics beside Q: volume-scan "
                                                 "validation, errors along trajectories, chemical generalisation")
     finetune: FinetuneSpec | None = Field(None, description="a foundation model zero-shot and fine-tuned on the "
                                           "subsets (strategies naive, frozen, replay), with forgetting measured")
-    md_batch: int = Field(1, ge=1, description="trajectories of one architecture (MACE, DeePMD) advanced together "
-                          "in one MD task, one model call per step for all (batched MD; pays on a GPU); 1: one "
-                          "trajectory per task")
+    md_batch: int = Field(1, ge=1, le=MAX_PARALLEL, description="trajectories of one architecture (MACE, DeePMD) "
+                          "advanced together in one MD task, one model call per step for all (batched MD; pays on a "
+                          "GPU); 1: one trajectory per task")
 
     @model_validator(mode="after")
     def _check(self):
