@@ -120,10 +120,15 @@ def test_a_signal_at_several_points_then_resume_is_the_uninterrupted_run(whole, 
 
 
 def test_a_second_process_on_the_same_run_is_refused_and_the_first_ends_consistent(whole, tmp_path):
-    proc = _launch(tmp_path, delay=0.01)
+    proc = _launch(tmp_path, delay=0.002)
     _wait_for(lambda: (tmp_path / "checkpoint.pkl").exists())
-    with pytest.raises(RunBusy, match=rf"{tmp_path.name}: pid {proc.pid} on .* is running this trajectory"):
-        run_md(argon(), StatelessLJ(), SETTINGS, outdir=tmp_path, seed=5)
+    proc.send_signal(signal.SIGSTOP)  # held mid-run while this process tries the same run directory
+    try:
+        assert not (tmp_path / "result.json").exists(), "the first run finished before it could be held"
+        with pytest.raises(RunBusy, match=rf"{tmp_path.name}: pid {proc.pid} on .* is running this trajectory"):
+            run_md(argon(), StatelessLJ(), SETTINGS, outdir=tmp_path, seed=5)
+    finally:
+        proc.send_signal(signal.SIGCONT)
     assert proc.wait(timeout=120) == 0, proc.stderr.read()[-2000:]
     result = run_md(argon(), StatelessLJ(), SETTINGS, outdir=tmp_path, seed=5)  # finished: returned, not rerun
     assert result.n_frames == len(read_h5md(tmp_path / "trajectory.h5md")["time_ps"]) == 1 + 300 // 20
@@ -153,26 +158,32 @@ def test_two_threads_on_one_run_directory_are_kept_apart_and_the_lock_is_reentra
         pass
 
 
-def test_two_harness_md_processes_on_one_workspace(tmp_path):
+def test_two_harness_md_processes_on_one_workspace(tmp_path, small_box):
     """The CLI: the second `harness md` on a workspace whose run is in flight exits 2 with one line naming the
-    run directory; the first finishes with every frame it reports."""
+    run directory; the first finishes with every frame it reports. (A given start frame: no OPLS-AA start to build.)"""
     import json
 
+    from harness.io import write_frames
+
+    start = tmp_path / "start.extxyz"
+    write_frames(start, [small_box])
     text = (ROOT / "protocols" / "ci.yaml").read_text()
-    text = text.replace("nvt: {length_ps: 0.05,", "nvt: {length_ps: 1.5,")
     text = text.replace("detectors: {rules: validation, interval: 5,", "detectors: {rules: validation, interval: 100000,")
     proto = tmp_path / "ci.yaml"
     proto.write_text(text)
     exe = [sys.executable, "-m", "harness.cli.main", "md", "--calculator", "ase:ase.calculators.lj.LennardJones",
            "--calculator-options", '{"sigma": 0.6, "epsilon": 0.01, "rc": 3.0, "smooth": true}',
-           "--protocol", str(proto), "--ensemble", "nvt", "--workspace", str(tmp_path / "ws")]
+           "--protocol", str(proto), "--ensemble", "npt", "--start", str(start), "--workspace", str(tmp_path / "ws")]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = tmp_path / "ws" / "md" / "LennardJones" / "ci" / "nvt-r0"
+    out = tmp_path / "ws" / "md" / "LennardJones" / "ci" / "npt-r0"
     first = subprocess.Popen(exe, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(lambda: (out / "checkpoint.pkl").exists() or (out / "result.json").exists(), timeout=120)
-    if (out / "result.json").exists():
-        pytest.skip("the first run finished before the second started (machine too fast for this check)")
-    second = subprocess.run(exe, env=env, capture_output=True, text=True)
+    first.send_signal(signal.SIGSTOP)  # held mid-run (lock taken, step-0 checkpoint written) while the second tries
+    try:
+        assert not (out / "result.json").exists(), "the first run finished before it could be held"
+        second = subprocess.run(exe, env=env, capture_output=True, text=True)
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert second.returncode == 2, second.stderr[-2000:]
     assert second.stderr.startswith("error: ") and "is running this trajectory" in second.stderr
     assert "Traceback" not in second.stderr and len(second.stderr.strip().splitlines()) == 1
