@@ -100,6 +100,34 @@ def test_members_shifted_in_opposite_directions_make_a_shifted_committee():
     assert not s["shifted"] and s["members_shifted"] == 1
 
 
+def test_shift_verdict_is_a_statistic_with_its_minimum_data():
+    """Two dilute frames per member (errors differ by 2 meV/atom: SE 1 meV/atom). Three members at ±58-60 meV/atom:
+    shifted. Two members: undetermined whatever their shifts (a majority of two shows no spread). Members at
+    10.5 meV/atom against a 10 meV/atom tolerance: each bound straddles it, undetermined, not "shifted"; members at
+    1 meV/atom: not shifted."""
+    from harness.diagnostics.volume_scan import MIN_MEMBERS, shift_verdict
+
+    rho = [0.1, 0.2, 1.0]
+    ref = [-100.0, -100.1, -101.0]
+    frames = _scan("A=2", 20, rho, "a0", ref)
+
+    def committee(*shifts_meV):  # the two dilute frames at shift -/+ 1 meV/atom, the dense one exact
+        return {f"m{k}": [ref[0] + (d - 1) * 0.02, ref[1] + (d + 1) * 0.02, ref[2]] for k, d in enumerate(shifts_meV)}
+
+    (s,) = baseline_shifts(scan_table(frames, committee(60, -55, 58)), tolerance_meV_atom=10.0)
+    assert s["verdict"] == "shifted" and s["verdict_why"] == "3 of 3 members above the tolerance"
+    assert s["level"] == 0.05 and s["min_members"] == MIN_MEMBERS == 3 and "one-sided 95 %" in s["test"]
+    (s,) = baseline_shifts(scan_table(frames, committee(60, -55)), tolerance_meV_atom=10.0)
+    assert s["shifted"] and s["verdict"] == "undetermined" and "2 member(s) < 3" in s["verdict_why"]
+    (s,) = baseline_shifts(scan_table(frames, committee(10.5, -10.5, 10.5)), tolerance_meV_atom=10.0)
+    assert s["shifted"] and s["verdict"] == "undetermined"  # the median rule says shifted; the data cannot
+    (s,) = baseline_shifts(scan_table(frames, committee(1, -1, 0.5)), tolerance_meV_atom=10.0)
+    assert s["verdict"] == "not shifted" and s["verdict_why"] == "3 of 3 members below the tolerance"
+    # one dilute frame: no standard error, no decision
+    assert shift_verdict({"a": (50.0, float("nan")), "b": (50.0, float("nan")), "c": (50.0, 1.0)}, 10.0)["verdict"] \
+        == "undetermined"
+
+
 def test_baseline_shift_without_dilute_frames_uses_each_scans_most_dilute():
     rho = [0.8, 1.0, 1.4]
     frames = _scan("A=1", 10, rho, "s0", [0, 0, 0]) + _scan("A=1", 10, [0.5, 1.0, 1.4], "s1", [0, 0, 0])

@@ -23,7 +23,7 @@ from ase import Atoms
 
 from harness.errors import InputError
 
-__all__ = ["scan_table", "baseline_shifts", "DILUTE_G_CM3", "TOLERANCE_MEV_ATOM"]
+__all__ = ["scan_table", "baseline_shifts", "shift_verdict", "DILUTE_G_CM3", "TOLERANCE_MEV_ATOM", "MIN_MEMBERS"]
 
 #: frames at or below this density count as the zero-density limit (the scans' grid starts at 0.1 g/cm³,
 #: where molecules are ≥ 10 Å apart)
@@ -76,6 +76,7 @@ def baseline_shifts(table: pd.DataFrame, *, dilute_g_cm3: float = DILUTE_G_CM3,
         per_member = {}
         shape = []
         n_dilute = 0
+        bounds = {}
         for name, m in g.groupby("member", sort=True):
             dilute = m[m.density_g_cm3 <= dilute_g_cm3]
             if dilute.empty:  # the most dilute frame of each scan
@@ -84,6 +85,9 @@ def baseline_shifts(table: pd.DataFrame, *, dilute_g_cm3: float = DILUTE_G_CM3,
             shift = float(dilute.error_eV.mean())
             per_member[name] = shift
             shape.append((m.error_eV - shift) / m.n_atoms)
+            e = 1000 * dilute.error_eV.to_numpy() / dilute.n_atoms.to_numpy()
+            se = float(np.std(e, ddof=1) / np.sqrt(len(e))) if len(e) > 1 else float("nan")
+            bounds[name] = (abs(float(e.mean())), se)
         natoms = int(g.n_atoms.iloc[0])
         shifts = np.array(list(per_member.values()))
         mean = float(shifts.mean())
@@ -97,5 +101,46 @@ def baseline_shifts(table: pd.DataFrame, *, dilute_g_cm3: float = DILUTE_G_CM3,
                     "median_abs_shift_meV_atom": median_abs,
                     "members_shifted": int(np.sum(per_atom > tolerance_meV_atom)),
                     "shifted": bool(median_abs > tolerance_meV_atom), "rule": "median over members of |shift|",
-                    "tolerance_meV_atom": tolerance_meV_atom, "dilute_g_cm3": dilute_g_cm3})
+                    "tolerance_meV_atom": tolerance_meV_atom, "dilute_g_cm3": dilute_g_cm3,
+                    **shift_verdict(bounds, tolerance_meV_atom)})
     return out
+
+
+#: a committee's shift verdict needs this many members (a majority of 2 is both of them: no spread seen)
+MIN_MEMBERS = 3
+_Z95 = 1.6448536269514722  # one-sided 95 %
+
+
+def shift_verdict(bounds: Mapping[str, tuple[float, float]], tolerance_meV_atom: float) -> dict[str, Any]:
+    """The committee's verdict on "shifted", as a statistic (SCIENCE.md §11-12).
+
+    Per member, |shift| (meV/atom, mean over its dilute frames) with its standard error over those frames: *above*
+    the tolerance when the one-sided 95 % lower bound |shift| − 1.645 SE exceeds it, *below* when the upper bound
+    is under it, else undecided (one dilute frame: no SE, undecided). The committee is ``shifted`` when a majority
+    of its members are above, ``not shifted`` when a majority are below, ``undetermined`` otherwise or with fewer
+    than :data:`MIN_MEMBERS` members (members are independent draws of the training recipe; a majority of two
+    says nothing about the spread)."""
+    status = {}
+    for name, (abs_shift, se) in bounds.items():
+        if not np.isfinite(se):
+            status[name] = "undecided"
+        elif abs_shift - _Z95 * se > tolerance_meV_atom:
+            status[name] = "above"
+        elif abs_shift + _Z95 * se < tolerance_meV_atom:
+            status[name] = "below"
+        else:
+            status[name] = "undecided"
+    n = len(status)
+    above = sum(v == "above" for v in status.values())
+    below = sum(v == "below" for v in status.values())
+    if n < MIN_MEMBERS:
+        verdict, why = "undetermined", f"{n} member(s) < {MIN_MEMBERS}"
+    elif above > n / 2:
+        verdict, why = "shifted", f"{above} of {n} members above the tolerance"
+    elif below > n / 2:
+        verdict, why = "not shifted", f"{below} of {n} members below the tolerance"
+    else:
+        verdict, why = "undetermined", f"{above} above, {below} below, {n - above - below} undecided of {n}"
+    return {"verdict": verdict, "verdict_why": why, "member_status": status,
+            "test": "per member: one-sided 95 % bound of |mean dilute-frame error| vs the tolerance (SE over the "
+                    "dilute frames); committee: majority of members", "level": 0.05, "min_members": MIN_MEMBERS}
