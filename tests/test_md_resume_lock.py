@@ -74,7 +74,8 @@ def test_resume_from_any_step_is_the_uninterrupted_run(whole, tmp_path, stop):
 
 
 SCRIPT = textwrap.dedent("""
-    import sys
+    import signal, sys
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a child of a background job starts with SIGINT ignored
     sys.path.insert(0, {root!r})
     from tests.test_md_resume_lock import SETTINGS, StatelessLJ, argon
     from harness.md.runner import run_md
