@@ -22,7 +22,7 @@ from ase import Atoms
 
 from harness.errors import InputError
 
-__all__ = ["read_frames", "write_frames", "frame_uid", "atomic_path", "check_output", "sha256_file", "labelled",
+__all__ = ["read_json_object", "read_frames", "write_frames", "frame_uid", "atomic_path", "check_output", "sha256_file", "labelled",
            "STDIO"]
 
 STDIO = "-"
@@ -45,6 +45,20 @@ def frame_uid(atoms: Atoms) -> str:
     h.update(_fmt(atoms.cell[:]))
     h.update(np.asarray(atoms.pbc, dtype=bool).tobytes())
     return "u" + h.hexdigest()[:15]
+
+
+def read_json_object(path: str | os.PathLike, *, what: str, todo: str) -> dict:
+    """The JSON object in ``path``; InputError naming the file and ``todo`` when it is damaged (unreadable, cut
+    short, not JSON) or not an object (``what`` says what it should be)."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: JSONDecodeError (cut short)
+        raise InputError(f"{path}: damaged ({exc}); {todo}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not {what} (a JSON {type(data).__name__}); {todo}")
+    return data
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -97,12 +97,9 @@ class ModelArtifact:
         if not path.exists():
             raise InputError(f"{workdir}: no artifact.json (not a trained model directory)")
         todo = f"restore it, or remove {workdir} and train the member again"
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: JSONDecodeError (cut short)
-            raise InputError(f"{path}: damaged ({exc}); {todo}") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{path}: not a model artifact (a JSON {type(data).__name__}); {todo}")
+        from harness.io import read_json_object
+
+        data = read_json_object(path, what="a model artifact", todo=todo)
         data["workdir"] = str(Path(workdir).resolve())
         try:
             return cls(**data)

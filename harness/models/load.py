@@ -210,13 +210,9 @@ def committee_info(directory: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"{directory}: not a committee directory (no committee.json)")
     todo = "restore it, or train the committee again"
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: JSONDecodeError (cut short)
-        raise InputError(f"{path}: damaged ({exc}); {todo}") from None
-    if not isinstance(info, dict):
-        raise InputError(f"{path}: not a committee description (a JSON {type(info).__name__}); {todo}")
-    return info
+    from harness.io import read_json_object
+
+    return read_json_object(path, what="a committee description", todo=todo)
 
 
 def committee_sources(directory: str | Path, *, members_present: bool = False) -> list[ModelSource]:
