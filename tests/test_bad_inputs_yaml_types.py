@@ -16,6 +16,7 @@ from harness.config import (MAX_COMMITTEE, MAX_GENERATIONS, MAX_REPLICAS, YAML_M
                             YAML_MAX_NODES, HarnessModel, YAMLLimitError, load_yaml, parse_yaml, read_yaml, validate,
                             yaml_lines, yaml_node_count)
 from harness.errors import ConfigError
+from tests.test_bad_inputs import _text
 
 ROOT = Path(__file__).resolve().parents[1]
 FOUNDATION = ROOT / "models" / "foundation" / "carbonates-mace-mini.model"
@@ -58,14 +59,6 @@ def _sweep(old: str, new: str):
 
 def _al(old: str, new: str):
     return _edit(ROOT / "protocols" / "al" / "ci.yaml", "al.yaml", old, new, paths=True)
-
-
-def _text(name: str, content: str):
-    def make(d: Path) -> Path:
-        p = d / name
-        p.write_text(content)
-        return p
-    return make
 
 
 def _dataset(source: str, *, more: str = ""):
