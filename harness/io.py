@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import stat
 import sys
@@ -329,6 +330,27 @@ def write_frames(path: str | os.PathLike, frames: Sequence[Atoms], *, inputs: It
         write(tmp, frames, format="extxyz")
 
 
+#: labels beyond these are not a molecular liquid's in eV and eV/Å (total energies of the heaviest elements with
+#: all-electron DFT stay below ~1e4 eV/atom in magnitude; forces in an MD liquid stay within tens of eV/Å): a label
+#: past them almost always carries another unit (Hartree read as eV is fine, kJ/mol or meV read as eV is not)
+PLAUSIBLE_ENERGY_EV_ATOM = 1.0e4
+PLAUSIBLE_FORCE_EV_A = 1.0e3
+
+
+def implausible_labels(energy_eV: float, forces_eV_A: np.ndarray, n_atoms: int, *, where: str) -> bool:
+    """Warn (log) when a frame's labels are beyond :data:`PLAUSIBLE_ENERGY_EV_ATOM` per atom or
+    :data:`PLAUSIBLE_FORCE_EV_A` per component, naming the frame and the likely cause; True when it warned."""
+    e_atom = abs(energy_eV) / max(n_atoms, 1)
+    f_max = float(np.max(np.abs(forces_eV_A))) if np.size(forces_eV_A) else 0.0
+    if e_atom <= PLAUSIBLE_ENERGY_EV_ATOM and f_max <= PLAUSIBLE_FORCE_EV_A:
+        return False
+    logging.getLogger("harness.io").warning(
+        "%s: implausible labels (|E| %.3g eV/atom, max |F| %.3g eV/Å; bounds %g eV/atom, %g eV/Å): another energy "
+        "unit? (give it with --energy-unit or the source's energy_unit)", where, e_atom, f_max,
+        PLAUSIBLE_ENERGY_EV_ATOM, PLAUSIBLE_FORCE_EV_A)
+    return True
+
+
 def labelled(a: Atoms, *, where: str, energy_key: str = "REF_energy", forces_key: str = "REF_forces",
              stress_key: str | None = "REF_stress", scale: float = 1.0, hint: str = "") -> Atoms:
     """A copy of frame ``a`` with its labels under ``REF_energy`` (eV), ``REF_forces`` (eV/Å) and, for a
@@ -360,6 +382,7 @@ def labelled(a: Atoms, *, where: str, energy_key: str = "REF_energy", forces_key
         raise InputError(f"{where}: {forces_key} has shape {forces.shape}, expected ({len(a)}, 3)")
     if not np.isfinite(energy) or not np.all(np.isfinite(forces)):
         raise InputError(f"{where}: non-finite labels ({energy_key}, {forces_key})")
+    implausible_labels(energy, forces, len(a), where=where)
     b = a.copy()
     b.calc = None
     for key in (energy_key, stress_key):

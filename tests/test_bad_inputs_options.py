@@ -134,3 +134,24 @@ def test_a_trajectory_frame_without_a_box_is_an_error_naming_the_frame(tmp_path,
     w.close()
     with pytest.raises(InputError, match=rf"trajectory.h5md: frame 2 \(t = 0.02 ps\) {message}"):
         load_trajectory(path)
+
+
+def test_implausible_label_magnitudes_are_warned_naming_the_frame(caplog):
+    """GFN2-xTB labels of the shipped data pass quietly; the same frame with its energy read as meV-in-eV (×1000)
+    or its forces as kcal/mol/Å-in-eV/Å scaled far beyond a liquid's is warned, naming the frame and the unit."""
+    import logging
+
+    from ase.io import read
+
+    from harness.io import PLAUSIBLE_ENERGY_EV_ATOM, labelled
+
+    a = read(ROOT / "datasets" / "ec-emc-xtb" / "val_liquid.extxyz.gz", 0)
+    with caplog.at_level(logging.WARNING, logger="harness.io"):
+        labelled(a, where="val_liquid: frame 0")
+    assert not caplog.records
+    assert abs(a.info["REF_energy"]) / len(a) < PLAUSIBLE_ENERGY_EV_ATOM / 100  # ~ -60 eV/atom: far inside
+    with caplog.at_level(logging.WARNING, logger="harness.io"):
+        labelled(a, where="val_liquid: frame 0", scale=1000.0)  # meV labels declared as eV
+    assert len(caplog.records) == 1
+    msg = caplog.records[0].getMessage()
+    assert msg.startswith("val_liquid: frame 0: implausible labels") and "--energy-unit" in msg
