@@ -23,8 +23,8 @@ from ase import Atoms
 
 from harness.errors import InputError
 
-__all__ = ["read_json_object", "read_frames", "write_frames", "frame_uid", "atomic_path", "check_output", "sha256_file", "labelled",
-           "STDIO"]
+__all__ = ["read_frames", "write_frames", "frame_uid", "atomic_path", "check_output", "sha256_file", "labelled",
+           "implausible_labels", "read_json_object", "STDIO"]
 
 STDIO = "-"
 

@@ -33,13 +33,12 @@ def evaluate(
 ) -> None:
     """Energy (meV/atom), force-component (meV/Å) and stress (meV/Å³) RMSE and MAE of MODEL on DATA, over all
     frames, per config_type and per composition; a committee's predicted force uncertainty against its error."""
+    from harness.cli.options import check_device
     from harness.errors import InputError
     from harness.io import atomic_path, check_output
     from harness.models.committee import CommitteeCalculator
     from harness.models.evaluate import calibration, error_table, predict, read_labelled
     from harness.models.load import load_model, sources_from_cli
-
-    from harness.cli.options import check_device
 
     check_device(device)
     if output is not None:  # before the models are loaded and run

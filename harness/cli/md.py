@@ -52,11 +52,10 @@ def md(
     per-frame cell, mol_id), thermo.parquet, result.json. A killed run resumes from its last checkpoint; a
     finished run is not rerun.
     """
+    from harness.cli.options import check_device
     from harness.errors import InputError
     from harness.md.launch import run_dir, run_protocol
     from harness.md.protocol import load_protocol
-
-    from harness.cli.options import check_device
 
     if ensemble not in ("npt", "nvt"):
         raise InputError(f"--ensemble must be npt or nvt, got {ensemble!r}")

@@ -57,11 +57,10 @@ def train(
 
     from rich.console import Console
 
+    from harness.cli.options import MAX_SEED, check_device, check_range
     from harness.config import read_yaml
     from harness.errors import InputError
     from harness.models.train import train_committee
-
-    from harness.cli.options import MAX_SEED, check_device, check_range
 
     check_device(device)
     if dtype not in (None, "float32", "float64"):

@@ -33,6 +33,7 @@ def validate(
 
     Everything is recorded in WORKSPACE/harness.sqlite like a sweep and resumes like one: rerunning reuses finished trajectories. NVT runs at the reference's mean NPT density when the protocol says 'reference'.
     """
+    from harness.cli.options import check_device
     from harness.errors import InputError
     from harness.md.protocol import load_protocol, protocol_hash
     from harness.models.load import committee_info, committee_sources, sources_from_cli
@@ -46,8 +47,6 @@ def validate(
             options = json.loads(calculator_options)
         except json.JSONDecodeError as exc:
             raise InputError(f"--calculator-options: not JSON ({exc})") from None
-    from harness.cli.options import check_device
-
     check_device(device)
     sources = sources_from_cli(model, arch=arch, options=options, members=False, members_present=members_present)
     refs = committee_sources(reference, members_present=members_present)

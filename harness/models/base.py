@@ -96,9 +96,9 @@ class ModelArtifact:
         path = Path(workdir) / "artifact.json"
         if not path.exists():
             raise InputError(f"{workdir}: no artifact.json (not a trained model directory)")
-        todo = f"restore it, or remove {workdir} and train the member again"
         from harness.io import read_json_object
 
+        todo = f"restore it, or remove {workdir} and train the member again"
         data = read_json_object(path, what="a model artifact", todo=todo)
         data["workdir"] = str(Path(workdir).resolve())
         try:

@@ -209,10 +209,9 @@ def committee_info(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / "committee.json"
     if not path.is_file():
         raise InputError(f"{directory}: not a committee directory (no committee.json)")
-    todo = "restore it, or train the committee again"
     from harness.io import read_json_object
 
-    return read_json_object(path, what="a committee description", todo=todo)
+    return read_json_object(path, what="a committee description", todo="restore it, or train the committee again")
 
 
 def committee_sources(directory: str | Path, *, members_present: bool = False) -> list[ModelSource]:
