@@ -161,6 +161,13 @@ def test_diffusivity_claims_as_the_paper_makes_them():
     t = _table(PAPER, D=PAPER_D)
     t["D_EC_beta"] = 0.7
     assert _verdicts(t)[5] == "undetermined"
+    # a point β above 0.9 whose 95 % interval reaches below it: not shown diffusive -> undetermined
+    t["D_EC_beta"], t["D_EC_beta_low"], t["D_EC_beta_high"] = 0.95, 0.85, 1.05
+    assert _verdicts(t)[5] == "undetermined"
+    assert "diffusive regime undetermined" in _run(t)[5].measured
+    # the whole interval at or above 0.9: the comparison is made
+    t["D_EC_beta_low"] = 0.91
+    assert _verdicts(t)[5] == "reproduced"
 
 
 def test_shipped_committees_are_recognised_by_arch_and_subset():
@@ -190,3 +197,22 @@ def test_the_script_reads_a_results_folder(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("[REPRODUCED]") == 7 and "test: Gehan's censored rank test" in out
     assert script.main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_member_table_flags_each_diffusive_verdict_with_its_interval():
+    """The report's flags: β's interval wholly below 0.9 → not diffusive; straddling → undetermined; wholly above
+    → no flag; the interval's ends become columns beside β (and are not taken for a species)."""
+    from harness.report.data import member_table, species_of
+
+    def member(name, lo, beta, hi, verdict):
+        return {"name": name, "t_stab_npt_ps": 10.0, "t_stab_nvt_ps": 10.0, "S": 1, "R": 1, "V": 1, "Q": 1,
+                "diffusion": {"D_weighted_block_A2_ps": 0.3, "species": {"EC": {
+                    "n_molecules": 8, "D_block_A2_ps": 0.3, "sem_block_A2_ps": 0.01, "beta": beta,
+                    "beta_low": lo, "beta_high": hi, "diffusive": verdict}}}}
+
+    score = {"committee_id": "c", "arch": "mace", "subset": "Full", "members": [
+        member("a", 0.5, 0.6, 0.7, False), member("b", 0.85, 0.95, 1.05, None), member("c", 0.93, 1.0, 1.07, True)]}
+    t = member_table([score])
+    assert t["flags"].tolist() == ["D_EC not diffusive (β 0.60, 95 % 0.50–0.70)",
+                                   "D_EC diffusion undetermined (β 0.95, 95 % 0.85–1.05)", ""]
+    assert t["D_EC_beta_low"].tolist() == [0.5, 0.85, 0.93] and species_of(t) == ["EC"]

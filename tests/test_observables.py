@@ -389,11 +389,52 @@ def test_a_caged_ornstein_uhlenbeck_trajectory_is_not_diffusive():
     spec = DiffusionSpec(block_ps=4.0, block_stride_ps=1.0, skip_ps=0.5, kinisi=False)
     caged = species_diffusivity(_traj_from_com(sites + x, cells, dt), spec)
     (r,) = caged.values()
-    assert r.block.beta < 0.3 and not r.block.diffusive
+    assert r.block.beta < 0.3 and r.block.beta_high < 0.9 and r.block.diffusive is False
     free = sites + np.cumsum(rng.normal(size=(n_t, n_mol, 3)) * np.sqrt(2 * D * dt), axis=0)
     (f,) = species_diffusivity(_traj_from_com(free, cells, dt), spec).values()
-    assert 0.9 <= f.block.beta <= 1.1 and f.block.diffusive
+    assert 0.9 <= f.block.beta_low < 1 < f.block.beta_high <= 1.1 and f.block.diffusive is True
     assert f.block.D == pytest.approx(D, rel=0.15)
+
+
+def test_beta_interval_covers_brownian_motion_and_leaves_short_runs_undetermined():
+    """β's 95 % molecule-bootstrap interval: over 20 independent Brownian trajectories (20 molecules, 8 ps, true
+    β = 1) it covers 1 at least 17 times (binomial(20, 0.95) gives ≥ 17 with probability 0.98); at this length
+    most intervals reach below 0.9, so the verdict is undetermined (None) even where the point β is ≥ 0.9 —
+    the point estimate alone would have called them diffusive."""
+    from harness.observables.diffusion import DiffusionSpec, species_diffusivity
+
+    spec = DiffusionSpec(block_ps=4.0, block_stride_ps=1.0, skip_ps=0.5, kinisi=False)
+    n_t, n_mol, dt, D = 801, 20, 0.01, 0.5
+    cells = np.tile(np.eye(3) * 30.0, (n_t, 1, 1))
+    covered, undetermined_above = 0, 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        x = rng.uniform(0, 30, (n_mol, 3)) + np.cumsum(rng.normal(size=(n_t, n_mol, 3)) * np.sqrt(2 * D * dt), axis=0)
+        (b,) = (r.block for r in species_diffusivity(_traj_from_com(x, cells, dt), spec).values())
+        assert b.beta_low < b.beta < b.beta_high
+        covered += b.beta_low <= 1.0 <= b.beta_high
+        undetermined_above += b.beta >= 0.9 and b.diffusive is None
+    assert covered >= 17
+    assert undetermined_above >= 5
+
+
+def test_the_diffusive_verdict_reads_the_whole_interval():
+    from harness.observables.diffusion import diffusive_verdict
+
+    assert diffusive_verdict(0.92, 1.05) is True
+    assert diffusive_verdict(0.9, 1.0) is True
+    assert diffusive_verdict(0.5, 0.89) is False
+    assert diffusive_verdict(0.85, 1.05) is None
+    assert diffusive_verdict(float("nan"), 1.0) is None
+
+
+def test_per_particle_msd_averages_to_the_pooled_msd():
+    rng = np.random.default_rng(2)
+    x = np.cumsum(rng.normal(size=(60, 5, 3)), axis=0)
+    per = msd_fft(x, per_particle=True)
+    assert per.shape == (60, 5)
+    np.testing.assert_allclose(per.mean(axis=1), msd_fft(x), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(per[:, 3], msd_naive(x[:, 3:4]), rtol=1e-9, atol=1e-9)
 
 
 def test_tor_unwrapping_removes_the_barostat_scaling_of_far_images():

@@ -30,7 +30,8 @@ from harness.observables.diffusion import DiffusionSpec, species_diffusivity, we
 
 __all__ = ["AnalysisSpec", "analysis_hash", "observe_run", "RunSet", "score", "trajectory_observables"]
 
-OBSERVABLES_VERSION = 3  # 2: beta, cell length, Yeh-Hummer, density stationarity; 3: unchecked stationarity is None
+OBSERVABLES_VERSION = 4  # 2: beta, cell length, Yeh-Hummer, density stationarity; 3: unchecked stationarity is None;
+#                           4: β's 95 % interval (molecule bootstrap), diffusive True/False/None from it
 
 
 class AnalysisSpec(HarnessModel):
@@ -52,9 +53,22 @@ def _density_dict(rho) -> dict:
     return {"mean": s.mean, "std": s.std, "sem": s.sem, "n": s.n, "n_eff": s.n_eff}
 
 
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _all3(values) -> bool | None:
+    """Three-valued AND: False if any is False, None if any is None, else True."""
+    values = list(values)
+    if any(v is False for v in values):
+        return False
+    return None if any(v is None for v in values) else True
+
+
 def _diffusion_dict(traj, spec: AnalysisSpec, equilibration_ps: float, temperature_K: float | None = None) -> dict:
     """Per-species D (block scheme, kinisi) with the checks a verdict needs: the MSD's local exponent β over the
-    fit window (``diffusive``: β ≥ 0.9), the cell length and the Yeh-Hummer finite-size correction (its
+    fit window with its 95 % interval (``diffusive``: the interval ≥ 0.9; False wholly below, None when it
+    straddles), the cell length and the Yeh-Hummer finite-size correction (its
     coefficient without a viscosity)."""
     from harness.observables.diffusion import DIFFUSIVE_BETA, yeh_hummer
 
@@ -64,14 +78,16 @@ def _diffusion_dict(traj, spec: AnalysisSpec, equilibration_ps: float, temperatu
     species = {}
     for name, r in res.items():
         d = {"n_molecules": r.n_molecules, "D_block_A2_ps": r.block.D, "sem_block_A2_ps": r.block.sem,
-             "n_blocks": len(r.block.D_blocks), "beta": r.block.beta, "diffusive": r.block.diffusive}
+             "n_blocks": len(r.block.D_blocks), "beta": r.block.beta,
+             "beta_low": _finite(r.block.beta_low), "beta_high": _finite(r.block.beta_high),
+             "diffusive": r.block.diffusive}
         if r.kinisi is not None:
             d.update(D_kinisi_A2_ps=r.kinisi.D, kinisi_low_A2_ps=r.kinisi.low, kinisi_high_A2_ps=r.kinisi.high)
         species[name] = d
     counts = {k: v["n_molecules"] for k, v in species.items()}
     out = {"species": species,
            "D_weighted_block_A2_ps": weighted_diffusivity({k: v["D_block_A2_ps"] for k, v in species.items()}, counts),
-           "diffusive": all(v["diffusive"] for v in species.values()), "beta_threshold": DIFFUSIVE_BETA,
+           "diffusive": _all3(v["diffusive"] for v in species.values()), "beta_threshold": DIFFUSIVE_BETA,
            "cell_length_A": length}
     if temperature_K is not None:
         eta = spec.diffusion.viscosity_mPa_s

@@ -28,10 +28,12 @@ from harness.units import A2_PER_PS_TO_1E6_CM2_PER_S
 
 __all__ = ["DiffusionSpec", "msd_fft", "msd_naive", "block_diffusivity", "kinisi_diffusivity",
            "species_diffusivity", "weighted_diffusivity", "local_exponent", "yeh_hummer", "A2_PER_PS_TO_1E6_CM2_PER_S",
-           "DIFFUSIVE_BETA", "XI_CUBIC"]
+           "DIFFUSIVE_BETA", "XI_CUBIC", "diffusive_verdict", "BETA_BOOTSTRAP"]
 
 #: below this local exponent over the fit window the MSD is not yet linear in t (SCIENCE.md §11)
 DIFFUSIVE_BETA = 0.9
+#: molecule-bootstrap resamples behind β's 95 % interval (fixed seed: the interval is reproducible)
+BETA_BOOTSTRAP = 1000
 #: the Madelung-like constant of the Yeh-Hummer correction for a cubic periodic cell
 XI_CUBIC = 2.837297
 
@@ -59,8 +61,9 @@ class DiffusionSpec(HarnessModel):
         return self
 
 
-def msd_fft(x: np.ndarray) -> np.ndarray:
-    """MSD(lag) averaged over all time origins and particles, for x of shape (L, P, 3), lags 0..L-1.
+def msd_fft(x: np.ndarray, per_particle: bool = False) -> np.ndarray:
+    """MSD(lag) averaged over all time origins and particles, for x of shape (L, P, 3), lags 0..L-1
+    (``per_particle``: averaged over time origins only, shape (L, P)).
 
     MSD(m) = S1(m) - 2 S2(m) with S2 the position autocorrelation (FFT, zero-padded) and S1 from
     cumulative sums of |r|² (the algorithm of Calandrini et al. 2011, also used by tidynamics),
@@ -70,6 +73,14 @@ def msd_fft(x: np.ndarray) -> np.ndarray:
     n = x.shape[0]
     flat = x.reshape(n, -1)
     f = np.fft.rfft(flat, 2 * n, axis=0)
+    s2 = np.fft.irfft(f * np.conj(f), 2 * n, axis=0)[:n].sum(axis=1)
+    if per_particle:
+        s2 = np.fft.irfft(f * np.conj(f), 2 * n, axis=0)[:n].reshape(n, -1, 3).sum(axis=2)
+        d = np.sum(x.reshape(n, -1, 3) ** 2, axis=2)
+        cs = np.concatenate([np.zeros((1, d.shape[1])), np.cumsum(d, axis=0)])
+        m = np.arange(n)
+        s1 = cs[n - m] + (cs[n] - cs[m])
+        return (s1 - 2 * s2) / (n - m)[:, None]
     s2 = np.fft.irfft(f * np.conj(f), 2 * n, axis=0)[:n].sum(axis=1)
     d = np.sum(flat ** 2, axis=1)
     cs = np.concatenate([[0.0], np.cumsum(d)])
@@ -92,15 +103,20 @@ def msd_naive(x: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class BlockResult:
     """Block-scheme diffusivity of one species in one trajectory (Å²/ps); ``beta``: the local exponent
-    d ln MSD / d ln t over the fit window of the block-averaged MSD (1 when diffusive)."""
+    d ln MSD / d ln t over the fit window of the block-averaged MSD (1 when diffusive), ``beta_low`` /
+    ``beta_high`` its 95 % interval from a bootstrap over the species' molecules (NaN below 2 molecules)."""
 
     D_blocks: tuple[float, ...]
     n_molecules: int
     beta: float = float("nan")
+    beta_low: float = float("nan")
+    beta_high: float = float("nan")
 
     @property
-    def diffusive(self) -> bool:
-        return bool(self.beta >= DIFFUSIVE_BETA)
+    def diffusive(self) -> bool | None:
+        """True when β's whole interval is ≥ 0.9, False when it is wholly below, None (undetermined) when it
+        straddles 0.9 or there is no interval."""
+        return diffusive_verdict(self.beta_low, self.beta_high)
 
     @property
     def D(self) -> float:
@@ -156,22 +172,69 @@ def _com_by_species(traj: Trajectory) -> tuple[np.ndarray, dict[str, np.ndarray]
     return com, {k: np.array(v) for k, v in groups.items()}
 
 
+def diffusive_verdict(beta_low: float, beta_high: float) -> bool | None:
+    """The diffusive-regime verdict from β's 95 % interval: True when it lies wholly at or above 0.9, False
+    when wholly below, None (undetermined) otherwise (SCIENCE.md §11)."""
+    if not (np.isfinite(beta_low) and np.isfinite(beta_high)):
+        return None
+    if beta_low >= DIFFUSIVE_BETA:
+        return True
+    if beta_high < DIFFUSIVE_BETA:
+        return False
+    return None
+
+
 def block_diffusivity(com: np.ndarray, dt_ps: float, length: int, stride: int, skip: int,
                       groups: dict[str, np.ndarray], msd=msd_fft) -> dict[str, BlockResult]:
-    """The block scheme over COM positions (T, M, 3); ``length``, ``stride``, ``skip`` in frames."""
+    """The block scheme over COM positions (T, M, 3); ``length``, ``stride``, ``skip`` in frames.
+
+    β is fitted on the MSD averaged over blocks and molecules; its interval resamples the molecules (each
+    molecule's MSD averaged over the blocks) with replacement, ``BETA_BOOTSTRAP`` times with a fixed seed.
+    """
     origins = range(0, com.shape[0] - length, stride)
     lags = np.arange(skip, length + 1) * dt_ps
     t_c = lags - lags.mean()
     out: dict[str, list[float]] = {k: [] for k in groups}
-    mean_msd = {k: np.zeros(len(lags)) for k in groups}
+    per_mol = {k: np.zeros((len(lags), len(idx))) for k, idx in groups.items()}
     for o in origins:
         block = com[o:o + length + 1]
         for name, idx in groups.items():
-            y = msd(block[:, idx])[skip:]
+            if msd is msd_fft:
+                ym = msd_fft(block[:, idx], per_particle=True)[skip:]
+                y = ym.mean(axis=1)
+                per_mol[name] += ym
+            else:
+                y = msd(block[:, idx])[skip:]
+                per_mol[name] += y[:, None]
             slope = float(np.dot(t_c, y - y.mean()) / np.dot(t_c, t_c))
             out[name].append(slope / 6.0)
-            mean_msd[name] += y
-    return {k: BlockResult(tuple(v), len(groups[k]), local_exponent(lags, mean_msd[k])) for k, v in out.items()}
+    res = {}
+    for k, v in out.items():
+        lo, hi = _beta_interval(lags, per_mol[k]) if msd is msd_fft else (float("nan"),) * 2
+        res[k] = BlockResult(tuple(v), len(groups[k]), local_exponent(lags, per_mol[k].mean(axis=1)), lo, hi)
+    return res
+
+
+def _beta_interval(lags: np.ndarray, per_mol: np.ndarray) -> tuple[float, float]:
+    """95 % percentile interval of β from resampling the molecules (columns of ``per_mol``, (lags, M))."""
+    n_mol = per_mol.shape[1]
+    ok = lags > 0
+    if n_mol < 2 or ok.sum() < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(0)
+    counts = np.stack([np.bincount(rng.integers(0, n_mol, n_mol), minlength=n_mol)
+                       for _ in range(BETA_BOOTSTRAP)])
+    curves = counts @ per_mol[ok].T / n_mol  # (B, lags)
+    x = np.log(lags[ok])
+    xc = x - x.mean()
+    with np.errstate(all="ignore"):  # a resample with MSD 0 (molecules at rest) gives a non-finite β, dropped
+        y = np.log(curves)
+        betas = (y - y.mean(axis=1, keepdims=True)) @ xc / np.dot(xc, xc)
+    betas = betas[np.isfinite(betas)]
+    if len(betas) < BETA_BOOTSTRAP // 2:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(betas, [2.5, 97.5])
+    return float(lo), float(hi)
 
 
 def local_exponent(lags: np.ndarray, msd: np.ndarray) -> float:

@@ -180,8 +180,9 @@ Flags (counted over members; docs/science.md): <i>density transient</i> — the 
 still drifts (MSER-5 truncation beyond 10 τ_int, or first vs second half p &lt; 0.001), so its P(ρ) mixes the
 transient in; <i>R uninformative</i> — the reference's own KL baseline hides density errors below
 {_resolution(scores)}, or a reference member has fewer than 10 effective samples: R = 1 then says nothing;
-<i>D not diffusive</i> — the MSD's local exponent over the fit window is below 0.9, so D (and V) come from a
-sub-diffusive fit.</p>
+<i>D not diffusive</i> — the 95 % interval (bootstrap over molecules) of the MSD's local exponent over the fit
+window lies below 0.9, so D (and V) come from a sub-diffusive fit; <i>D diffusion undetermined</i> — the interval
+straddles 0.9: the run is too short to show a diffusive regime.</p>
 {table.to_html(index=False, escape=True)}
 <h2>The paper's findings, measured here</h2><p>Each claim of Niblett et al. beside this sweep's numbers
 (analysis/findings.py prints the same; committees absent from the sweep leave a claim undetermined).</p>

@@ -78,8 +78,12 @@ def member_table(scores: list[dict]) -> pd.DataFrame:
             if res and not res.get("informative") and reached:  # R counts only for members stable to the horizon
                 flags.append("R uninformative")
             for sp, v in (d.get("species") or {}).items():
+                lo, hi = v.get("beta_low"), v.get("beta_high")
+                ci = "" if lo is None or hi is None else f", 95 % {lo:.2f}–{hi:.2f}"
                 if v.get("diffusive") is False:
-                    flags.append(f"D_{sp} not diffusive (β {v['beta']:.2f})")
+                    flags.append(f"D_{sp} not diffusive (β {v['beta']:.2f}{ci})")
+                elif v.get("diffusive") is None and "diffusive" in v:
+                    flags.append(f"D_{sp} diffusion undetermined (β {v['beta']:.2f}{ci})")
                 row[f"D_{sp}"] = v["D_block_A2_ps"] * A2_PER_PS_TO_1E6_CM2_PER_S
                 if v.get("kinisi_low_A2_ps") is not None and v.get("kinisi_high_A2_ps") is not None:
                     se = (v["kinisi_high_A2_ps"] - v["kinisi_low_A2_ps"]) / 3.92
@@ -87,6 +91,8 @@ def member_table(scores: list[dict]) -> pd.DataFrame:
                     se = v.get("sem_block_A2_ps", np.nan)
                 row[f"D_{sp}_run_se"] = se * A2_PER_PS_TO_1E6_CM2_PER_S
                 row[f"D_{sp}_beta"] = v.get("beta", np.nan)
+                row[f"D_{sp}_beta_low"] = np.nan if lo is None else lo
+                row[f"D_{sp}_beta_high"] = np.nan if hi is None else hi
             row["flags"] = "; ".join(flags)
             rows.append(row)
     return pd.DataFrame(rows)
@@ -108,9 +114,9 @@ def committee_flags(members: pd.DataFrame) -> dict[str, str]:
 
 def species_of(members: pd.DataFrame) -> list[str]:
     """The molecular species whose diffusivity columns ``D_<species>`` the member table has (not ``D_w`` nor the
-    ``_run_se`` / ``_beta`` columns beside each)."""
+    ``_run_se`` / ``_beta`` / ``_beta_low`` / ``_beta_high`` columns beside each)."""
     return sorted(c[2:] for c in members.columns
-                  if c.startswith("D_") and c != "D_w" and not c.endswith(("_run_se", "_beta")))
+                  if c.startswith("D_") and c != "D_w" and not c.endswith(("_run_se", "_beta", "_beta_low", "_beta_high")))
 
 
 def protocol_facts(scores: list[dict]) -> dict:

@@ -282,8 +282,9 @@ def _properties(members: pd.DataFrame, reference: str, tau: float, alpha: float,
         side = "above" if direction > 0 else "below"
         test = (f"per committee and species: one-sided Welch test that D is {side} the reference, α = {alpha:g} "
                 f"(variance: the larger of the spread over members and kinisi's posterior SE); the opposite "
-                f"significant difference does not reproduce; members that reach τ in NVT, ≥ {k} per side; an MSD "
-                "not yet diffusive (β < 0.9) leaves it undetermined")
+                f"significant difference does not reproduce; members that reach τ in NVT, ≥ {k} per side; a member "
+                "whose MSD is not shown diffusive (the 95 % molecule-bootstrap interval of β = d ln MSD / d ln t "
+                "not wholly ≥ 0.9) leaves it undetermined")
         verdicts, parts = [], []
         for s in subsets:
             rows, _ = grid_rows(members, arch, s, reference)
@@ -299,9 +300,9 @@ def _properties(members: pd.DataFrame, reference: str, tau: float, alpha: float,
                 x, y = st[sp].dropna(), ref_nvt[sp].dropna()
                 if len(x) < k or len(y) < k:
                     continue
-                beta = [b for b in (f"{sp}_beta",) if b in members.columns]
-                if beta and (st[beta[0]].lt(0.9).any() or ref_nvt[beta[0]].lt(0.9).any()):
-                    parts.append(f"{s} {sp}: MSD not yet diffusive (β < 0.9)")
+                why = _not_shown_diffusive(pd.concat([st, ref_nvt]), sp)
+                if why:
+                    parts.append(f"{s} {sp}: {why}")
                     verdicts.append("undetermined")
                     continue
                 w = welch_interval(x, y, x_se=_own(st, f"{sp}_run_se"), y_se=_own(ref_nvt, f"{sp}_run_se"),
@@ -314,6 +315,24 @@ def _properties(members: pd.DataFrame, reference: str, tau: float, alpha: float,
                 verdicts.append("reproduced" if p <= alpha else "not reproduced" if q <= alpha else "undetermined")
         out.append(Finding(claim, test, "; ".join(parts) or f"no {arch} committee", _combine(verdicts)))
     return out
+
+
+def _not_shown_diffusive(rows: pd.DataFrame, sp: str) -> str:
+    """Why the members' D of species column ``sp`` cannot be compared, or '' when every member's MSD is shown
+    diffusive: β's 95 % interval wholly ≥ 0.9 (results analysed before the interval existed: β ≥ 0.9)."""
+    beta, low, high = (rows[c] if c in rows.columns else pd.Series(np.nan, index=rows.index)
+                       for c in (f"{sp}_beta", f"{sp}_beta_low", f"{sp}_beta_high"))
+    if beta.isna().all():
+        return ""
+    has_ci = low.notna() & high.notna()
+    below = (has_ci & high.lt(0.9)) | (~has_ci & beta.lt(0.9))
+    straddle = has_ci & low.lt(0.9) & ~below
+    if below.any():
+        return f"MSD not yet diffusive in {int(below.sum())} member(s) (β < 0.9)"
+    if straddle.any():
+        return (f"diffusive regime undetermined in {int(straddle.sum())} member(s) (β's 95 % interval reaches "
+                "below 0.9)")
+    return ""
 
 
 def _combine(verdicts: list[str]) -> str:
