@@ -25,10 +25,10 @@ from hypothesis import strategies as st  # noqa: E402
 
 from harness.cli.main import app  # noqa: E402
 
-pytestmark = pytest.mark.slow  # its own CI step (`make ci-fuzz`, ~2 min), outside `make test`
+pytestmark = pytest.mark.slow  # its own CI step (`make ci-fuzz`, ~1.5 min), outside `make test`
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = int(os.environ.get("HARNESS_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("HARNESS_FUZZ_EXAMPLES", "15"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("HARNESS_FUZZ_RANDOM"),
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow], database=None)
 
