@@ -419,3 +419,28 @@ def test_the_reference_committee_may_have_its_own_size():
     with pytest.raises((HarnessError, ValueError), match="greater than or equal to 2"):
         SweepSpec.model_validate({**spec.model_dump(), "reference": {"arch": "gap", "subset": "OPLS+VS",
                                                                      "committee": 1}})
+
+
+def test_a_grid_may_leave_out_cells():
+    """`exclude: [arch/subset, ...]`: those committees are not trained nor scored, the rest of the grid and the
+    reference are planned as before (their task keys unchanged); a cell outside the grid, a repeat, or an exclusion
+    of every cell is refused naming the value."""
+    from harness.sweep.plan import plan_sweep
+    from harness.sweep.spec import SweepSpec, load_sweep
+
+    spec, files = load_sweep(ROOT / "protocols" / "sweeps" / "ci.yaml")
+    full = plan_sweep(spec, files, ROOT / "runs" / "never-written")
+    cut = spec.model_copy(update={"exclude": ["mace/OPLS"]})
+    SweepSpec.model_validate(cut.model_dump())
+    assert [c["id"] for c in cut.committees()] == ["deepmd/OPLS", "mace/OPLS+VS", "deepmd/OPLS+VS", "ref:gap/OPLS+VS"]
+    tasks = plan_sweep(cut, files, ROOT / "runs" / "never-written")
+    assert not any(getattr(t.params, "committee", None) == "mace/OPLS" for t in tasks)
+    kept = {t.key for t in full if getattr(t.params, "committee", None) != "mace/OPLS"}
+    assert {t.key for t in tasks if t.kind == "train"} <= kept
+    assert {t.key for t in tasks if t.kind == "score"} == {t.key for t in full if t.kind == "score"
+                                                           and t.params.committee != "mace/OPLS"}
+    base = spec.model_dump()
+    for bad, match in ((["gap/OPLS"], "'gap/OPLS' not a cell of the grid"), (["mace/OPLS", "mace/OPLS"], "repeat"),
+                       (["mace/OPLS", "deepmd/OPLS", "mace/OPLS+VS", "deepmd/OPLS+VS"], "nothing to score")):
+        with pytest.raises(ValueError, match=match):
+            SweepSpec.model_validate({**base, "exclude": bad})

@@ -90,6 +90,8 @@ class SweepSpec(HarnessModel):
     dataset: str = Field(description="dataset definition YAML")
     subsets: list[str] = Field(default_factory=list, description="training subsets of the grid")
     architectures: list[str] = Field(default_factory=list, description="architectures of the grid")
+    exclude: list[str] = Field(default_factory=list, description="cells of the grid not trained, as arch/subset "
+                               "(e.g. mace/OPLS+SM): a grid that is not a full product")
     models: list[ModelEntry] = Field(default_factory=list, description="committees not trained here, scored alike")
     committee: int = Field(5, ge=1, le=MAX_COMMITTEE, description="members per committee")
     seeds: list[int] | None = Field(None, description="member seeds (default 0..committee-1)")
@@ -123,7 +125,14 @@ class SweepSpec(HarnessModel):
             raise ValueError(f"seeds must be {self.committee} distinct integers, got {self.seeds}")
         if len(set(self.subsets)) != len(self.subsets) or len(set(self.architectures)) != len(self.architectures):
             raise ValueError("subsets and architectures must not repeat")
-        if not (self.subsets and self.architectures) and not self.models:
+        cells = {f"{a}/{s}" for s in self.subsets for a in self.architectures}
+        unknown = [c for c in self.exclude if c not in cells]
+        if unknown:
+            raise ValueError(f"exclude: {', '.join(map(repr, unknown))} not a cell of the grid (arch/subset of "
+                             f"architectures {self.architectures} x subsets {self.subsets})")
+        if len(set(self.exclude)) != len(self.exclude):
+            raise ValueError("exclude must not repeat")
+        if not (cells - set(self.exclude)) and not self.models:
             raise ValueError("nothing to score: give subsets and architectures, or models")
         names = [m.name for m in self.models]
         if self.finetune is not None and self.finetune.zero_shot:
@@ -142,12 +151,12 @@ class SweepSpec(HarnessModel):
         return list(self.seeds) if self.seeds is not None else list(range(self.committee))
 
     def committees(self) -> list[dict[str, Any]]:
-        """Every committee to train: the grid of subsets × architectures, then the reference (merged with
+        """Every committee to train: the grid of subsets × architectures less ``exclude``, then the reference (merged with
         its grid twin when it is trained the same way). ``id`` is ``arch/subset`` (``ref:`` prefixed
         for a separately trained reference)."""
         out = [{"id": f"{a}/{s}", "arch": a, "subset": s, "preset": self.preset, "overrides": self.overrides.get(a) or {},
                 "max_train_frames": self.max_train_frames, "reference": False}
-               for s in self.subsets for a in self.architectures]
+               for s in self.subsets for a in self.architectures if f"{a}/{s}" not in self.exclude]
         r = self.reference
         ref = {"id": f"{r.arch}/{r.subset}", "arch": r.arch, "subset": r.subset, "preset": r.preset or self.preset,
                "overrides": self.overrides.get(r.arch) or {} if r.overrides is None else r.overrides,
