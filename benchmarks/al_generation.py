@@ -36,7 +36,7 @@ def main() -> None:
                         "-w", str(ws)], check=True)
         print(f"ran protocols/al/ci.yaml in {time.perf_counter() - t0:.0f} s (fresh workspace {ws})")
 
-    from harness.sweep.store import Store
+    from harness.workflow.store import Store
 
     store = Store(ws / "harness.sqlite")
     rows = [r for r in store.tasks(status="done", sweep=args.campaign)]

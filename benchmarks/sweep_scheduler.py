@@ -1,6 +1,6 @@
 """Sweep executor overheads: per-task scheduling cost and CPU-bound throughput on 2 workers vs 1.
 
-1. Empty tasks (a chain-free graph of N no-op tasks) through ``harness.sweep.execute.execute`` with the
+1. Empty tasks (a chain-free graph of N no-op tasks) through ``harness.workflow.execute.execute`` with the
    SQLite store, on an embedded LocalCluster of 2 workers and in-process; overhead per task =
    (executor wall - bare function calls) / N.
 2. CPU-bound tasks (pure-Python loops of ~0.5 s each) on 1 and on 2 workers: the throughput ratio
@@ -35,9 +35,9 @@ def main() -> None:
     p.add_argument("--loop", type=int, default=6_000_000, help="iterations per CPU-bound task")
     args = p.parse_args()
 
-    from harness.sweep.cluster import make_client
-    from harness.sweep.execute import Task, execute
-    from harness.sweep.store import Store
+    from harness.workflow.cluster import make_client
+    from harness.workflow.execute import Task, execute
+    from harness.workflow.store import Store
 
     import sys
 

@@ -32,7 +32,7 @@ from pydantic_core import PydanticCustomError
 
 from harness.errors import ConfigError
 
-__all__ = ["HarnessModel", "load_yaml", "read_yaml", "parse_yaml", "validate", "format_validation_error",
+__all__ = ["HarnessModel", "resolve_path", "load_yaml", "read_yaml", "parse_yaml", "validate", "format_validation_error",
            "yaml_lines", "yaml_node_count", "YAMLLimitError", "YAML_MAX_NODES", "YAML_MAX_DEPTH", "YAML_MAX_ALIASES",
            "MAX_COMMITTEE", "MAX_REPLICAS", "MAX_GENERATIONS", "MAX_STARTS", "MAX_PARALLEL"]
 
@@ -474,3 +474,17 @@ def validate(model: type[M], data: Any, *, source: str) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source=source)) from None
+
+
+def resolve_path(value: str, spec_path: Path, key: str) -> Path:
+    """A path a spec names under ``key``: absolute, else relative to the spec's folder, else to the working
+    directory; a ConfigError naming the spec, the key and where it looked when none exists."""
+    p = Path(value)
+    if p.is_absolute():
+        candidates = [p]
+    else:
+        candidates = [spec_path.parent / p, Path.cwd() / p]
+    for c in candidates:
+        if c.exists():
+            return c.resolve()
+    raise ConfigError(f"{spec_path}: {key}: {value} not found (looked in {', '.join(str(c.parent) for c in candidates)})")

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.sweep.execute import Task
+from harness.workflow.task import Task
 
 
 def compute(params: dict, deps: dict) -> dict:
@@ -62,9 +62,9 @@ def graph(workdir: str, *, sleep: float = 0.0, fail: str | None = None) -> list[
 
 def main() -> None:
     """python -m tests.sweep_helpers WORKDIR [dask]: run the stand-in graph, print final values as JSON."""
-    from harness.sweep.cluster import make_client
-    from harness.sweep.execute import execute
-    from harness.sweep.store import Store
+    from harness.workflow.cluster import make_client
+    from harness.workflow.execute import execute
+    from harness.workflow.store import Store
 
     workdir = sys.argv[1]
     mode = sys.argv[2] if len(sys.argv) > 2 else "local"
@@ -89,7 +89,7 @@ if __name__ == "__main__":
 
 from typing import ClassVar  # noqa: E402
 
-from harness.sweep.contract import TaskParams, TaskResult  # noqa: E402
+from harness.workflow.contract import TaskParams, TaskResult, worker  # noqa: E402
 
 
 class ToyResult(TaskResult):
@@ -98,7 +98,7 @@ class ToyResult(TaskResult):
 
 class ToyParams(TaskParams):
     KIND: ClassVar[str] = "toy"
-    FN: ClassVar[str] = "tests.sweep_helpers:toy"
+    KEY_NAME: ClassVar[str] = "tests.sweep_helpers:toy"
     RESULT: ClassVar[type[TaskResult]] = ToyResult
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"inputs": ("toy",)}
 
@@ -107,6 +107,7 @@ class ToyParams(TaskParams):
     value: int
 
 
+@worker(ToyParams)
 def toy(p: ToyParams, deps) -> ToyResult:
     with open(Path(p.dir) / "executions.log", "a") as f:
         f.write(p.name + "\n")

@@ -91,6 +91,27 @@ def test_reference_tasks_shared_with_the_ci_sweep(tmp_path):
     assert al and al - {k for k in al if k.startswith("score")} <= sweep
 
 
+def test_the_reference_committee_size_is_honoured_as_in_a_sweep(tmp_path):
+    """`validation.reference.committee` sets the reference's member count in a campaign as in a sweep (one builder,
+    harness.validation.committee.reference_committee): 3 reference members for a committee of 2, the first 2
+    seeds' training tasks identical to the default's; a reference of the campaign's size is unchanged."""
+    spec, files = load_al(CI_SPEC)
+    default = [t for t in plan_al(spec, files, tmp_path) if t.kind == "train" and t.label.startswith("train ref:")]
+    assert len(default) == spec.committee == 2
+    v = spec.validation.model_copy(update={"reference": spec.validation.reference.model_copy(update={"committee": 3})})
+    bigger = [t for t in plan_al(spec.model_copy(update={"validation": v}), files, tmp_path)
+              if t.kind == "train" and t.label.startswith("train ref:")]
+    assert [t.params.seed for t in bigger] == [0, 1, 2]
+    v2 = spec.validation.model_copy(update={"reference": spec.validation.reference.model_copy(update={"committee": 2})})
+    same = [t for t in plan_al(spec.model_copy(update={"validation": v2}), files, tmp_path)
+            if t.kind == "train" and t.label.startswith("train ref:")]
+    assert [t.key for t in same] == [t.key for t in default]
+    scores = [t for t in plan_al(spec.model_copy(update={"validation": v}), files, tmp_path) if t.kind == "score"]
+    ref_runs = {k for t in scores for k in t.deps["observed"]}
+    assert scores and all(len(t.deps["observed"]) >= 2 * 3 for t in scores)  # 3 members' NPT + NVT observables
+    assert ref_runs
+
+
 def _water_box():
     a = molecule("H2O")
     a.center(vacuum=3.0)
@@ -322,7 +343,7 @@ def test_transfer_plan_reuses_the_sweep_committees(tmp_path):
     path = tmp_path / "transfer.yaml"
     path.write_text(yaml.safe_dump(spec))
     tspec, files = load_transfer(path)
-    ids = [c["id"] for c in tspec.committees()]
+    ids = [c.id for c in tspec.committees()]
     assert ids == ["deepmd/OPLS", "ref:gap/OPLS+VS", "deepmd/OPLS+AL[gap]"]
     tasks = plan_sweep(tspec, files, tmp_path)
     sw_spec, sw_files = load_sweep(ROOT / "protocols" / "sweeps" / "ci.yaml")

@@ -115,7 +115,7 @@ def _nothing(d: Path) -> Path:
 
 
 def _empty_store(d: Path) -> Path:
-    from harness.sweep.store import Store
+    from harness.workflow.store import Store
 
     ws = d / "ws"
     ws.mkdir()

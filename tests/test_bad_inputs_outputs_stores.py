@@ -135,7 +135,7 @@ def _dataset_copy(d: Path) -> Path:
 
 
 def _empty_store(d: Path) -> Path:
-    from harness.sweep.store import Store
+    from harness.workflow.store import Store
 
     ws = d / "ws"
     ws.mkdir(exist_ok=True)
@@ -152,7 +152,7 @@ def _random_store(d: Path) -> Path:
 
 def _truncated_store(d: Path) -> Path:
     """A store of 300 tasks cut to half its length (a copy interrupted, a full disk)."""
-    from harness.sweep.store import Store
+    from harness.workflow.store import Store
 
     ws = d / "ws"
     ws.mkdir()
@@ -361,7 +361,7 @@ def test_damaged_store_found_by_the_query_too(tmp_path):
     """With a write-ahead log beside it the header's length is not checked (a writer may be mid-checkpoint): the
     first query that meets a missing page still gives the one-line error, never a sqlite3 traceback."""
     from harness.errors import InputError
-    from harness.sweep.store import Store
+    from harness.workflow.store import Store
 
     ws = _truncated_store(tmp_path)
     Path(f"{ws / 'harness.sqlite'}-wal").touch()

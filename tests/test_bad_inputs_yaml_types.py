@@ -375,7 +375,7 @@ def _shipped() -> list[Path]:
 def _model_of(path: Path):
     from harness.al.spec import ALSpec
     from harness.md.protocol import MDProtocol
-    from harness.sweep.cluster import SlurmSpec
+    from harness.workflow.cluster import SlurmSpec
     from harness.sweep.spec import SweepSpec
     from harness.transfer import TransferSpec
 

@@ -192,7 +192,7 @@ def test_sigkill_at_twenty_moments_of_a_real_sweep(tmp_path):
 
     # the store points at intact files only, and nothing partial is left
     from harness.h5md import read_h5md
-    from harness.sweep.store import Store
+    from harness.workflow.store import Store
 
     store = Store(ws / "harness.sqlite")
     try:

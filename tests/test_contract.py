@@ -69,8 +69,8 @@ def _ci_protocol():
 
 def test_md_worker_refuses_a_stale_protocol_hash(tmp_path):
     from harness.md.protocol import protocol_hash
-    from harness.sweep.contract import MDParams
-    from harness.sweep.tasks import md
+    from harness.validation.contract import MDParams
+    from harness.validation.tasks import md
 
     proto = _ci_protocol()
     good = protocol_hash(proto)
@@ -84,7 +84,7 @@ def test_md_worker_refuses_a_stale_protocol_hash(tmp_path):
 def test_typed_params_are_validated_when_planned_and_roles_are_checked(tmp_path):
     from pydantic import ValidationError
 
-    from harness.sweep.contract import MDParams, ObserveParams
+    from harness.validation.contract import MDParams, ObserveParams
 
     proto = _ci_protocol()
     with pytest.raises(ValidationError, match="ensemble"):
@@ -98,8 +98,8 @@ def test_typed_params_are_validated_when_planned_and_roles_are_checked(tmp_path)
 
 
 def test_a_stored_result_of_another_schema_is_recomputed(tmp_path):
-    from harness.sweep.execute import execute
-    from harness.sweep.store import Store
+    from harness.workflow.execute import execute
+    from harness.workflow.store import Store
     from tests.sweep_helpers import ToyParams
 
     store = Store(tmp_path / "harness.sqlite")
@@ -301,8 +301,8 @@ def test_models_section_bad_input_names_the_entry(tmp_path, entry, message):
 
 def test_model_worker_refuses_a_file_changed_since_planning(tmp_path):
     from harness.models.load import ModelSource
-    from harness.sweep.contract import ModelParams
-    from harness.sweep.tasks import model
+    from harness.validation.contract import ModelParams
+    from harness.validation.tasks import model
 
     f = tmp_path / "m.model"
     f.write_bytes(b"planned")
@@ -413,9 +413,9 @@ def test_the_reference_committee_may_have_its_own_size():
             members.setdefault(t.params.committee, []).append(t.params.seed)
     assert members == {"deepmd/OPLS+VS": [0], "mace/OPLS+VS": [0], "ref:gap/OPLS+VS": [0, 1]}
     twin = spec.model_copy(update={"architectures": ["gap"], "max_train_frames": 40})
-    assert [c["id"] for c in twin.committees()] == ["gap/OPLS+VS", "ref:gap/OPLS+VS"]
+    assert [c.id for c in twin.committees()] == ["gap/OPLS+VS", "ref:gap/OPLS+VS"]
     same = twin.model_copy(update={"reference": twin.reference.model_copy(update={"committee": None})})
-    assert [c["id"] for c in same.committees()] == ["gap/OPLS+VS"]  # merged: trained alike
+    assert [c.id for c in same.committees()] == ["gap/OPLS+VS"]  # merged: trained alike
     with pytest.raises((HarnessError, ValueError), match="greater than or equal to 2"):
         SweepSpec.model_validate({**spec.model_dump(), "reference": {"arch": "gap", "subset": "OPLS+VS",
                                                                      "committee": 1}})
@@ -432,7 +432,7 @@ def test_a_grid_may_leave_out_cells():
     full = plan_sweep(spec, files, ROOT / "runs" / "never-written")
     cut = spec.model_copy(update={"exclude": ["mace/OPLS"]})
     SweepSpec.model_validate(cut.model_dump())
-    assert [c["id"] for c in cut.committees()] == ["deepmd/OPLS", "mace/OPLS+VS", "deepmd/OPLS+VS", "ref:gap/OPLS+VS"]
+    assert [c.id for c in cut.committees()] == ["deepmd/OPLS", "mace/OPLS+VS", "deepmd/OPLS+VS", "ref:gap/OPLS+VS"]
     tasks = plan_sweep(cut, files, ROOT / "runs" / "never-written")
     assert not any(getattr(t.params, "committee", None) == "mace/OPLS" for t in tasks)
     kept = {t.key for t in full if getattr(t.params, "committee", None) != "mace/OPLS"}

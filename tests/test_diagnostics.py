@@ -307,7 +307,7 @@ def test_relabel_and_errors_workers(tmp_path):
     from harness.diagnostics.tasks import relabel, traj_errors
     from harness.h5md import H5MDWriter
     from harness.models.load import ModelSource
-    from harness.sweep.contract import MemberResult, RunResult
+    from harness.validation.contract import MemberResult, RunResult
 
     run_dir = tmp_path / "md" / "m" / "p" / "nvt-r0"
     run_dir.mkdir(parents=True)
@@ -364,7 +364,7 @@ def test_gap_baseline_shift_needs_isolated_molecules(tmp_path):
     from harness.diagnostics.tasks import validation_frames, vscan
     from harness.models.load import ModelSource
     from harness.models.train import plan_committee, train_member
-    from harness.sweep.contract import MemberResult
+    from harness.validation.contract import MemberResult
 
     dataset = ROOT / "datasets" / "ec-emc-xtb.yaml"
     common = {"workspace": str(tmp_path), "threads": min(2, os.cpu_count() or 1), "device": "cpu"}

@@ -46,7 +46,7 @@ def test_external_models_in_a_sweep_and_validate(ci_workspace, tmp_path):
     from harness.cli.main import app
     from harness.io import sha256_file
     from harness.sweep.run import run_sweep
-    from harness.sweep.store import Store
+    from harness.workflow.store import Store
 
     mace_file = _exported_mace(ci_workspace, tmp_path)
     spec = yaml.safe_load((ROOT / "protocols" / "sweeps" / "ci.yaml").read_text())

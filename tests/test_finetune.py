@@ -212,7 +212,7 @@ def test_ci_finetune_run(tmp_path):
 
     from harness.models.compat import torch_weights_only_workaround
     from harness.report.build import build_report
-    from harness.sweep.store import Store
+    from harness.workflow.store import Store
 
     torch_weights_only_workaround()
     ws = Path(os.environ.get("HARNESS_CI_WORKSPACE", ROOT / "runs" / "ci")).resolve()

@@ -92,7 +92,7 @@ def test_sweep_models_entry_takes_a_foundation(tmp_path):
     e = ModelEntry(name="7net", foundation="sevennet-0", options={"d3": True})
     (src,) = e.sources(tmp_path / "spec.yaml")
     assert src.kind == "foundation" and src.options == {"d3": True}
-    assert e.committee_entry([src])["arch"] == "sevennet"
+    assert e.committee_entry([src]).arch == "sevennet"
     with pytest.raises(ValueError, match="exactly one of files, committee, calculator, foundation"):
         ModelEntry(name="x", foundation="sevennet-0", calculator="ase:ase.calculators.emt.EMT")
     family = ModelEntry(name="7net-family", foundation=["sevennet-0", "sevennet-0-22may2024"])
@@ -109,7 +109,7 @@ def test_ci_foundation_zero_shot():
     import os
     from pathlib import Path
 
-    from harness.sweep.store import Store
+    from harness.workflow.store import Store
 
     root = Path(__file__).resolve().parents[1]
     ws = Path(os.environ.get("HARNESS_CI_WORKSPACE", root / "runs" / "ci")).resolve()

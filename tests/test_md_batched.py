@@ -270,9 +270,9 @@ def test_md_batch_tasks_in_a_validation_plan_give_the_unbatched_runs(random_mace
 
     from harness.md.protocol import load_protocol
     from harness.models.load import ModelSource
-    from harness.sweep.execute import execute
-    from harness.sweep.plan import model_tasks, plan_validation
-    from harness.sweep.store import Store
+    from harness.workflow.execute import execute
+    from harness.validation.plan import model_tasks, plan_validation
+    from harness.workflow.store import Store
     ROOT = Path(__file__).resolve().parents[1]
 
     ci = load_protocol(ROOT / "protocols" / "ci.yaml")  # 50 steps per ensemble here

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from harness.cli.main import app
 from harness.models.train import model_run_name
 from harness.observables.analysis import RunSet, score
-from harness.sweep.store import Store
+from harness.workflow.store import Store
 from tests.observables_helpers import fake_committee, fake_runs, quick_protocol
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ import pytest
 
 from harness.config import load_yaml
 from harness.errors import ConfigError
-from harness.sweep.cluster import SlurmSpec, slurm_cluster
+from harness.workflow.cluster import SlurmSpec, slurm_cluster
 
 
 def test_slurm_job_script_from_the_example_spec():
@@ -37,9 +37,9 @@ def test_a_gpu_node_cluster_routes_cuda_tasks_to_gpu_workers(tmp_path):
     """One CPU worker and two GPU workers (resources are labels: this runs on any machine): tasks on device cuda
     run only on GPU workers, the others (a cpu task; a cuda task placed on the CPU, as GAP's are) only on the
     CPU worker, which sees no GPU."""
-    from harness.sweep.cluster import make_client
-    from harness.sweep.execute import Task, execute
-    from harness.sweep.store import Store
+    from harness.workflow.cluster import make_client
+    from harness.workflow.execute import Task, execute
+    from harness.workflow.store import Store
 
     fn = "tests.sweep_helpers:where"
     gpu = [Task("where", fn, {"device": "cuda", "i": i}) for i in range(4)]
@@ -71,7 +71,7 @@ def test_slurm_gpu_partition_workers_offer_the_gpu_resource():
 
 _DRIVER = """
 import os, sys, time
-from harness.sweep.cluster import make_client
+from harness.workflow.cluster import make_client
 client = make_client(workers=1, gpu_workers=int(sys.argv[1]))
 pids = client.run(os.getpid)
 print(" ".join(str(p) for p in pids.values()), flush=True)
@@ -122,7 +122,7 @@ def test_a_second_execution_of_a_task_waits_for_the_first(tmp_path):
     import threading
     import time
 
-    from harness.sweep.execute import run_task
+    from harness.workflow.execute import run_task
 
     lock = tmp_path / "locks" / "md-x.lock"
     lock.parent.mkdir()

@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 
-from harness.sweep.execute import execute
-from harness.sweep.store import Store
+from harness.workflow.execute import execute
+from harness.workflow.store import Store
 from tests.sweep_helpers import graph
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ def test_rerun_skips_finished_tasks(tmp_path):
 def test_only_some_kinds_then_the_rest(tmp_path):
     """``--only train``: the train tasks run (nothing downstream), the sweep's other rows are not retired; the
     whole plan afterwards reuses them and runs the rest."""
-    from harness.sweep.execute import only_kinds
+    from harness.workflow.task import only_kinds
 
     store = Store(tmp_path / "harness.sqlite")
     tasks = graph(str(tmp_path))

@@ -62,7 +62,7 @@ def location_free_keys(tasks) -> dict[str, str]:
         else:
             deps = sorted(key(by_key[k]) for k in t.deps)
         params = json.dumps(t.params_json(), sort_keys=True, default=str).replace(str(ROOT), "<ROOT>")
-        blob = json.dumps([t.kind, t.fn, params, deps], sort_keys=True)
+        blob = json.dumps([t.kind, t.key_name, params, deps], sort_keys=True)
         done[t.key] = f"{t.kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
         return done[t.key]
 

@@ -44,8 +44,8 @@ def test_md_stops_at_the_walltime_and_resumes_to_the_uninterrupted_result(tmp_pa
 def test_the_executor_stops_at_the_walltime_and_the_next_run_finishes(tmp_path):
     """a (0.1 s) -> b (3 s) -> c; d (0.1 s): with a 1.5 s walltime a and d finish, b is interrupted, c waits; no
     failure. The next run (no walltime) reruns b, then c, and skips a and d."""
-    from harness.sweep.execute import Task, execute
-    from harness.sweep.store import Store
+    from harness.workflow.execute import Task, execute
+    from harness.workflow.store import Store
 
     fn = "tests.sweep_helpers:until_deadline"
     a = Task("work", fn, {"seconds": 0.1, "n": "a"})
@@ -61,8 +61,8 @@ def test_the_executor_stops_at_the_walltime_and_the_next_run_finishes(tmp_path):
 
 
 def test_nothing_starts_after_the_walltime(tmp_path):
-    from harness.sweep.execute import Task, execute
-    from harness.sweep.store import Store
+    from harness.workflow.execute import Task, execute
+    from harness.workflow.store import Store
 
     t = Task("work", "tests.sweep_helpers:until_deadline", {"seconds": 0.1})
     counts = execute([t], Store(tmp_path / "harness.sqlite"), deadline=time.time() - 1)
@@ -70,7 +70,7 @@ def test_nothing_starts_after_the_walltime(tmp_path):
 
 
 def test_walltime_deadline_leaves_the_driver_a_margin():
-    from harness.sweep.run import walltime_deadline
+    from harness.workflow.run import walltime_deadline
 
     assert walltime_deadline(None, 100.0) is None
     assert walltime_deadline(10, 0.0) == pytest.approx(540.0)  # 10 min: a minute's margin

@@ -1,4 +1,4 @@
-"""Typed parameters and results of the active-learning task kinds (see :mod:`harness.sweep.contract`).
+"""Typed parameters and results of the active-learning task kinds (see :mod:`harness.validation.contract`).
 
 ``al_start`` (OPLS-AA starting frames of one composition) → ``explore`` (one trajectory of a
 generation's primary member, the committee asked for sigma2_F at the checks; its selected frame) →
@@ -13,7 +13,7 @@ from pydantic import Field
 
 from harness.al.spec import ExplorationSpec
 from harness.md.protocol import StartSpec
-from harness.sweep.contract import TaskParams, TaskResult, WorkerParams
+from harness.workflow.contract import TaskParams, TaskResult, WorkerParams
 
 __all__ = ["ALStartParams", "ALStartResult", "ExploreParams", "ExploreResult", "LabelParams", "LabelResult",
            "ALSetParams", "ALSetResult", "exploration_hash"]
@@ -35,7 +35,7 @@ class ALStartResult(TaskResult):
 
 class ALStartParams(TaskParams):
     KIND: ClassVar[str] = "al_start"
-    FN: ClassVar[str] = "harness.al.tasks:al_start"
+    KEY_NAME: ClassVar[str] = "harness.al.tasks:al_start"
     RESULT: ClassVar[type[TaskResult]] = ALStartResult
     VERSION: ClassVar[int] = 2
 
@@ -67,7 +67,7 @@ class ExploreResult(TaskResult):
 
 class ExploreParams(WorkerParams):
     KIND: ClassVar[str] = "explore"
-    FN: ClassVar[str] = "harness.al.tasks:explore"
+    KEY_NAME: ClassVar[str] = "harness.al.tasks:explore"
     RESULT: ClassVar[type[TaskResult]] = ExploreResult
     VERSION: ClassVar[int] = 2
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"members": ("train",), "start": ("al_start",)}
@@ -99,7 +99,7 @@ class LabelResult(TaskResult):
 
 class LabelParams(WorkerParams):
     KIND: ClassVar[str] = "label"
-    FN: ClassVar[str] = "harness.al.tasks:label"
+    KEY_NAME: ClassVar[str] = "harness.al.tasks:label"
     RESULT: ClassVar[type[TaskResult]] = LabelResult
     VERSION: ClassVar[int] = 2
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"run": ("explore",)}
@@ -124,7 +124,7 @@ class ALSetResult(TaskResult):
 
 class ALSetParams(TaskParams):
     KIND: ClassVar[str] = "al_set"
-    FN: ClassVar[str] = "harness.al.tasks:al_set"
+    KEY_NAME: ClassVar[str] = "harness.al.tasks:al_set"
     RESULT: ClassVar[type[TaskResult]] = ALSetResult
     VERSION: ClassVar[int] = 2
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"labels": ("label",), "previous": ("al_set",)}

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from harness.al.contract import ALSetParams, ALStartParams, ExploreParams, LabelParams, exploration_hash
 from harness.al.spec import ALSpec
-from harness.sweep.execute import Task
+from harness.validation.committee import Committee, reference_committee
+from harness.al import tasks as _workers  # noqa: F401  (registers the workers of these kinds)
+from harness.workflow.task import Task
 
 __all__ = ["plan_al", "committee_id"]
 
@@ -45,7 +47,7 @@ def plan_al(spec: ALSpec, files: dict[str, Path], workspace: str | Path) -> list
     from harness.md.protocol import load_protocol
     from harness.models.train import plan_committee
     from harness.observables.analysis import AnalysisSpec
-    from harness.sweep.plan import plan_validation, train_tasks
+    from harness.validation.plan import plan_validation, train_tasks
 
     workspace = str(Path(workspace).resolve())
     common = {"workspace": workspace, "threads": spec.threads_per_task, "device": spec.device}
@@ -63,18 +65,16 @@ def plan_al(spec: ALSpec, files: dict[str, Path], workspace: str | Path) -> list
         tasks.append(starts[comp])
 
     members: dict[str, list[Task]] = {}
-    committees: dict[str, dict] = {}
+    committees: dict[str, Committee] = {}
     for chain in spec.initial_subsets:
         prev_set: Task | None = None
         prev_members: list[Task] = []
         for g in range(spec.generations):
             cid = committee_id(spec.architecture, chain, g)
             tags = {"campaign": spec.name, "chain": chain, "generation": g}
-            c = {"id": cid, "arch": spec.architecture, "subset": chain, "preset": spec.preset,
-                 "overrides": spec.overrides, "max_train_frames": spec.max_train_frames, "reference": False,
-                 "tags": tags}
-            if g:
-                c["name"] = f"{chain}+AL.{spec.name}.g{g}" + (".warm" if spec.warm_start else "")
+            name = f"{chain}+AL.{spec.name}.g{g}" + (".warm" if spec.warm_start else "") if g else None
+            c = Committee(id=cid, arch=spec.architecture, subset=chain, preset=spec.preset, overrides=spec.overrides,
+                          max_train_frames=spec.max_train_frames, tags=tags, name=name)
             key = None
             if prev_set is None:  # generation 0: the data is known now, so its key is checked
                 key = plan_committee(files["dataset"], chain, spec.architecture, preset=spec.preset,
@@ -108,16 +108,16 @@ def plan_al(spec: ALSpec, files: dict[str, Path], workspace: str | Path) -> list
 
     if spec.validation is not None:
         v = spec.validation
-        r = v.reference
-        ref = {"id": f"ref:{r.arch}/{r.subset}", "arch": r.arch, "subset": r.subset, "preset": r.preset or spec.preset,
-               "overrides": r.overrides or {}, "max_train_frames": r.max_train_frames, "reference": True}
-        plan = plan_committee(files["dataset"], r.subset, r.arch, preset=ref["preset"], workspace=workspace,
-                              overrides=ref["overrides"], device=spec.device, max_train_frames=r.max_train_frames)
-        members[ref["id"]] = train_tasks(ref, dataset=files["dataset"], seeds=spec.member_seeds, common=common,
-                                         committee_key=plan.key)
-        committees[ref["id"]] = ref
-        tasks += members[ref["id"]]
+        # the campaign's overrides and training budget are its architecture's: the reference has only its own
+        ref = reference_committee(v.reference, preset=spec.preset, overrides=None, max_train_frames=None,
+                                  seeds=spec.member_seeds)
+        plan = plan_committee(files["dataset"], ref.subset, ref.arch, preset=ref.preset, workspace=workspace,
+                              overrides=ref.overrides, device=spec.device, max_train_frames=ref.max_train_frames)
+        members[ref.id] = train_tasks(ref, dataset=files["dataset"], seeds=ref.seeds or spec.member_seeds,
+                                      common=common, committee_key=plan.key)
+        committees[ref.id] = ref
+        tasks += members[ref.id]
         analysis = load_yaml(files["analysis"], AnalysisSpec) if "analysis" in files else None
-        tasks += plan_validation(members, committees, ref["id"], protocol=load_protocol(files["protocol"]),
+        tasks += plan_validation(members, committees, ref.id, protocol=load_protocol(files["protocol"]),
                                  analysis=analysis, replicas=v.replicas, common=common)
     return tasks

@@ -17,10 +17,11 @@ def run_al(spec_path: str | Path, workspace: str | Path, *, scheduler: str | Non
     """Build the dataset if needed, plan every generation, execute (resuming); (counts, campaign name)."""
     from harness.al.plan import plan_al
     from harness.al.spec import load_al
-    from harness.sweep.run import _build_data, default_gpu_workers, execute_plan
+    from harness.datasets.build import ensure_built
+    from harness.workflow.run import default_gpu_workers, execute_plan
 
     spec, files = load_al(spec_path)
-    _build_data(files["dataset"], say)
+    ensure_built(files["dataset"], say)
     tasks = plan_al(spec, files, workspace)
     counts = execute_plan(tasks, spec.name, workspace, threads_per_task=spec.threads_per_task, scheduler=scheduler,
                           workers=workers, sync=sync, slurm=slurm, progress=progress, say=say,
@@ -36,7 +37,7 @@ def al_tables(workspace: str | Path, campaign: str | None = None) -> dict[str, p
     ``selected``: one row per labelled frame (composition, source trajectory, time of selection, sigma2_F,
     rule). ``hits``: fraction of exploration runs that crossed the threshold per generation and composition.
     """
-    from harness.sweep.store import Store
+    from harness.workflow.store import Store
 
     store = Store(Path(workspace) / "harness.sqlite")
     try:

@@ -19,7 +19,8 @@ from harness.config import (MAX_COMMITTEE, MAX_GENERATIONS, MAX_PARALLEL, MAX_RE
                             load_yaml)
 from harness.md.protocol import RunSpec, StartSpec
 from harness.models.base import ARCHITECTURES as ARCHS
-from harness.sweep.spec import ReferenceSpec, resolve_path
+from harness.config import resolve_path
+from harness.validation.committee import ReferenceSpec
 
 __all__ = ["ALSpec", "ExplorationSpec", "ValidationSpec", "OracleSpec", "load_al", "PAPER_COMPOSITIONS"]
 

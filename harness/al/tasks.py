@@ -21,7 +21,7 @@ import numpy as np
 from harness.al.contract import (ALSetParams, ALSetResult, ALStartParams, ALStartResult, ExploreParams,
                                  ExploreResult, LabelParams, LabelResult, exploration_hash)
 from harness.errors import InputError
-from harness.sweep.contract import Deps, check_hash
+from harness.workflow.contract import Deps, check_hash, worker
 
 __all__ = ["al_start", "explore", "label", "al_set", "selected_frame"]
 
@@ -35,6 +35,7 @@ def _write_json(path: Path, data: dict) -> None:
         tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
 
 
+@worker(ALStartParams)
 def al_start(p: ALStartParams, deps: Deps) -> ALStartResult:
     """The composition's OPLS-AA starting frames (:func:`harness.md.start.equilibrated_frames`: packed,
     minimised, NVT at the exploration temperature, ``n`` frames ``stride_ps`` apart)."""
@@ -92,6 +93,7 @@ def selected_frame(run_dir: str | Path, threshold: float):
     return atoms, info
 
 
+@worker(ExploreParams)
 def explore(p: ExploreParams, deps: Deps) -> ExploreResult:
     """One exploration trajectory and its selected frame (``selected.extxyz`` in the run directory)."""
     from harness.io import read_frames, write_frames
@@ -100,7 +102,7 @@ def explore(p: ExploreParams, deps: Deps) -> ExploreResult:
     from harness.models.committee import CommitteeCalculator
     from harness.models.load import load_model
     from harness.models.train import model_run_name
-    from harness.sweep.tasks import set_threads
+    from harness.workflow.run import set_threads
 
     e = p.exploration
     check_hash("exploration settings", p.exploration_hash, exploration_hash(e))
@@ -159,6 +161,7 @@ def explore(p: ExploreParams, deps: Deps) -> ExploreResult:
                          selected_file=selected, outputs=[str(f) for f in files if f.exists()])
 
 
+@worker(LabelParams)
 def label(p: LabelParams, deps: Deps) -> LabelResult:
     """Relabel one exploration run's selected frame with the oracle (``labelled.extxyz`` beside it).
 
@@ -167,7 +170,7 @@ def label(p: LabelParams, deps: Deps) -> LabelResult:
     from harness.io import read_frames
     from harness.reference import make_oracle, oracle_key
     from harness.reference.batch import label_to_file
-    from harness.sweep.tasks import set_threads
+    from harness.workflow.run import set_threads
 
     set_threads(p.threads)
     (run,) = deps["run"]
@@ -195,6 +198,7 @@ def label(p: LabelParams, deps: Deps) -> LabelResult:
     return LabelResult(**base, labelled_file=str(out), oracle_calls=calls, frame=frame, outputs=[str(out)])
 
 
+@worker(ALSetParams)
 def al_set(p: ALSetParams, deps: Deps) -> ALSetResult:
     """The AL set after a generation: the previous generation's frames + this generation's labelled frames
     (``new.extxyz``, cumulative ``al-frames.extxyz``), with a reason for every run that added none."""

@@ -94,7 +94,7 @@ def status(
     frames labelled, oracle calls, Q and t_stab; the AL frame files so far."""
     from harness.cli.sweep import print_task_counts
     from harness.errors import InputError
-    from harness.sweep.store import Store
+    from harness.workflow.store import Store
 
     if not (workspace / "harness.sqlite").exists():
         raise InputError(f"{workspace}: no harness.sqlite (run `harness al run SPEC --workspace {workspace}`)")
@@ -124,7 +124,7 @@ def export(
     from harness.errors import InputError
     from harness.io import atomic_path, check_output, read_frames, sha256_file, write_frames
     from harness.provenance import MLIP_GROUPS, run_context
-    from harness.sweep.store import Store
+    from harness.workflow.store import Store
 
     prov_path = Path(str(output) + ".provenance.json")
     check_output(output)

@@ -26,7 +26,7 @@ def demo(
 ) -> None:
     from harness.cli.sweep import run_with_progress
     from harness.report.build import build_report
-    from harness.sweep.run import time_shares
+    from harness.workflow.run import time_shares
 
     t0 = time.perf_counter()
     counts, name = run_with_progress(spec, workspace, workers=workers)

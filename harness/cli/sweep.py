@@ -37,7 +37,7 @@ def print_plan(tasks) -> None:
 
 def run_and_summarise(what: str, spec_path: Path, workspace: Path, **kwargs) -> tuple[dict[str, int], str]:
     """Run a task graph with the progress bar, print the counts and every failure with its reason."""
-    from harness.sweep.store import Store
+    from harness.workflow.store import Store
 
     counts, name = run_with_progress(spec_path, workspace, **kwargs)
     typer.echo(f"{what} {name}: {counts['done']} done, {counts['cached']} cached, {counts['failed']} failed, "
@@ -131,7 +131,7 @@ def status(
     from rich.table import Table
 
     from harness.errors import InputError
-    from harness.sweep.store import Store
+    from harness.workflow.store import Store
 
     path = workspace / "harness.sqlite"
     if not path.exists():
@@ -156,7 +156,7 @@ def print_task_counts(workspace: Path, sweep: str | None):
     from rich.console import Console
     from rich.table import Table
 
-    from harness.sweep.store import STATUSES, Store
+    from harness.workflow.store import STATUSES, Store
 
     store = Store(workspace / "harness.sqlite")
     counts = store.counts(sweep)

@@ -37,9 +37,10 @@ def validate(
     from harness.errors import InputError
     from harness.md.protocol import load_protocol, protocol_hash
     from harness.models.load import committee_info, committee_sources, sources_from_cli
-    from harness.sweep.plan import model_tasks, plan_validation
-    from harness.sweep.run import execute_plan
-    from harness.sweep.store import Store
+    from harness.validation.committee import Committee
+    from harness.validation.plan import model_tasks, plan_validation
+    from harness.workflow.run import execute_plan
+    from harness.workflow.store import Store
 
     options = None
     if calculator_options:
@@ -54,8 +55,8 @@ def validate(
     label = Path(model[0]).stem if not model[0].startswith("ase:") else model[0].rsplit(".", 1)[-1]
     ref_info = committee_info(reference)
     mid, rid = f"model:{label}", f"ref:{ref_info['arch']}/{ref_info['subset']}"
-    committees = {mid: {"id": mid, "arch": sources[0].arch or "ase", "subset": label, "reference": False},
-                  rid: {"id": rid, "arch": ref_info["arch"], "subset": ref_info["subset"], "reference": True}}
+    committees = {mid: Committee(id=mid, arch=sources[0].arch or "ase", subset=label, role="external"),
+                  rid: Committee(id=rid, arch=ref_info["arch"], subset=ref_info["subset"], role="reference")}
     members = {mid: model_tasks(committees[mid], sources), rid: model_tasks(committees[rid], refs)}
     common = {"workspace": str(workspace.resolve()), "threads": threads, "device": device}
     tasks = [*members[mid], *members[rid],

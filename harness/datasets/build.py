@@ -34,7 +34,7 @@ from harness.reference import make_oracle
 from harness.reference.batch import label_to_file
 from harness.units import ENERGY_UNITS_EV
 
-__all__ = ["build_dataset", "source_file", "sample_source", "frames_hash", "load_manifest"]
+__all__ = ["build_dataset", "ensure_built", "source_file", "sample_source", "frames_hash", "load_manifest"]
 
 logger = logging.getLogger(__name__)
 
@@ -284,3 +284,10 @@ def build_dataset(
         with atomic_path(manifest_file(spec)) as tmp:
             tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n")
     return manifest
+
+
+def ensure_built(dataset: Path, say: Callable[[str], None] | None = None) -> None:
+    """Build the dataset of the definition file ``dataset`` if it is not built (a no-op when it is)."""
+    from harness.datasets.spec import load_dataset_spec
+
+    build_dataset(load_dataset_spec(dataset), say=say or (lambda msg: None))

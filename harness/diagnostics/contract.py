@@ -1,4 +1,4 @@
-"""Task kinds of the diagnostics (SCIENCE.md §9), typed like the sweep's (:mod:`harness.sweep.contract`).
+"""Task kinds of the diagnostics (SCIENCE.md §9), typed like the sweep's (:mod:`harness.validation.contract`).
 
 ``vscan``: a committee's energies on a validation set of rigid-molecule volume scans, E(ρ) rows and the
 baseline shift per composition. ``relabel``: frames of one MD run every Δt labelled with the reference
@@ -13,7 +13,9 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from harness.sweep.contract import MemberIdentity, TaskParams, TaskResult, WorkerParams
+from harness.workflow.contract import TaskParams, TaskResult, WorkerParams
+
+from harness.validation.contract import MemberIdentity
 
 __all__ = ["VScanParams", "VScanResult", "RelabelParams", "RelabelResult", "TrajErrorsParams", "TrajErrorsResult",
            "LiquidParams", "LiquidResult"]
@@ -32,7 +34,7 @@ class VScanResult(TaskResult):
 
 class VScanParams(WorkerParams):
     KIND: ClassVar[str] = "vscan"
-    FN: ClassVar[str] = "harness.diagnostics.tasks:vscan"
+    KEY_NAME: ClassVar[str] = "harness.diagnostics.tasks:vscan"
     RESULT: ClassVar[type[TaskResult]] = VScanResult
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"members": ("train", "model")}
 
@@ -60,7 +62,7 @@ class RelabelResult(MemberIdentity):
 
 class RelabelParams(WorkerParams):
     KIND: ClassVar[str] = "relabel"
-    FN: ClassVar[str] = "harness.diagnostics.tasks:relabel"
+    KEY_NAME: ClassVar[str] = "harness.diagnostics.tasks:relabel"
     RESULT: ClassVar[type[TaskResult]] = RelabelResult
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"run": ("md",)}
 
@@ -85,7 +87,7 @@ class TrajErrorsResult(MemberIdentity):
 
 class TrajErrorsParams(WorkerParams):
     KIND: ClassVar[str] = "traj_errors"
-    FN: ClassVar[str] = "harness.diagnostics.tasks:traj_errors"
+    KEY_NAME: ClassVar[str] = "harness.diagnostics.tasks:traj_errors"
     RESULT: ClassVar[type[TaskResult]] = TrajErrorsResult
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"labels": ("relabel",), "member": ("train", "model")}
 
@@ -104,7 +106,7 @@ class LiquidResult(TaskResult):
 
 class LiquidParams(TaskParams):
     KIND: ClassVar[str] = "liquid"
-    FN: ClassVar[str] = "harness.diagnostics.tasks:liquid"
+    KEY_NAME: ClassVar[str] = "harness.diagnostics.tasks:liquid"
     RESULT: ClassVar[type[TaskResult]] = LiquidResult
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"runs": ("md",), "errors": ("traj_errors",)}
 

@@ -17,9 +17,11 @@ from typing import Any, Sequence
 
 from harness.diagnostics.contract import LiquidParams, RelabelParams, TrajErrorsParams, VScanParams
 from harness.diagnostics.spec import DiagnosticsSpec, LiquidSpec
+from harness.diagnostics import tasks as _workers  # noqa: F401  (registers the workers of these kinds)
 from harness.errors import InputError
 from harness.md.protocol import MDProtocol
-from harness.sweep.execute import Task
+from harness.validation.committee import Committee
+from harness.workflow.task import Task
 
 __all__ = ["plan_diagnostics", "liquid_protocol", "liquid_slug"]
 
@@ -38,15 +40,15 @@ def liquid_protocol(protocol: MDProtocol, name: str, liquid: LiquidSpec) -> MDPr
 
 
 def plan_diagnostics(diag: DiagnosticsSpec, tasks: Sequence[Task], members: dict[str, list[Task]],
-                     committees: dict[str, dict[str, Any]], *, protocol: MDProtocol, dataset: Path,
+                     committees: dict[str, Committee], *, protocol: MDProtocol, dataset: Path,
                      common: dict[str, Any], md_batch: int = 1) -> list[Task]:
     """The diagnostics tasks; ``tasks`` are the sweep's planned tasks (its ``md`` runs are relabelled);
     ``md_batch`` batches the liquids' runs as the sweep batches its own."""
     from harness.diagnostics.tasks import validation_frames
     from harness.reference import dataset_oracle
     from harness.md.protocol import protocol_hash
-    from harness.sweep.contract import MDParams
-    from harness.sweep.plan import _placed, batch_tasks  # GAP on CPU workers; the reference method always is (see errors)
+    from harness.validation.contract import MDParams
+    from harness.validation.plan import batch_tasks, placed  # GAP on CPU workers; the reference method always is (see errors)
 
     chosen = list(members) if diag.committees is None else diag.committees
     unknown = [c for c in chosen if c not in members]
@@ -59,9 +61,9 @@ def plan_diagnostics(diag: DiagnosticsSpec, tasks: Sequence[Task], members: dict
         for cid in chosen:
             c = committees[cid]
             p = VScanParams(**common, dataset=str(dataset), validation_set=name, frames_hash=h, committee=cid,
-                            arch=c["arch"], subset=c.get("subset"), dilute_g_cm3=diag.dilute_g_cm3,
+                            arch=c.arch, subset=c.subset, dilute_g_cm3=diag.dilute_g_cm3,
                             tolerance_meV_atom=diag.baseline_tolerance_meV_atom)
-            out.append(_placed(p.task({"members": members[cid]}, f"volume scans {name} {cid}"), c["arch"]))
+            out.append(placed(p.task({"members": members[cid]}, f"volume scans {name} {cid}"), c.arch))
     oracle = dataset_oracle(dataset, common["threads"]) if (diag.trajectory_errors or diag.liquid_errors_every_ps) else {}
 
     def errors(run: Task, member: Task, cid: str, every: float, max_frames: int, composition: str,
@@ -70,7 +72,7 @@ def plan_diagnostics(diag: DiagnosticsSpec, tasks: Sequence[Task], members: dict
                             liquid=liquid).task({"run": [run]}, run.label.replace("md ", "relabel ", 1))
         err = TrajErrorsParams(**common, liquid=liquid).task({"labels": [lab], "member": [member]},
                                                              run.label.replace("md ", "errors ", 1))
-        err = _placed(err, committees[cid]["arch"])
+        err = placed(err, committees[cid].arch)
         out.extend([replace(lab, resources="cpu"), err])
         return err
 
@@ -93,15 +95,15 @@ def plan_diagnostics(diag: DiagnosticsSpec, tasks: Sequence[Task], members: dict
             runs, errs = [], []
             for k, m in enumerate(members[cid]):
                 b = batch.get((cid, k, 0))
-                run = _placed(MDParams(**common, protocol=proto, protocol_hash=phash, ensemble="npt", replica=0)
+                run = placed(MDParams(**common, protocol=proto, protocol_hash=phash, ensemble="npt", replica=0)
                               .task({"member": [m], "batch": [b] if b else []}, f"md npt {lname} {cid} member {k} r0"),
-                              c["arch"])
+                              c.arch)
                 out.append(run)
                 runs.append(run)
                 if diag.liquid_errors_every_ps:
                     errs.append(errors(run, m, cid, diag.liquid_errors_every_ps, diag.liquid_errors_max_frames,
                                        proto.system.composition, lname))
-            summary = LiquidParams(liquid=lname, composition=proto.system.composition, committee=cid, arch=c["arch"],
-                                   subset=c.get("subset"), horizon_ps=protocol.horizon_ps)
+            summary = LiquidParams(liquid=lname, composition=proto.system.composition, committee=cid, arch=c.arch,
+                                   subset=c.subset, horizon_ps=protocol.horizon_ps)
             out.append(summary.task({"runs": runs, "errors": errs}, f"liquid {lname} {cid}"))
     return out

@@ -7,7 +7,7 @@ from pathlib import Path
 from harness.diagnostics.contract import (LiquidParams, LiquidResult, RelabelParams, RelabelResult, TrajErrorsParams,
                                           TrajErrorsResult, VScanParams, VScanResult)
 from harness.errors import InputError
-from harness.sweep.contract import Deps, check_hash
+from harness.workflow.contract import Deps, check_hash, worker
 
 __all__ = ["vscan", "relabel", "traj_errors", "liquid", "validation_frames"]
 
@@ -30,12 +30,13 @@ def _member_name(m) -> str:
     return f"member-{m.member}" + (f"-seed{m.seed}" if m.seed is not None else "")
 
 
+@worker(VScanParams)
 def vscan(p: VScanParams, deps: Deps) -> VScanResult:
     """Every member's energies on the scans; E(ρ) rows, baseline shift per composition, errors."""
     from harness.diagnostics.volume_scan import baseline_shifts, scan_table
     from harness.models.evaluate import error_table, predict
     from harness.models.load import load_model
-    from harness.sweep.tasks import set_threads
+    from harness.workflow.run import set_threads
 
     set_threads(p.threads)
     frames, h = validation_frames(p.dataset, p.validation_set)
@@ -56,6 +57,7 @@ def vscan(p: VScanParams, deps: Deps) -> VScanResult:
                        rows=table[keep].to_dict("records"), shifts=shifts, errors=errors, models=stamps)
 
 
+@worker(RelabelParams)
 def relabel(p: RelabelParams, deps: Deps) -> RelabelResult:
     """Frames of one run every Δt (up to its failure) labelled with the reference method, written beside
     the run (``relabelled-<Δt>ps-<n>frames-<oracle>.extxyz``); an interrupted labelling resumes, a finished
@@ -66,7 +68,7 @@ def relabel(p: RelabelParams, deps: Deps) -> RelabelResult:
     from harness.io import read_frames
     from harness.reference import make_oracle, oracle_key
     from harness.reference.batch import label_to_file, manifest_path_for
-    from harness.sweep.tasks import set_threads
+    from harness.workflow.run import set_threads
 
     set_threads(p.threads)
     (run,) = deps["run"]
@@ -102,13 +104,14 @@ def relabel(p: RelabelParams, deps: Deps) -> RelabelResult:
                          failed=failed, outputs=[str(out)] if n else [])
 
 
+@worker(TrajErrorsParams)
 def traj_errors(p: TrajErrorsParams, deps: Deps) -> TrajErrorsResult:
     """The member's energy and force errors on the relabelled frames of its own run."""
     from harness.diagnostics.trajectory import force_error_by_reference, frame_errors, summary
     from harness.io import read_frames
     from harness.models.evaluate import predict
     from harness.models.load import load_model
-    from harness.sweep.tasks import set_threads
+    from harness.workflow.run import set_threads
 
     set_threads(p.threads)
     (lab,) = deps["labels"]
@@ -125,6 +128,7 @@ def traj_errors(p: TrajErrorsParams, deps: Deps) -> TrajErrorsResult:
                             by_reference=force_error_by_reference(frames, [x.forces for x in preds]))
 
 
+@worker(LiquidParams)
 def liquid(p: LiquidParams, deps: Deps) -> LiquidResult:
     """One committee in one out-of-distribution liquid: t_stab of every member's NPT run (reached the
     horizon or how it failed) and its errors on its own relabelled frames (when planned)."""

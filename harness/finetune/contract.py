@@ -6,7 +6,9 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from harness.sweep.contract import MemberIdentity, TaskResult, WorkerParams
+from harness.workflow.contract import TaskResult, WorkerParams
+
+from harness.validation.contract import MemberIdentity
 
 __all__ = ["ForgettingParams", "ForgettingResult"]
 
@@ -21,7 +23,7 @@ class ForgettingResult(MemberIdentity):
 
 class ForgettingParams(WorkerParams):
     KIND: ClassVar[str] = "forgetting"
-    FN: ClassVar[str] = "harness.finetune.tasks:forgetting"
+    KEY_NAME: ClassVar[str] = "harness.finetune.tasks:forgetting"
     RESULT: ClassVar[type[TaskResult]] = ForgettingResult
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"member": ("train",)}
 

@@ -6,15 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from harness.finetune.contract import ForgettingParams
+from harness.finetune import tasks as _workers  # noqa: F401  (registers the workers of these kinds)
 from harness.finetune.spec import FinetuneSpec
-from harness.sweep.execute import Task
+from harness.validation.committee import Committee
+from harness.workflow.task import Task
 
 __all__ = ["finetune_committees", "zero_shot_committee", "plan_forgetting"]
 
 
 def finetune_committees(ft: FinetuneSpec, files: dict[str, Any], *, subsets: list[str], preset: str,
-                        max_train_frames: int | None, seeds: list[int]) -> list[dict[str, Any]]:
-    """Committee dicts (as :meth:`SweepSpec.committees`) of every fine-tuning subset × strategy, id
+                        max_train_frames: int | None, seeds: list[int]) -> list[Committee]:
+    """The committees of every fine-tuning subset × strategy, id
     ``ft:<strategy label>/<subset>``, each carrying its :class:`~harness.models.finetune.Finetune` recipe and its
     member ``seeds`` (the sweep's first ``finetune.committee``, default all)."""
     from harness.io import sha256_file
@@ -37,11 +39,10 @@ def finetune_committees(ft: FinetuneSpec, files: dict[str, Any], *, subsets: lis
                               **(replay if st.strategy == "replay" else {}))
             tag = {"foundation": ft.name, "strategy": st.strategy, "name": st.label, "lr": st.lr,
                    "freeze": st.freeze_layers}
-            out.append({"id": f"ft:{st.label}/{s}", "arch": "mace", "subset": s, "preset": ft.preset or preset,
-                        "overrides": dict(ft.overrides), "reference": False,
-                        "max_train_frames": ft.max_train_frames or max_train_frames,
-                        "name": f"{s}@{ft.name}-{st.label}", "finetune": recipe, "tags": {"finetune": tag},
-                        "seeds": list(seeds[:ft.committee] if ft.committee else seeds)})
+            out.append(Committee(id=f"ft:{st.label}/{s}", arch="mace", subset=s, preset=ft.preset or preset,
+                                 overrides=dict(ft.overrides), max_train_frames=ft.max_train_frames or max_train_frames,
+                                 name=f"{s}@{ft.name}-{st.label}", finetune=recipe, tags={"finetune": tag},
+                                 seeds=tuple(seeds[:ft.committee] if ft.committee else seeds)))
     return out
 
 
@@ -49,13 +50,13 @@ def zero_shot_committee(ft: FinetuneSpec, files: dict[str, Any]):
     """The foundation as a committee of one, ``model:<name>``, and its member's source."""
     from harness.models.load import ModelSource
 
-    c = {"id": f"model:{ft.name}", "arch": "mace", "subset": ft.name, "reference": False, "external": True,
-         "tags": {"finetune": {"foundation": ft.name, "strategy": "zero-shot", "name": "zero-shot", "lr": 0.0}}}
+    c = Committee(id=f"model:{ft.name}", arch="mace", subset=ft.name, role="external",
+                  tags={"finetune": {"foundation": ft.name, "strategy": "zero-shot", "name": "zero-shot", "lr": 0.0}})
     return c, [ModelSource(kind="file", path=str(files["foundation"]), arch="mace")]
 
 
 def plan_forgetting(ft: FinetuneSpec, files: dict[str, Any], members: dict[str, list[Task]],
-                    committees: dict[str, dict[str, Any]], *, common: dict[str, Any]) -> list[Task]:
+                    committees: dict[str, Committee], *, common: dict[str, Any]) -> list[Task]:
     """A ``forgetting`` task per fine-tuned member: target gain and the change of its predictions from the
     foundation's on the held-out sets."""
     from harness.finetune.tasks import held_out_frames, target_frames
@@ -68,14 +69,14 @@ def plan_forgetting(ft: FinetuneSpec, files: dict[str, Any], members: dict[str, 
     targets: dict[str, str] = {}
     out = []
     for cid, c in committees.items():
-        if not c.get("finetune"):
+        if c.finetune is None:
             continue
-        if c["subset"] not in targets:
-            targets[c["subset"]] = target_frames(files["dataset"], c["subset"])[1]
-        recipe = c["finetune"]
+        if c.subset not in targets:
+            targets[c.subset] = target_frames(files["dataset"], c.subset)[1]
+        recipe = c.finetune
         for k, m in enumerate(members[cid]):
             params = ForgettingParams(**common, foundation=recipe.foundation, foundation_sha256=recipe.foundation_sha256,
-                                      target_dataset=str(files["dataset"]), target_subset=c["subset"],
-                                      target_hash=targets[c["subset"]], **held)
+                                      target_dataset=str(files["dataset"]), target_subset=c.subset,
+                                      target_hash=targets[c.subset], **held)
             out.append(params.task({"member": [m]}, f"forgetting {cid} member {k}"))
     return out

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness.errors import InputError
 from harness.finetune.contract import ForgettingParams, ForgettingResult
-from harness.sweep.contract import Deps, check_hash
+from harness.workflow.contract import Deps, check_hash, worker
 
 __all__ = ["forgetting", "held_out_frames", "target_frames"]
 
@@ -47,13 +47,14 @@ def _labelled(frames) -> bool:
     return all("REF_energy" in a.info and "REF_forces" in a.arrays for a in frames)
 
 
+@worker(ForgettingParams)
 def forgetting(p: ForgettingParams, deps: Deps) -> ForgettingResult:
     """The fine-tuned member and its foundation on the target's validation frames and on the held-out sets."""
     from harness.finetune.forgetting import error_increase, gain_and_forgetting, prediction_change
     from harness.io import sha256_file
     from harness.models.evaluate import error_table, predict
     from harness.models.load import ModelSource, load_model
-    from harness.sweep.tasks import set_threads
+    from harness.workflow.run import set_threads
 
     set_threads(p.threads)
     member = deps["member"][0]

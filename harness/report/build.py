@@ -87,7 +87,7 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
     from harness import __version__
     from harness.observables.density import DensityGrid
     from harness.provenance import versions
-    from harness.sweep.store import Store
+    from harness.workflow.store import Store
 
     workspace, outdir = Path(workspace), Path(outdir)
     try:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from harness.errors import InputError
 from harness.stats import censored
-from harness.sweep.store import Store
+from harness.workflow.store import Store
 from harness.units import A2_PER_PS_TO_1E6_CM2_PER_S
 
 __all__ = ["write_tables", "load_scores", "member_table", "protocol_facts", "species_of", "committee_flags", "committee_table", "density_samples", "learning_curves"]

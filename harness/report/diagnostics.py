@@ -24,7 +24,7 @@ __all__ = ["diagnostics_tables", "diagnostics_section", "fig_volume_scans", "fig
 
 def diagnostics_tables(workspace: str | Path, sweep: str | None = None) -> dict[str, pd.DataFrame]:
     """The diagnostics results of ``workspace``'s store as tidy tables (empty when none ran)."""
-    from harness.sweep.store import Store
+    from harness.workflow.store import Store
 
     path = Path(workspace) / "harness.sqlite"
     if not path.exists():

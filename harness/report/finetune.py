@@ -23,7 +23,7 @@ __all__ = ["finetune_tables", "finetune_section", "fig_finetune"]
 
 def finetune_tables(workspace: str | Path, members: pd.DataFrame, sweep: str | None = None) -> dict[str, pd.DataFrame]:
     """``members``: the Q member table (:func:`harness.report.data.member_table`, with the ``finetune`` column)."""
-    from harness.sweep.store import Store
+    from harness.workflow.store import Store
 
     path = Path(workspace) / "harness.sqlite"
     if not path.exists() or "finetune" not in members or members.finetune.isna().all():

@@ -10,26 +10,14 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from harness.config import MAX_COMMITTEE, MAX_PARALLEL, MAX_REPLICAS, HarnessModel, load_yaml
+from harness.config import MAX_COMMITTEE, MAX_PARALLEL, MAX_REPLICAS, HarnessModel, load_yaml, resolve_path
 from harness.diagnostics.spec import DiagnosticsSpec
 from harness.errors import ConfigError
 from harness.finetune.spec import FinetuneSpec
 from harness.models.base import ARCHITECTURES as ARCHS
+from harness.validation.committee import Committee, ReferenceSpec, reference_committee
 
-__all__ = ["SweepSpec", "ReferenceSpec", "load_sweep", "resolve_path"]
-
-
-class ReferenceSpec(HarnessModel):
-    """The reference committee: its architecture and training subset (paper: GAP on Full), optionally with
-    its own training budget (a reference deserves the best model one can afford)."""
-
-    arch: str
-    subset: str
-    preset: str | None = Field(None, description="default: the sweep's preset")
-    max_train_frames: int | None = Field(None, ge=1, description="default: the sweep's")
-    overrides: dict[str, Any] | None = Field(None, description="default: the sweep's overrides for this arch")
-    committee: int | None = Field(None, ge=2, le=MAX_COMMITTEE, description="members (default: the sweep's "
-                                  "committee); the density term of Q needs at least two reference members")
+__all__ = ["SweepSpec", "ModelEntry", "load_sweep"]
 
 
 class ModelEntry(HarnessModel):
@@ -76,12 +64,11 @@ class ModelEntry(HarnessModel):
         return [ModelSource(kind="file", path=str(p), arch=arch_of_file(p, self.arch), dtype=self.dtype,
                             options=self.options) for p in paths]
 
-    def committee_entry(self, sources=None) -> dict[str, Any]:
+    def committee_entry(self, sources=None) -> Committee:
         arch = "ase" if self.calculator else (self.arch or "file")
         if sources:
             arch = sources[0].arch or arch
-        return {"id": f"model:{self.name}", "arch": arch, "subset": self.subset or self.name, "reference": False,
-                "external": True}
+        return Committee(id=f"model:{self.name}", arch=arch, subset=self.subset or self.name, role="external")
 
 
 class SweepSpec(HarnessModel):
@@ -150,39 +137,20 @@ class SweepSpec(HarnessModel):
     def member_seeds(self) -> list[int]:
         return list(self.seeds) if self.seeds is not None else list(range(self.committee))
 
-    def committees(self) -> list[dict[str, Any]]:
-        """Every committee to train: the grid of subsets × architectures less ``exclude``, then the reference (merged with
-        its grid twin when it is trained the same way). ``id`` is ``arch/subset`` (``ref:`` prefixed
-        for a separately trained reference)."""
-        out = [{"id": f"{a}/{s}", "arch": a, "subset": s, "preset": self.preset, "overrides": self.overrides.get(a) or {},
-                "max_train_frames": self.max_train_frames, "reference": False}
+    def committees(self) -> list[Committee]:
+        """Every committee to train: the grid of subsets × architectures less ``exclude``, then the reference
+        (:func:`~harness.validation.committee.reference_committee`), merged with its grid twin when trained alike
+        (the twin keeps its id ``arch/subset`` and takes the reference role), else added as ``ref:arch/subset``."""
+        out = [Committee(id=f"{a}/{s}", arch=a, subset=s, preset=self.preset, overrides=self.overrides.get(a) or {},
+                         max_train_frames=self.max_train_frames)
                for s in self.subsets for a in self.architectures if f"{a}/{s}" not in self.exclude]
-        r = self.reference
-        ref = {"id": f"{r.arch}/{r.subset}", "arch": r.arch, "subset": r.subset, "preset": r.preset or self.preset,
-               "overrides": self.overrides.get(r.arch) or {} if r.overrides is None else r.overrides,
-               "max_train_frames": self.max_train_frames if r.max_train_frames is None else r.max_train_frames,
-               "reference": True}
-        if r.committee is not None and r.committee != self.committee:
-            seeds = self.member_seeds
-            ref["seeds"] = seeds[:r.committee] if r.committee < len(seeds) else list(range(r.committee))
-        for c in out:
-            if "seeds" not in ref and all(c[k] == ref[k] for k in ("arch", "subset", "preset", "overrides",
-                                                                      "max_train_frames")):
-                c["reference"] = True
+        ref = reference_committee(self.reference, preset=self.preset, overrides=self.overrides.get(self.reference.arch),
+                                  max_train_frames=self.max_train_frames, seeds=self.member_seeds)
+        for i, c in enumerate(out):
+            if c.trained_alike(ref):
+                out[i] = c.model_copy(update={"role": "reference"})
                 return out
-        return [*out, {**ref, "id": "ref:" + ref["id"]}]
-
-
-def resolve_path(value: str, spec_path: Path, key: str) -> Path:
-    p = Path(value)
-    if p.is_absolute():
-        candidates = [p]
-    else:
-        candidates = [spec_path.parent / p, Path.cwd() / p]
-    for c in candidates:
-        if c.exists():
-            return c.resolve()
-    raise ConfigError(f"{spec_path}: {key}: {value} not found (looked in {', '.join(str(c.parent) for c in candidates)})")
+        return [*out, ref]
 
 
 def load_sweep(path: str | Path, model: type[SweepSpec] | None = None) -> tuple[SweepSpec, dict[str, Any]]:

@@ -16,7 +16,9 @@ import pandas as pd
 from pydantic import Field, PrivateAttr, field_validator
 
 from harness.errors import InputError
-from harness.sweep.spec import SweepSpec, load_sweep, resolve_path
+from harness.config import resolve_path
+from harness.sweep.spec import SweepSpec, load_sweep
+from harness.validation.committee import Committee
 
 __all__ = ["TransferSpec", "load_transfer", "transfer_matrix"]
 
@@ -34,15 +36,16 @@ class TransferSpec(SweepSpec):
             raise ValueError(f"al_frames names must be alphanumeric (with - or _): {bad}")
         return v
 
-    def committees(self) -> list[dict[str, Any]]:
+    def committees(self) -> list[Committee]:
         base = super().committees()
         out = list(base)
         for c in base:
-            if c["id"].startswith("ref:") or c["subset"] not in self.subsets:
+            if c.id.startswith("ref:") or c.subset not in self.subsets:
                 continue
             for src, path in self._files.items():
-                out.append({**c, "id": f"{c['id']}+AL[{src}]", "reference": False, "extra_frames": str(path),
-                            "name": f"{c['subset']}+AL-{src}", "tags": {"transfer_source": src, "base": c["subset"]}})
+                out.append(c.model_copy(update={"id": f"{c.id}+AL[{src}]", "role": "grid", "extra_frames": str(path),
+                                                "name": f"{c.subset}+AL-{src}",
+                                                "tags": {"transfer_source": src, "base": c.subset}}))
         return out
 
 

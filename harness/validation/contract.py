@@ -1,80 +1,28 @@
-"""The task contract: typed parameters, typed results and named dependencies of every task kind.
+"""The kinds every study validates committees with: ``train`` / ``model`` (a member ready for MD), ``md`` and
+``md_batch`` (NPT/NVT runs), ``observe``, ``ref_density`` and ``score`` (Q against a reference).
 
-A task kind is a :class:`TaskParams` subclass (pydantic: validated when built, frozen, unknown keys
-refused) naming its kind, its worker function, its result class and schema version, and its
-dependency roles with the kinds each accepts. The planner builds these objects from validated specs
-(an MD protocol travels as an :class:`~harness.md.protocol.MDProtocol`, never as a path to re-parse)
-and turns them into executor tasks with :meth:`TaskParams.task`. A worker receives the same object and
-its dependencies' typed results by role (``deps["member"][0].run_name``), checks the hashes it was
-planned with, and returns its :class:`TaskResult`; the store keeps it with ``schema = "<kind>/<version>"``.
-A stored result of another schema (written by an older harness) is not reused: the task runs again, and
-its worker reuses the trained model or finished trajectory on disk, so nothing expensive is redone.
-
-This module holds the sweep's kinds (``train``, ``model``, ``md``, ``observe``, ``ref_density``,
-``score``); :mod:`harness.al.contract` holds active learning's.
+Typed on the bases of :mod:`harness.workflow.contract`; an MD protocol travels as an
+:class:`~harness.md.protocol.MDProtocol`, never as a path to re-parse. A stored result of another schema (an
+older harness) is not reused: the task runs again, and its worker reuses the trained model or finished
+trajectory on disk, so nothing expensive is redone. Used by sweeps, active learning, transfer runs, the
+diagnostics, fine-tuning and ``harness validate``.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import Field, model_serializer
 
-from harness.config import HarnessModel
-from harness.errors import InputError
 from harness.md.protocol import MDProtocol
 from harness.models.finetune import Finetune
 from harness.models.load import ModelSource
 from harness.observables.analysis import AnalysisSpec
-from harness.sweep.execute import Task
+from harness.workflow.contract import TaskParams, TaskResult, WorkerParams
 
-__all__ = ["TaskParams", "TaskResult", "WorkerParams", "AnalysisParams", "Deps", "check_hash", "TrainParams", "ModelParams", "MemberResult",
+__all__ = ["AnalysisParams", "TrainParams", "ModelParams", "MemberResult",
            "MDParams", "RunResult", "MDBatchParams", "MDBatchResult", "BatchRun", "ObserveParams", "ObserveResult", "RefDensityParams", "RefDensityResult",
            "ScoreParams", "ScoreResult", "MemberIdentity"]
-
-#: dependency role -> the typed results of the tasks in it
-Deps = Mapping[str, Sequence["TaskResult"]]
-
-
-class TaskResult(BaseModel):
-    """What a task returns; ``outputs`` (files the store hashes to verify the result later) is not stored
-    in the result itself."""
-
-    model_config = ConfigDict(extra="forbid")
-    outputs: list[str] = Field(default_factory=list, exclude=True)
-
-
-class TaskParams(HarnessModel):
-    KIND: ClassVar[str]
-    FN: ClassVar[str]
-    RESULT: ClassVar[type[TaskResult]]
-    VERSION: ClassVar[int] = 1
-    #: dependency role -> kinds it accepts
-    DEPS: ClassVar[dict[str, tuple[str, ...]]] = {}
-
-    @classmethod
-    def schema_id(cls) -> str:
-        return f"{cls.KIND}/{cls.VERSION}"
-
-    def task(self, deps: Mapping[str, Sequence[Task]] | None = None, label: str = "") -> Task:
-        """The executor task of these parameters, its dependencies named by role."""
-        deps = {role: list(ts) for role, ts in (deps or {}).items() if ts}
-        for role, ts in deps.items():
-            if role not in self.DEPS:
-                raise ValueError(f"{self.KIND}: unknown dependency role {role!r} (roles: {', '.join(self.DEPS)})")
-            bad = [t.kind for t in ts if t.kind not in self.DEPS[role]]
-            if bad:
-                raise ValueError(f"{self.KIND}: dependency {role!r} takes {self.DEPS[role]}, not {bad}")
-        return Task(self.KIND, self.FN, self, {role: tuple(t.key for t in ts) for role, ts in deps.items()},
-                    label or self.KIND)
-
-
-class WorkerParams(TaskParams):
-    """Parameters of a task that works in a workspace with threads on a device (training, MD, labelling)."""
-
-    workspace: str
-    threads: int = Field(ge=1)
-    device: str = Field(pattern="^(cpu|cuda)$")
 
 
 class AnalysisParams(TaskParams):
@@ -83,13 +31,6 @@ class AnalysisParams(TaskParams):
     analysis: AnalysisSpec
     equilibration_ps: float = Field(ge=0)
     tau_ps: float = Field(gt=0)
-
-
-def check_hash(what: str, planned: str | None, actual: str) -> None:
-    """Refuse to work on inputs that differ from those the task was planned with."""
-    if planned is not None and planned != actual:
-        raise InputError(f"{what} hash {actual} differs from the {planned} this task was planned with: the input "
-                         "changed since planning; plan again (rerun the sweep/campaign command)")
 
 
 # -- members ---------------------------------------------------------------------------------------------
@@ -123,7 +64,7 @@ class MemberResult(MemberIdentity):
 
 class TrainParams(WorkerParams):
     KIND: ClassVar[str] = "train"
-    FN: ClassVar[str] = "harness.sweep.tasks:train"
+    KEY_NAME: ClassVar[str] = "harness.sweep.tasks:train"
     RESULT: ClassVar[type[TaskResult]] = MemberResult
     VERSION: ClassVar[int] = 2
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"al_set": ("al_set",), "previous": ("train",)}
@@ -158,7 +99,7 @@ class ModelParams(TaskParams):
     """A model not trained by this sweep entering it as a committee member (SCIENCE.md's Q for any model)."""
 
     KIND: ClassVar[str] = "model"
-    FN: ClassVar[str] = "harness.sweep.tasks:model"
+    KEY_NAME: ClassVar[str] = "harness.sweep.tasks:model"
     RESULT: ClassVar[type[TaskResult]] = MemberResult
 
     source: ModelSource
@@ -182,7 +123,7 @@ class RunResult(MemberIdentity):
 
 class MDParams(WorkerParams):
     KIND: ClassVar[str] = "md"
-    FN: ClassVar[str] = "harness.sweep.tasks:md"
+    KEY_NAME: ClassVar[str] = "harness.sweep.tasks:md"
     RESULT: ClassVar[type[TaskResult]] = RunResult
     VERSION: ClassVar[int] = 2
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"member": ("train", "model"), "ref_density": ("ref_density",),
@@ -218,7 +159,7 @@ class MDBatchParams(WorkerParams):
     returns its result."""
 
     KIND: ClassVar[str] = "md_batch"
-    FN: ClassVar[str] = "harness.sweep.tasks:md_batch"
+    KEY_NAME: ClassVar[str] = "harness.sweep.tasks:md_batch"
     RESULT: ClassVar[type[TaskResult]] = MDBatchResult
     VERSION: ClassVar[int] = 1
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"members": ("train", "model"), "ref_density": ("ref_density",)}
@@ -246,7 +187,7 @@ class ObserveResult(MemberIdentity):
 
 class ObserveParams(AnalysisParams):
     KIND: ClassVar[str] = "observe"
-    FN: ClassVar[str] = "harness.sweep.tasks:observe"
+    KEY_NAME: ClassVar[str] = "harness.sweep.tasks:observe"
     RESULT: ClassVar[type[TaskResult]] = ObserveResult
     VERSION: ClassVar[int] = 4  # 3: beta, Yeh-Hummer and density stationarity; 4: observables version 3
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"run": ("md",)}
@@ -260,7 +201,7 @@ class RefDensityResult(TaskResult):
 
 class RefDensityParams(TaskParams):
     KIND: ClassVar[str] = "ref_density"
-    FN: ClassVar[str] = "harness.sweep.tasks:ref_density"
+    KEY_NAME: ClassVar[str] = "harness.sweep.tasks:ref_density"
     RESULT: ClassVar[type[TaskResult]] = RefDensityResult
     VERSION: ClassVar[int] = 2
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"observed": ("observe",)}
@@ -284,7 +225,7 @@ class ScoreResult(TaskResult):
 
 class ScoreParams(AnalysisParams):
     KIND: ClassVar[str] = "score"
-    FN: ClassVar[str] = "harness.sweep.tasks:score"
+    KEY_NAME: ClassVar[str] = "harness.sweep.tasks:score"
     RESULT: ClassVar[type[TaskResult]] = ScoreResult
     VERSION: ClassVar[int] = 5  # 4: the reference's R resolution, members' density stationarity; 5: observables v3
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"observed": ("observe",)}

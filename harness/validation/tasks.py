@@ -1,4 +1,5 @@
-"""Worker functions of a sweep: ``fn(params, deps) -> result``, typed by :mod:`harness.sweep.contract`.
+"""Worker functions of the validation kinds: ``fn(params, deps) -> result``, typed by
+:mod:`harness.validation.contract` and registered with :func:`harness.workflow.contract.worker`.
 
 Each is idempotent and resumable on its own (a trained member is reused, an MD run resumes from its
 checkpoint, observables are cached per analysis hash), so a task killed with its worker just runs
@@ -12,25 +13,13 @@ from pathlib import Path
 
 from harness.deadline import Interrupted
 from harness.errors import InputError
-from harness.sweep.contract import (BatchRun, Deps, MDBatchParams, MDBatchResult, MDParams, MemberResult,
-                                    ModelParams, ObserveParams, ObserveResult, RefDensityParams, RefDensityResult,
-                                    RunResult, ScoreParams, ScoreResult, TrainParams, check_hash)
+from harness.validation.contract import (BatchRun, MDBatchParams, MDBatchResult, MDParams, MemberResult, ModelParams,
+                                         ObserveParams, ObserveResult, RefDensityParams, RefDensityResult, RunResult,
+                                         ScoreParams, ScoreResult, TrainParams)
+from harness.workflow.contract import Deps, check_hash, worker
+from harness.workflow.run import set_threads
 
-__all__ = ["train", "model", "md", "md_batch", "ref_density", "observe", "score", "set_threads"]
-
-
-def set_threads(n: int) -> None:
-    """Pin every threading layer a task may touch (torch, OpenMP/MKL, deepmd, xTB) to ``n`` threads, so
-    that workers × threads never oversubscribes the machine."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "DP_INTRA_OP_PARALLELISM_THREADS"):
-        os.environ[var] = str(n)
-    os.environ["DP_INTER_OP_PARALLELISM_THREADS"] = "1"
-    try:
-        import torch
-
-        torch.set_num_threads(n)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+__all__ = ["train", "model", "md", "md_batch", "ref_density", "observe", "score"]
 
 
 def _committee_plan(p: TrainParams, deps: Deps):
@@ -50,6 +39,7 @@ def _committee_plan(p: TrainParams, deps: Deps):
                           finetune=p.finetune)
 
 
+@worker(TrainParams)
 def train(p: TrainParams, deps: Deps) -> MemberResult:
     """One committee member; writes/updates committee.json with the members present so far."""
     from harness.models.base import ModelArtifact
@@ -84,6 +74,7 @@ def train(p: TrainParams, deps: Deps) -> MemberResult:
                         metrics=art.metrics, train_seconds=art.train_seconds, outputs=[str(f) for f in files])
 
 
+@worker(ModelParams)
 def model(p: ModelParams, deps: Deps) -> MemberResult:
     """A model brought to the sweep (a file or an ASE calculator): checked, stamped, ready for MD."""
     from harness.models.load import model_stamp, run_name
@@ -103,6 +94,7 @@ def _nvt_density(p, deps: Deps) -> float | None:
     return None
 
 
+@worker(MDParams)
 def md(p: MDParams, deps: Deps) -> RunResult:
     """One NPT or NVT trajectory of one member (NVT density from the reference when the protocol says so).
 
@@ -134,6 +126,7 @@ def md(p: MDParams, deps: Deps) -> RunResult:
                      outputs=[str(f) for f in files if f.exists()])
 
 
+@worker(MDBatchParams)
 def md_batch(p: MDBatchParams, deps: Deps) -> MDBatchResult:
     """Several trajectories advanced together (:func:`harness.md.batched.run_batched`): one evaluator per
     member (MACE and DeePMD evaluate all their structures in one call), each trajectory in its own run
@@ -183,6 +176,7 @@ def md_batch(p: MDBatchParams, deps: Deps) -> MDBatchResult:
                          wall_s=round(time.perf_counter() - t0, 3))
 
 
+@worker(ObserveParams)
 def observe(p: ObserveParams, deps: Deps) -> ObserveResult:
     """Observables of one run (cached next to it)."""
     from harness.observables.analysis import analysis_hash, observe_run
@@ -194,6 +188,7 @@ def observe(p: ObserveParams, deps: Deps) -> ObserveResult:
     return ObserveResult(**{**keep, **run.identity()}, outputs=[str(cache)])
 
 
+@worker(RefDensityParams)
 def ref_density(p: RefDensityParams, deps: Deps) -> RefDensityResult:
     """Mean NPT density of the reference members that reached the horizon: the NVT density of every model."""
     import numpy as np
@@ -206,6 +201,7 @@ def ref_density(p: RefDensityParams, deps: Deps) -> RefDensityResult:
     return RefDensityResult(nvt_density_g_cm3=float(np.mean(dens)), members_used=len(dens), members=len(observed))
 
 
+@worker(ScoreParams)
 def score(p: ScoreParams, deps: Deps) -> ScoreResult:
     """Q of one committee against the reference committee, with every member's model provenance."""
     from harness.observables.analysis import RunSet, score as score_fn

@@ -53,7 +53,7 @@ def gpu_node_cluster(cpu_workers: int, gpu_workers: int, *, threads_per_worker: 
     """A one-node cluster of two kinds of workers: ``cpu_workers`` with resource ``CPU`` and no GPU visible
     (``CUDA_VISIBLE_DEVICES`` empty: GAP, labelling, analysis) and ``gpu_workers`` with resource ``GPU`` (MACE
     and DeePMD training and MD on device cuda; several share the one GPU). Tasks are routed by
-    :func:`harness.sweep.execute.execute`."""
+    :func:`harness.workflow.execute.execute`."""
     from distributed import Nanny, Scheduler, SpecCluster
 
     def worker(resources: dict, env: dict) -> dict:

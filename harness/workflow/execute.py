@@ -1,38 +1,33 @@
 """Run a task graph on Dask (or in-process), recording every task in the workspace store.
 
-A ``Task`` is a kind, a function given by import path (``"package.module:function"``, so worker
-processes import it), JSON parameters and the keys of the tasks it depends on; its key is the hash
-of all three, so a changed parameter changes the key of the task and of everything downstream.
 ``execute`` skips every task whose key is done in the store with unchanged output files and whose
 dependencies are all skipped likewise (this is resume; a task downstream of one that runs again runs
 again), submits a task once its dependencies are done, records results as they arrive, records a
 failure with its traceback summary and marks the dependents skipped, and carries on with the rest.
-A task function receives ``(params, deps)`` (``deps``: dependency key → result) and returns a JSON
-result; the paths it lists under ``"_outputs"`` are hashed for later verification.
+The one rule for reuse is written down in :mod:`harness.workflow` (its module docstring).
 
-Typed tasks (:mod:`harness.sweep.contract`): ``params`` is a validated ``TaskParams`` object and
-``deps`` maps a role to dependency keys; the worker gets the object itself and, per role, the typed
-results of its dependencies; its typed result is stored with its schema id, and a stored result of
-another schema (an older harness) is not reused.
+A worker function receives ``(params, deps)`` and returns its typed result (:mod:`harness.workflow.contract`:
+the worker gets the params object itself and, per dependency role, the typed results of its dependencies;
+the result is stored with its schema id, and a stored result of another schema is not reused). Untyped
+tasks (a JSON dict of parameters, the function by import path; tests) return a JSON dict whose
+``"_outputs"`` paths are hashed for later verification.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
 import logging
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from harness.deadline import Interrupted
-from harness.sweep.store import Store
+from harness.workflow.store import Store
+from harness.workflow.task import Task, _typed, only_kinds
 
-__all__ = ["Task", "execute", "run_task", "LOCKS"]
+__all__ = ["execute", "run_task", "LOCKS", "Task", "only_kinds"]
 
 #: folder beside the store with a lock file per task key (held while the task runs)
 LOCKS = ".locks"
@@ -40,79 +35,10 @@ LOCKS = ".locks"
 logger = logging.getLogger(__name__)
 
 
-def only_kinds(tasks: list[Task], kinds: set[str]) -> list[Task]:
-    """The tasks of ``kinds`` and everything they depend on, in plan order (e.g. ``{"train"}``: train the
-    committees now, run their MD later)."""
-    by_key = {t.key: t for t in tasks}
-    keep: set[str] = set()
-    todo = [t.key for t in tasks if t.kind in kinds]
-    while todo:
-        k = todo.pop()
-        if k not in keep:
-            keep.add(k)
-            todo += by_key[k].dep_keys
-    return [t for t in tasks if t.key in keep]
-
-
-def _typed(params) -> bool:
-    return hasattr(params, "schema_id")
-
-
-@dataclass(frozen=True)
-class Task:
-    kind: str
-    fn: str
-    params: Any = field(default_factory=dict)  # a JSON dict, or a typed TaskParams object
-    deps: tuple[str, ...] | dict[str, tuple[str, ...]] = ()  # keys, or role -> keys (typed tasks)
-    label: str = ""
-    #: where it runs on a node with GPU workers: "gpu", "cpu", or None (the GPU when its params say device
-    #: cuda); not part of the key
-    resources: str | None = field(default=None, compare=False)
-
-    @property
-    def needs_gpu(self) -> bool:
-        if self.resources is not None:
-            return self.resources == "gpu"
-        device = getattr(self.params, "device", None) if _typed(self.params) else (self.params or {}).get("device")
-        return device == "cuda"
-
-    @property
-    def dep_keys(self) -> tuple[str, ...]:
-        if isinstance(self.deps, dict):
-            return tuple(k for keys in self.deps.values() for k in keys)
-        return tuple(self.deps)
-
-    def params_json(self) -> dict:
-        if _typed(self.params):
-            return {"schema": self.params.schema_id(), **self.params.model_dump(mode="json")}
-        return self.params
-
-    @property
-    def key(self) -> str:
-        deps = ({r: sorted(k) for r, k in self.deps.items()} if isinstance(self.deps, dict) else sorted(self.deps))
-        blob = json.dumps([self.kind, self.fn, self.params_json(), deps], sort_keys=True, default=str)
-        return f"{self.kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
-
-    def typed_result(self, stored: dict | None):
-        """A stored result as this task's result object; None when it is of another schema (or corrupt)."""
-        if stored is None or not _typed(self.params):
-            return stored
-        if stored.get("schema") != self.params.schema_id():
-            return None
-        try:
-            return self.params.RESULT.model_validate({k: v for k, v in stored.items() if k != "schema"})
-        except ValueError:
-            return None
-
-    def dep_payload(self, results: dict[str, Any]):
-        if isinstance(self.deps, dict):
-            return {role: [results[k] for k in keys] for role, keys in self.deps.items()}
-        return {d: results[d] for d in self.deps}
-
-
-def run_task(fn: str, params: dict, deps: dict[str, Any], deadline: float | None = None,
+def run_task(fn: str | Callable, params, deps: dict[str, Any], deadline: float | None = None,
              lock: str | None = None) -> tuple[dict, dict[str, str], float]:
-    """Worker side: import and call the task function; hash its declared outputs. ``deadline``: the run's
+    """Worker side: call the task function (imported first when given as ``"module:function"``); hash its
+    declared outputs. ``deadline``: the run's
     walltime (Unix seconds), set for the task's process (:mod:`harness.deadline`). ``lock``: a file this
     execution holds an exclusive lock on while it runs, so that a second execution of the same task (started by
     the rerun of a killed driver while a worker of the old run is still at it: a SLURM job, a remote worker)
@@ -141,14 +67,18 @@ def _task_lock(path: str | None):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _run_task(fn: str, params, deps: dict[str, Any], deadline: float | None) -> tuple[dict, dict[str, str], float]:
+def _run_task(fn: str | Callable, params, deps: dict[str, Any],
+              deadline: float | None) -> tuple[dict, dict[str, str], float]:
     import os
 
     from harness.deadline import ENV
     from harness.io import sha256_file
 
-    module, name = fn.split(":")
-    func: Callable = getattr(importlib.import_module(module), name)
+    if callable(fn):
+        func = fn
+    else:
+        module, name = fn.split(":")
+        func = getattr(importlib.import_module(module), name)
     t0 = time.perf_counter()
     before = os.environ.get(ENV)
     if deadline is not None:
@@ -162,7 +92,8 @@ def _run_task(fn: str, params, deps: dict[str, Any], deadline: float | None) -> 
                 os.environ[ENV] = before
     if _typed(params):
         if not isinstance(result, params.RESULT):
-            raise TypeError(f"{fn} returned {type(result).__name__}, not {params.RESULT.__name__}")
+            raise TypeError(f"{getattr(func, '__qualname__', fn)} returned {type(result).__name__}, not "
+                            f"{params.RESULT.__name__}")
         files = result.outputs
         result = {"schema": params.schema_id(), **result.model_dump(mode="json")}
     else:
@@ -180,7 +111,7 @@ def _error_summary(exc: BaseException) -> str:
 
 def _routing(client) -> Callable[[Task], dict | None]:
     """Worker resources a task asks for: on a cluster whose workers declare ``GPU`` (and ``CPU``) resources
-    (:func:`harness.sweep.cluster.make_client` with GPU workers, a SLURM GPU spec), GPU tasks go to GPU workers
+    (:func:`harness.workflow.cluster.make_client` with GPU workers, a SLURM GPU spec), GPU tasks go to GPU workers
     and the others to CPU workers where there are any; elsewhere no restriction."""
     try:
         offered = {r for w in client.scheduler_info()["workers"].values() for r in (w.get("resources") or {})}

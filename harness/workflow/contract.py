@@ -1,0 +1,101 @@
+"""The task contract's bases: typed parameters, typed results, named dependencies, registered workers.
+
+A task kind is a :class:`TaskParams` subclass (pydantic: validated when built, frozen, unknown keys refused)
+naming its kind, its result class and schema version, and its dependency roles with the kinds each accepts;
+its worker function is registered on the function itself with :func:`worker`. A planner builds these objects
+from validated specs and turns them into executor tasks with :meth:`TaskParams.task` (which refuses a kind with
+no registered worker, so a missing or misnamed worker shows when planning, not in a worker). A worker receives
+the same object and its dependencies' typed results by role (``deps["member"][0].run_name``), checks the hashes
+it was planned with (:func:`check_hash`), and returns its :class:`TaskResult`; the store keeps it with
+``schema = "<kind>/<version>"``. A stored result of another schema (written by an older harness) is not reused.
+
+The kinds live with the study kinds that own them: :mod:`harness.validation.contract` (train, model, md,
+observe, ref_density, score: what every study validates with), :mod:`harness.al.contract`,
+:mod:`harness.diagnostics.contract`, :mod:`harness.finetune.contract`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar, Mapping, Sequence, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.config import HarnessModel
+from harness.errors import InputError
+from harness.workflow.task import Task
+
+__all__ = ["TaskParams", "TaskResult", "WorkerParams", "Deps", "check_hash", "worker"]
+
+#: dependency role -> the typed results of the tasks in it
+Deps = Mapping[str, Sequence["TaskResult"]]
+
+
+class TaskResult(BaseModel):
+    """What a task returns; ``outputs`` (files the store hashes to verify the result later) is not stored
+    in the result itself."""
+
+    model_config = ConfigDict(extra="forbid")
+    outputs: list[str] = Field(default_factory=list, exclude=True)
+
+
+class TaskParams(HarnessModel):
+    KIND: ClassVar[str]
+    #: the worker's name in the task key: frozen when the kind was first written (an import path then), so that
+    #: moving the worker never changes a key (:mod:`harness.workflow.task`)
+    KEY_NAME: ClassVar[str]
+    RESULT: ClassVar[type[TaskResult]]
+    VERSION: ClassVar[int] = 1
+    #: dependency role -> kinds it accepts
+    DEPS: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    @classmethod
+    def schema_id(cls) -> str:
+        return f"{cls.KIND}/{cls.VERSION}"
+
+    def task(self, deps: Mapping[str, Sequence[Task]] | None = None, label: str = "") -> Task:
+        """The executor task of these parameters, its dependencies named by role."""
+        deps = {role: list(ts) for role, ts in (deps or {}).items() if ts}
+        for role, ts in deps.items():
+            if role not in self.DEPS:
+                raise ValueError(f"{self.KIND}: unknown dependency role {role!r} (roles: {', '.join(self.DEPS)})")
+            bad = [t.kind for t in ts if t.kind not in self.DEPS[role]]
+            if bad:
+                raise ValueError(f"{self.KIND}: dependency {role!r} takes {self.DEPS[role]}, not {bad}")
+        fn = _WORKERS.get(type(self))
+        if fn is None:
+            raise TypeError(f"{type(self).__name__} ({self.KIND}): no worker registered; decorate its function "
+                            f"with @worker({type(self).__name__}) in a module the planner imports")
+        return Task(self.KIND, fn, self, {role: tuple(t.key for t in ts) for role, ts in deps.items()},
+                    label or self.KIND)
+
+
+class WorkerParams(TaskParams):
+    """Parameters of a task that works in a workspace with threads on a device (training, MD, labelling)."""
+
+    workspace: str
+    threads: int = Field(ge=1)
+    device: str = Field(pattern="^(cpu|cuda)$")
+
+
+def check_hash(what: str, planned: str | None, actual: str) -> None:
+    """Refuse to work on inputs that differ from those the task was planned with."""
+    if planned is not None and planned != actual:
+        raise InputError(f"{what} hash {actual} differs from the {planned} this task was planned with: the input "
+                         "changed since planning; plan again (rerun the sweep/campaign command)")
+
+
+#: params class -> its worker function
+_WORKERS: dict[type[TaskParams], Callable] = {}
+F = TypeVar("F", bound=Callable)
+
+
+def worker(params: type[TaskParams]) -> Callable[[F], F]:
+    """Register the decorated function as the worker of the ``params`` kind (one worker per kind)."""
+    def register(fn: F) -> F:
+        old = _WORKERS.get(params)
+        if old is not None and (old.__module__, old.__qualname__) != (fn.__module__, fn.__qualname__):
+            raise TypeError(f"{params.__name__}: worker {old.__module__}.{old.__qualname__} already registered")
+        _WORKERS[params] = fn
+        return fn
+
+    return register
