@@ -436,21 +436,6 @@ def _duplicate_key(node) -> tuple[str, int, int] | None:
     return None
 
 
-def check_subsets(path: str | Path, dataset: str | Path, named: dict[tuple, list[str]]) -> None:
-    """Refuse a spec naming subsets its dataset lacks. ``named``: key path in the spec (e.g. ``("subsets",)``) ->
-    the subset names written there; the error names the spec file, line and key."""
-    from harness.datasets.spec import load_dataset_spec
-
-    ds = load_dataset_spec(dataset)
-    known = {**ds.subsets, **ds.validation}
-    for key, names in named.items():
-        bad = [n for n in names if n not in known]
-        if bad:
-            line = line_of(yaml_lines(path), *key)
-            raise ConfigError(f"{path}{f':{line}' if line else ''}: {'.'.join(map(str, key))}: unknown subset(s) "
-                              f"{', '.join(map(repr, bad))} of {Path(dataset).name}; subsets: {', '.join(ds.subsets)}")
-
-
 def yaml_lines(path: str | Path) -> dict[tuple, int]:
     """Key path -> 1-based line number for a YAML file (for checks done after validation)."""
     return _parse(_read_text(Path(path)), str(path), construct=False)[1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 
@@ -14,30 +13,6 @@ from ase.calculators.lj import LennardJones
 from harness.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-# -- layers ---------------------------------------------------------------------------------------------------
-
-def _imports(package: str) -> dict[str, set[str]]:
-    """Every harness module imported anywhere (module level or inside functions) by each file of a package."""
-    out = {}
-    for f in sorted((ROOT / "harness" / package).glob("*.py")):
-        names = set()
-        for node in ast.walk(ast.parse(f.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names.add(node.module)
-            elif isinstance(node, ast.Import):
-                names.update(a.name for a in node.names)
-        out[f.name] = {n for n in names if n.startswith("harness")}
-    return out
-
-
-@pytest.mark.parametrize("package, forbidden", [("md", "harness.models"), ("observables", "harness.md"),
-                                                ("models", "harness.sweep"), ("observables", "harness.sweep")])
-def test_layering_rules_hold_in_the_imports(package, forbidden):
-    bad = {f: sorted(m for m in mods if m == forbidden or m.startswith(forbidden + "."))
-           for f, mods in _imports(package).items()}
-    assert not {f: m for f, m in bad.items() if m}, f"harness.{package} imports {forbidden}"
 
 
 def test_one_architecture_list_and_one_package_list():

@@ -30,7 +30,8 @@ def _oracle(spec: ALSpec, dataset: Path) -> dict:
     """The campaign's oracle settings, checked now (a name that is no calculator, an unknown option) rather
     than at the first labelling, generations later."""
     from harness.errors import InputError
-    from harness.reference import dataset_oracle, make_oracle
+    from harness.datasets.spec import dataset_oracle
+    from harness.reference import make_oracle
 
     oracle = spec.oracle.model_dump(mode="json") if spec.oracle is not None else \
         dataset_oracle(dataset, spec.threads_per_task)

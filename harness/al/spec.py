@@ -157,7 +157,7 @@ def load_al(path: str | Path) -> tuple[ALSpec, dict[str, Path]]:
     path = Path(path)
     spec = load_yaml(path, ALSpec)
     files = {"dataset": resolve_path(spec.dataset, path, "dataset")}
-    from harness.config import check_subsets
+    from harness.datasets.spec import check_subsets
 
     check_subsets(path, files["dataset"], {("initial_subsets",): list(spec.initial_subsets)})
     if spec.validation:

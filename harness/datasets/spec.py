@@ -14,15 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.config import MAX_PARALLEL, HarnessModel, load_yaml
+from harness.config import MAX_PARALLEL, HarnessModel, line_of, load_yaml, yaml_lines
 from harness.errors import ConfigError
 
 __all__ = ["DatasetSpec", "load_dataset_spec", "SubsetItem", "params_hash", "IsolatedAtomsSource",
-           "GROUND_STATE_MULTIPLICITY"]
+           "GROUND_STATE_MULTIPLICITY", "check_subsets", "dataset_oracle"]
 
 Ensemble = Literal["npt", "nvt"]
 
@@ -301,3 +301,26 @@ def load_dataset_spec(path: str | Path) -> DatasetSpec:
     spec._path = path.resolve()
     _check_groups(spec, path)
     return spec
+
+
+def check_subsets(path: str | Path, dataset: str | Path, named: dict[tuple, list[str]]) -> None:
+    """Refuse a spec naming subsets its dataset lacks. ``named``: key path in the spec (e.g. ``("subsets",)``) ->
+    the subset names written there; the error names the spec file, line and key."""
+    ds = load_dataset_spec(dataset)
+    known = {**ds.subsets, **ds.validation}
+    for key, names in named.items():
+        bad = [n for n in names if n not in known]
+        if bad:
+            line = line_of(yaml_lines(path), *key)
+            raise ConfigError(f"{path}{f':{line}' if line else ''}: {'.'.join(map(str, key))}: unknown subset(s) "
+                              f"{', '.join(map(repr, bad))} of {Path(dataset).name}; subsets: {', '.join(ds.subsets)}")
+
+
+def dataset_oracle(dataset, threads: int) -> dict[str, Any]:
+    """The oracle settings (``{"name", "options"}``) of a dataset definition's reference method, xTB pinned to
+    ``threads`` threads: what relabels frames for that dataset's models (AL, trajectory errors)."""
+    ds = load_dataset_spec(dataset)
+    options = dict(ds.reference.options)
+    if ds.reference.name == "xtb":
+        options["threads"] = threads
+    return {"name": ds.reference.name, "options": options}

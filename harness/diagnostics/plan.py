@@ -45,7 +45,7 @@ def plan_diagnostics(diag: DiagnosticsSpec, tasks: Sequence[Task], members: dict
     """The diagnostics tasks; ``tasks`` are the sweep's planned tasks (its ``md`` runs are relabelled);
     ``md_batch`` batches the liquids' runs as the sweep batches its own."""
     from harness.diagnostics.tasks import validation_frames
-    from harness.reference import dataset_oracle
+    from harness.datasets.spec import dataset_oracle
     from harness.md.protocol import protocol_hash
     from harness.validation.contract import MDParams
     from harness.validation.plan import batch_tasks, placed  # GAP on CPU workers; the reference method always is (see errors)

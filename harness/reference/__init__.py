@@ -8,19 +8,7 @@ from harness.config import validate
 from harness.errors import InputError
 from harness.reference.base import REF_KEYS, FrameRecord, LabelReport, Oracle, label_frames, oracle_key
 
-__all__ = ["dataset_oracle", "make_oracle", "Oracle", "label_frames", "LabelReport", "FrameRecord", "oracle_key", "REF_KEYS"]
-
-
-def dataset_oracle(dataset, threads: int) -> dict[str, Any]:
-    """The oracle settings (``{"name", "options"}``) of a dataset definition's reference method, xTB pinned to
-    ``threads`` threads: what relabels frames for that dataset's models (AL, trajectory errors)."""
-    from harness.datasets.spec import load_dataset_spec
-
-    ds = load_dataset_spec(dataset)
-    options = dict(ds.reference.options)
-    if ds.reference.name == "xtb":
-        options["threads"] = threads
-    return {"name": ds.reference.name, "options": options}
+__all__ = ["make_oracle", "Oracle", "label_frames", "LabelReport", "FrameRecord", "oracle_key", "REF_KEYS"]
 
 
 def make_oracle(name: str = "xtb", options: dict[str, Any] | str | None = None, *, role: str = "reference") -> Oracle:

@@ -160,7 +160,7 @@ def load_sweep(path: str | Path, model: type[SweepSpec] | None = None) -> tuple[
     spec = load_yaml(path, model or SweepSpec)
     files = {"dataset": resolve_path(spec.dataset, path, "dataset"),
              "protocol": resolve_path(spec.protocol, path, "protocol")}
-    from harness.config import check_subsets
+    from harness.datasets.spec import check_subsets
 
     named = {("subsets",): list(spec.subsets), ("reference", "subset"): [spec.reference.subset]}
     if spec.finetune is not None and spec.finetune.subsets:
