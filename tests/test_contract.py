@@ -419,3 +419,45 @@ def test_a_grid_may_leave_out_cells():
                        (["mace/OPLS", "deepmd/OPLS", "mace/OPLS+VS", "deepmd/OPLS+VS"], "nothing to score")):
         with pytest.raises(ValueError, match=match):
             SweepSpec.model_validate({**base, "exclude": bad})
+
+
+def test_the_score_worker_reads_only_its_typed_dependencies(tmp_path):
+    """The observe results carry what Q needs (the NPT density samples): after the run directories are gone, the
+    score worker gives the Q that scoring the runs from disk gives; an observe result stored without the samples
+    (an older harness) does not validate, so its task runs again instead of the score reading files."""
+    import shutil
+
+    from harness.observables.analysis import RunSet, score as score_runs
+    from harness.validation.contract import ObserveParams, ObserveResult, RunResult, ScoreParams
+    from harness.validation.tasks import observe, score
+    from tests.observables_helpers import fake_committee, fake_runs, quick_protocol
+
+    proto = quick_protocol()
+    ws = tmp_path / "ws"
+    ref, model = fake_committee(ws, "gap", "Full", 2), fake_committee(ws, "mace", "OPLS", 2)
+    obs_params = ObserveParams(analysis=proto.analysis, equilibration_ps=proto.equilibration_ps, tau_ps=proto.horizon_ps)
+    observed, sets = [], {"gap/Full": [], "mace/OPLS": []}
+    for cid, cdir, shift in (("gap/Full", ref, 0.0), ("mace/OPLS", model, 0.05)):
+        for k, m in enumerate(sorted(cdir.glob("member-*"))):
+            fake_runs(ws, m, proto, t_npt=1.0, t_nvt=1.0, rho_mean=0.9 + shift + 0.01 * k, D=0.3, seed=k + (9 if shift else 0))
+            from harness.models.train import model_run_name
+
+            base = ws / "md" / model_run_name(m) / proto.name
+            sets[cid].append(RunSet(f"member-{k}-seed{k}", base / "npt-r0", base / "nvt-r0"))
+            ident = dict(committee=cid, arch=cid.split("/")[0], subset=cid.split("/")[1], member=k, seed=k)
+            for ens in ("npt", "nvt"):
+                run = RunResult(**ident, run_dir=str(base / f"{ens}-r0"), ensemble=ens, t_stab_ps=1.0)
+                observed.append(observe(obs_params, {"run": [run]}))
+    want = score_runs(sets["mace/OPLS"], sets["gap/Full"], proto.analysis, tau_ps=proto.horizon_ps,
+                      equilibration_ps=proto.equilibration_ps)
+    shutil.rmtree(ws / "md")
+    got = score(ScoreParams(analysis=proto.analysis, equilibration_ps=proto.equilibration_ps, tau_ps=proto.horizon_ps,
+                            committee="mace/OPLS", arch="mace", subset="OPLS", reference="gap/Full",
+                            reference_is_self=False), {"observed": observed})
+    assert got.committee == want["committee"] and got.reference["kl_baseline"] == want["reference"]["kl_baseline"]
+    assert [m["Q"] for m in got.members] == [m["Q"] for m in want["members"]]
+    npt = next(o for o in observed if o.ensemble == "npt")
+    old = npt.model_dump(mode="json")
+    old.pop("density_samples")
+    with pytest.raises(ValueError, match="no density samples"):
+        ObserveResult.model_validate(old)

@@ -270,9 +270,11 @@ def test_md_batch_tasks_in_a_validation_plan_give_the_unbatched_runs(random_mace
 
     from harness.md.protocol import load_protocol
     from harness.models.load import ModelSource
-    from harness.workflow.execute import execute
+    from harness.validation.committee import Committee
     from harness.validation.plan import model_tasks, plan_validation
+    from harness.workflow.execute import execute
     from harness.workflow.store import Store
+
     ROOT = Path(__file__).resolve().parents[1]
 
     ci = load_protocol(ROOT / "protocols" / "ci.yaml")  # 50 steps per ensemble here
@@ -281,8 +283,8 @@ def test_md_batch_tasks_in_a_validation_plan_give_the_unbatched_runs(random_mace
     files = [tmp_path / "a.model", tmp_path / "b.model"]
     for f in files:
         shutil.copy(random_mace, f)
-    committees = {"model:mace": {"id": "model:mace", "arch": "mace", "subset": "mace"},
-                  "model:lj": {"id": "model:lj", "arch": "ase", "subset": "lj"}}
+    committees = {"model:mace": Committee(id="model:mace", arch="mace", subset="mace", role="external"),
+                  "model:lj": Committee(id="model:lj", arch="ase", subset="lj", role="reference")}
     sources = {"model:mace": [ModelSource(kind="file", path=str(f), arch="mace") for f in files],
                "model:lj": [ModelSource(kind="ase", calculator="ase:ase.calculators.lj.LennardJones",
                                         options={"sigma": 2.0, "epsilon": 0.002, "rc": 5.0})]}

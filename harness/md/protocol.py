@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 
 from harness.config import HarnessModel, load_yaml
 from harness.md.detectors import DetectorSpec
-from harness.md.runner import RunSettings
+from harness.md.runner import CHECKPOINT_INTERVAL, FRAME_INTERVAL, THERMO_INTERVAL, RunSettings
 from harness.observables.analysis import AnalysisSpec
 
 __all__ = ["MDProtocol", "RunSpec", "StartSpec", "SystemSpec", "NPTSpec", "OutputSpec", "DetectorSpec",
@@ -73,9 +73,9 @@ class NVTSpec(HarnessModel):
 
 
 class OutputSpec(HarnessModel):
-    frame_interval: int = Field(100, gt=0, description="steps between trajectory frames")
-    thermo_interval: int = Field(10, gt=0, description="steps between thermo rows")
-    checkpoint_interval: int = Field(2000, gt=0, description="steps between checkpoints")
+    frame_interval: int = Field(FRAME_INTERVAL, gt=0, description="steps between trajectory frames")
+    thermo_interval: int = Field(THERMO_INTERVAL, gt=0, description="steps between thermo rows")
+    checkpoint_interval: int = Field(CHECKPOINT_INTERVAL, gt=0, description="steps between checkpoints")
 
 
 class RunSpec(HarnessModel):

@@ -42,6 +42,11 @@ __all__ = ["RunSettings", "MDResult", "run_md", "read_result", "make_dynamics"]
 logger = logging.getLogger(__name__)
 
 
+#: output intervals (steps) when neither a protocol's ``output:`` section nor the caller sets them: one default each,
+#: shared by :class:`RunSettings` and :class:`harness.md.protocol.OutputSpec`
+FRAME_INTERVAL, THERMO_INTERVAL, CHECKPOINT_INTERVAL = 100, 10, 2000
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """Integration settings of one trajectory (units in the names)."""
@@ -55,9 +60,9 @@ class RunSettings:
     friction_per_ps: float = 1.0
     tdamp_fs: float = 50.0
     pdamp_fs: float = 500.0
-    frame_interval: int = 100
-    thermo_interval: int = 10
-    checkpoint_interval: int = 1000
+    frame_interval: int = FRAME_INTERVAL
+    thermo_interval: int = THERMO_INTERVAL
+    checkpoint_interval: int = CHECKPOINT_INTERVAL
 
     @property
     def n_steps(self) -> int:

@@ -28,7 +28,7 @@ from harness.observables.density import DensityGrid, KLRule, density_summary, di
     reference_kl
 from harness.observables.diffusion import DiffusionSpec, species_diffusivity, weighted_diffusivity
 
-__all__ = ["AnalysisSpec", "analysis_hash", "observe_run", "RunSet", "score", "trajectory_observables"]
+__all__ = ["score_observed", "AnalysisSpec", "analysis_hash", "observe_run", "RunSet", "score", "trajectory_observables"]
 
 OBSERVABLES_VERSION = 4  # 2: beta, cell length, Yeh-Hummer, density stationarity; 3: unchecked stationarity is None;
 #                           4: β's 95 % interval (molecule bootstrap), diffusive True/False/None from it
@@ -235,7 +235,18 @@ def kl_resolution(ref_samples: dict[str, np.ndarray], baseline: float) -> dict:
 
 def score(model: list[RunSet], reference: list[RunSet], spec: AnalysisSpec, *, tau_ps: float,
           equilibration_ps: float) -> dict:
-    """Q of a model committee against a reference committee, with every input and setting recorded.
+    """Q of a model committee against a reference committee from their members' run directories (observables
+    computed or read from each run's cache): :func:`score_observed` of them."""
+    ref = _member_observables(reference, spec, equilibration_ps, tau_ps, role="reference")
+    mod = _member_observables(model, spec, equilibration_ps, tau_ps, role="model")
+    return score_observed(mod, ref, spec, tau_ps=tau_ps, equilibration_ps=equilibration_ps)
+
+
+def score_observed(mod: dict[str, dict], ref: dict[str, dict], spec: AnalysisSpec, *, tau_ps: float,
+                   equilibration_ps: float) -> dict:
+    """Q of a model committee against a reference committee, with every input and setting recorded, from the
+    observables of each member's runs (member name -> {"npt": observables, "nvt": observables}, as
+    :func:`observe_run` returns them; an NPT run that reached tau carries its ``density_samples``).
 
     Reference: P_ref = mean of the distributions of reference members whose NPT run reached tau
     (at least two, for the KL baseline); D_ref = mean of the weighted block D of reference members
@@ -243,8 +254,6 @@ def score(model: list[RunSet], reference: list[RunSet], spec: AnalysisSpec, *, t
     """
     from harness.quality import MemberInputs, committee_score
 
-    ref = _member_observables(reference, spec, equilibration_ps, tau_ps, role="reference")
-    mod = _member_observables(model, spec, equilibration_ps, tau_ps, role="model")
     grid, rule = spec.density_grid, spec.kl
     ref_samples = {k: np.array(v["npt"]["density_samples"]) for k, v in ref.items() if v["npt"]["reached_tau"]}
     if len(ref_samples) < 2:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field, model_serializer
+from pydantic import Field, model_serializer, model_validator
 
 from harness.md.protocol import MDProtocol
 from harness.models.finetune import Finetune
@@ -181,8 +181,18 @@ class ObserveResult(MemberIdentity):
     analysis_hash: str
     reached_tau: bool
     density_g_cm3: dict[str, Any] | None = None
+    density_samples: list[float] | None = Field(None, description="the NPT density after the equilibration cut "
+                                                "(g/cm³): what the score's KL term needs, so it reads no file")
     density_stationarity: dict[str, Any] | None = None
     diffusion: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _samples(self):
+        # a result stored before the samples were kept does not validate, so the task runs again (its key unchanged;
+        # the observables come from the run's cache file) instead of the score reading files
+        if self.ensemble == "npt" and self.reached_tau and self.density_samples is None:
+            raise ValueError("an NPT run that reached tau has no density samples (stored by an older harness)")
+        return self
 
 
 class ObserveParams(AnalysisParams):

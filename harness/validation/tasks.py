@@ -203,23 +203,32 @@ def ref_density(p: RefDensityParams, deps: Deps) -> RefDensityResult:
 
 @worker(ScoreParams)
 def score(p: ScoreParams, deps: Deps) -> ScoreResult:
-    """Q of one committee against the reference committee, with every member's model provenance."""
-    from harness.observables.analysis import RunSet, score as score_fn
+    """Q of one committee against the reference committee, from its dependencies' typed observables alone (no file
+    is read), with every member's model provenance."""
+    from harness.observables.analysis import score_observed
 
-    runs: dict[tuple[str, int], dict] = {}
+    members: dict[tuple[str, int], dict] = {}
     stamps: dict[str, dict] = {}
     for d in deps["observed"]:
         role = "reference" if d.committee == p.reference else "model"
         name = f"member-{d.member}" + (f"-seed{d.seed}" if d.seed is not None else "")
-        entry = runs.setdefault((role, d.member), {"name": name})
-        entry[d.ensemble] = Path(d.run)
+        entry = members.setdefault((role, d.member), {"name": name})
+        entry[d.ensemble] = d.model_dump(mode="json")
         if d.committee == p.committee:
             stamps[name] = d.stamp
 
-    def sets(role: str) -> list[RunSet]:
-        return [RunSet(v["name"], v.get("npt"), v.get("nvt")) for (r, _), v in sorted(runs.items()) if r == role]
+    def observed(role: str) -> dict[str, dict]:
+        out = {}
+        for (r, _), v in sorted(members.items()):
+            if r != role:
+                continue
+            missing = " and ".join(e.upper() for e in ("npt", "nvt") if e not in v)
+            if missing:
+                raise InputError(f"{role} member {v['name']}: no {missing} run observed")
+            out[v["name"]] = {"npt": v["npt"], "nvt": v["nvt"]}
+        return out
 
-    model_sets = sets("reference") if p.reference_is_self else sets("model")
-    res = score_fn(model_sets, sets("reference"), p.analysis, tau_ps=p.tau_ps, equilibration_ps=p.equilibration_ps)
+    model = observed("reference") if p.reference_is_self else observed("model")
+    res = score_observed(model, observed("reference"), p.analysis, tau_ps=p.tau_ps, equilibration_ps=p.equilibration_ps)
     return ScoreResult(**res, committee_id=p.committee, arch=p.arch, subset=p.subset, reference_committee=p.reference,
                        tags=p.tags, models=stamps)
