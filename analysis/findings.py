@@ -18,7 +18,7 @@ from pathlib import Path
 def main(argv=None) -> int:
     import pandas as pd
 
-    from harness.report.findings import findings
+    from harness.report.findings import findings_of, run_summary
 
     argv = argv if argv is not None else sys.argv[1:]
     if len(argv) != 1:
@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     where = Path(argv[0])
     if (where / "harness.sqlite").exists():
         from harness.errors import InputError
-        from harness.report.data import load_scores, member_table, protocol_facts
+        from harness.report.data import load_scores, member_table
 
         try:
             scores = load_scores(where)
@@ -35,8 +35,7 @@ def main(argv=None) -> int:
             print(exc, file=sys.stderr)
             return 2
         members = member_table(scores)
-        summary = {"reference_committee": scores[0]["reference_committee"],
-                   "horizon_ps": scores[0]["settings"]["tau_ps"], **protocol_facts(scores)}
+        summary = run_summary(scores, members)
     elif (where / "members.csv").exists() and (where / "summary.json").exists():
         members = pd.read_csv(where / "members.csv")
         summary = json.loads((where / "summary.json").read_text())
@@ -45,9 +44,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     print(f"{where}: reference {summary['reference_committee']}, horizon {summary['horizon_ps']:g} ps\n")
-    for f in findings(members, horizon_ps=summary["horizon_ps"], reference=summary["reference_committee"],
-                      reference_arch=summary.get("reference_arch"), timestep_fs=summary.get("timestep_fs") or 0.5,
-                      check_interval_steps=summary.get("check_interval_steps")):
+    for f in findings_of(members, summary):
         print(f"[{f.verdict.upper()}] {f.claim}\n    test: {f.test}\n    measured: {f.measured}")
         for c in f.caveats:
             print(f"    caveat: {c}")

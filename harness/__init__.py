@@ -7,4 +7,12 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "Workspace"]
+
+
+def __getattr__(name: str):
+    if name == "Workspace":  # imported on first use: ``import harness`` stays light
+        from harness.workspace import Workspace
+
+        return Workspace
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")

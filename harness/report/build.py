@@ -14,9 +14,9 @@ import pandas as pd
 
 from harness.errors import InputError
 from harness.report.data import (committee_table, density_samples, learning_curves, load_scores, member_table,
-                                 committee_flags, protocol_facts, species_of)
+                                 committee_flags, species_of)
 from harness.report import figures
-from harness.report.findings import architecture_of, findings
+from harness.report.findings import findings_of, run_summary
 
 __all__ = ["build_report", "q_table", "to_markdown", "to_latex"]
 
@@ -156,14 +156,11 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
                    for k, p in files.items() if k.startswith(("fig1", "fig3")))
     # what analysis/findings.py reads from a report folder (members.csv beside it), and the provenance as a file
     files["summary.json"] = outdir / "summary.json"
-    facts = protocol_facts(scores)
-    summary = {"reference_committee": reference, "reference_arch": architecture_of(members, reference),
-               "horizon_ps": tau, **facts}
+    summary = run_summary(scores, members)
     files["summary.json"].write_text(json.dumps(summary, indent=1) + "\n")
     files["provenance.json"] = outdir / "provenance.json"
     files["provenance.json"].write_text(json.dumps(prov, indent=1, default=str) + "\n")
-    found = findings(members, horizon_ps=tau, reference=reference, reference_arch=summary["reference_arch"],
-                     timestep_fs=facts["timestep_fs"] or 0.5, check_interval_steps=facts["check_interval_steps"])
+    found = findings_of(members, summary)
     findings_html = "<ul>" + "".join(
         f"<li><b>{html.escape(f.verdict)}</b>: {html.escape(f.claim)}<br><small><i>test:</i> {html.escape(f.test)}"
         f"<br>{html.escape(f.measured)}" + "".join(f"<br><b>caveat:</b> {html.escape(c)}" for c in f.caveats)

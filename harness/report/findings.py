@@ -30,7 +30,7 @@ import pandas as pd
 
 from harness.stats import censored, gehan_test, ratio_interval, welch_interval
 
-__all__ = ["Finding", "findings", "grid_rows", "architecture_of", "VERDICTS"]
+__all__ = ["Finding", "findings", "findings_of", "run_summary", "grid_rows", "architecture_of", "VERDICTS"]
 
 VERDICTS = ("reproduced", "not reproduced", "undetermined")
 SUBSETS = ("OPLS", "OPLS+SM", "OPLS+VS", "Full")
@@ -342,3 +342,20 @@ def _combine(verdicts: list[str]) -> str:
     if "not reproduced" in verdicts:
         return "not reproduced"
     return "reproduced" if all(v == "reproduced" for v in verdicts) else "undetermined"
+
+
+def run_summary(scores: list[dict], members: pd.DataFrame) -> dict:
+    """What the findings need besides the member table, from a workspace's scores: the reference committee and its
+    architecture, the horizon, the timestep and the detector check interval (``summary.json`` of a report)."""
+    from harness.report.data import protocol_facts
+
+    reference = scores[0]["reference_committee"]
+    return {"reference_committee": reference, "reference_arch": architecture_of(members, reference),
+            "horizon_ps": scores[0]["settings"]["tau_ps"], **protocol_facts(scores)}
+
+
+def findings_of(members: pd.DataFrame, summary: dict, **kw) -> list[Finding]:
+    """:func:`findings` of a member table and its :func:`run_summary` (from a workspace or a results folder)."""
+    return findings(members, horizon_ps=summary["horizon_ps"], reference=summary["reference_committee"],
+                    reference_arch=summary.get("reference_arch"), timestep_fs=summary.get("timestep_fs") or 0.5,
+                    check_interval_steps=summary.get("check_interval_steps"), **kw)

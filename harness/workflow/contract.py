@@ -24,7 +24,7 @@ from harness.config import HarnessModel
 from harness.errors import InputError
 from harness.workflow.task import Task
 
-__all__ = ["TaskParams", "TaskResult", "WorkerParams", "Deps", "check_hash", "worker"]
+__all__ = ["TaskParams", "TaskResult", "WorkerParams", "Deps", "check_hash", "worker", "task_kinds"]
 
 #: dependency role -> the typed results of the tasks in it
 Deps = Mapping[str, Sequence["TaskResult"]]
@@ -99,3 +99,16 @@ def worker(params: type[TaskParams]) -> Callable[[F], F]:
         return fn
 
     return register
+
+
+def task_kinds() -> dict[str, type[TaskParams]]:
+    """Every task kind defined so far (the modules that define them imported): kind -> its params class."""
+    out: dict[str, type[TaskParams]] = {}
+    todo = list(TaskParams.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        kind = getattr(cls, "KIND", None)
+        if isinstance(kind, str) and getattr(cls, "RESULT", None) is not None:
+            out.setdefault(kind, cls)
+    return out
