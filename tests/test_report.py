@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from harness.cli.main import app
 from harness.models.train import model_run_name
-from harness.observables.analysis import RunSet, score
+from harness.observables.analysis import RunSet, observe_run, score
 from harness.workflow.store import Store
 from tests.observables_helpers import fake_committee, fake_runs, quick_protocol
 
@@ -31,6 +31,12 @@ def scored_store(tmp_path):
             runs.append(RunSet(m.name, base / "npt-r0", base / "nvt-r0"))
         sets[(arch, subset)] = runs
     store = Store(ws / "harness.sqlite")
+    for (arch, subset), runs in sets.items():  # the observe results a sweep stores (the density figure reads them)
+        for r in runs:
+            for run in (r.npt, r.nvt):
+                obs = observe_run(run, proto.analysis, equilibration_ps=0.2, tau_ps=1.0)
+                store.register(f"observe-{run}", "observe", f"observe {run}", {}, [], "test")
+                store.mark_done(f"observe-{run}", obs, {}, 0.1)
     for (arch, subset), runs in sets.items():
         res = score(runs, sets[("gap", "Full")], proto.analysis, tau_ps=1.0, equilibration_ps=0.2)
         res.update(committee_id=f"{arch}/{subset}", arch=arch, subset=subset, reference_committee="gap/Full")

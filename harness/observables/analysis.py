@@ -31,7 +31,8 @@ from harness.observables.diffusion import DiffusionSpec, species_diffusivity, we
 __all__ = ["score_observed", "AnalysisSpec", "analysis_hash", "observe_run", "RunSet", "score", "trajectory_observables"]
 
 OBSERVABLES_VERSION = 4  # 2: beta, cell length, Yeh-Hummer, density stationarity; 3: unchecked stationarity is None;
-#                           4: β's 95 % interval (molecule bootstrap), diffusive True/False/None from it
+#                           4: β's 95 % interval (molecule bootstrap), diffusive True/False/None from it; the run's
+#                              timestep and detector check interval
 
 
 class AnalysisSpec(HarnessModel):
@@ -158,9 +159,13 @@ def observe_run(run_dir: str | Path, spec: AnalysisSpec, *, equilibration_ps: fl
                 and data.get("t_stab_ps") == result["t_stab_ps"] and data.get("reached_tau") == reached:
             return data
     ens = result["ensemble"]
+    spec_ = (result.get("meta") or {}).get("protocol_spec") or {}
     out = {"run": str(run_dir), "ensemble": ens, "t_stab_ps": result["t_stab_ps"], "length_ps": result["length_ps"],
            "failure": result["failure"], "equilibration_ps": equilibration_ps, "tau_ps": tau_ps,
-           "analysis_hash": key, "reached_tau": reached}
+           "analysis_hash": key, "reached_tau": reached,
+           # what the verdicts need of the protocol ("a few steps" after a failure): timestep and check interval
+           "timestep_fs": spec_.get("timestep_fs", (result.get("settings") or {}).get("timestep_fs")),
+           "check_interval_steps": (spec_.get("detectors") or {}).get("interval")}
     if out["reached_tau"]:
         if ens == "npt":
             import pandas as pd
@@ -210,6 +215,16 @@ def _member_observables(members: list[RunSet], spec, eq, tau, *, role: str) -> d
 R_RESOLUTION_G_CM3 = 0.02
 #: fewest effective samples of a reference member's NPT density for R to mean something
 R_MIN_N_EFF = 10
+
+
+def _protocol_facts(observed: dict[str, dict]) -> dict:
+    """The timestep (fs) and detector check interval (steps) the runs used (from their observables)."""
+    for v in observed.values():
+        for ens in ("npt", "nvt"):
+            o = v.get(ens) or {}
+            if o.get("timestep_fs") is not None:
+                return {"timestep_fs": o["timestep_fs"], "check_interval_steps": o.get("check_interval_steps")}
+    return {"timestep_fs": None, "check_interval_steps": None}
 
 
 def kl_resolution(ref_samples: dict[str, np.ndarray], baseline: float) -> dict:
@@ -308,6 +323,7 @@ def score_observed(mod: dict[str, dict], ref: dict[str, dict], spec: AnalysisSpe
                       "kl_pairs": rk.pairs, "D_ref_A2_ps": D_ref, "nvt_members_used": len(ref_D),
                       "density_g_cm3": float(np.mean(ref_density)), "R_resolution": resolution},
         "settings": {"tau_ps": tau_ps, "equilibration_ps": equilibration_ps, "kl_rule": rule.describe(),
+                     **_protocol_facts(mod), 
                      "density_grid": grid.model_dump(), "diffusion": spec.diffusion.model_dump(),
                      "D_in_Q": "block (composition-weighted, molecule counts)", "analysis_hash": analysis_hash(spec)},
     }

@@ -120,7 +120,7 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
     tau = settings["tau_ps"]
     files["fig1a"] = figures.fig_stability(ct, tau, outdir / "fig1a_stability.png", subsets=subsets, archs=archs)
     grid = DensityGrid(**settings["density_grid"])
-    files["fig1b"] = figures.fig_density(density_samples(scores), reference, grid, outdir / "fig1b_density.png")
+    files["fig1b"] = figures.fig_density(density_samples(workspace, scores), reference, grid, outdir / "fig1b_density.png")
     for panel, sp in zip("cdefg", species or ["EC", "EMC"]):
         files[f"fig1{panel}"] = figures.fig_diffusivity(ct, sp, reference, outdir / f"fig1{panel}_D_{sp}.png",
                                                         subsets=subsets, archs=archs, panel=panel)

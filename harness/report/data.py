@@ -24,7 +24,11 @@ def write_tables(tables: dict[str, pd.DataFrame], outdir: Path, files: dict[str,
 
 
 def load_scores(workspace: str | Path, sweep: str | None = None) -> list[dict]:
-    """Results of every finished score task (one per committee)."""
+    """Results of every finished score task (one per committee), validated as
+    :class:`~harness.validation.contract.ScoreResult` (a result stored by an older harness is left out: rerunning
+    the sweep recomputes it from the stored observables in seconds)."""
+    from harness.validation.contract import ScoreParams, ScoreResult
+
     path = Path(workspace) / "harness.sqlite"
     if not path.exists():
         raise InputError(f"{workspace}: no harness.sqlite (run `harness sweep run SPEC --workspace {workspace}`)")
@@ -33,7 +37,20 @@ def load_scores(workspace: str | Path, sweep: str | None = None) -> list[dict]:
     store.close()
     if not rows:
         raise InputError(f"{workspace}: no scored committees yet (see `harness sweep status -w {workspace}`)")
-    return [r["result"] for r in rows]
+    out = []
+    for r in rows:
+        res = {k: v for k, v in (r["result"] or {}).items() if k != "schema"}
+        if (r["result"] or {}).get("schema", ScoreParams.schema_id()) != ScoreParams.schema_id():
+            continue
+        try:
+            out.append(ScoreResult.model_validate(res).model_dump(mode="json"))
+        except ValueError:
+            continue
+    if not out:
+        raise InputError(f"{workspace}: its {len(rows)} score result(s) were written by an older harness; rerun the "
+                         "sweep (or campaign) command on it to recompute them (trained models and finished runs are "
+                         "reused)")
+    return out
 
 
 def member_table(scores: list[dict]) -> pd.DataFrame:
@@ -120,23 +137,13 @@ def species_of(members: pd.DataFrame) -> list[str]:
 
 
 def protocol_facts(scores: list[dict]) -> dict:
-    """What the verdicts need from the MD protocol the scored runs used (read from a run's ``result.json``):
-    timestep (fs), detector check interval (steps) and the reference committee's architecture; empty values
-    when no run can be read."""
-    facts: dict = {"timestep_fs": None, "check_interval_steps": None}
+    """What the verdicts need from the MD protocol the scored runs used: timestep (fs) and detector check interval
+    (steps), as each score recorded them (None when no score did)."""
     for sc in scores:
-        for m in sc["members"]:
-            run = m.get("npt_run")
-            path = Path(run) / "result.json" if run else None
-            if path is None or not path.exists():
-                continue
-            data = json.loads(path.read_text())
-            spec = (data.get("meta") or {}).get("protocol_spec") or {}
-            facts["timestep_fs"] = spec.get("timestep_fs", (data.get("settings") or {}).get("timestep_fs"))
-            det = spec.get("detectors") or {}
-            facts["check_interval_steps"] = det.get("interval")
-            return facts
-    return facts
+        st = sc.get("settings") or {}
+        if st.get("timestep_fs") is not None:
+            return {"timestep_fs": st["timestep_fs"], "check_interval_steps": st.get("check_interval_steps")}
+    return {"timestep_fs": None, "check_interval_steps": None}
 
 
 def committee_table(members: pd.DataFrame) -> pd.DataFrame:
@@ -149,20 +156,20 @@ def committee_table(members: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def density_samples(scores: list[dict]) -> dict[str, dict[str, np.ndarray]]:
-    """NPT density samples per committee and member (from the runs' cached observables)."""
+def density_samples(workspace: str | Path, scores: list[dict]) -> dict[str, dict[str, np.ndarray]]:
+    """NPT density samples per committee and member, from the store's observe results of the scored runs."""
+    store = Store(Path(workspace) / "harness.sqlite")
+    try:
+        samples = {r["result"]["run"]: r["result"].get("density_samples")
+                   for r in store.tasks(kind="observe", status="done") if r.get("result")}
+    finally:
+        store.close()
     out: dict[str, dict[str, np.ndarray]] = {}
     for sc in scores:
-        key = sc["settings"]["analysis_hash"]
         for m in sc["members"]:
-            run = m.get("npt_run")
-            if not run:
-                continue
-            cache = Path(run) / f"observables-{key}.json"
-            if cache.exists():
-                data = json.loads(cache.read_text())
-                if data.get("density_samples"):
-                    out.setdefault(sc["committee_id"], {})[m["name"]] = np.array(data["density_samples"])
+            x = samples.get(m.get("npt_run") or "")
+            if x:
+                out.setdefault(sc["committee_id"], {})[m["name"]] = np.array(x)
     return out
 
 

@@ -73,10 +73,13 @@ def fig_density(samples: dict[str, dict[str, np.ndarray]], reference: str, grid,
         allx = np.concatenate([np.concatenate(list(m.values())) for m in samples.values()])
         pad = 0.05
         ax.set_xlim(max(edges[0], allx.min() - pad), min(edges[-1], allx.max() + pad))
+        ax.legend(fontsize=7)
+    else:  # no member reached the horizon in NPT (or no observe result is stored)
+        ax.text(0.5, 0.5, "no NPT density samples: no member reached the horizon", ha="center", va="center",
+                transform=ax.transAxes)
     ax.set_xlabel("density (g/cm³)")
     ax.set_ylabel("P(ρ)")
     ax.set_title("(b) NPT density distributions (members that reached the horizon)")
-    ax.legend(fontsize=7)
     return _save(plt, fig, path)
 
 

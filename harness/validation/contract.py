@@ -185,6 +185,8 @@ class ObserveResult(MemberIdentity):
                                                 "(g/cm³): what the score's KL term needs, so it reads no file")
     density_stationarity: dict[str, Any] | None = None
     diffusion: dict[str, Any] | None = None
+    timestep_fs: float | None = None
+    check_interval_steps: int | None = None
 
     @model_validator(mode="after")
     def _samples(self):
@@ -231,6 +233,14 @@ class ScoreResult(TaskResult):
     reference_committee: str
     tags: dict[str, Any] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict, description="member -> provenance stamp")
+
+    @model_validator(mode="after")
+    def _facts(self):
+        # the verdicts read the protocol's timestep from here; a result stored before it was recorded does not
+        # validate, so the score runs again (from its dependencies' results, in seconds) under the same key
+        if "timestep_fs" not in self.settings:
+            raise ValueError("settings lack the runs' timestep (stored by an older harness)")
+        return self
 
 
 class ScoreParams(AnalysisParams):
