@@ -30,9 +30,9 @@ from harness.observables.diffusion import DiffusionSpec, species_diffusivity, we
 
 __all__ = ["score_observed", "AnalysisSpec", "analysis_hash", "observe_run", "RunSet", "score", "trajectory_observables"]
 
-OBSERVABLES_VERSION = 4  # 2: beta, cell length, Yeh-Hummer, density stationarity; 3: unchecked stationarity is None;
-#                           4: β's 95 % interval (molecule bootstrap), diffusive True/False/None from it; the run's
-#                              timestep and detector check interval
+OBSERVABLES_VERSION = 5  # 2: beta, cell length, Yeh-Hummer, density stationarity; 3: unchecked stationarity is None;
+#                           4: β's 95 % interval (molecule bootstrap), diffusive True/False/None from it;
+#                           5: the run's timestep and detector check interval
 
 
 class AnalysisSpec(HarnessModel):
