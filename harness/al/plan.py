@@ -120,5 +120,5 @@ def plan_al(spec: ALSpec, files: dict[str, Path], workspace: str | Path) -> list
         tasks += members[ref.id]
         analysis = load_yaml(files["analysis"], AnalysisSpec) if "analysis" in files else None
         tasks += plan_validation(members, committees, ref.id, protocol=load_protocol(files["protocol"]),
-                                 analysis=analysis, replicas=v.replicas, common=common)
+                                 analysis=analysis, replicas=v.replicas, common=common).tasks
     return tasks

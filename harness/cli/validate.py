@@ -61,7 +61,7 @@ def validate(
     common = {"workspace": str(workspace.resolve()), "threads": threads, "device": device}
     tasks = [*members[mid], *members[rid],
              *plan_validation(members, committees, rid, protocol=proto, analysis=None, replicas=replicas, common=common,
-                             score_reference=False)]
+                             score_reference=False).tasks]
     from harness.datasets.spec import params_hash
 
     name = "validate-" + params_hash({"models": [s.model_dump(mode="json") for s in sources],

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from harness.diagnostics.contract import LiquidParams, RelabelParams, TrajErrorsParams, VScanParams
 from harness.diagnostics.spec import DiagnosticsSpec, LiquidSpec
@@ -21,6 +21,7 @@ from harness.diagnostics import tasks as _workers  # noqa: F401  (registers the 
 from harness.errors import InputError
 from harness.md.protocol import MDProtocol
 from harness.validation.committee import Committee
+from harness.validation.plan import ValidationGraph
 from harness.workflow.task import Task
 
 __all__ = ["plan_diagnostics", "liquid_protocol", "liquid_slug"]
@@ -39,10 +40,10 @@ def liquid_protocol(protocol: MDProtocol, name: str, liquid: LiquidSpec) -> MDPr
     return MDProtocol.model_validate(data)
 
 
-def plan_diagnostics(diag: DiagnosticsSpec, tasks: Sequence[Task], members: dict[str, list[Task]],
+def plan_diagnostics(diag: DiagnosticsSpec, validation: ValidationGraph, members: dict[str, list[Task]],
                      committees: dict[str, Committee], *, protocol: MDProtocol, dataset: Path,
                      common: dict[str, Any], md_batch: int = 1) -> list[Task]:
-    """The diagnostics tasks; ``tasks`` are the sweep's planned tasks (its ``md`` runs are relabelled);
+    """The diagnostics tasks; ``validation`` is the sweep's validation graph (its MD runs are relabelled);
     ``md_batch`` batches the liquids' runs as the sweep batches its own."""
     from harness.diagnostics.tasks import validation_frames
     from harness.datasets.spec import dataset_oracle
@@ -78,12 +79,11 @@ def plan_diagnostics(diag: DiagnosticsSpec, tasks: Sequence[Task], members: dict
 
     te = diag.trajectory_errors
     if te is not None:
-        by_key = {m.key: (cid, m) for cid in chosen for m in members[cid]}
-        for t in tasks:
-            if t.kind == "md" and t.params.ensemble == te.ensemble and t.params.replica == 0 \
-                    and t.params.protocol.name == protocol.name and t.deps["member"][0] in by_key:
-                cid, m = by_key[t.deps["member"][0]]
-                errors(t, m, cid, te.every_ps, te.max_frames, protocol.system.composition, None)
+        for cid in chosen:
+            for k, m in enumerate(members[cid]):
+                run = validation.runs.get((cid, k, te.ensemble, 0))
+                if run is not None:
+                    errors(run, m, cid, te.every_ps, te.max_frames, protocol.system.composition, None)
     for lname, liquid in diag.liquids.items():
         proto = liquid_protocol(protocol, lname, liquid)
         phash = protocol_hash(proto)

@@ -54,12 +54,13 @@ def plan_sweep(spec: SweepSpec, files: dict[str, Any], workspace: str | Path) ->
         members[c.id] = model_tasks(c, sources)
         tasks += members[c.id]
     protocol = load_protocol(files["protocol"])
-    tasks += plan_validation(members, committees, ref, protocol=protocol, analysis=analysis,
-                             replicas=spec.replicas, common=common, md_batch=spec.md_batch)
+    validation = plan_validation(members, committees, ref, protocol=protocol, analysis=analysis,
+                                 replicas=spec.replicas, common=common, md_batch=spec.md_batch)
+    tasks += validation.tasks
     if spec.diagnostics is not None and not spec.diagnostics.empty:
         from harness.diagnostics.plan import plan_diagnostics
 
-        tasks += plan_diagnostics(spec.diagnostics, tasks, members, committees, protocol=protocol,
+        tasks += plan_diagnostics(spec.diagnostics, validation, members, committees, protocol=protocol,
                                   dataset=files["dataset"], common=common, md_batch=spec.md_batch)
     if spec.finetune is not None:
         from harness.finetune.plan import plan_forgetting

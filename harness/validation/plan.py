@@ -15,6 +15,7 @@ trained members) and :func:`plan_validation` (MD, observables and Q of any commi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,7 +28,7 @@ from harness.validation.contract import (MDBatchParams, MDParams, ModelParams, O
                                          ScoreParams, TrainParams)
 from harness.workflow.task import Task
 
-__all__ = ["train_tasks", "model_tasks", "plan_validation", "batch_tasks", "placed", "BATCHED_ARCHS"]
+__all__ = ["train_tasks", "model_tasks", "plan_validation", "ValidationGraph", "batch_tasks", "placed", "BATCHED_ARCHS"]
 
 
 def train_tasks(c: Committee, *, dataset: Path, seeds: Sequence[int], common: dict[str, Any],
@@ -110,9 +111,25 @@ def batch_tasks(members: dict[str, list[Task]], committees: dict[str, Committee]
     return made, out
 
 
+@dataclass(frozen=True)
+class ValidationGraph:
+    """The validation tasks in plan order, and the MD and observe tasks indexed by (committee, member, ensemble,
+    replica), so that the diagnostics and fine-tuning find a run without scanning task parameters."""
+
+    tasks: list[Task]
+    runs: dict[tuple[str, int, str, int], Task]
+    observed: dict[tuple[str, int, str, int], Task]
+
+    def __iter__(self):
+        return iter(self.tasks)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+
 def plan_validation(members: dict[str, list[Task]], committees: dict[str, Committee], ref: str, *,
                     protocol: MDProtocol, analysis: AnalysisSpec | None, replicas: int,
-                    common: dict[str, Any], score_reference: bool = True, md_batch: int = 1) -> list[Task]:
+                    common: dict[str, Any], score_reference: bool = True, md_batch: int = 1) -> ValidationGraph:
     """NPT/NVT runs, observables and the Q score of every committee in ``members`` against ``ref`` (and of
     the reference against itself, its row in a Q table, unless ``score_reference`` is False).
 
@@ -159,10 +176,11 @@ def plan_validation(members: dict[str, list[Task]], committees: dict[str, Commit
         tasks.append(rd)
     nvt_obs = {}
     nvt_batches = batches("nvt", rd)
+    nvt = {}
     for c in members:
-        nvt = runs(c, "nvt", rd, nvt_batches)
-        nvt_obs[c] = observed(nvt)
-        tasks += [*nvt.values(), *nvt_obs[c].values()]
+        nvt[c] = runs(c, "nvt", rd, nvt_batches)
+        nvt_obs[c] = observed(nvt[c])
+        tasks += [*nvt[c].values(), *nvt_obs[c].values()]
     for cid in members:
         if cid == ref and not score_reference:
             continue
@@ -172,4 +190,6 @@ def plan_validation(members: dict[str, list[Task]], committees: dict[str, Commit
         params = ScoreParams(**obs, committee=cid, arch=c.arch, subset=c.subset, reference=ref,
                              reference_is_self=cid == ref, tags=c.tags)
         tasks.append(params.task({"observed": deps}, f"score {cid}"))
-    return tasks
+    index = lambda by_ens: {(c, k, ens, r): t for ens, by_c in by_ens.items()  # noqa: E731
+                            for c, kr in by_c.items() for (k, r), t in kr.items()}
+    return ValidationGraph(tasks, index({"npt": npt, "nvt": nvt}), index({"npt": npt_obs, "nvt": nvt_obs}))
