@@ -14,7 +14,7 @@ HELP = (
     "the shipped EC:EMC GFN2-xTB data, the eight other committees of the ablation (OPLS, OPLS+VS and Full x GAP, "
     "DeePMD and MACE, 2 members each) shipped in models/demo/ (retrain them with `make demo-models`) and the "
     "shipped carbonate foundation MACE zero-shot, all through the 0.1 ps demo MD protocol at 500 K; write the Q "
-    "report and print where it is. About 10 minutes on 2 cores from a fresh clone (README); a second run takes seconds."
+    "report and print where it is. About 10 minutes on 2 cores from a fresh clone (docs/measurements.md); a second run takes seconds."
 )
 
 

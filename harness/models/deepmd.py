@@ -64,7 +64,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the best DeePMD this 2-core CPU trains in half an hour of one core (issue #13 item 7): se_e2_a at a third
     # of the paper's widths, 18 000 steps, lr 1e-3 -> 1e-5, float32. Measured on Full (480 frames): 0.058
     # CPU-s per step, 18 CPU-min, valid F 206.5 meV/Å, E 9.94 meV/atom; its curve flattens after 14 000
-    # steps and the member breaks a C-H bond within 0.07 ps at 500 K (README, "Converged training")
+    # steps and the member breaks a C-H bond within 0.07 ps at 500 K (docs/measurements.md, "Converged training on CPU")
     "cpu": {
         "model": {"descriptor": {"type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": SEL_6_0,
                                  "neuron": [16, 32, 64], "axis_neuron": 8},

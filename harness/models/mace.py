@@ -49,7 +49,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the best MACE this 2-core CPU trains in half an hour of one core (issue #13 item 7): study's features at a
     # quarter of the channels, 18 epochs with an SWA stage (energy weight 1000) for the last 4. Measured on
     # Full (480 frames): 85 CPU-s per epoch, 25.5 CPU-min, valid F 92.1 meV/Å, E 4.73 meV/atom, stable
-    # for 1 ps of NPT at 500 K (README, "Converged training")
+    # for 1 ps of NPT at 500 K (docs/measurements.md, "Converged training on CPU")
     "cpu": {"model": "MACE", "num_channels": 16, "max_L": 1, "r_max": 5.0, "num_interactions": 2,
             "correlation": 3, "max_ell": 3, "num_radial_basis": 8, "max_num_epochs": 18, "batch_size": 4,
             "lr": 0.01, "forces_weight": 100.0, "energy_weight": 1.0, "loss": "virials", "virials_weight": 1.0,
