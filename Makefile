@@ -10,7 +10,7 @@ STAMP := $(VENV)/.harness-installed
 PYTEST_ARGS ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test test-all demo demo-models ci-sweep ci-ensembles ci-fuzz ci-models ci-diagnostics ci-finetune ci-foundation ci-slurm ci-chaos ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
+.PHONY: install test test-all docs ci-docs demo demo-models ci-sweep ci-ensembles ci-fuzz ci-models ci-diagnostics ci-finetune ci-foundation ci-slurm ci-chaos ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
 	wheelhouse install-offline
 
 install: $(STAMP)
@@ -39,6 +39,17 @@ demo-models: install
 	rm -rf models/demo
 	$(PY) -m harness.models.ship models/demo $$(for a in gap deepmd mace; do for s in OPLS OPLS+VS Full; do \
 		[ "$$a/$$s" = gap/Full ] || ls -d $(DEMO_MODELS_DIR)/models/$$a/$$s/mini-*; done; done)
+
+# The documentation site (mkdocs-material + mkdocstrings; docs/, mkdocs.yml) into site/, warnings as errors; its home
+# page is the README (docs/index.md is regenerated from it)
+docs: install
+	@{ echo '<!-- generated from README.md by `make docs` (tests/test_docs.py checks it is current) -->'; \
+	  sed -e 's|](docs/|](|g' -e 's|\[docs/|[|g' README.md; } > docs/index.md
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+# The site built strictly and the example notebook executed against the ci sweep's workspace (after ci-sweep)
+ci-docs: docs
+	HARNESS_CI_WORKSPACE=runs/ci $(PY) -m pytest -m slow tests/test_docs.py $(PYTEST_ARGS)
 
 # The smallest real sweep (2 subsets x 2 architectures, committees of 2, the ci MD protocol) and its report.
 ci-sweep: install
