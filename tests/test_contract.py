@@ -459,5 +459,5 @@ def test_the_score_worker_reads_only_its_typed_dependencies(tmp_path):
     npt = next(o for o in observed if o.ensemble == "npt")
     old = npt.model_dump(mode="json")
     old.pop("density_samples")
-    with pytest.raises(ValueError, match="no density samples"):
+    with pytest.raises(ValueError, match="density samples of an NPT run that reached tau not recorded"):
         ObserveResult.model_validate(old)

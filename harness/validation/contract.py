@@ -18,7 +18,7 @@ from harness.md.protocol import MDProtocol
 from harness.models.finetune import Finetune
 from harness.models.load import ModelSource
 from harness.observables.analysis import AnalysisSpec
-from harness.workflow.contract import TaskParams, TaskResult, WorkerParams
+from harness.workflow.contract import TaskParams, TaskResult, WorkerParams, recorded
 
 __all__ = ["AnalysisParams", "TrainParams", "ModelParams", "MemberResult",
            "MDParams", "RunResult", "MDBatchParams", "MDBatchResult", "BatchRun", "ObserveParams", "ObserveResult", "RefDensityParams", "RefDensityResult",
@@ -190,10 +190,8 @@ class ObserveResult(MemberIdentity):
 
     @model_validator(mode="after")
     def _samples(self):
-        # a result stored before the samples were kept does not validate, so the task runs again (its key unchanged;
-        # the observables come from the run's cache file) instead of the score reading files
-        if self.ensemble == "npt" and self.reached_tau and self.density_samples is None:
-            raise ValueError("an NPT run that reached tau has no density samples (stored by an older harness)")
+        recorded(not (self.ensemble == "npt" and self.reached_tau) or self.density_samples is not None,
+                 "the density samples of an NPT run that reached tau")
         return self
 
 
@@ -236,10 +234,7 @@ class ScoreResult(TaskResult):
 
     @model_validator(mode="after")
     def _facts(self):
-        # the verdicts read the protocol's timestep from here; a result stored before it was recorded does not
-        # validate, so the score runs again (from its dependencies' results, in seconds) under the same key
-        if "timestep_fs" not in self.settings:
-            raise ValueError("settings lack the runs' timestep (stored by an older harness)")
+        recorded("timestep_fs" in self.settings, "the runs' timestep (the verdicts read it here)")
         return self
 
 

@@ -24,7 +24,7 @@ from harness.config import HarnessModel
 from harness.errors import InputError
 from harness.workflow.task import Task
 
-__all__ = ["TaskParams", "TaskResult", "WorkerParams", "Deps", "check_hash", "worker", "task_kinds"]
+__all__ = ["TaskParams", "TaskResult", "WorkerParams", "Deps", "check_hash", "recorded", "worker", "task_kinds"]
 
 #: dependency role -> the typed results of the tasks in it
 Deps = Mapping[str, Sequence["TaskResult"]]
@@ -83,6 +83,14 @@ def check_hash(what: str, planned: str | None, actual: str) -> None:
         raise InputError(f"{what} hash {actual} differs from the {planned} this task was planned with: the input "
                          "changed since planning; plan again (rerun the sweep/campaign command)")
 
+
+
+def recorded(present: bool, what: str) -> None:
+    """In a result's validator: a field added to a kind's result later. A result stored by an older harness lacks
+    it and so does not validate: its task runs again under the same key (from its dependencies' results or the
+    files on disk; nothing expensive), instead of a reader working around the gap."""
+    if not present:
+        raise ValueError(f"{what} not recorded (a result stored by an older harness)")
 
 #: params class -> its worker function
 _WORKERS: dict[type[TaskParams], Callable] = {}
