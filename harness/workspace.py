@@ -57,26 +57,16 @@ class Workspace:
     def results(self, kind: str) -> list:
         """The finished results of one task kind as their typed classes (``score`` -> ``ScoreResult``, ``observe``
         -> ``ObserveResult``, ...); results of another schema (an older harness) are left out."""
-        cls = _result_class(kind)
-        out = []
-        for r in self._rows(kind, "done"):
-            res = dict(r["result"] or {})
-            schema = res.pop("schema", None)
-            if schema is not None and schema != cls[1]:
-                continue
-            try:
-                out.append(cls[0].model_validate(res))
-            except ValueError:
-                continue
-        return out
+        from harness.workflow.contract import stored_results
+
+        return stored_results(self._rows(kind, "done"), _params_class(kind))
 
     # -- tables ------------------------------------------------------------------------------------------------
 
     def _scores(self) -> list[dict[str, Any]]:
-        scores = [s.model_dump(mode="json") for s in self.results("score")]
-        if not scores:
-            raise InputError(f"{self.path}: no scored committees yet (see `harness sweep status -w {self.path}`)")
-        return scores
+        from harness.report.data import load_scores
+
+        return load_scores(self.path, self.sweep)
 
     def members(self) -> pd.DataFrame:
         """One row per scored member (:func:`harness.report.data.member_table`)."""
@@ -167,8 +157,8 @@ class Workspace:
         raise InputError(f"trajectory: as_={as_!r}; choose 'ase' or 'mdanalysis'")
 
 
-def _result_class(kind: str):
-    """(result class, schema id) of a task kind."""
+def _params_class(kind: str):
+    """The params class of a task kind (its result class and schema come with it)."""
     import harness.al.contract  # noqa: F401  (every study kind's task kinds, so that all are known)
     import harness.diagnostics.contract  # noqa: F401
     import harness.finetune.contract  # noqa: F401
@@ -178,4 +168,4 @@ def _result_class(kind: str):
     kinds = task_kinds()
     if kind not in kinds:
         raise InputError(f"unknown task kind {kind!r}; kinds: {', '.join(sorted(kinds))}")
-    return kinds[kind].RESULT, kinds[kind].schema_id()
+    return kinds[kind]

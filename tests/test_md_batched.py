@@ -295,7 +295,7 @@ def test_md_batch_tasks_in_a_validation_plan_give_the_unbatched_runs(random_mace
         validation = plan_validation(members, committees, "model:lj", protocol=proto, analysis=None, replicas=1,
                                      common=common, md_batch=md_batch)
         # scores left out: the stand-in reference does not survive the horizon (Q is not the subject here)
-        return [t for m in members.values() for t in m] + [t for t in validation if t.kind != "score"]
+        return [t for m in members.values() for t in m] + [t for t in validation.tasks if t.kind != "score"]
 
     plans = {n: plan(tmp_path / f"ws{n}", n) for n in (1, 2)}
     batches = [t for t in plans[2] if t.kind == "md_batch"]

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from harness.cli.main import app
 from harness.models.train import model_run_name
 from harness.observables.analysis import RunSet, observe_run, score
+from harness.validation.contract import ObserveParams, ScoreParams
 from harness.workflow.store import Store
 from tests.observables_helpers import fake_committee, fake_runs, quick_protocol
 
@@ -36,13 +37,13 @@ def scored_store(tmp_path):
             for run in (r.npt, r.nvt):
                 obs = observe_run(run, proto.analysis, equilibration_ps=0.2, tau_ps=1.0)
                 store.register(f"observe-{run}", "observe", f"observe {run}", {}, [], "test")
-                store.mark_done(f"observe-{run}", obs, {}, 0.1)
+                store.mark_done(f"observe-{run}", {"schema": ObserveParams.schema_id(), **obs}, {}, 0.1)
     for (arch, subset), runs in sets.items():
         res = score(runs, sets[("gap", "Full")], proto.analysis, tau_ps=1.0, equilibration_ps=0.2)
         res.update(committee_id=f"{arch}/{subset}", arch=arch, subset=subset, reference_committee="gap/Full")
         key = f"score-{arch}-{subset}"
         store.register(key, "score", f"score {arch}/{subset}", {}, [], "test")
-        store.mark_done(key, res, {}, 0.1)
+        store.mark_done(key, {"schema": ScoreParams.schema_id(), **res}, {}, 0.1)
     store.close()
     return ws
 

@@ -27,7 +27,8 @@ def load_scores(workspace: str | Path, sweep: str | None = None) -> list[dict]:
     """Results of every finished score task (one per committee), validated as
     :class:`~harness.validation.contract.ScoreResult` (a result stored by an older harness is left out: rerunning
     the sweep recomputes it from the stored observables in seconds)."""
-    from harness.validation.contract import ScoreParams, ScoreResult
+    from harness.validation.contract import ScoreParams
+    from harness.workflow.contract import stored_results
 
     path = Path(workspace) / "harness.sqlite"
     if not path.exists():
@@ -37,15 +38,7 @@ def load_scores(workspace: str | Path, sweep: str | None = None) -> list[dict]:
     store.close()
     if not rows:
         raise InputError(f"{workspace}: no scored committees yet (see `harness sweep status -w {workspace}`)")
-    out = []
-    for r in rows:
-        res = {k: v for k, v in (r["result"] or {}).items() if k != "schema"}
-        if (r["result"] or {}).get("schema", ScoreParams.schema_id()) != ScoreParams.schema_id():
-            continue
-        try:
-            out.append(ScoreResult.model_validate(res).model_dump(mode="json"))
-        except ValueError:
-            continue
+    out = [s.model_dump(mode="json") for s in stored_results(rows, ScoreParams)]
     if not out:
         raise InputError(f"{workspace}: its {len(rows)} score result(s) were written by an older harness; rerun the "
                          "sweep (or campaign) command on it to recompute them (trained models and finished runs are "

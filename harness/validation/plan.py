@@ -120,12 +120,6 @@ class ValidationGraph:
     runs: dict[tuple[str, int, str, int], Task]
     observed: dict[tuple[str, int, str, int], Task]
 
-    def __iter__(self):
-        return iter(self.tasks)
-
-    def __len__(self) -> int:
-        return len(self.tasks)
-
 
 def plan_validation(members: dict[str, list[Task]], committees: dict[str, Committee], ref: str, *,
                     protocol: MDProtocol, analysis: AnalysisSpec | None, replicas: int,

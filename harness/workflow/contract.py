@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.config import HarnessModel
 from harness.errors import InputError
-from harness.workflow.task import Task
+from harness.workflow.task import Task, result_of
 
-__all__ = ["TaskParams", "TaskResult", "WorkerParams", "Deps", "check_hash", "recorded", "worker", "task_kinds"]
+__all__ = ["TaskParams", "TaskResult", "WorkerParams", "Deps", "check_hash", "recorded", "worker", "task_kinds", "stored_results"]
 
 #: dependency role -> the typed results of the tasks in it
 Deps = Mapping[str, Sequence["TaskResult"]]
@@ -120,3 +120,9 @@ def task_kinds() -> dict[str, type[TaskParams]]:
         if isinstance(kind, str) and getattr(cls, "RESULT", None) is not None:
             out.setdefault(kind, cls)
     return out
+
+
+def stored_results(rows: list[dict], params: type[TaskParams]) -> list[TaskResult]:
+    """The results of store rows (``Store.tasks``) of one kind as its typed result class; those the executor would
+    not reuse (:func:`~harness.workflow.task.result_of`: another schema, or not valid) are left out."""
+    return [res for r in rows if (res := result_of(params, r.get("result") or {})) is not None]

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["Task", "only_kinds"]
+__all__ = ["Task", "only_kinds", "result_of"]
 
 
 def _typed(params) -> bool:
@@ -83,12 +83,7 @@ class Task:
         """A stored result as this task's result object; None when it is of another schema (or corrupt)."""
         if stored is None or not _typed(self.params):
             return stored
-        if stored.get("schema") != self.params.schema_id():
-            return None
-        try:
-            return self.params.RESULT.model_validate({k: v for k, v in stored.items() if k != "schema"})
-        except ValueError:
-            return None
+        return result_of(type(self.params), stored)
 
     def dep_payload(self, results: dict[str, Any]):
         if isinstance(self.deps, dict):
@@ -96,3 +91,12 @@ class Task:
         return {d: results[d] for d in self.deps}
 
 
+def result_of(params: type, stored: dict):
+    """A stored result (``{"schema": ..., **fields}``) as the typed result of the ``params`` kind; None when it is of
+    another schema or does not validate (an older harness's, or corrupt): such a result is never reused."""
+    if stored.get("schema") != params.schema_id():
+        return None
+    try:
+        return params.RESULT.model_validate({k: v for k, v in stored.items() if k != "schema"})
+    except ValueError:
+        return None
