@@ -264,12 +264,13 @@ def default_threads() -> int:
 def thread_env(threads: int | None) -> dict[str, str]:
     """Environment of a PyTorch training tool on ``threads`` threads (default: :func:`default_threads`).
 
-    OpenMP threads spin a bounded time at barriers (:func:`harness.tools.openmp_wait_env`).
+    OpenMP threads spin a bounded time at barriers (:func:`harness.tools.openmp_wait_env`); freed memory
+    stays in the process (:func:`harness.tools.malloc_env`).
     """
-    from harness.tools import openmp_wait_env
+    from harness.tools import malloc_env, openmp_wait_env
 
     n = str(threads or default_threads())
-    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, **openmp_wait_env()}
+    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, **openmp_wait_env(), **malloc_env()}
 
 
 #: the tool is SIGKILLed by the kernel when the process that started it dies (util-linux's setpriv, Linux): a
