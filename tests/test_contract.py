@@ -354,7 +354,7 @@ def test_the_shipped_study_sweep_plans_for_a_gpu_node(tmp_path):
     spec, files = load_sweep(ROOT / "protocols" / "sweeps" / "study.yaml")
     assert spec.committee == 5 and spec.preset == "study" and spec.device == "cuda"
     assert set(spec.subsets) == {"OPLS", "OPLS+SM", "OPLS+VS", "Full"} and set(spec.architectures) == {"mace", "deepmd"}
-    proto = load_protocol(files["protocol"])
+    proto = load_protocol(files.protocol)
     assert proto.horizon_ps == proto.npt.length_ps == proto.nvt.length_ps == 10 and proto.temperature_K == 500
     assert load_protocol(ROOT / "protocols" / "study-640.yaml").system.composition == "EC=16,EMC=32"
     tasks = plan_sweep(spec, files, tmp_path / "ws")

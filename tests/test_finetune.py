@@ -161,7 +161,7 @@ def test_spec_errors(tmp_path):
 
     ok = f"finetune:\n  foundation: {FOUNDATION}\n  strategies: [{{strategy: naive}}]\n"
     spec, files = load_sweep(_spec(tmp_path, ok))
-    assert files["foundation"] == FOUNDATION and spec.finetune.strategies[0].label == "naive-lr0.0001"
+    assert files.foundation == FOUNDATION and spec.finetune.strategies[0].label == "naive-lr0.0001"
     cases = {
         "strategies: [{strategy: naive}, {strategy: naive}]": "must not repeat",
         "strategies: [{strategy: replay}]": "needs a replay section",

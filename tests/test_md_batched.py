@@ -271,6 +271,7 @@ def test_md_batch_tasks_in_a_validation_plan_give_the_unbatched_runs(random_mace
     from harness.md.protocol import load_protocol
     from harness.models.load import ModelSource
     from harness.validation.committee import Committee
+    from harness.validation.context import PlanContext, PlanInputs
     from harness.validation.plan import model_tasks, plan_validation
     from harness.workflow.execute import execute
     from harness.workflow.store import Store
@@ -291,9 +292,8 @@ def test_md_batch_tasks_in_a_validation_plan_give_the_unbatched_runs(random_mace
 
     def plan(ws, md_batch):
         members = {cid: model_tasks(committees[cid], srcs) for cid, srcs in sources.items()}
-        common = {"workspace": str(ws), "threads": 1, "device": "cpu"}
-        validation = plan_validation(members, committees, "model:lj", protocol=proto, analysis=None, replicas=1,
-                                     common=common, md_batch=md_batch)
+        ctx = PlanContext(workspace=str(ws), threads=1, device="cpu", inputs=PlanInputs(), protocol=proto)
+        validation = plan_validation(members, committees, "model:lj", ctx, replicas=1, md_batch=md_batch)
         # scores left out: the stand-in reference does not survive the horizon (Q is not the subject here)
         return [t for m in members.values() for t in m] + [t for t in validation.tasks if t.kind != "score"]
 

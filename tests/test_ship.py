@@ -91,6 +91,6 @@ def test_the_demo_spec_names_every_shipped_committee_in_its_subset():
     for name, entry in shipped.items():
         committee = json.loads((DEMO / name / "committee.json").read_text())
         assert entry.subset == committee["subset"] and name == f"{committee['arch']}-{committee['subset']}"
-        assert len(files["models"][name]) == 2
+        assert len(files.models[name]) == 2
     assert (spec.architectures, spec.subsets) == (["gap"], ["Full"])
     assert (spec.reference.arch, spec.reference.subset) == ("gap", "Full")

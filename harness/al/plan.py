@@ -16,6 +16,7 @@ from pathlib import Path
 from harness.al.contract import ALSetParams, ALStartParams, ExploreParams, LabelParams, exploration_hash
 from harness.al.spec import ALSpec
 from harness.validation.committee import Committee, reference_committee
+from harness.validation.context import PlanContext, PlanInputs
 from harness.al import tasks as _workers  # noqa: F401  (registers the workers of these kinds)
 from harness.workflow.task import Task
 
@@ -42,19 +43,16 @@ def _oracle(spec: ALSpec, dataset: Path) -> dict:
     return oracle
 
 
-def plan_al(spec: ALSpec, files: dict[str, Path], workspace: str | Path) -> list[Task]:
-    from harness.config import load_yaml
+def plan_al(spec: ALSpec, inputs: PlanInputs, workspace: str | Path) -> list[Task]:
     from harness.datasets.spec import params_hash
-    from harness.md.protocol import load_protocol
     from harness.models.train import plan_committee
-    from harness.observables.analysis import AnalysisSpec
     from harness.validation.plan import plan_validation, train_tasks
 
-    workspace = str(Path(workspace).resolve())
-    common = {"workspace": workspace, "threads": spec.threads_per_task, "device": spec.device}
+    ctx = PlanContext.make(workspace, inputs, threads=spec.threads_per_task, device=spec.device)
+    workspace = ctx.workspace
     e = spec.exploration
     ehash = exploration_hash(e)
-    oracle = _oracle(spec, files["dataset"])
+    oracle = _oracle(spec, ctx.dataset)
     tasks: list[Task] = []
     starts: dict[str, Task] = {}
     for ci, comp in enumerate(e.compositions):
@@ -78,11 +76,11 @@ def plan_al(spec: ALSpec, files: dict[str, Path], workspace: str | Path) -> list
                           max_train_frames=spec.max_train_frames, tags=tags, name=name)
             key = None
             if prev_set is None:  # generation 0: the data is known now, so its key is checked
-                key = plan_committee(files["dataset"], chain, spec.architecture, preset=spec.preset,
+                key = plan_committee(ctx.dataset, chain, spec.architecture, preset=spec.preset,
                                      workspace=workspace, overrides=spec.overrides, device=spec.device,
                                      max_train_frames=spec.max_train_frames).key
-            tr = train_tasks(c, dataset=files["dataset"], seeds=spec.member_seeds, common=common, al_set=prev_set,
-                             previous=prev_members, committee_key=key, warm_start=spec.warm_start)
+            tr = train_tasks(c, ctx, seeds=spec.member_seeds, al_set=prev_set, previous=prev_members,
+                             committee_key=key, warm_start=spec.warm_start)
             tasks += tr
             members[cid], committees[cid] = tr, c
             prev_members = tr
@@ -91,13 +89,13 @@ def plan_al(spec: ALSpec, files: dict[str, Path], workspace: str | Path) -> list
             explores = []
             for ci, comp in enumerate(e.compositions):
                 for k in range(e.starts_per_composition):
-                    params = ExploreParams(**common, exploration=e, exploration_hash=ehash, composition=comp, start=k,
+                    params = ExploreParams(**ctx.worker, exploration=e, exploration_hash=ehash, composition=comp, start=k,
                                            index=ci * e.starts_per_composition + k, generation=g, chain=chain,
                                            campaign=spec.name, arch=spec.architecture)
                     explores.append(params.task({"members": tr, "start": [starts[comp]]},
                                                 f"explore {cid} {comp} start {k}"))
             tasks += explores
-            label_params = LabelParams(**common, oracle=oracle, campaign=spec.name)
+            label_params = LabelParams(**ctx.worker, oracle=oracle, campaign=spec.name)
             labels = [label_params.task({"run": [x]}, x.label.replace("explore ", "label ", 1)) for x in explores]
             tasks += labels
             directory = Path(workspace) / "al" / spec.name / chain.replace("/", "_") / f"g{g}"
@@ -112,13 +110,10 @@ def plan_al(spec: ALSpec, files: dict[str, Path], workspace: str | Path) -> list
         # the campaign's overrides and training budget are its architecture's: the reference has only its own
         ref = reference_committee(v.reference, preset=spec.preset, overrides=None, max_train_frames=None,
                                   seeds=spec.member_seeds)
-        plan = plan_committee(files["dataset"], ref.subset, ref.arch, preset=ref.preset, workspace=workspace,
+        plan = plan_committee(ctx.dataset, ref.subset, ref.arch, preset=ref.preset, workspace=workspace,
                               overrides=ref.overrides, device=spec.device, max_train_frames=ref.max_train_frames)
-        members[ref.id] = train_tasks(ref, dataset=files["dataset"], seeds=ref.seeds or spec.member_seeds,
-                                      common=common, committee_key=plan.key)
+        members[ref.id] = train_tasks(ref, ctx, seeds=ref.seeds or spec.member_seeds, committee_key=plan.key)
         committees[ref.id] = ref
         tasks += members[ref.id]
-        analysis = load_yaml(files["analysis"], AnalysisSpec) if "analysis" in files else None
-        tasks += plan_validation(members, committees, ref.id, protocol=load_protocol(files["protocol"]),
-                                 analysis=analysis, replicas=v.replicas, common=common).tasks
+        tasks += plan_validation(members, committees, ref.id, ctx, replicas=v.replicas).tasks
     return tasks

@@ -20,9 +20,9 @@ def run_al(spec_path: str | Path, workspace: str | Path, *, scheduler: str | Non
     from harness.datasets.build import ensure_built
     from harness.workflow.run import default_gpu_workers, execute_plan
 
-    spec, files = load_al(spec_path)
-    ensure_built(files["dataset"], say)
-    tasks = plan_al(spec, files, workspace)
+    spec, inputs = load_al(spec_path)
+    ensure_built(inputs.dataset, say)
+    tasks = plan_al(spec, inputs, workspace)
     counts = execute_plan(tasks, spec.name, workspace, threads_per_task=spec.threads_per_task, scheduler=scheduler,
                           workers=workers, sync=sync, slurm=slurm, progress=progress, say=say,
                           gpu_workers=default_gpu_workers(gpu_workers, spec.device), walltime_min=walltime_min)

@@ -21,6 +21,7 @@ from harness.md.protocol import RunSpec, StartSpec
 from harness.models.base import ARCHITECTURES as ARCHS
 from harness.config import resolve_path
 from harness.validation.committee import ReferenceSpec
+from harness.validation.context import PlanInputs
 
 __all__ = ["ALSpec", "ExplorationSpec", "ValidationSpec", "OracleSpec", "load_al", "PAPER_COMPOSITIONS"]
 
@@ -152,16 +153,15 @@ class ALSpec(HarnessModel):
         return list(self.seeds) if self.seeds is not None else list(range(self.committee))
 
 
-def load_al(path: str | Path) -> tuple[ALSpec, dict[str, Path]]:
+def load_al(path: str | Path) -> tuple[ALSpec, PlanInputs]:
     """The validated spec and its resolved files (dataset; protocol and analysis of the validation)."""
     path = Path(path)
     spec = load_yaml(path, ALSpec)
-    files = {"dataset": resolve_path(spec.dataset, path, "dataset")}
+    dataset = resolve_path(spec.dataset, path, "dataset")
     from harness.datasets.spec import check_subsets
 
-    check_subsets(path, files["dataset"], {("initial_subsets",): list(spec.initial_subsets)})
-    if spec.validation:
-        files["protocol"] = resolve_path(spec.validation.protocol, path, "validation.protocol")
-        if spec.validation.analysis:
-            files["analysis"] = resolve_path(spec.validation.analysis, path, "validation.analysis")
-    return spec, files
+    check_subsets(path, dataset, {("initial_subsets",): list(spec.initial_subsets)})
+    v = spec.validation
+    return spec, PlanInputs(
+        dataset=dataset, protocol=resolve_path(v.protocol, path, "validation.protocol") if v else None,
+        analysis=resolve_path(v.analysis, path, "validation.analysis") if v and v.analysis else None)

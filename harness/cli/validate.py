@@ -38,6 +38,7 @@ def validate(
     from harness.md.protocol import load_protocol, protocol_hash
     from harness.models.load import committee_info, committee_sources, sources_from_cli
     from harness.validation.committee import Committee
+    from harness.validation.context import PlanContext, PlanInputs
     from harness.validation.plan import model_tasks, plan_validation
     from harness.workflow.run import execute_plan
     from harness.workflow.store import Store
@@ -58,10 +59,10 @@ def validate(
     committees = {mid: Committee(id=mid, arch=sources[0].arch or "ase", subset=label, role="external"),
                   rid: Committee(id=rid, arch=ref_info["arch"], subset=ref_info["subset"], role="reference")}
     members = {mid: model_tasks(committees[mid], sources), rid: model_tasks(committees[rid], refs)}
-    common = {"workspace": str(workspace.resolve()), "threads": threads, "device": device}
+    ctx = PlanContext(workspace=str(workspace.resolve()), threads=threads, device=device,
+                      inputs=PlanInputs(protocol=protocol), protocol=proto)
     tasks = [*members[mid], *members[rid],
-             *plan_validation(members, committees, rid, protocol=proto, analysis=None, replicas=replicas, common=common,
-                             score_reference=False).tasks]
+             *plan_validation(members, committees, rid, ctx, replicas=replicas, score_reference=False).tasks]
     from harness.datasets.spec import params_hash
 
     name = "validate-" + params_hash({"models": [s.model_dump(mode="json") for s in sources],

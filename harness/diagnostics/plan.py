@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
 
 from harness.diagnostics.contract import LiquidParams, RelabelParams, TrajErrorsParams, VScanParams
 from harness.diagnostics.spec import DiagnosticsSpec, LiquidSpec
@@ -21,6 +19,7 @@ from harness.diagnostics import tasks as _workers  # noqa: F401  (registers the 
 from harness.errors import InputError
 from harness.md.protocol import MDProtocol
 from harness.validation.committee import Committee
+from harness.validation.context import PlanContext
 from harness.validation.plan import ValidationGraph
 from harness.workflow.task import Task
 
@@ -41,10 +40,9 @@ def liquid_protocol(protocol: MDProtocol, name: str, liquid: LiquidSpec) -> MDPr
 
 
 def plan_diagnostics(diag: DiagnosticsSpec, validation: ValidationGraph, members: dict[str, list[Task]],
-                     committees: dict[str, Committee], *, protocol: MDProtocol, dataset: Path,
-                     common: dict[str, Any], md_batch: int = 1) -> list[Task]:
-    """The diagnostics tasks; ``validation`` is the sweep's validation graph (its MD runs are relabelled);
-    ``md_batch`` batches the liquids' runs as the sweep batches its own."""
+                     committees: dict[str, Committee], ctx: PlanContext, *, md_batch: int = 1) -> list[Task]:
+    """The diagnostics tasks; ``validation`` is the sweep's validation graph (its MD runs are relabelled; the
+    liquids run under the plan's protocol); ``md_batch`` batches the liquids' runs as the sweep batches its own."""
     from harness.diagnostics.tasks import validation_frames
     from harness.datasets.spec import dataset_oracle
     from harness.md.protocol import protocol_hash
@@ -56,6 +54,7 @@ def plan_diagnostics(diag: DiagnosticsSpec, validation: ValidationGraph, members
     if unknown:
         raise InputError(f"diagnostics.committees: unknown committee(s) {', '.join(unknown)}; the sweep has "
                          f"{', '.join(members)}")
+    protocol, dataset, common = ctx.md_protocol(), ctx.dataset, ctx.worker
     out: list[Task] = []
     for name in diag.volume_scans:
         _, h = validation_frames(dataset, name)
@@ -65,7 +64,7 @@ def plan_diagnostics(diag: DiagnosticsSpec, validation: ValidationGraph, members
                             arch=c.arch, subset=c.subset, dilute_g_cm3=diag.dilute_g_cm3,
                             tolerance_meV_atom=diag.baseline_tolerance_meV_atom)
             out.append(placed(p.task({"members": members[cid]}, f"volume scans {name} {cid}"), c.arch))
-    oracle = dataset_oracle(dataset, common["threads"]) if (diag.trajectory_errors or diag.liquid_errors_every_ps) else {}
+    oracle = dataset_oracle(dataset, ctx.threads) if (diag.trajectory_errors or diag.liquid_errors_every_ps) else {}
 
     def errors(run: Task, member: Task, cid: str, every: float, max_frames: int, composition: str,
                liquid: str | None) -> Task:
@@ -87,8 +86,8 @@ def plan_diagnostics(diag: DiagnosticsSpec, validation: ValidationGraph, members
     for lname, liquid in diag.liquids.items():
         proto = liquid_protocol(protocol, lname, liquid)
         phash = protocol_hash(proto)
-        made, batch = batch_tasks({cid: members[cid] for cid in chosen}, committees, protocol=proto, protocol_hash=phash,
-                                  ensemble="npt", replicas=1, md_batch=md_batch, common=common, label=f" {lname}")
+        made, batch = batch_tasks({cid: members[cid] for cid in chosen}, committees, ctx, protocol=proto,
+                                  protocol_hash=phash, ensemble="npt", replicas=1, md_batch=md_batch, label=f" {lname}")
         out.extend(made)
         for cid in chosen:
             c = committees[cid]

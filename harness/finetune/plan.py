@@ -9,12 +9,13 @@ from harness.finetune.contract import ForgettingParams
 from harness.finetune import tasks as _workers  # noqa: F401  (registers the workers of these kinds)
 from harness.finetune.spec import FinetuneSpec
 from harness.validation.committee import Committee
+from harness.validation.context import PlanContext, PlanInputs
 from harness.workflow.task import Task
 
 __all__ = ["finetune_committees", "zero_shot_committee", "plan_forgetting"]
 
 
-def finetune_committees(ft: FinetuneSpec, files: dict[str, Any], *, subsets: list[str], preset: str,
+def finetune_committees(ft: FinetuneSpec, inputs: PlanInputs, *, subsets: list[str], preset: str,
                         max_train_frames: int | None, seeds: list[int]) -> list[Committee]:
     """The committees of every fine-tuning subset × strategy, id
     ``ft:<strategy label>/<subset>``, each carrying its :class:`~harness.models.finetune.Finetune` recipe and its
@@ -23,11 +24,11 @@ def finetune_committees(ft: FinetuneSpec, files: dict[str, Any], *, subsets: lis
     from harness.models.finetune import Finetune, replay_frames
     from harness.models.train import _frames_key
 
-    foundation = files["foundation"]  # checked by load_sweep (a .model file, its pinned hash)
+    foundation = inputs.need("foundation")  # checked by load_sweep (a .model file, its pinned hash)
     sha = sha256_file(foundation)
     replay: dict[str, Any] = {}
     if ft.replay is not None and any(s.strategy == "replay" for s in ft.strategies):
-        replay = {"replay_dataset": str(files["replay_dataset"]), "replay_subset": ft.replay.subset,
+        replay = {"replay_dataset": str(inputs.need("replay_dataset")), "replay_subset": ft.replay.subset,
                   "replay_max_frames": ft.replay.max_frames}
         probe = Finetune(foundation=str(foundation), foundation_sha256=sha, strategy="replay", lr=1.0, **replay)
         replay["replay_key"] = _frames_key(replay_frames(probe))
@@ -46,25 +47,26 @@ def finetune_committees(ft: FinetuneSpec, files: dict[str, Any], *, subsets: lis
     return out
 
 
-def zero_shot_committee(ft: FinetuneSpec, files: dict[str, Any]):
+def zero_shot_committee(ft: FinetuneSpec, inputs: PlanInputs):
     """The foundation as a committee of one, ``model:<name>``, and its member's source."""
     from harness.models.load import ModelSource
 
     c = Committee(id=f"model:{ft.name}", arch="mace", subset=ft.name, role="external",
                   tags={"finetune": {"foundation": ft.name, "strategy": "zero-shot", "name": "zero-shot", "lr": 0.0}})
-    return c, [ModelSource(kind="file", path=str(files["foundation"]), arch="mace")]
+    return c, [ModelSource(kind="file", path=str(inputs.need("foundation")), arch="mace")]
 
 
-def plan_forgetting(ft: FinetuneSpec, files: dict[str, Any], members: dict[str, list[Task]],
-                    committees: dict[str, Committee], *, common: dict[str, Any]) -> list[Task]:
+def plan_forgetting(ft: FinetuneSpec, ctx: PlanContext, members: dict[str, list[Task]],
+                    committees: dict[str, Committee]) -> list[Task]:
     """A ``forgetting`` task per fine-tuned member: target gain and the change of its predictions from the
     foundation's on the held-out sets."""
     from harness.finetune.tasks import held_out_frames, target_frames
 
     held: dict[str, Any] = {}
     if ft.forgetting is not None:
-        _, h = held_out_frames(files["forgetting_dataset"], ft.forgetting.sets, ft.forgetting.max_frames)
-        held = {"held_out_dataset": str(files["forgetting_dataset"]), "held_out_sets": list(ft.forgetting.sets),
+        held_out = ctx.inputs.need("forgetting_dataset")
+        _, h = held_out_frames(held_out, ft.forgetting.sets, ft.forgetting.max_frames)
+        held = {"held_out_dataset": str(held_out), "held_out_sets": list(ft.forgetting.sets),
                 "held_out_max_frames": ft.forgetting.max_frames, "held_out_hash": h}
     targets: dict[str, str] = {}
     out = []
@@ -72,11 +74,11 @@ def plan_forgetting(ft: FinetuneSpec, files: dict[str, Any], members: dict[str, 
         if c.finetune is None:
             continue
         if c.subset not in targets:
-            targets[c.subset] = target_frames(files["dataset"], c.subset)[1]
+            targets[c.subset] = target_frames(ctx.dataset, c.subset)[1]
         recipe = c.finetune
         for k, m in enumerate(members[cid]):
-            params = ForgettingParams(**common, foundation=recipe.foundation, foundation_sha256=recipe.foundation_sha256,
-                                      target_dataset=str(files["dataset"]), target_subset=c.subset,
+            params = ForgettingParams(**ctx.worker, foundation=recipe.foundation,
+                                      foundation_sha256=recipe.foundation_sha256, target_dataset=str(ctx.dataset), target_subset=c.subset,
                                       target_hash=targets[c.subset], **held)
             out.append(params.task({"member": [m]}, f"forgetting {cid} member {k}"))
     return out

@@ -24,9 +24,9 @@ def run_sweep(spec_path: str | Path, workspace: str | Path, *, scheduler: str | 
     from harness.workflow.run import default_gpu_workers, execute_plan
 
     workspace = Path(workspace)
-    spec, files = (loader or load_sweep)(spec_path)
-    ensure_built(files["dataset"], say)
-    tasks = plan_sweep(spec, files, workspace)
+    spec, inputs = (loader or load_sweep)(spec_path)
+    ensure_built(inputs.dataset, say)
+    tasks = plan_sweep(spec, inputs, workspace)
     if only:
         from harness.errors import InputError
         from harness.workflow.task import only_kinds

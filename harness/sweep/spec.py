@@ -16,6 +16,7 @@ from harness.errors import ConfigError
 from harness.finetune.spec import FinetuneSpec
 from harness.models.base import ARCHITECTURES as ARCHS
 from harness.validation.committee import Committee, ReferenceSpec, reference_committee
+from harness.validation.context import PlanInputs
 
 __all__ = ["SweepSpec", "ModelEntry", "load_sweep"]
 
@@ -153,19 +154,19 @@ class SweepSpec(HarnessModel):
         return [*out, ref]
 
 
-def load_sweep(path: str | Path, model: type[SweepSpec] | None = None) -> tuple[SweepSpec, dict[str, Any]]:
-    """The validated spec (``model``: a SweepSpec subclass, e.g. a transfer spec) and its resolved files
-    (dataset, protocol, analysis; ``models``: name -> the members of each entry of ``models:``)."""
+def load_sweep(path: str | Path, model: type[SweepSpec] | None = None) -> tuple[SweepSpec, PlanInputs]:
+    """The validated spec (``model``: a SweepSpec subclass, e.g. a transfer spec) and its resolved, checked files
+    (dataset, protocol, analysis; the members of each entry of ``models:``; the fine-tuning's foundation and data)."""
     path = Path(path)
     spec = load_yaml(path, model or SweepSpec)
-    files = {"dataset": resolve_path(spec.dataset, path, "dataset"),
-             "protocol": resolve_path(spec.protocol, path, "protocol")}
+    dataset = resolve_path(spec.dataset, path, "dataset")
     from harness.datasets.spec import check_subsets
 
     named = {("subsets",): list(spec.subsets), ("reference", "subset"): [spec.reference.subset]}
     if spec.finetune is not None and spec.finetune.subsets:
         named[("finetune", "subsets")] = list(spec.finetune.subsets)
-    check_subsets(path, files["dataset"], named)
+    check_subsets(path, dataset, named)
+    files: dict[str, Any] = {"dataset": dataset, "protocol": resolve_path(spec.protocol, path, "protocol")}
     if spec.analysis:
         files["analysis"] = resolve_path(spec.analysis, path, "analysis")
     if spec.models:
@@ -195,4 +196,4 @@ def load_sweep(path: str | Path, model: type[SweepSpec] | None = None) -> tuple[
             files["replay_dataset"] = resolve_path(ft.replay.dataset, path, "finetune.replay.dataset")
         if ft.forgetting is not None:
             files["forgetting_dataset"] = resolve_path(ft.forgetting.dataset, path, "finetune.forgetting.dataset")
-    return spec, files
+    return spec, PlanInputs(**files)

@@ -19,6 +19,7 @@ from harness.errors import InputError
 from harness.config import resolve_path
 from harness.sweep.spec import SweepSpec, load_sweep
 from harness.validation.committee import Committee
+from harness.validation.context import PlanInputs
 
 __all__ = ["TransferSpec", "load_transfer", "transfer_matrix"]
 
@@ -49,11 +50,11 @@ class TransferSpec(SweepSpec):
         return out
 
 
-def load_transfer(path: str | Path) -> tuple[TransferSpec, dict[str, Path]]:
-    spec, files = load_sweep(path, TransferSpec)
+def load_transfer(path: str | Path) -> tuple[TransferSpec, PlanInputs]:
+    spec, inputs = load_sweep(path, TransferSpec)
     assert isinstance(spec, TransferSpec)
     spec._files = {name: resolve_path(f, Path(path), f"al_frames.{name}") for name, f in spec.al_frames.items()}
-    return spec, files
+    return spec, inputs
 
 
 def transfer_matrix(scores: list[dict]) -> pd.DataFrame:

@@ -16,14 +16,13 @@ trained members) and :func:`plan_validation` (MD, observables and Q of any commi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from harness.md.protocol import MDProtocol
 from harness.models.load import ModelSource
-from harness.observables.analysis import AnalysisSpec
 from harness.validation import tasks as _workers  # noqa: F401  (registers the workers of these kinds)
 from harness.validation.committee import Committee
+from harness.validation.context import PlanContext
 from harness.validation.contract import (MDBatchParams, MDParams, ModelParams, ObserveParams, RefDensityParams,
                                          ScoreParams, TrainParams)
 from harness.workflow.task import Task
@@ -31,10 +30,9 @@ from harness.workflow.task import Task
 __all__ = ["train_tasks", "model_tasks", "plan_validation", "ValidationGraph", "batch_tasks", "placed", "BATCHED_ARCHS"]
 
 
-def train_tasks(c: Committee, *, dataset: Path, seeds: Sequence[int], common: dict[str, Any],
-                al_set: Task | None = None, previous: Sequence[Task] = (), committee_key: str | None = None,
-                warm_start: bool = False) -> list[Task]:
-    """One training task per member of committee ``c`` (``seeds``: its members' seeds).
+def train_tasks(c: Committee, ctx: PlanContext, *, seeds: Sequence[int], al_set: Task | None = None,
+                previous: Sequence[Task] = (), committee_key: str | None = None, warm_start: bool = False) -> list[Task]:
+    """One training task per member of committee ``c`` (``seeds``: its members' seeds) on the plan's data set.
 
     ``c.extra_frames`` (a labelled file trained on besides the subset) has its hash in the parameters, checked by
     the worker; ``c.tags`` are copied into every downstream result (e.g. an AL generation). With ``al_set``, that task's AL frames are the extra
@@ -46,7 +44,7 @@ def train_tasks(c: Committee, *, dataset: Path, seeds: Sequence[int], common: di
     extra = c.extra_frames
     out = []
     for k, seed in enumerate(seeds):
-        params = TrainParams(**common, dataset=str(dataset), subset=c.subset, arch=c.arch, preset=c.preset,
+        params = TrainParams(**ctx.worker, dataset=str(ctx.dataset), subset=c.subset, arch=c.arch, preset=c.preset,
                              overrides=c.overrides, max_train_frames=c.max_train_frames, seed=seed, member=k,
                              committee_key=committee_key, committee=c.id, name=c.name, tags=c.tags,
                              warm_start=warm_start and bool(previous), finetune=c.finetune,
@@ -83,8 +81,8 @@ def placed(task: Task, arch: str) -> Task:
 BATCHED_ARCHS = ("mace", "deepmd")
 
 
-def batch_tasks(members: dict[str, list[Task]], committees: dict[str, Committee], *, protocol: MDProtocol,
-                protocol_hash: str, ensemble: str, replicas: int, md_batch: int, common: dict[str, Any],
+def batch_tasks(members: dict[str, list[Task]], committees: dict[str, Committee], ctx: PlanContext, *,
+                protocol: MDProtocol, protocol_hash: str, ensemble: str, replicas: int, md_batch: int,
                 ref_density: Task | None = None, label: str = "") -> tuple[list[Task], dict[tuple[str, int, int], Task]]:
     """``md_batch`` tasks of up to ``md_batch`` trajectories for the runs of one ensemble of every member of a
     batched architecture (MACE, DeePMD), and (committee, member, replica) -> its batch; none when
@@ -102,7 +100,7 @@ def batch_tasks(members: dict[str, list[Task]], committees: dict[str, Committee]
             chunk = items[i:i + md_batch]
             uniq = list({m.key: m for *_, m in chunk}.values())
             index = {m.key: j for j, m in enumerate(uniq)}
-            params = MDBatchParams(**common, protocol=protocol, protocol_hash=protocol_hash, ensemble=ensemble,
+            params = MDBatchParams(**ctx.worker, protocol=protocol, protocol_hash=protocol_hash, ensemble=ensemble,
                                    runs=[(index[m.key], r) for _, _, r, m in chunk])
             task = params.task({"members": uniq, "ref_density": [ref_density] if ref_density else []},
                                f"md {ensemble}{label} batch {arch} {n} ({len(chunk)} runs)")
@@ -121,25 +119,26 @@ class ValidationGraph:
     observed: dict[tuple[str, int, str, int], Task]
 
 
-def plan_validation(members: dict[str, list[Task]], committees: dict[str, Committee], ref: str, *,
-                    protocol: MDProtocol, analysis: AnalysisSpec | None, replicas: int,
-                    common: dict[str, Any], score_reference: bool = True, md_batch: int = 1) -> ValidationGraph:
-    """NPT/NVT runs, observables and the Q score of every committee in ``members`` against ``ref`` (and of
-    the reference against itself, its row in a Q table, unless ``score_reference`` is False).
+def plan_validation(members: dict[str, list[Task]], committees: dict[str, Committee], ref: str, ctx: PlanContext, *,
+                    replicas: int, score_reference: bool = True, md_batch: int = 1) -> ValidationGraph:
+    """NPT/NVT runs (the plan's protocol), observables (its analysis settings, else the protocol's) and the Q
+    score of every committee in ``members`` against ``ref`` (and of the reference against itself, its row in a
+    Q table, unless ``score_reference`` is False).
 
     ``md_batch`` > 1: the runs of each ensemble and batched architecture (MACE, DeePMD; members of every
     committee, replicas) go to ``md_batch`` tasks of up to that many trajectories, advanced together; each
     run's ``md`` task depends on its batch and returns the run (keys of unbatched runs are unchanged)."""
     from harness.md.protocol import protocol_hash
 
-    analysis = analysis or protocol.analysis
+    protocol = ctx.md_protocol()
+    analysis = ctx.analysis or protocol.analysis
     obs = {"analysis": analysis, "equilibration_ps": protocol.equilibration_ps, "tau_ps": protocol.horizon_ps}
     phash = protocol_hash(protocol)
     tasks: list[Task] = []
 
     def batches(ensemble: str, rd: Task | None) -> dict[tuple[str, int, int], Task]:
-        made, index = batch_tasks(members, committees, protocol=protocol, protocol_hash=phash, ensemble=ensemble,
-                                  replicas=replicas, md_batch=md_batch, common=common, ref_density=rd)
+        made, index = batch_tasks(members, committees, ctx, protocol=protocol, protocol_hash=phash, ensemble=ensemble,
+                                  replicas=replicas, md_batch=md_batch, ref_density=rd)
         tasks.extend(made)
         return index
 
@@ -147,7 +146,7 @@ def plan_validation(members: dict[str, list[Task]], committees: dict[str, Commit
         out = {}
         for k, member in enumerate(members[cid]):
             for r in range(replicas):
-                params = MDParams(**common, protocol=protocol, protocol_hash=phash, ensemble=ensemble, replica=r)
+                params = MDParams(**ctx.worker, protocol=protocol, protocol_hash=phash, ensemble=ensemble, replica=r)
                 b = (batch or {}).get((cid, k, r))
                 out[(k, r)] = placed(params.task({"member": [member], "ref_density": [rd] if rd else [],
                                                    "batch": [b] if b else []}, f"md {ensemble} {cid} member {k} r{r}"),
