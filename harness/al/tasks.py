@@ -98,7 +98,7 @@ def explore(p: ExploreParams, deps: Deps) -> ExploreResult:
     """One exploration trajectory and its selected frame (``selected.extxyz`` in the run directory)."""
     from harness.io import read_frames, write_frames
     from harness.md.detectors import detectors_from_spec
-    from harness.md.runner import run_md
+    from harness.md.launch import PreparedRun, launch, md_seed
     from harness.models.committee import CommitteeCalculator
     from harness.models.load import load_model
     from harness.models.train import model_run_name
@@ -134,8 +134,10 @@ def explore(p: ExploreParams, deps: Deps) -> ExploreResult:
             "composition": p.composition, "start": p.start, "start_file": start_dep.path,
             "generation": p.generation, "chain": p.chain, "campaign": p.campaign,
             "model_stamps": [m.stamp for m in members]}
-    seed = 1000 * e.start.seed + 100 * p.generation + p.index
-    result = run_md(start, primary.calculator, e.settings("npt"), outdir=outdir, seed=seed, detectors=dets, meta=meta)
+    # one seed rule for every trajectory (harness.md.launch.md_seed): the start's seed, the start's index in the
+    # generation and the run's own directory name (which names the committee, start and settings)
+    run = PreparedRun(start, e.settings("npt"), outdir, md_seed(e.start.seed, p.index, outdir.name), dets, meta)
+    result = launch(run, primary.calculator)
     if not result.completed:  # stopped at a walltime (harness.deadline): resumed by the next run
         from harness.deadline import Interrupted
 

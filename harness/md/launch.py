@@ -145,8 +145,9 @@ def _prepare(proto, ensemble: str, name: str, outdir: Path, *, workspace, replic
 
 
 def md_seed(protocol_seed: int, replica: int, name: str) -> int:
-    """The MD seed of one run: a hash of the protocol's seed, the replica and the run's name (one per member), so
-    that the members of a committee draw independent velocities and thermostat noise (SCIENCE.md §11)."""
+    """The MD seed of every run: a hash of the protocol's (or exploration's) seed, the replica (or the start's
+    index) and the run's name (one per member; an exploration's run directory), so that the members of a committee
+    draw independent velocities and thermostat noise (SCIENCE.md §11)."""
     import hashlib
 
     return int(hashlib.sha256(f"{protocol_seed}/{replica}/{name}".encode()).hexdigest()[:8], 16)
@@ -164,12 +165,20 @@ def run_protocol(proto, ensemble: str, calc, name: str, *, workspace: str | Path
     """Run (or resume, or return) one trajectory; returns ``(MDResult, run directory)``.
 
     ``model_stamp``: the model's provenance (architecture, file SHA-256, versions), kept in ``result.json``."""
-    from harness.md.runner import run_md
 
     _nvt_density(proto, ensemble, nvt_density)  # bad input refused before the lock creates any folder
     with run_lock(run_dir(workspace, name, proto.name, ensemble, replica)):  # held from preparation to the result
         run = prepare_run(proto, ensemble, name, workspace=workspace, replica=replica, species=species, start=start,
                           nvt_density=nvt_density, label=label, model_stamp=model_stamp)
-        result = run_md(run.atoms, calc, run.settings, outdir=run.outdir, seed=run.seed, detectors=run.detectors,
-                        meta=run.meta)
-    return result, run.outdir
+        return launch(run, calc), run.outdir
+
+
+def launch(run: PreparedRun, calc):
+    """Integrate ``run`` with ``calc`` (or resume it from its checkpoint, or return it finished) under its run
+    directory's lock: the one way the harness runs a trajectory alone — validation runs, the diagnostics'
+    liquids, ``harness md``, AL exploration; :mod:`harness.md.batched` advances several prepared runs together."""
+    from harness.md.runner import run_md
+
+    with run_lock(run.outdir):
+        return run_md(run.atoms, calc, run.settings, outdir=run.outdir, seed=run.seed, detectors=run.detectors,
+                      meta=run.meta)
