@@ -257,3 +257,33 @@ def test_gap_member_curve_is_one_point(molecules, tmp_path):
     assert point["source"] == "harness" and 0 < point["wall_s"] <= art.train_seconds
     assert point["valid_forces_rmse_meV_A"] == pytest.approx(art.metrics["valid_forces_rmse_meV_A"])
     assert art.kept_model["file"] == "gap.xml"
+
+
+def test_curves_of_members_brought_in_come_from_the_store(tmp_path):
+    """A committee brought as trained members (shipped outside the workspace: a `model` task of a member source)
+    shows its curves under its committee id; a member trained here and recorded in the store too, once."""
+    from harness.models.load import ModelSource
+    from harness.report.data import learning_curves
+    from harness.validation.contract import MemberResult, ModelParams, TrainParams
+    from harness.workflow.store import Store
+
+    ws, shipped = tmp_path / "ws", tmp_path / "models" / "study-cpu" / "mace-OPLS" / "member-0-seed0"
+    here = ws / "models" / "mace" / "Full" / "cpu-abc" / "member-0-seed0"
+    for d, valid in ((shipped, [300.0, 150.0]), (here, [400.0, 200.0, 100.0])):
+        d.mkdir(parents=True)
+        art = ModelArtifact(arch="mace", preset="cpu", seed=0, workdir=str(d), status="ok")
+        art.dataset = {"subset": d.parent.name.split("-")[-1] if d == shipped else "Full"}
+        art.curve = [{"epoch": e, "wall_s": 10.0 * e, "valid_forces_rmse_meV_A": v} for e, v in enumerate(valid)]
+        art.save()
+    store = Store(ws / "harness.sqlite")
+    for key, params, committee, where in (("m0", ModelParams, "model:study-mace-OPLS", shipped),
+                                          ("t0", TrainParams, "mace/Full", here)):
+        res = MemberResult(committee=committee, arch="mace", member=0, run_name=where.name,
+                           model=ModelSource(kind="member", path=str(where)),
+                           workdir=str(where) if params is TrainParams else None)
+        store.register(key, params.KIND, key, {}, [], "test")
+        store.mark_done(key, {"schema": params.schema_id(), **res.model_dump(mode="json")}, {}, 0.1)
+    store.close()
+    df = learning_curves(ws)
+    assert sorted(df.groupby("committee").size().items()) == [("mace/Full", 3), ("model:study-mace-OPLS", 2)]
+    assert df[df.committee == "model:study-mace-OPLS"].valid_forces_rmse_meV_A.min() == 150.0

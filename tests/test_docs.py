@@ -35,7 +35,25 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path):
     r = subprocess.run([mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")], cwd=ROOT,
                        capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
-    assert (tmp_path / "site" / "api" / "index.html").exists() and (tmp_path / "site" / "index.html").exists()
+    api = tmp_path / "site" / "api" / "index.html"
+    assert api.exists() and (tmp_path / "site" / "index.html").exists()
+    # the docstrings' Sphinx roles render as code (docs/_ext/sphinx_roles.py), not as literal ":func:`...`"
+    page = api.read_text()
+    assert ":func:" not in page and ":class:" not in page and ":mod:" not in page
+    assert "<code>PlanContext</code>" in page or "<code>harness.validation.context.PlanContext</code>" in page
+
+
+def test_sphinx_roles_become_inline_code():
+    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+    try:
+        from sphinx_roles import plain
+    finally:
+        sys.path.pop(0)
+    assert plain(":func:`harness.tools.malloc_env`") == "`harness.tools.malloc_env`"
+    assert plain(":class:`~harness.validation.context.PlanContext` and :py:meth:`~a.B.c`") == "`PlanContext` and `c`"
+    assert plain(":mod:`the engine <harness.workflow>`") == "`the engine`"
+    assert plain("``literal`` and :data:`MALLOC`") == "`literal` and `MALLOC`"
+    assert plain("no roles: x < y") == "no roles: x < y"
 
 
 @pytest.mark.slow

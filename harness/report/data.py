@@ -167,22 +167,46 @@ def density_samples(workspace: str | Path, scores: list[dict]) -> dict[str, dict
 
 
 def learning_curves(workspace: str | Path) -> pd.DataFrame:
-    """Every trained member's learning curve in ``workspace`` (``ModelArtifact.curve``), one row per point:
-    committee (``arch/subset/preset-key``), member, arch, subset, position (epoch or step; NaN for the
-    harness's evaluation of the kept model), wall_s, validation and training RMSEs (meV/atom, meV/Å)."""
-    from harness.models.train import list_models
+    """The learning curve (``ModelArtifact.curve``) of every member in ``workspace``, one row per point: committee,
+    member, arch, subset, preset, position (epoch or step; NaN for the harness's evaluation of the kept model),
+    wall_s, validation and training RMSEs (meV/atom, meV/Å).
 
-    rows = []
+    The members are those of the store's ``train`` and ``model`` results — so a committee brought as trained
+    members (a shipped one, e.g. ``models/study-cpu``) shows its curves beside those trained here, under the
+    committee ids of the Q table — then any other member directory under ``workspace/models`` (``harness train``),
+    as ``arch/subset/preset-key``."""
+    from harness.models.base import ModelArtifact
+    from harness.models.train import list_models
+    from harness.validation.contract import ModelParams, TrainParams
+    from harness.workflow.contract import stored_results
+
+    members: dict[Path, tuple[str, object]] = {}  # artifact directory -> (committee, artifact)
+    path = Path(workspace) / "harness.sqlite"
+    if path.exists():
+        store = Store(path)
+        try:
+            results = [*stored_results(store.tasks(kind="train", status="done"), TrainParams),
+                       *stored_results(store.tasks(kind="model", status="done"), ModelParams)]
+        finally:
+            store.close()
+        for r in results:
+            where = r.workdir or (r.model.path if r.model.kind == "member" else None)
+            if where and (Path(where) / "artifact.json").is_file() and Path(where).resolve() not in members:
+                members[Path(where).resolve()] = (r.committee, ModelArtifact.load(where))
     for art in list_models(workspace):
+        member = Path(art.workdir)
+        if member.resolve() not in members:
+            subset = art.dataset.get("subset", member.parents[1].name)
+            members[member.resolve()] = (f"{art.arch}/{subset}/{member.parent.name}", art)
+    rows = []
+    for where, (committee, art) in members.items():
         if art.status != "ok" or not art.curve:
             continue
-        member = Path(art.workdir)
-        committee = f"{art.arch}/{art.dataset.get('subset', member.parents[1].name)}/{member.parent.name}"
+        subset = art.dataset.get("subset", where.parents[1].name)
         for p in art.curve:
             unit = "epoch" if "epoch" in p else "step" if "step" in p else None
-            rows.append({"committee": committee, "member": member.name, "arch": art.arch,
-                         "subset": art.dataset.get("subset", member.parents[1].name), "preset": art.preset,
-                         "unit": unit, "position": p.get(unit, np.nan) if unit else np.nan,
+            rows.append({"committee": committee, "member": where.name, "arch": art.arch, "subset": subset,
+                         "preset": art.preset, "unit": unit, "position": p.get(unit, np.nan) if unit else np.nan,
                          "wall_s": p.get("wall_s", np.nan), "stage": p.get("stage", 1),
                          "source": p.get("source", "tool"),
                          **{k: p.get(k, np.nan) for k in ("valid_forces_rmse_meV_A", "valid_energy_rmse_meV_atom",
