@@ -8,25 +8,19 @@ from typing import Optional
 import typer
 
 from harness.cli.common import handle_errors
-from harness.cli.sweep import (GPU_WORKERS, PLAN, SCHEDULER, SLURM, SYNC, WALLTIME, WORKERS, exit_for, print_plan,
-                               run_and_summarise)
+from harness.cli.sweep import Execution, execution_options, exit_for, print_plan, run_and_summarise
 
 app = typer.Typer(help="Committee active learning: train → explore → select → relabel, generation after generation.",
                   no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
 
 
 @app.command("run")
+@execution_options
 @handle_errors
 def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="AL spec (YAML), e.g. protocols/al/deepmd-mini.yaml."),
     workspace: Path = typer.Option(Path("runs/al"), "--workspace", "-w", help="Workspace folder."),
-    scheduler: Optional[str] = SCHEDULER,
-    workers: Optional[int] = WORKERS,
-    slurm: Optional[Path] = SLURM,
-    gpu_workers: Optional[int] = GPU_WORKERS,
-    walltime_min: Optional[float] = WALLTIME,
-    sync: bool = SYNC,
-    plan_only: bool = PLAN,
+    execution: Execution = Execution(),
 ) -> None:
     """Plan every generation of the campaign as one task graph and run what is not done yet.
 
@@ -40,15 +34,13 @@ def run(
     """
     from harness.al.run import run_al
 
-    if plan_only:
+    if execution.plan_only:
         from harness.al.plan import plan_al
         from harness.al.spec import load_al
 
         print_plan(plan_al(*load_al(spec_path), workspace))
         return
-    counts, name = run_and_summarise("AL campaign", spec_path, workspace, runner=run_al, scheduler=scheduler,
-                                     workers=workers, sync=sync, slurm=slurm, gpu_workers=gpu_workers,
-                                     walltime_min=walltime_min)
+    counts, name = run_and_summarise("AL campaign", spec_path, workspace, runner=run_al, **execution.run_kwargs())
     _print_generations(workspace, name)
     exit_for(counts)
 

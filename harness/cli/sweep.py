@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +14,8 @@ app = typer.Typer(help="Ablation sweeps: subsets × architectures → committees
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 
-# options shared by every command that executes a task graph (sweep, al and transfer run)
+# options shared by every command that executes a task graph (sweep, al and transfer run): added to the command
+# by @execution_options, which hands them to it as one Execution
 SCHEDULER = typer.Option(None, "--scheduler", help="Address of a running Dask scheduler (tcp://host:port); "
                          "default: an embedded LocalCluster.")
 WORKERS = typer.Option(None, "--workers", min=1, help="LocalCluster worker processes (default: CPU cores / "
@@ -28,6 +30,52 @@ WALLTIME = typer.Option(None, "--walltime-min", min=0.5, help="Stop after this m
                         "new starts; exit status 3. Run the same command again to continue where it stopped.")
 SYNC = typer.Option(False, "--sync", help="Run every task in this process, one at a time (debugging).")
 PLAN = typer.Option(False, "--plan", help="Print the task graph and exit.")
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a command executes its task graph (the options of :func:`execution_options`)."""
+
+    scheduler: Optional[str] = None
+    workers: Optional[int] = None
+    slurm: Optional[Path] = None
+    gpu_workers: Optional[int] = None
+    walltime_min: Optional[float] = None
+    sync: bool = False
+    plan_only: bool = False
+
+    def run_kwargs(self) -> dict:
+        """The keyword arguments of :func:`run_and_summarise` (all but ``plan_only``)."""
+        return {f: getattr(self, f) for f in ("scheduler", "workers", "sync", "slurm", "gpu_workers", "walltime_min")}
+
+
+_EXECUTION = (("scheduler", Optional[str], SCHEDULER), ("workers", Optional[int], WORKERS),
+              ("slurm", Optional[Path], SLURM), ("gpu_workers", Optional[int], GPU_WORKERS),
+              ("walltime_min", Optional[float], WALLTIME), ("sync", bool, SYNC), ("plan_only", bool, PLAN))
+
+
+def execution_options(command):
+    """Give a ``run`` command the execution options (after its own): it is called with them as one
+    ``execution: Execution`` argument."""
+    import functools
+    import inspect
+    import typing
+
+    hints = typing.get_type_hints(command)
+    own = [p.replace(annotation=hints.get(p.name, p.annotation))
+           for p in inspect.signature(command).parameters.values() if p.name != "execution"]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+             for name, annotation, option in _EXECUTION]
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        execution = Execution(**{name: kwargs.pop(name) for name, _, _ in _EXECUTION})
+        return command(*args, execution=execution, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature([*own, *added])
+    wrapper.__annotations__ = {p.name: p.annotation for p in [*own, *added]}
+    del wrapper.__wrapped__  # typer must read the signature above, not the command's
+    return wrapper
 
 
 def print_plan(tasks) -> None:
@@ -53,19 +101,14 @@ def run_and_summarise(what: str, spec_path: Path, workspace: Path, **kwargs) -> 
 
 
 @app.command("run")
+@execution_options
 @handle_errors
 def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="Sweep spec (YAML), e.g. protocols/sweeps/ci.yaml."),
     workspace: Path = typer.Option(Path("runs/default"), "--workspace", "-w", help="Workspace folder."),
-    scheduler: Optional[str] = SCHEDULER,
-    workers: Optional[int] = WORKERS,
-    slurm: Optional[Path] = SLURM,
-    gpu_workers: Optional[int] = GPU_WORKERS,
-    walltime_min: Optional[float] = WALLTIME,
-    sync: bool = SYNC,
-    plan_only: bool = PLAN,
     only: Optional[str] = typer.Option(None, "--only", help="Run only the tasks of these kinds (comma-separated, "
                                        "e.g. train) and what they depend on; the rest of the sweep is left as it is."),
+    execution: Execution = Execution(),
 ) -> None:
     """Plan the sweep (content-hashed tasks), skip what is already done in WORKSPACE/harness.sqlite, run the rest.
 
@@ -73,14 +116,13 @@ def run(
     changing a parameter reruns only what depends on it. A failing task is recorded with its error and
     the sweep goes on; its dependents are skipped. Exit status 1 if any task failed.
     """
-    if plan_only:
+    if execution.plan_only:
         from harness.sweep.plan import plan_sweep
         from harness.sweep.spec import load_sweep
 
         print_plan(plan_sweep(*load_sweep(spec_path), workspace))
         return
-    counts, _ = run_and_summarise("sweep", spec_path, workspace, scheduler=scheduler, workers=workers, sync=sync,
-                                  slurm=slurm, gpu_workers=gpu_workers, walltime_min=walltime_min,
+    counts, _ = run_and_summarise("sweep", spec_path, workspace, **execution.run_kwargs(),
                                   only={k.strip() for k in only.split(",") if k.strip()} if only else None)
     exit_for(counts)
 

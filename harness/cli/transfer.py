@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from harness.cli.common import handle_errors
-from harness.cli.sweep import GPU_WORKERS, SCHEDULER, SLURM, SYNC, WALLTIME, WORKERS, exit_for, run_and_summarise
+from harness.cli.sweep import Execution, execution_options, exit_for, print_plan, run_and_summarise
 
 app = typer.Typer(help="Cross-architecture transfer of active-learned frames: the ΔQ matrix.", no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 
 @app.command("run")
+@execution_options
 @handle_errors
 def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="Transfer spec (YAML), e.g. protocols/transfer/ci.yaml."),
     workspace: Path = typer.Option(Path("runs/transfer"), "--workspace", "-w", help="Workspace folder."),
-    scheduler: Optional[str] = SCHEDULER,
-    workers: Optional[int] = WORKERS,
-    slurm: Optional[Path] = SLURM,
-    gpu_workers: Optional[int] = GPU_WORKERS,
-    walltime_min: Optional[float] = WALLTIME,
-    sync: bool = SYNC,
+    execution: Execution = Execution(),
 ) -> None:
     """Train every target architecture on each base subset alone and with each AL frame file, validate all
     with the sweep machinery (resumable, like `harness sweep run`), and write the transfer matrix
@@ -33,9 +28,12 @@ def run(
     from harness.report.data import load_scores
     from harness.transfer import load_transfer, transfer_matrix
 
-    counts, name = run_and_summarise("transfer", spec_path, workspace, loader=load_transfer, scheduler=scheduler,
-                                     workers=workers, sync=sync, slurm=slurm, gpu_workers=gpu_workers,
-                                     walltime_min=walltime_min)
+    if execution.plan_only:
+        from harness.sweep.plan import plan_sweep
+
+        print_plan(plan_sweep(*load_transfer(spec_path), workspace))
+        return
+    counts, name = run_and_summarise("transfer", spec_path, workspace, loader=load_transfer, **execution.run_kwargs())
     matrix = transfer_matrix(load_scores(workspace, name))
     if len(matrix):
         shown = matrix.copy()
