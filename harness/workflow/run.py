@@ -28,6 +28,19 @@ def set_threads(n: int) -> None:
         pass
 
 
+def close_client(client) -> None:
+    """Close a Dask client and the cluster it started (an embedded or SLURM one; a running scheduler given by
+    address is left alone): workers first, then the scheduler, so that no worker is left heartbeating to a closed
+    scheduler (a CommClosedError traceback on stderr at the end of a run)."""
+    import contextlib
+
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        with contextlib.suppress(Exception):  # already closing (interrupted): nothing left to tidy
+            cluster.close()
+
+
 def walltime_deadline(walltime_min: float | None, started: float) -> float | None:
     """The deadline of a run given ``walltime_min``: the walltime less a margin for the driver to record what
     stopped (10 % of it, at most a minute)."""
@@ -76,7 +89,7 @@ def execute_plan(tasks: list, name: str, workspace: str | Path, *, threads_per_t
         return execute(tasks, store, sweep=name, client=client, progress=progress, deadline=deadline, partial=partial)
     finally:
         if client is not None:
-            client.close()
+            close_client(client)
         store.close()
 
 
