@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness.errors import ToolError
 
-__all__ = ["find_executable", "openmp_wait_env", "malloc_env", "keep_freed_memory"]
+__all__ = ["find_executable", "openmp_wait_env", "malloc_env", "keep_freed_memory", "process_settings"]
 
 
 def find_executable(name: str, *, explicit: str | os.PathLike | None = None, env_var: str | None = None) -> str:
@@ -78,8 +78,8 @@ def malloc_env(environ=os.environ) -> dict[str, str]:
 
 
 def keep_freed_memory(environ=os.environ) -> bool:
-    """Apply the ``MALLOC_*_`` settings of ``environ`` (:func:`malloc_env`'s, unless the user set their own)
-    to this running process with ``mallopt``; True when glibc took all three (False elsewhere: macOS, musl)."""
+    """Apply the ``MALLOC_*_`` settings (the user's where set, else :data:`MALLOC`) to this running process with
+    ``mallopt``; True when glibc took all three (False elsewhere: macOS, musl)."""
     settings = {**{var: str(value) for var, value in MALLOC.items()}, **environ}
     try:
         import ctypes
@@ -94,3 +94,19 @@ def keep_freed_memory(environ=os.environ) -> bool:
         except ValueError:  # the user's own value is not a number: glibc ignores it too
             ok = False
     return ok
+
+
+_APPLIED = False
+
+
+def process_settings() -> None:
+    """Bounded OpenMP spinning and freed memory kept (:func:`openmp_wait_env`, :func:`malloc_env`) for this
+    process (``mallopt``) and the processes it starts (their environment); once per process. Called where
+    harness work starts: the CLI, every task (a Dask worker started by SLURM never ran the CLI), the tests."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    os.environ.update(openmp_wait_env())
+    os.environ.update(malloc_env())
+    keep_freed_memory()
+    _APPLIED = True

@@ -9,17 +9,11 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
-def _process_settings() -> None:
-    """The settings the harness CLI gives its processes (harness/cli/main.py), for the tests that run torch,
-    OpenMP and the training tools in this process or in processes it starts."""
-    from harness.tools import keep_freed_memory, malloc_env, openmp_wait_env
+# the settings the harness CLI gives its processes (harness/cli/main.py), for the tests that run torch, OpenMP
+# and the training tools in this process or in processes it starts
+from harness.tools import process_settings  # noqa: E402
 
-    os.environ.update(openmp_wait_env())
-    os.environ.update(malloc_env())
-    keep_freed_memory()
-
-
-_process_settings()
+process_settings()
 
 
 @pytest.fixture(autouse=True, scope="session")

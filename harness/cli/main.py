@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
-from harness.tools import keep_freed_memory, malloc_env, openmp_wait_env
+from harness.tools import process_settings
 
 # Before anything imports torch or another OpenMP runtime: bounded spinning for MD and evaluation in this
 # process and the sweep workers it starts (they inherit the environment), as for the training tools; freed
 # memory kept for reuse in this process (mallopt) and in those it starts (glibc reads the environment).
-os.environ.update(openmp_wait_env())
-os.environ.update(malloc_env())
-keep_freed_memory()
+process_settings()
 
 import typer
 

@@ -20,7 +20,7 @@ from harness.models.base import (MemberFailed, ModelArtifact, TrainInputs, check
                                  evaluate, get_trainer, isolated_atom_energies)
 from harness.models.curves import final_point
 
-__all__ = ["train_member", "train_committee", "plan_committee", "CommitteePlan", "committee_dir", "list_models", "model_run_name", "resolve_hyperparameters"]
+__all__ = ["train_member", "train_committee", "plan_committee", "CommitteePlan", "committee_dir", "list_models", "member_dirs", "model_run_name", "resolve_hyperparameters"]
 
 logger = logging.getLogger(__name__)
 
@@ -306,10 +306,14 @@ def model_run_name(model: str | Path) -> str:
     return f"{model.parents[1].name}-{model.parent.name}-{model.name}"
 
 
+def member_dirs(workspace: str | Path) -> list[Path]:
+    """Every trained member's directory under ``workspace/models`` (``arch/subset/preset-key/member``)."""
+    return [p.parent for p in sorted((Path(workspace) / "models").glob("*/*/*/*/artifact.json"))]
+
+
 def list_models(workspace: str | Path) -> list[ModelArtifact]:
     """Every member artifact under ``workspace/models``."""
-    root = Path(workspace) / "models"
-    return [ModelArtifact.load(p.parent) for p in sorted(root.glob("*/*/*/*/artifact.json"))]
+    return [ModelArtifact.load(d) for d in member_dirs(workspace)]
 
 
 def load_committee(path: str | Path, *, device: str = "cpu"):

@@ -176,7 +176,7 @@ def learning_curves(workspace: str | Path) -> pd.DataFrame:
     committee ids of the Q table — then any other member directory under ``workspace/models`` (``harness train``),
     as ``arch/subset/preset-key``."""
     from harness.models.base import ModelArtifact
-    from harness.models.train import list_models
+    from harness.models.train import member_dirs
     from harness.validation.contract import ModelParams, TrainParams
     from harness.workflow.contract import stored_results
 
@@ -193,9 +193,9 @@ def learning_curves(workspace: str | Path) -> pd.DataFrame:
             where = r.workdir or (r.model.path if r.model.kind == "member" else None)
             if where and (Path(where) / "artifact.json").is_file() and Path(where).resolve() not in members:
                 members[Path(where).resolve()] = (r.committee, ModelArtifact.load(where))
-    for art in list_models(workspace):
-        member = Path(art.workdir)
-        if member.resolve() not in members:
+    for member in member_dirs(workspace):
+        if member.resolve() not in members:  # each artifact read once
+            art = ModelArtifact.load(member)
             subset = art.dataset.get("subset", member.parents[1].name)
             members[member.resolve()] = (f"{art.arch}/{subset}/{member.parent.name}", art)
     rows = []

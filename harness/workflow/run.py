@@ -12,11 +12,10 @@ __all__ = ["execute_plan", "walltime_deadline", "default_gpu_workers", "time_sha
 def set_threads(n: int) -> None:
     """Pin every threading layer a task may touch (torch, OpenMP/MKL, deepmd, xTB) to ``n`` threads, so
     that workers × threads never oversubscribes the machine; keep freed memory for reuse
-    (:func:`harness.tools.keep_freed_memory`: a worker started outside the harness CLI, e.g. by SLURM)."""
-    from harness.tools import keep_freed_memory, malloc_env
+    (:func:`harness.tools.process_settings`: a worker started outside the harness CLI, e.g. by SLURM)."""
+    from harness.tools import process_settings
 
-    os.environ.update(malloc_env())
-    keep_freed_memory()
+    process_settings()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "DP_INTRA_OP_PARALLELISM_THREADS"):
         os.environ[var] = str(n)
     os.environ["DP_INTER_OP_PARALLELISM_THREADS"] = "1"
