@@ -99,7 +99,7 @@ class Workspace:
         run directory."""
         rows = [{"committee": r.committee, "arch": r.arch, "subset": r.subset, "member": r.member, "seed": r.seed,
                  "ensemble": r.ensemble, "t_stab_ps": r.t_stab_ps,
-                 "failure": (r.failure or {}).get("detector"), "run_dir": r.run_dir} for r in self.results("md")]
+                 "failure": r.failure.detector if r.failure else None, "run_dir": r.run_dir} for r in self.results("md")]
         return pd.DataFrame(rows, columns=["committee", "arch", "subset", "member", "seed", "ensemble", "t_stab_ps",
                                            "failure", "run_dir"])
 

@@ -59,6 +59,7 @@ def test_md_worker_refuses_a_stale_protocol_hash(tmp_path):
 def test_typed_params_are_validated_when_planned_and_roles_are_checked(tmp_path):
     from pydantic import ValidationError
 
+    import harness.validation.tasks  # noqa: F401  (registers the workers, as a planner does; the test alone passes)
     from harness.validation.contract import MDParams, ObserveParams
 
     proto = _ci_protocol()
@@ -88,6 +89,96 @@ def test_a_stored_result_of_another_schema_is_recomputed(tmp_path):
     store.mark_done(b.key, {"value": 3}, row["outputs"], 0.0)
     assert execute([a, b], store) == {"cached": 1, "done": 1, "failed": 0, "skipped": 0}
     assert (tmp_path / "executions.log").read_text().split() == ["a", "b", "b"]
+
+
+def test_failures_metrics_and_observables_are_typed_in_stored_results():
+    """A run's failure, a member's metrics and a run's observables are validated types, not free dicts (issue #31
+    item 3): what the MD runner, ``evaluate`` and ``observe_run`` write goes through the store's JSON and back
+    unchanged (a calculator error's NaN
+    value, a density window's two-sided threshold), and a misspelt or missing key is refused on read instead of
+    reaching the report as a silent NaN."""
+    import json
+    import math
+
+    from pydantic import ValidationError
+
+    from harness.md.detectors import Failure, FailureEvent
+    from harness.validation.contract import MemberResult, RunResult, TrainMetrics
+
+    def stored(result):  # as the executor writes a result and the store reads it back
+        return type(result).model_validate(json.loads(json.dumps(result.model_dump(mode="json"))))
+
+    base = dict(committee="mace/OPLS", arch="mace", member=0, run_dir="/r", ensemble="npt", t_stab_ps=0.2)
+    crash = FailureEvent("calculator_error", 40, 0.02, math.nan, 0.0, "model exploded")
+    window = FailureEvent("density_window", 80, 0.04, 0.15, (0.2, 2.0))
+    for event in (crash, window):
+        back = stored(RunResult(**base, failure=event.as_dict())).failure
+        assert isinstance(back, Failure) and back.detector == event.detector and back.step == event.step
+        assert back.threshold == event.threshold and (back.value == event.value or math.isnan(back.value))
+    with pytest.raises(ValidationError, match="detector"):
+        RunResult(**base, failure={k: v for k, v in window.as_dict().items() if k != "detector"})
+    with pytest.raises(ValidationError, match="atom"):
+        RunResult(**base, failure={**window.as_dict(), "atom": 3})
+
+    metrics = {"train_forces_rmse_meV_A": 92.0, "train_n_frames": 40, "valid_forces_rmse_meV_A": 101.5,
+               "valid_energy_rmse_meV_atom": 1.3, "valid_n_frames": 23, "valid_stress_rmse_meV_A3": 0.8,
+               "valid_n_stress_frames": 23}
+    member = MemberResult(committee="mace/OPLS", arch="mace", member=0, model={"kind": "member", "path": "/m"},
+                          run_name="m", metrics=metrics)
+    assert isinstance(member.metrics, TrainMetrics) and member.metrics.valid_forces_rmse_meV_A == 101.5
+    assert member.model_dump(mode="json")["metrics"] == metrics  # stored with the keys evaluate() gave, no others
+    assert stored(member).metrics == member.metrics
+    with pytest.raises(ValidationError, match="valid_force_rmse_meV_A"):
+        TrainMetrics(valid_force_rmse_meV_A=101.5)
+
+    # an observed NVT run's diffusion as observe_run writes it (no kinisi, no viscosity) comes back as written
+    from harness.validation.contract import Diffusion, ObserveResult
+
+    species = {"n_molecules": 4, "D_block_A2_ps": 0.05, "sem_block_A2_ps": 0.01, "n_blocks": 3, "beta": 0.97,
+               "beta_low": 0.9, "beta_high": 1.04, "diffusive": True}
+    diffusion = {"species": {"EC": species, "EMC": {**species, "n_molecules": 8, "beta_low": None, "diffusive": None}},
+                 "D_weighted_block_A2_ps": 0.05, "diffusive": None, "beta_threshold": 0.9, "cell_length_A": 12.1,
+                 "yeh_hummer": {"temperature_K": 500.0, "viscosity_mPa_s": None, "coefficient_A2_ps_mPa_s": 0.02,
+                                "delta_D_A2_ps": None}}
+    obs = ObserveResult(committee="mace/OPLS", arch="mace", member=0, run="/r", ensemble="nvt", t_stab_ps=0.5,
+                        length_ps=0.5, equilibration_ps=0.1, tau_ps=0.5, analysis_hash="h", reached_tau=True,
+                        diffusion=diffusion)
+    assert isinstance(obs.diffusion, Diffusion) and obs.diffusion.species["EMC"].n_molecules == 8
+    assert stored(obs).model_dump(mode="json")["diffusion"] == diffusion
+    with pytest.raises(ValidationError, match="D_weighted_A2_ps"):
+        Diffusion(**{**diffusion, "D_weighted_A2_ps": 0.05})
+
+    # the diagnostics' error summary has one set of keys, with frames or without (the empty one used another name)
+    from harness.diagnostics.contract import ErrorSummary
+    from harness.diagnostics.trajectory import summary
+
+    rows = [{"time_ps": 0.01 * k, "n_atoms": 10, "energy_ref_eV_atom": -1.0, "energy_error_meV_atom": 2.0,
+             "forces_rmse_meV_A": 50.0 + k} for k in range(3)]
+    assert set(summary([])) == set(summary(rows)) == set(ErrorSummary.model_fields)
+    assert ErrorSummary.model_validate({"n_frames": 0, "energy_rmse_meV_atom": None, "forces_rmse_meV_A": None,
+                                        "forces_rmse_slope": None}).forces_rmse_slope_meV_A_per_ps is None  # as stored
+
+    # an exploration's selection: a picked frame's record, or why nothing was picked; both stored as written
+    from harness.al.contract import Selection
+
+    picked = {"sigma2_F": 0.7, "reason": "threshold", "step": 40, "time_ps": 0.02, "n_checks": 8, "max_sigma2_F": 0.9,
+              "stopped_by": "committee_variance", "stop_frame_excluded": False}
+    for sel in (picked, {"reason": "no committee check before the trajectory stopped"}):
+        assert Selection.model_validate(sel).model_dump(mode="json") == sel
+    with pytest.raises(ValidationError, match="sigma2"):
+        Selection(reason="threshold", sigma2=0.7)
+
+    # a baseline shift stored before its verdict existed still reads (the report calls it undetermined), and
+    # a verdict outside the three words is refused
+    from harness.diagnostics.contract import BaselineShift
+
+    shift = {"composition": "EC=2,EMC=1", "n_atoms": 60, "dilute_frames": 3, "shift_eV": 3.0, "shift_meV_atom": 50.0,
+             "shift_meV_atom_std": 4.0, "members": {"member-0": 48.0, "member-1": 52.0}, "shape_rmse_meV_atom": 3.0,
+             "median_abs_shift_meV_atom": 50.0, "members_shifted": 2, "shifted": True,
+             "rule": "median over members of |shift|", "tolerance_meV_atom": 10.0, "dilute_g_cm3": 0.1}
+    assert BaselineShift.model_validate(shift).model_dump(mode="json") == shift and not BaselineShift(**shift).verdict
+    with pytest.raises(ValidationError, match="verdict"):
+        BaselineShift(**shift, verdict="probably shifted")
 
 
 # -- one MD configuration ----------------------------------------------------------------------------------------
@@ -338,7 +429,7 @@ def test_a_cuda_sweep_places_gap_on_cpu_and_batches_mace_and_deepmd_runs(tmp_pat
     before = {t.key for t in plan_sweep(*load_sweep(plain), tmp_path / "ws")}
     assert not any(t.kind == "md_batch" for t in plan_sweep(*load_sweep(plain), tmp_path / "ws"))
     liquid_batches = [t for t in tasks if t.kind == "md_batch" and t.params.protocol.name != "ci"]
-    assert len(liquid_batches) == 3 * 2  # each liquid: one batch per batched architecture
+    assert len(liquid_batches) == 2 * 1  # each of the 2 liquids: one batch per batched architecture diagnosed (DeePMD)
     assert len(before) == len(tasks) - len(batches) - len(liquid_batches)
 
 
@@ -454,8 +545,9 @@ def test_the_score_worker_reads_only_its_typed_dependencies(tmp_path):
     got = score(ScoreParams(analysis=proto.analysis, equilibration_ps=proto.equilibration_ps, tau_ps=proto.horizon_ps,
                             committee="mace/OPLS", arch="mace", subset="OPLS", reference="gap/Full",
                             reference_is_self=False), {"observed": observed})
-    assert got.committee == want["committee"] and got.reference["kl_baseline"] == want["reference"]["kl_baseline"]
-    assert [m["Q"] for m in got.members] == [m["Q"] for m in want["members"]]
+    assert got.committee.model_dump() == want["committee"] and got.reference.kl_baseline == want["reference"]["kl_baseline"]
+    assert [m.Q for m in got.members] == [m["Q"] for m in want["members"]]
+    assert got.model_dump(mode="json")["members"] == json.loads(json.dumps(want["members"]))  # typed, stored unchanged
     npt = next(o for o in observed if o.ensemble == "npt")
     old = npt.model_dump(mode="json")
     old.pop("density_samples")

@@ -149,7 +149,7 @@ def test_only_mace_fine_tunes(tmp_path):
 def _spec(tmp_path, finetune: str, name="s.yaml") -> Path:
     text = (ROOT / "protocols" / "sweeps" / "ci-finetune.yaml").read_text()
     head = text.split("finetune:")[0]
-    for rel in ("../../datasets/", "../ci.yaml"):
+    for rel in ("../../datasets/", "../ci-short.yaml"):
         head = head.replace(rel, str((ROOT / "protocols" / "sweeps" / rel).resolve()) + ("/" if rel.endswith("/") else ""))
     p = tmp_path / name
     p.write_text(head + finetune)

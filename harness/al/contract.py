@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_serializer
 
 from harness.al.spec import ExplorationSpec
 from harness.md.protocol import StartSpec
-from harness.workflow.contract import TaskParams, TaskResult, WorkerParams
+from harness.workflow.contract import Record, TaskParams, TaskResult, WorkerParams, drop_none
 
 __all__ = ["ALStartParams", "ALStartResult", "ExploreParams", "ExploreResult", "LabelParams", "LabelResult",
-           "ALSetParams", "ALSetResult", "exploration_hash"]
+           "ALSetParams", "ALSetResult", "Selection", "ALFrame", "RunNote", "exploration_hash"]
 
 
 def exploration_hash(e: ExplorationSpec) -> str:
@@ -48,20 +48,69 @@ class ALStartParams(TaskParams):
     path: str
 
 
-class ExploreResult(TaskResult):
+class Selection(Record):
+    """What an exploration run's committee checks picked (``harness.al.tasks``): the frame's sigma2_F, step and
+    time, how many checks there were and their largest sigma2_F, what stopped the run and whether its last frame
+    was left out; or only why nothing was picked (``reason``, with ``stopped_by`` where known)."""
+
+    reason: str
+    stopped_by: str | None = None
+    sigma2_F: float | None = None
+    step: int | None = None
+    time_ps: float | None = None
+    n_checks: int | None = None
+    max_sigma2_F: float | None = None
+    stop_frame_excluded: bool | None = None
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler):  # stored as the worker wrote it: a selection's keys, or the reason alone
+        out = handler(self)
+        return out if self.sigma2_F is not None else drop_none(out)
+
+
+class ALFrame(Record):
+    """A labelled AL frame's tags: its composition, trajectory, time, sigma2_F, why it was picked, its uid."""
+
+    composition: str | None
+    run: str | None
+    time_ps: float | None
+    sigma2_F: float | None
+    reason: str | None
+    uid: str | None
+
+
+class RunNote(Record):
+    """A trajectory that added no frame to the AL set, and why (``error``: the oracle failed; ``reason``: nothing
+    was selected)."""
+
+    trajectory: str
+    error: str | None = None
+    reason: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _one_key(self, handler):
+        return drop_none(handler(self), ("error", "reason"))
+
+
+class ChainResult(TaskResult):
+    """Where in a campaign a result belongs: its chain and generation."""
+
+    campaign: str
+    chain: str
+    generation: int
+
+
+class ExploreResult(ChainResult):
     run_dir: str
     composition: str
     start: int
-    generation: int
-    chain: str
-    campaign: str
     arch: str
     t_stop_ps: float
     stopped_by: str | None = None
     length_ps: float
     hit_threshold: bool
     wall_s: float
-    selection: dict[str, Any]
+    selection: Selection
     selected_file: str | None = None
 
 
@@ -83,10 +132,7 @@ class ExploreParams(WorkerParams):
     arch: str
 
 
-class LabelResult(TaskResult):
-    campaign: str
-    chain: str
-    generation: int
+class LabelResult(ChainResult):
     composition: str
     start: int
     run_dir: str
@@ -94,7 +140,7 @@ class LabelResult(TaskResult):
     oracle_calls: int = 0
     error: str | None = None
     skipped: str | None = None
-    frame: dict[str, Any] | None = None
+    frame: ALFrame | None = None
 
 
 class LabelParams(WorkerParams):
@@ -108,17 +154,14 @@ class LabelParams(WorkerParams):
     campaign: str
 
 
-class ALSetResult(TaskResult):
-    campaign: str
-    chain: str
-    generation: int
+class ALSetResult(ChainResult):
     n_selected: int
     n_new: int
     n_total: int
     oracle_calls: int
-    failed: list[dict[str, Any]]
-    skipped: list[dict[str, Any]]
-    frames: list[dict[str, Any]]
+    failed: list[RunNote]
+    skipped: list[RunNote]
+    frames: list[ALFrame]
     al_frames: str | None = None
 
 

@@ -179,7 +179,7 @@ def label(p: LabelParams, deps: Deps) -> LabelResult:
     base = {"campaign": run.campaign, "chain": run.chain, "generation": run.generation,
             "composition": run.composition, "start": run.start, "run_dir": run.run_dir}
     if not run.selected_file:
-        return LabelResult(**base, skipped=run.selection.get("reason", "nothing selected"))
+        return LabelResult(**base, skipped=run.selection.reason or "nothing selected")
     oracle = make_oracle(p.oracle["name"], p.oracle["options"])
     out = Path(run.run_dir) / f"labelled-{oracle_key(oracle)}.extxyz"
     calls, error = 0, None

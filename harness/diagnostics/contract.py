@@ -9,16 +9,63 @@ relabelled frames of its own run (a validation NVT run, or an NPT run in an out-
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_serializer, model_validator
 
-from harness.workflow.contract import TaskParams, TaskResult, WorkerParams
+from harness.workflow.contract import Record, TaskParams, TaskResult, WorkerParams, drop_none
 
-from harness.validation.contract import MemberIdentity
+from harness.validation.contract import FrameSetErrors, MemberIdentity
 
-__all__ = ["VScanParams", "VScanResult", "RelabelParams", "RelabelResult", "TrajErrorsParams", "TrajErrorsResult",
-           "LiquidParams", "LiquidResult"]
+__all__ = ["VScanParams", "VScanResult", "ScanRow", "BaselineShift", "RelabelParams", "RelabelResult", "TrajErrorsParams", "TrajErrorsResult",
+           "LiquidParams", "LiquidResult", "FailedLabel", "FrameError", "ForceBin", "ErrorSummary", "LiquidMember"]
+
+
+class ScanRow(Record):
+    """One frame of a volume scan and one member's energy on it (:func:`~harness.diagnostics.volume_scan.scan_table`)."""
+
+    member: str
+    frame: int
+    scan_id: str
+    composition: str
+    density_g_cm3: float
+    n_atoms: int
+    energy_ref_eV: float
+    energy_eV: float
+
+
+_SHIFT_VERDICT = ("verdict", "verdict_why", "member_status", "test", "level", "min_members")
+
+
+class BaselineShift(Record):
+    """A committee's zero-density baseline shift at one composition
+    (:func:`~harness.diagnostics.volume_scan.baseline_shifts`) and its verdict as a statistic (absent from results
+    computed before the verdict existed: the report says so and calls them undetermined)."""
+
+    composition: str
+    n_atoms: int
+    dilute_frames: int
+    shift_eV: float
+    shift_meV_atom: float
+    shift_meV_atom_std: float
+    members: dict[str, float] = Field(description="member -> shift (meV/atom)")
+    shape_rmse_meV_atom: float
+    median_abs_shift_meV_atom: float
+    members_shifted: int
+    shifted: bool
+    rule: str
+    tolerance_meV_atom: float
+    dilute_g_cm3: float
+    verdict: Literal["shifted", "not shifted", "undetermined"] | None = None
+    verdict_why: str | None = None
+    member_status: dict[str, Literal["above", "below", "undecided"]] | None = None
+    test: str | None = None
+    level: float | None = None
+    min_members: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler):
+        return drop_none(handler(self), _SHIFT_VERDICT)
 
 
 class VScanResult(TaskResult):
@@ -26,9 +73,9 @@ class VScanResult(TaskResult):
     arch: str
     subset: str | None = None
     validation_set: str
-    rows: list[dict[str, Any]] = Field(description="one per frame and member (diagnostics.volume_scan.scan_table)")
-    shifts: list[dict[str, Any]] = Field(description="baseline shift per composition")
-    errors: dict[str, dict[str, Any]] = Field(description="member -> energy/force errors on the set")
+    rows: list[ScanRow]
+    shifts: list[BaselineShift]
+    errors: dict[str, FrameSetErrors] = Field(description="member -> energy/force errors on the set")
     models: dict[str, dict[str, Any]] = Field(default_factory=dict, description="member -> provenance stamp")
 
 
@@ -48,6 +95,61 @@ class VScanParams(WorkerParams):
     tolerance_meV_atom: float = Field(gt=0)
 
 
+class FailedLabel(Record):
+    """A frame the reference method could not label, and why."""
+
+    frame: int
+    error: str | None = None
+
+
+class FrameError(Record):
+    """One relabelled frame (:func:`harness.diagnostics.trajectory.frame_errors`)."""
+
+    time_ps: float
+    n_atoms: int
+    energy_ref_eV_atom: float
+    energy_error_meV_atom: float
+    forces_rmse_meV_A: float
+
+
+class ForceBin(Record):
+    """Force-component RMSE in one bin of the reference component's magnitude (eV/Å)."""
+
+    ref_low_eV_A: float
+    ref_high_eV_A: float | None = Field(description="None: open above (the last bin's infinite edge, as JSON holds it)")
+    n: int
+    forces_rmse_meV_A: float
+
+
+class ErrorSummary(Record):
+    """RMSE over a run's relabelled frames and the force RMSE's slope in time (None with fewer than 3 frames)."""
+
+    n_frames: int
+    energy_rmse_meV_atom: float | None
+    forces_rmse_meV_A: float | None
+    forces_rmse_slope_meV_A_per_ps: float | None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_key(cls, data):  # an empty summary was stored with the slope under a shorter name until 2026-12-07
+        if isinstance(data, dict) and "forces_rmse_slope" in data:
+            data = {k: v for k, v in data.items() if k != "forces_rmse_slope"} | {
+                "forces_rmse_slope_meV_A_per_ps": data["forces_rmse_slope"]}
+        return data
+
+
+class LiquidMember(Record):
+    """One member in an out-of-distribution liquid: its NPT stability and its errors on its own frames."""
+
+    member: str
+    seed: int | None
+    t_stab_ps: float
+    reached_tau: bool
+    failure: str | None = Field(description="the detector that ended the run")
+    errors: ErrorSummary | None
+    failed_labels: int | None
+
+
 class RelabelResult(MemberIdentity):
     run_dir: str
     ensemble: str
@@ -56,7 +158,7 @@ class RelabelResult(MemberIdentity):
     labelled_file: str | None = None
     n_selected: int = 0
     n_labelled: int = 0
-    failed: list[dict[str, Any]] = Field(default_factory=list)
+    failed: list[FailedLabel] = Field(default_factory=list)
     run_failed: bool | None = Field(None, description="the run ended in a failure (its frames lead up to it)")
 
 
@@ -78,9 +180,9 @@ class TrajErrorsResult(MemberIdentity):
     ensemble: str
     liquid: str | None = None
     t_stab_ps: float
-    frames: list[dict[str, Any]] = Field(description="per relabelled frame (diagnostics.trajectory.frame_errors)")
-    summary: dict[str, Any]
-    by_reference: list[dict[str, Any]] = Field(default_factory=list)
+    frames: list[FrameError]
+    summary: ErrorSummary
+    by_reference: list[ForceBin] = Field(default_factory=list)
     failed_labels: int = 0
     run_failed: bool | None = Field(None, description="the run ended in a failure (its frames lead up to it)")
 
@@ -101,7 +203,7 @@ class LiquidResult(TaskResult):
     arch: str
     subset: str | None = None
     horizon_ps: float
-    members: list[dict[str, Any]] = Field(description="member, seed, t_stab_ps, reached_tau, failure, errors")
+    members: list[LiquidMember]
 
 
 class LiquidParams(TaskParams):

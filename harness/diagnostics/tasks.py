@@ -138,7 +138,7 @@ def liquid(p: LiquidParams, deps: Deps) -> LiquidResult:
         e = errors.get((r.member, r.seed))
         members.append({"member": _member_name(r), "seed": r.seed, "t_stab_ps": r.t_stab_ps,
                         "reached_tau": r.failure is None and r.t_stab_ps >= p.horizon_ps - 1e-9,
-                        "failure": r.failure.get("detector") if r.failure else None,
+                        "failure": r.failure.detector if r.failure else None,
                         "errors": e.summary if e is not None else None,
                         "failed_labels": e.failed_labels if e is not None else None})
     return LiquidResult(liquid=p.liquid, composition=p.composition, committee=p.committee, arch=p.arch,

@@ -99,7 +99,8 @@ def summary(rows: Sequence[dict]) -> dict[str, Any]:
     """RMSE over the frames (energy per atom, force components), and the slope of the force RMSE in time
     (meV/Å per ps; a least-squares line, NaN with fewer than 3 frames): flat or growing."""
     if not rows:
-        return {"n_frames": 0, "energy_rmse_meV_atom": None, "forces_rmse_meV_A": None, "forces_rmse_slope": None}
+        return {"n_frames": 0, "energy_rmse_meV_atom": None, "forces_rmse_meV_A": None,
+                "forces_rmse_slope_meV_A_per_ps": None}
     e = np.array([r["energy_error_meV_atom"] for r in rows])
     f = np.array([r["forces_rmse_meV_A"] for r in rows])
     n = np.array([r["n_atoms"] for r in rows])

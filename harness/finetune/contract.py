@@ -2,23 +2,81 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_serializer
 
-from harness.workflow.contract import TaskResult, WorkerParams
+from harness.workflow.contract import Record, TaskResult, WorkerParams, drop_none
 
-from harness.validation.contract import MemberIdentity
+from harness.validation.contract import FrameSetErrors, MemberIdentity
 
-__all__ = ["ForgettingParams", "ForgettingResult"]
+__all__ = ["ForgettingParams", "ForgettingResult", "TargetErrors", "HeldOutChange", "ForgettingSummary"]
+
+
+class TargetErrors(Record):
+    """The foundation's (``original``) and the fine-tuned member's (``tuned``) errors on the target's validation
+    frames."""
+
+    original: FrameSetErrors
+    tuned: FrameSetErrors
+
+
+_LABELLED = ("original", "tuned", "forces_rmse_original_meV_A", "forces_rmse_tuned_meV_A",
+             "energy_rmse_offset_removed_original_meV_atom", "energy_rmse_offset_removed_tuned_meV_atom",
+             "forces_error_increase_meV_A", "energy_error_increase_meV_atom")
+
+
+class HeldOutChange(Record):
+    """One held-out set: how far fine-tuning moved the predictions
+    (:func:`~harness.finetune.forgetting.prediction_change`), and where the set is labelled both models' errors and
+    their increase (:func:`~harness.finetune.forgetting.error_increase`; positive is forgetting)."""
+
+    n_frames: int
+    n_atoms: int
+    energy_change_rms_meV_atom: float
+    energy_change_mean_meV_atom: float
+    energy_change_rms_shifted_meV_atom: float
+    forces_change_rms_meV_A: float
+    original: FrameSetErrors | None = None
+    tuned: FrameSetErrors | None = None
+    forces_rmse_original_meV_A: float | None = None
+    forces_rmse_tuned_meV_A: float | None = None
+    energy_rmse_offset_removed_original_meV_atom: float | None = None
+    energy_rmse_offset_removed_tuned_meV_atom: float | None = None
+    forces_error_increase_meV_A: float | None = None
+    energy_error_increase_meV_atom: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler):
+        return drop_none(handler(self), _LABELLED)
+
+
+class ForgettingSummary(Record):
+    """One member's gain on the target and forgetting on the held-out sets
+    (:func:`~harness.finetune.forgetting.gain_and_forgetting`); the held-out terms only where there were sets."""
+
+    target_forces_rmse_before_meV_A: float
+    target_forces_rmse_after_meV_A: float
+    target_energy_rmse_before_meV_atom: float
+    target_energy_rmse_after_meV_atom: float
+    target_forces_gain_meV_A: float
+    target_energy_gain_meV_atom: float
+    prediction_change_forces_meV_A: float | None = None
+    prediction_change_energy_meV_atom: float | None = None
+    forgetting_forces_meV_A: float | None = None
+    forgetting_energy_meV_atom: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler):
+        return drop_none(handler(self))
 
 
 class ForgettingResult(MemberIdentity):
     strategy: str
     lr: float
-    target: dict[str, dict[str, Any]] = Field(description="original/tuned errors on the target's validation frames")
-    held_out: dict[str, dict[str, Any]] = Field(description="set -> change of predictions (and errors, if labelled)")
-    summary: dict[str, float]
+    target: TargetErrors
+    held_out: dict[str, HeldOutChange] = Field(description="set -> change of predictions (and errors, if labelled)")
+    summary: ForgettingSummary
 
 
 class ForgettingParams(WorkerParams):

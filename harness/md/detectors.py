@@ -22,31 +22,38 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 from ase import Atoms
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from harness.config import HarnessModel
 
 from harness.systems.topology import Topology
 from harness.units import density_g_cm3
 
-__all__ = ["FailureEvent", "Detector", "BondStretch", "DensityWindow", "NonFinite", "CommitteeVariance",
+__all__ = ["FailureEvent", "Failure", "Detector", "BondStretch", "DensityWindow", "NonFinite", "CommitteeVariance",
            "DetectorSpec", "RULES", "detectors_from_spec", "validation_detectors", "active_learning_detectors"]
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class FailureEvent:
-    """The first failure of a trajectory: which detector, when, and the offending value."""
+    """The first failure of a trajectory: which detector, when, and the offending value. Also the record the
+    store's MD, observable and score results hold (validated on every read: a missing or unknown key is
+    refused); ``value`` is None only where JSON could not hold a number."""
 
     detector: str
     step: int
     time_ps: float
-    value: float
+    value: float | None
     threshold: float | tuple[float, float]
     message: str = ""
 
     def as_dict(self) -> dict:
         return {"detector": self.detector, "step": self.step, "time_ps": self.time_ps, "value": self.value,
                 "threshold": self.threshold, "message": self.message}
+
+
+#: the name results use for it
+Failure = FailureEvent
 
 
 class Detector(Protocol):

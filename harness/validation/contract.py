@@ -14,13 +14,18 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_serializer, model_validator
 
+from harness.md.detectors import Failure
 from harness.md.protocol import MDProtocol
 from harness.models.finetune import Finetune
 from harness.models.load import ModelSource
 from harness.observables.analysis import AnalysisSpec
-from harness.workflow.contract import TaskParams, TaskResult, WorkerParams, recorded
+from harness.observables.density import DensityGrid
+from harness.observables.diffusion import DiffusionSpec
+from harness.workflow.contract import Record, TaskParams, TaskResult, WorkerParams, drop_none, recorded
 
-__all__ = ["AnalysisParams", "TrainParams", "ModelParams", "MemberResult",
+__all__ = ["AnalysisParams", "TrainParams", "ModelParams", "MemberResult", "TrainMetrics", "FrameSetErrors", "DensityStats", "DensityStationarity", "Diffusion",
+           "SpeciesDiffusion", "YehHummer", "MemberQ", "TermStats", "CommitteeQ", "KLResolution",
+           "ReferenceSummary", "ScoreSettings",
            "MDParams", "RunResult", "MDBatchParams", "MDBatchResult", "BatchRun", "ObserveParams", "ObserveResult", "RefDensityParams", "RefDensityResult",
            "ScoreParams", "ScoreResult", "MemberIdentity"]
 
@@ -50,6 +55,46 @@ class MemberIdentity(TaskResult):
         return {k: getattr(self, k) for k in MemberIdentity.model_fields if k != "outputs"}
 
 
+class TrainMetrics(Record):
+    """A trained member's errors on its training frames (a thinned copy of at most ``max_train_eval``) and its
+    validation frames: :func:`harness.models.base.evaluate`'s keys, prefixed ``train_`` / ``valid_``; the stress
+    ones only where frames have a reference stress. Empty for a model brought from outside (not trained here)."""
+
+    train_energy_rmse_meV_atom: float | None = None
+    train_forces_rmse_meV_A: float | None = None
+    train_stress_rmse_meV_A3: float | None = None
+    train_n_frames: int | None = None
+    train_n_stress_frames: int | None = None
+    valid_energy_rmse_meV_atom: float | None = None
+    valid_forces_rmse_meV_A: float | None = None
+    valid_stress_rmse_meV_A3: float | None = None
+    valid_n_frames: int | None = None
+    valid_n_stress_frames: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_none(self, handler):  # stored as before: the keys evaluate() gave, no others
+        return drop_none(handler(self))
+
+
+class FrameSetErrors(Record):
+    """A model's errors on a set of labelled frames (:func:`harness.models.evaluate.error_table`'s ``all``); the
+    stress ones only where the predictions had a stress."""
+
+    n_frames: int
+    n_atoms: int
+    energy_rmse_meV_atom: float
+    energy_mae_meV_atom: float
+    forces_rmse_meV_A: float
+    forces_mae_meV_A: float
+    n_stress_frames: int | None = None
+    stress_rmse_meV_A3: float | None = None
+    stress_mae_meV_A3: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler):
+        return drop_none(handler(self), ("n_stress_frames", "stress_rmse_meV_A3", "stress_mae_meV_A3"))
+
+
 class MemberResult(MemberIdentity):
     """A committee member ready for MD: trained here (``train``) or brought (``model``)."""
 
@@ -58,7 +103,7 @@ class MemberResult(MemberIdentity):
     workdir: str | None = Field(None, description="a trained member's directory")
     committee_dir: str | None = None
     n_train: int | None = None
-    metrics: dict[str, Any] = Field(default_factory=dict)
+    metrics: TrainMetrics = Field(default_factory=TrainMetrics)
     train_seconds: float | None = None
 
 
@@ -117,7 +162,7 @@ class RunResult(MemberIdentity):
     run_dir: str
     ensemble: str
     t_stab_ps: float
-    failure: dict[str, Any] | None = None
+    failure: Failure | None = None
     ns_per_day: float = 0.0
 
 
@@ -170,21 +215,88 @@ class MDBatchParams(WorkerParams):
     runs: list[tuple[int, int]] = Field(min_length=1, description="(index into the members dependency, replica)")
 
 
+class DensityStats(Record):
+    """An NPT run's density after the equilibration cut (g/cm³): mean, std, the autocorrelation-corrected SEM."""
+
+    mean: float
+    std: float
+    sem: float
+    n: int
+    n_eff: float
+
+
+class DensityStationarity(Record):
+    """:class:`harness.observables.stats.Stationarity` as stored (None for a statistic of an unchecked series)."""
+
+    n: int
+    mser_truncation: int
+    halves_z: float | None
+    halves_p: float | None
+    stationary: bool | None
+    rule: str
+
+
+class SpeciesDiffusion(Record):
+    """One molecular species' COM diffusivity (block scheme; kinisi's interval when asked for) and the MSD's
+    local exponent β with its 95 % interval (``diffusive``: None when the interval straddles the threshold)."""
+
+    n_molecules: int
+    D_block_A2_ps: float
+    sem_block_A2_ps: float
+    n_blocks: int
+    beta: float
+    beta_low: float | None = None  # absent from results stored before the interval was computed
+    beta_high: float | None = None
+    diffusive: bool | None
+    D_kinisi_A2_ps: float | None = None
+    kinisi_low_A2_ps: float | None = None
+    kinisi_high_A2_ps: float | None = None
+
+
+class YehHummer(Record):
+    temperature_K: float
+    viscosity_mPa_s: float | None
+    coefficient_A2_ps_mPa_s: float
+    delta_D_A2_ps: float | None
+
+
+class Diffusion(Record):
+    """An NVT run's diffusivities (:func:`harness.observables.analysis.observe_run`): per species, the
+    composition-weighted D that enters Q, the β check of every species, the cell length and the Yeh-Hummer term."""
+
+    species: dict[str, SpeciesDiffusion]
+    D_weighted_block_A2_ps: float
+    diffusive: bool | None
+    beta_threshold: float
+    cell_length_A: float
+    yeh_hummer: YehHummer | None = None
+    D_weighted_kinisi_A2_ps: float | None = None
+    D_weighted_kinisi_low_A2_ps: float | None = None
+    D_weighted_kinisi_high_A2_ps: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_unset(self, handler):  # stored as observe_run wrote it: the optional parts only where computed
+        out = drop_none(handler(self), ("yeh_hummer", "D_weighted_kinisi_A2_ps", "D_weighted_kinisi_low_A2_ps",
+                                        "D_weighted_kinisi_high_A2_ps"))
+        kinisi = ("D_kinisi_A2_ps", "kinisi_low_A2_ps", "kinisi_high_A2_ps")
+        return {**out, "species": {k: drop_none(s, kinisi) for k, s in out["species"].items()}}
+
+
 class ObserveResult(MemberIdentity):
     run: str
     ensemble: str
     t_stab_ps: float
     length_ps: float
-    failure: dict[str, Any] | None = None
+    failure: Failure | None = None
     equilibration_ps: float
     tau_ps: float
     analysis_hash: str
     reached_tau: bool
-    density_g_cm3: dict[str, Any] | None = None
+    density_g_cm3: DensityStats | None = None
     density_samples: list[float] | None = Field(None, description="the NPT density after the equilibration cut "
                                                 "(g/cm³): what the score's KL term needs, so it reads no file")
-    density_stationarity: dict[str, Any] | None = None
-    diffusion: dict[str, Any] | None = None
+    density_stationarity: DensityStationarity | None = None
+    diffusion: Diffusion | None = None
     timestep_fs: float | None = None
     check_interval_steps: int | None = None
 
@@ -220,11 +332,85 @@ class RefDensityParams(TaskParams):
     tau_ps: float = Field(gt=0)
 
 
+class MemberQ(Record):
+    """One member's row of a score: its runs, how long each stayed stable and how it failed, the NPT density and
+    its stationarity, the KL divergence, the NVT diffusion, and S, R, V, Q (SCIENCE.md §6)."""
+
+    name: str
+    t_stab_npt_ps: float
+    t_stab_nvt_ps: float
+    npt_failure: Failure | None
+    nvt_failure: Failure | None
+    npt_run: str
+    nvt_run: str
+    density_g_cm3: DensityStats | None
+    kl: float | None
+    density_stationarity: DensityStationarity | None = None
+    diffusion: Diffusion | None
+    S: float
+    R: float
+    V: float
+    Q: float
+
+
+class TermStats(Record):
+    """A term over the committee's members: mean, std (ddof 1; 0 for one member) and standard error."""
+
+    mean: float
+    std: float
+    sem: float
+
+
+class CommitteeQ(Record):
+    S: TermStats
+    R: TermStats
+    V: TermStats
+    Q: TermStats
+
+
+class KLResolution(Record):
+    """What the density term can see (:func:`harness.observables.analysis.kl_resolution`)."""
+
+    sigma_g_cm3: float
+    delta_min_g_cm3: float
+    min_n_eff: float
+    informative: bool
+    why: str
+
+
+class ReferenceSummary(Record):
+    """The reference side of a score: its members, those whose NPT runs made P_ref and its KL baseline, D_ref and
+    the members behind it, the mean density, and R's resolution."""
+
+    members: list[str]
+    npt_members_used: list[str]
+    kl_baseline: float
+    kl_pairs: int
+    D_ref_A2_ps: float
+    nvt_members_used: int
+    density_g_cm3: float
+    R_resolution: KLResolution | None = None  # absent from results stored before score/4 (those are rerun)
+
+
+class ScoreSettings(Record):
+    """The comparison's shared settings, as the verdicts read them (the runs' timestep and check interval too)."""
+
+    tau_ps: float
+    equilibration_ps: float
+    kl_rule: dict[str, str | float]
+    timestep_fs: float | None
+    check_interval_steps: int | None
+    density_grid: DensityGrid
+    diffusion: DiffusionSpec
+    D_in_Q: str
+    analysis_hash: str
+
+
 class ScoreResult(TaskResult):
-    members: list[dict[str, Any]]
-    committee: dict[str, Any]
-    reference: dict[str, Any]
-    settings: dict[str, Any]
+    members: list[MemberQ]
+    committee: CommitteeQ
+    reference: ReferenceSummary
+    settings: ScoreSettings
     committee_id: str
     arch: str
     subset: str | None = None
@@ -232,10 +418,6 @@ class ScoreResult(TaskResult):
     tags: dict[str, Any] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict, description="member -> provenance stamp")
 
-    @model_validator(mode="after")
-    def _facts(self):
-        recorded("timestep_fs" in self.settings, "the runs' timestep (the verdicts read it here)")
-        return self
 
 
 class ScoreParams(AnalysisParams):

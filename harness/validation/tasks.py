@@ -194,7 +194,7 @@ def ref_density(p: RefDensityParams, deps: Deps) -> RefDensityResult:
     import numpy as np
 
     observed = deps.get("observed", [])
-    dens = [d.density_g_cm3["mean"] for d in observed if d.reached_tau and d.density_g_cm3]
+    dens = [d.density_g_cm3.mean for d in observed if d.reached_tau and d.density_g_cm3]
     if not dens:
         raise InputError(f"no reference member ({p.reference}) stayed stable in NPT for the horizon "
                          f"({p.tau_ps:g} ps): the NVT density 'reference' is undefined")

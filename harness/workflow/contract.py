@@ -16,7 +16,7 @@ observe, ref_density, score: what every study validates with), :mod:`harness.al.
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Mapping, Sequence, TypeVar
+from typing import Callable, ClassVar, Mapping, Sequence, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,10 +24,23 @@ from harness.config import HarnessModel
 from harness.errors import InputError
 from harness.workflow.task import Task, result_of
 
-__all__ = ["TaskParams", "TaskResult", "WorkerParams", "Deps", "check_hash", "recorded", "worker", "task_kinds", "stored_results"]
+__all__ = ["Record", "drop_none", "TaskParams", "TaskResult", "WorkerParams", "Deps", "check_hash", "recorded", "worker", "task_kinds", "stored_results"]
 
 #: dependency role -> the typed results of the tasks in it
 Deps = Mapping[str, Sequence["TaskResult"]]
+
+
+class Record(BaseModel):
+    """A part of a task result with fixed keys (a failure, metrics, a score row): validated on every read, so a
+    misspelt or unknown key is refused instead of reaching the report as a silent NaN."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def drop_none(data: dict, keys=None) -> dict:
+    """``data`` without the None values of ``keys`` (all keys when None): a record stored as its producer wrote it,
+    optional parts only where computed."""
+    return {k: v for k, v in data.items() if v is not None or (keys is not None and k not in keys)}
 
 
 class TaskResult(BaseModel):
