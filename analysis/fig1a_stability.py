@@ -5,5 +5,5 @@ from _common import load
 from harness.report.figures import fig_stability
 
 scores, members, ct, out = load()
-print(fig_stability(ct, scores[0]["settings"]["tau_ps"], out / "fig1a_stability.png",
+print(fig_stability(ct, scores[0].settings.tau_ps, out / "fig1a_stability.png",
                     subsets=list(dict.fromkeys(members.subset)), archs=list(dict.fromkeys(members.arch))))

@@ -5,11 +5,10 @@ from pathlib import Path
 
 from _common import load
 
-from harness.observables.density import DensityGrid
 from harness.report.data import density_samples
 from harness.report.figures import fig_density
 
 scores, members, ct, out = load()
-grid = DensityGrid(**scores[0]["settings"]["density_grid"])
-print(fig_density(density_samples(Path(sys.argv[1]), scores), scores[0]["reference_committee"], grid,
+grid = scores[0].settings.density_grid
+print(fig_density(density_samples(Path(sys.argv[1]), scores), scores[0].reference_committee, grid,
                   out / "fig1b_density.png"))

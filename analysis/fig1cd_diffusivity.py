@@ -8,6 +8,6 @@ from harness.report.figures import fig_diffusivity
 scores, members, ct, out = load()
 species = species_of(members)
 for panel, sp in zip("cdefg", species):
-    print(fig_diffusivity(ct, sp, scores[0]["reference_committee"], out / f"fig1{panel}_D_{sp}.png",
+    print(fig_diffusivity(ct, sp, scores[0].reference_committee, out / f"fig1{panel}_D_{sp}.png",
                           subsets=list(dict.fromkeys(members.subset)), archs=list(dict.fromkeys(members.arch)),
                           panel=panel))

@@ -16,11 +16,14 @@ an older schema is left out, as the engine would rerun it) and the run directori
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from harness.errors import InputError
+
+if TYPE_CHECKING:
+    from harness.validation.contract import ScoreResult
 
 __all__ = ["Workspace"]
 
@@ -63,7 +66,7 @@ class Workspace:
 
     # -- tables ------------------------------------------------------------------------------------------------
 
-    def _scores(self) -> list[dict[str, Any]]:
+    def _scores(self) -> list["ScoreResult"]:
         from harness.report.data import load_scores
 
         return load_scores(self.path, self.sweep)

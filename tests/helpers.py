@@ -1,4 +1,5 @@
-"""Stand-in oracles for tests of the labelling logic (not of the reference method itself)."""
+"""Stand-ins for tests: oracles for the labelling logic (not of the reference method itself), and typed results
+built from the parts a test cares about."""
 
 from __future__ import annotations
 
@@ -51,3 +52,30 @@ class IdealGas:
                 self.results = {"energy": 0.0, "forces": np.zeros((len(self.atoms), 3)), "stress": np.zeros(6)}
 
         return _IdealGas()
+
+
+def score_result(committee_id: str, arch: str, members=(), *, q: tuple[float, float] = (1.0, 0.0), subset=None,
+                 tags=None, tau_ps: float = 10.0):
+    """A valid :class:`~harness.validation.contract.ScoreResult` built from the parts a test cares about: member
+    dicts (``name`` and what differs; the rest filled in: stable to ``tau_ps``, no density or diffusion), the
+    committee's Q (mean, SE) and the tags; every other field a neutral value."""
+    from harness.observables.density import DensityGrid
+    from harness.observables.diffusion import DiffusionSpec
+    from harness.validation.contract import ScoreResult
+
+    def member(m):
+        return {"t_stab_npt_ps": tau_ps, "t_stab_nvt_ps": tau_ps, "npt_failure": None, "nvt_failure": None,
+                "npt_run": f"md/{m['name']}/npt-r0", "nvt_run": f"md/{m['name']}/nvt-r0", "density_g_cm3": None,
+                "kl": None, "diffusion": None, "S": 1.0, "R": 1.0, "V": 1.0, "Q": 3.0, **m}
+
+    term = {"mean": 1.0, "std": 0.0, "sem": 0.0}
+    return ScoreResult.model_validate({
+        "members": [member(m) for m in members],
+        "committee": {"S": term, "R": term, "V": term, "Q": {"mean": q[0], "std": q[1], "sem": q[1]}},
+        "reference": {"members": ["member-0"], "npt_members_used": ["member-0"], "kl_baseline": 0.0, "kl_pairs": 0,
+                      "D_ref_A2_ps": 0.3, "nvt_members_used": 1, "density_g_cm3": 0.95},
+        "settings": {"tau_ps": tau_ps, "equilibration_ps": 1.0, "kl_rule": {}, "timestep_fs": 0.5,
+                     "check_interval_steps": 10, "density_grid": DensityGrid().model_dump(),
+                     "diffusion": DiffusionSpec().model_dump(), "D_in_Q": "weighted", "analysis_hash": "0" * 16},
+        "committee_id": committee_id, "arch": arch, "subset": subset, "reference_committee": "ref:gap/Full",
+        "tags": tags or {}})

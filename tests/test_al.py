@@ -181,9 +181,10 @@ def test_selection_without_committee_checks_says_why(tmp_path):
 
 def test_transfer_matrix_from_scores():
     from harness.transfer import transfer_matrix
+    from tests.helpers import score_result
 
     def sc(cid, arch, q, sem, tags=None):
-        return {"committee_id": cid, "arch": arch, "committee": {"Q": {"mean": q, "sem": sem}}, "tags": tags}
+        return score_result(cid, arch, q=(q, sem), tags=tags)
 
     scores = [sc("mace/OPLS", "mace", 1.0, 0.3), sc("mace/OPLS+AL[gap]", "mace", 2.5, 0.4,
                                                     {"transfer_source": "gap", "base": "OPLS"}),

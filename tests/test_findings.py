@@ -203,15 +203,17 @@ def test_member_table_flags_each_diffusive_verdict_with_its_interval():
     """The report's flags: β's interval wholly below 0.9 → not diffusive; straddling → undetermined; wholly above
     → no flag; the interval's ends become columns beside β (and are not taken for a species)."""
     from harness.report.data import member_table, species_of
+    from tests.helpers import score_result
 
     def member(name, lo, beta, hi, verdict):
         return {"name": name, "t_stab_npt_ps": 10.0, "t_stab_nvt_ps": 10.0, "S": 1, "R": 1, "V": 1, "Q": 1,
-                "diffusion": {"D_weighted_block_A2_ps": 0.3, "species": {"EC": {
-                    "n_molecules": 8, "D_block_A2_ps": 0.3, "sem_block_A2_ps": 0.01, "beta": beta,
-                    "beta_low": lo, "beta_high": hi, "diffusive": verdict}}}}
+                "diffusion": {"D_weighted_block_A2_ps": 0.3, "diffusive": verdict, "beta_threshold": 0.9,
+                              "cell_length_A": 12.0, "species": {"EC": {
+                                  "n_molecules": 8, "D_block_A2_ps": 0.3, "sem_block_A2_ps": 0.01, "n_blocks": 4,
+                                  "beta": beta, "beta_low": lo, "beta_high": hi, "diffusive": verdict}}}}
 
-    score = {"committee_id": "c", "arch": "mace", "subset": "Full", "members": [
-        member("a", 0.5, 0.6, 0.7, False), member("b", 0.85, 0.95, 1.05, None), member("c", 0.93, 1.0, 1.07, True)]}
+    score = score_result("c", "mace", [member("a", 0.5, 0.6, 0.7, False), member("b", 0.85, 0.95, 1.05, None),
+                                       member("c", 0.93, 1.0, 1.07, True)], subset="Full")
     t = member_table([score])
     assert t["flags"].tolist() == ["D_EC not diffusive (β 0.60, 95 % 0.50–0.70)",
                                    "D_EC diffusion undetermined (β 0.95, 95 % 0.85–1.05)", ""]

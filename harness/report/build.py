@@ -8,6 +8,7 @@ import html
 import json
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,9 @@ from harness.report.data import (committee_table, density_samples, learning_curv
 from harness.report import figures
 from harness.report.findings import findings_of, run_summary
 
+if TYPE_CHECKING:
+    from harness.validation.contract import ScoreResult
+
 __all__ = ["build_report", "q_table", "to_markdown", "to_latex"]
 
 
@@ -27,12 +31,12 @@ def _pm(m: float, e: float, digits: int = 2) -> str:
     return f"{m:.{digits}f} ± {e:.{digits}f}" if np.isfinite(e) else f"{m:.{digits}f}"
 
 
-def _resolution(scores: list[dict]) -> str:
+def _resolution(scores: list[ScoreResult]) -> str:
     """The density shift the reference's KL baseline lets R see, as text (from the first score that has it)."""
     for sc in scores:
-        r = (sc.get("reference") or {}).get("R_resolution")
+        r = sc.reference.R_resolution
         if r:
-            return f"δ_min = {r['delta_min_g_cm3']:.3g} g/cm³ here ({'informative' if r['informative'] else 'uninformative'})"
+            return f"δ_min = {r.delta_min_g_cm3:.3g} g/cm³ here ({'informative' if r.informative else 'uninformative'})"
     return "δ_min (not recorded by this workspace's scores)"
 
 
@@ -85,7 +89,6 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
     """Write table.{md,csv,tex}, members.csv, fig1a..d PNGs, the members' learning curves (fig3 PNG and
     learning_curves.csv, when members recorded them) and report.html into ``outdir``."""
     from harness import __version__
-    from harness.observables.density import DensityGrid
     from harness.provenance import versions
     from harness.workflow.store import Store
 
@@ -113,13 +116,13 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
     files["table.tex"].write_text(to_latex(table))
     members.to_csv(files["members.csv"], index=False)
 
-    settings = scores[0]["settings"]
-    reference = scores[0]["reference_committee"]
+    settings = scores[0].settings
+    reference = scores[0].reference_committee
     subsets = list(dict.fromkeys(members.subset))
     archs = list(dict.fromkeys(members.arch))
-    tau = settings["tau_ps"]
+    tau = settings.tau_ps
     files["fig1a"] = figures.fig_stability(ct, tau, outdir / "fig1a_stability.png", subsets=subsets, archs=archs)
-    grid = DensityGrid(**settings["density_grid"])
+    grid = settings.density_grid
     files["fig1b"] = figures.fig_density(density_samples(workspace, scores), reference, grid, outdir / "fig1b_density.png")
     for panel, sp in zip("cdefg", species or ["EC", "EMC"]):
         files[f"fig1{panel}"] = figures.fig_diffusivity(ct, sp, reference, outdir / f"fig1{panel}_D_{sp}.png",
@@ -149,7 +152,8 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
         caveat = (f"<p class='warn'>The horizon here is {tau:g} ps (the paper uses 1 ns) and the models are small: "
                   "this is a demonstration of the machinery, not converged science.</p>")
     prov = {"harness": __version__, "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "workspace": str(workspace.resolve()), "reference committee": reference, "settings": settings,
+            "workspace": str(workspace.resolve()), "reference committee": reference,
+            "settings": settings.model_dump(mode="json"),
             "tasks": {f"{k}/{s}": n for (k, s), n in sorted(counts.items())},
             "packages": versions()}
     figs = "".join(f"<figure><img src='{_img(p)}' alt='{k}'><figcaption>{k}</figcaption></figure>"
@@ -172,7 +176,7 @@ td,th{{border:1px solid #ccc;padding:3px 6px}}figure{{display:inline-block;margi
 <h1>Q comparison: which training data makes which architecture stable and accurate</h1>{caveat}
 <p>Q = S + R + V per member (SCIENCE.md §7: S = min(1, t_stab,NPT/τ); R and V count only for members stable for
 τ = {tau:g} ps); mean ± standard error over committee members. Reference committee: {html.escape(reference)}.
-D enters Q from the block estimator (composition-weighted); KL rule {html.escape(json.dumps(settings['kl_rule']))}.
+D enters Q from the block estimator (composition-weighted); KL rule {html.escape(json.dumps(settings.kl_rule))}.
 Flags (counted over members; docs/science.md): <i>density transient</i> — the NPT density after the equilibration cut
 still drifts (MSER-5 truncation beyond 10 τ_int, or first vs second half p &lt; 0.001), so its P(ρ) mixes the
 transient in; <i>R uninformative</i> — the reference's own KL baseline hides density errors below

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -13,7 +15,10 @@ from harness.stats import censored
 from harness.workflow.store import Store
 from harness.units import A2_PER_PS_TO_1E6_CM2_PER_S
 
-__all__ = ["write_tables", "load_scores", "member_table", "protocol_facts", "species_of", "committee_flags", "committee_table", "density_samples", "learning_curves"]
+if TYPE_CHECKING:
+    from harness.validation.contract import ScoreResult
+
+__all__ = ["write_tables", "typed_scores", "load_scores", "member_table", "protocol_facts", "species_of", "committee_flags", "committee_table", "density_samples", "learning_curves"]
 
 
 def write_tables(tables: dict[str, pd.DataFrame], outdir: Path, files: dict[str, Path]) -> None:
@@ -23,8 +28,16 @@ def write_tables(tables: dict[str, pd.DataFrame], outdir: Path, files: dict[str,
         df.to_csv(files[f"{name}.csv"], index=False)
 
 
-def load_scores(workspace: str | Path, sweep: str | None = None) -> list[dict]:
-    """Results of every finished score task (one per committee), validated as
+def typed_scores(scores: Iterable["ScoreResult | dict"]) -> list["ScoreResult"]:
+    """Scores as :class:`~harness.validation.contract.ScoreResult` (their JSON form validated: an unknown or missing
+    key is refused)."""
+    from harness.validation.contract import ScoreResult
+
+    return [s if isinstance(s, ScoreResult) else ScoreResult.model_validate(s) for s in scores]
+
+
+def load_scores(workspace: str | Path, sweep: str | None = None) -> list["ScoreResult"]:
+    """Results of every finished score task (one per committee), as
     :class:`~harness.validation.contract.ScoreResult` (a result stored by an older harness is left out: rerunning
     the sweep recomputes it from the stored observables in seconds)."""
     from harness.validation.contract import ScoreParams
@@ -38,7 +51,7 @@ def load_scores(workspace: str | Path, sweep: str | None = None) -> list[dict]:
     store.close()
     if not rows:
         raise InputError(f"{workspace}: no scored committees yet (see `harness sweep status -w {workspace}`)")
-    out = [s.model_dump(mode="json") for s in stored_results(rows, ScoreParams)]
+    out = stored_results(rows, ScoreParams)
     if not out:
         raise InputError(f"{workspace}: its {len(rows)} score result(s) were written by an older harness; rerun the "
                          "sweep (or campaign) command on it to recompute them (trained models and finished runs are "
@@ -46,61 +59,57 @@ def load_scores(workspace: str | Path, sweep: str | None = None) -> list[dict]:
     return out
 
 
-def member_table(scores: list[dict]) -> pd.DataFrame:
+def member_table(scores: Iterable["ScoreResult | dict"]) -> pd.DataFrame:
     """One row per committee member: t_stab, density, D per species, KL, S, R, V, Q (D in 1e-6 cm²/s), with what
     the verdicts need beside them (:mod:`harness.report.findings`): whether each run failed and at which step, the
     density's own standard error and effective sample count, and each D's own standard error (kinisi's 95 %
     interval / 3.92 when it ran, else the overlapping-block SE, which is too small)."""
     rows = []
-    for sc in scores:
-        for m in sc["members"]:
-            d = m.get("diffusion") or {}
-            tags = sc.get("tags") or {}
-            rho = m.get("density_g_cm3") or {}
-            npt_failure, nvt_failure = m.get("npt_failure"), m.get("nvt_failure")
-            row = {"committee": sc["committee_id"], "arch": sc["arch"], "subset": sc["subset"], "member": m["name"],
+    for sc in typed_scores(scores):
+        tags = sc.tags
+        finetune = tags.get("finetune") or {}
+        res = sc.reference.R_resolution
+        for m in sc.members:
+            d, rho, st = m.diffusion, m.density_g_cm3, m.density_stationarity
+            row = {"committee": sc.committee_id, "arch": sc.arch, "subset": sc.subset, "member": m.name,
                    "campaign": tags.get("campaign"), "chain": tags.get("chain"),
                    "generation": tags.get("generation", np.nan),
-                   "finetune": (tags.get("finetune") or {}).get("name"),
-                   "finetune_lr": (tags.get("finetune") or {}).get("lr", np.nan),
-                   "t_stab_npt_ps": m["t_stab_npt_ps"], "t_stab_nvt_ps": m["t_stab_nvt_ps"],
-                   "npt_failed": npt_failure is not None, "nvt_failed": nvt_failure is not None,
-                   "npt_failure_step": (npt_failure or {}).get("step", np.nan),
-                   "npt_failure_detector": (npt_failure or {}).get("detector"),
-                   "density_g_cm3": rho.get("mean", np.nan), "density_run_se_g_cm3": rho.get("sem", np.nan),
-                   "density_n_eff": rho.get("n_eff", np.nan),
-                   "kl": np.nan if m.get("kl") is None else m["kl"],
-                   "D_w": d.get("D_weighted_block_A2_ps", np.nan) * A2_PER_PS_TO_1E6_CM2_PER_S,
-                   "S": m["S"], "R": m["R"], "V": m["V"], "Q": m["Q"]}
+                   "finetune": finetune.get("name"), "finetune_lr": finetune.get("lr", np.nan),
+                   "t_stab_npt_ps": m.t_stab_npt_ps, "t_stab_nvt_ps": m.t_stab_nvt_ps,
+                   "npt_failed": m.npt_failure is not None, "nvt_failed": m.nvt_failure is not None,
+                   "npt_failure_step": m.npt_failure.step if m.npt_failure else np.nan,
+                   "npt_failure_detector": m.npt_failure.detector if m.npt_failure else None,
+                   "density_g_cm3": rho.mean if rho else np.nan, "density_run_se_g_cm3": rho.sem if rho else np.nan,
+                   "density_n_eff": rho.n_eff if rho else np.nan,
+                   "kl": np.nan if m.kl is None else m.kl,
+                   "D_w": (d.D_weighted_block_A2_ps if d else np.nan) * A2_PER_PS_TO_1E6_CM2_PER_S,
+                   "S": m.S, "R": m.R, "V": m.V, "Q": m.Q}
             flags = []
-            st = m.get("density_stationarity")
-            row["density_stationary"] = st.get("stationary") if st else None
-            if st and st.get("stationary") is False:
-                p = st.get("halves_p")
-                flags.append(f"density transient (MSER-5 cut {st['mser_truncation']} samples, halves p "
-                             f"{'n/a' if p is None else format(p, '.2g')})")
-            elif st and st.get("stationary") is None:
-                flags.append(f"density stationarity unchecked ({st.get('n')} samples)")
-            res = (sc.get("reference") or {}).get("R_resolution")
-            row["R_informative"] = res.get("informative") if res else None
-            tau = (sc.get("settings") or {}).get("tau_ps", np.inf)
-            reached = bool(censored(np.array([m["t_stab_npt_ps"]]), tau, np.array([npt_failure is not None]))[0])
-            if res and not res.get("informative") and reached:  # R counts only for members stable to the horizon
+            row["density_stationary"] = st.stationary if st else None
+            if st and st.stationary is False:
+                flags.append(f"density transient (MSER-5 cut {st.mser_truncation} samples, halves p "
+                             f"{'n/a' if st.halves_p is None else format(st.halves_p, '.2g')})")
+            elif st and st.stationary is None:
+                flags.append(f"density stationarity unchecked ({st.n} samples)")
+            row["R_informative"] = res.informative if res else None
+            reached = bool(censored(np.array([m.t_stab_npt_ps]), sc.settings.tau_ps,
+                                    np.array([m.npt_failure is not None]))[0])
+            if res and not res.informative and reached:  # R counts only for members stable to the horizon
                 flags.append("R uninformative")
-            for sp, v in (d.get("species") or {}).items():
-                lo, hi = v.get("beta_low"), v.get("beta_high")
+            for sp, v in (d.species if d else {}).items():
+                lo, hi = v.beta_low, v.beta_high
                 ci = "" if lo is None or hi is None else f", 95 % {lo:.2f}–{hi:.2f}"
-                if v.get("diffusive") is False:
-                    flags.append(f"D_{sp} not diffusive (β {v['beta']:.2f}{ci})")
-                elif v.get("diffusive") is None and "diffusive" in v:
-                    flags.append(f"D_{sp} diffusion undetermined (β {v['beta']:.2f}{ci})")
-                row[f"D_{sp}"] = v["D_block_A2_ps"] * A2_PER_PS_TO_1E6_CM2_PER_S
-                if v.get("kinisi_low_A2_ps") is not None and v.get("kinisi_high_A2_ps") is not None:
-                    se = (v["kinisi_high_A2_ps"] - v["kinisi_low_A2_ps"]) / 3.92
+                if v.diffusive is False:
+                    flags.append(f"D_{sp} not diffusive (β {v.beta:.2f}{ci})")
+                elif v.diffusive is None:
+                    flags.append(f"D_{sp} diffusion undetermined (β {v.beta:.2f}{ci})")
+                row[f"D_{sp}"] = v.D_block_A2_ps * A2_PER_PS_TO_1E6_CM2_PER_S
+                if v.kinisi_low_A2_ps is not None and v.kinisi_high_A2_ps is not None:
+                    se = (v.kinisi_high_A2_ps - v.kinisi_low_A2_ps) / 3.92
                 else:
-                    se = v.get("sem_block_A2_ps", np.nan)
+                    se = np.nan if v.sem_block_A2_ps is None else v.sem_block_A2_ps
                 row[f"D_{sp}_run_se"] = se * A2_PER_PS_TO_1E6_CM2_PER_S
-                row[f"D_{sp}_beta"] = v.get("beta", np.nan)
+                row[f"D_{sp}_beta"] = v.beta
                 row[f"D_{sp}_beta_low"] = np.nan if lo is None else lo
                 row[f"D_{sp}_beta_high"] = np.nan if hi is None else hi
             row["flags"] = "; ".join(flags)
@@ -129,13 +138,12 @@ def species_of(members: pd.DataFrame) -> list[str]:
                   if c.startswith("D_") and c != "D_w" and not c.endswith(("_run_se", "_beta", "_beta_low", "_beta_high")))
 
 
-def protocol_facts(scores: list[dict]) -> dict:
+def protocol_facts(scores: Iterable["ScoreResult | dict"]) -> dict:
     """What the verdicts need from the MD protocol the scored runs used: timestep (fs) and detector check interval
     (steps), as each score recorded them (None when no score did)."""
-    for sc in scores:
-        st = sc.get("settings") or {}
-        if st.get("timestep_fs") is not None:
-            return {"timestep_fs": st["timestep_fs"], "check_interval_steps": st.get("check_interval_steps")}
+    for sc in typed_scores(scores):
+        if sc.settings.timestep_fs is not None:
+            return {"timestep_fs": sc.settings.timestep_fs, "check_interval_steps": sc.settings.check_interval_steps}
     return {"timestep_fs": None, "check_interval_steps": None}
 
 
@@ -149,20 +157,23 @@ def committee_table(members: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def density_samples(workspace: str | Path, scores: list[dict]) -> dict[str, dict[str, np.ndarray]]:
+def density_samples(workspace: str | Path, scores: Iterable["ScoreResult | dict"]) -> dict[str, dict[str, np.ndarray]]:
     """NPT density samples per committee and member, from the store's observe results of the scored runs."""
+    from harness.validation.contract import ObserveParams
+    from harness.workflow.contract import stored_results
+
     store = Store(Path(workspace) / "harness.sqlite")
     try:
-        samples = {r["result"]["run"]: r["result"].get("density_samples")
-                   for r in store.tasks(kind="observe", status="done") if r.get("result")}
+        samples = {o.run: o.density_samples for o in stored_results(store.tasks(kind="observe", status="done"),
+                                                                   ObserveParams)}
     finally:
         store.close()
     out: dict[str, dict[str, np.ndarray]] = {}
-    for sc in scores:
-        for m in sc["members"]:
-            x = samples.get(m.get("npt_run") or "")
+    for sc in typed_scores(scores):
+        for m in sc.members:
+            x = samples.get(m.npt_run)
             if x:
-                out.setdefault(sc["committee_id"], {})[m["name"]] = np.array(x)
+                out.setdefault(sc.committee_id, {})[m.name] = np.array(x)
     return out
 
 

@@ -24,11 +24,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from harness.stats import censored, gehan_test, ratio_interval, welch_interval
+
+if TYPE_CHECKING:
+    from harness.validation.contract import ScoreResult
 
 __all__ = ["Finding", "findings", "findings_of", "run_summary", "grid_rows", "architecture_of", "VERDICTS"]
 
@@ -344,14 +348,15 @@ def _combine(verdicts: list[str]) -> str:
     return "reproduced" if all(v == "reproduced" for v in verdicts) else "undetermined"
 
 
-def run_summary(scores: list[dict], members: pd.DataFrame) -> dict:
+def run_summary(scores: list["ScoreResult | dict"], members: pd.DataFrame) -> dict:
     """What the findings need besides the member table, from a workspace's scores: the reference committee and its
     architecture, the horizon, the timestep and the detector check interval (``summary.json`` of a report)."""
-    from harness.report.data import protocol_facts
+    from harness.report.data import protocol_facts, typed_scores
 
-    reference = scores[0]["reference_committee"]
+    scores = typed_scores(scores)
+    reference = scores[0].reference_committee
     return {"reference_committee": reference, "reference_arch": architecture_of(members, reference),
-            "horizon_ps": scores[0]["settings"]["tau_ps"], **protocol_facts(scores)}
+            "horizon_ps": scores[0].settings.tau_ps, **protocol_facts(scores)}
 
 
 def findings_of(members: pd.DataFrame, summary: dict, **kw) -> list[Finding]:

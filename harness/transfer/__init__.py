@@ -9,7 +9,7 @@ the sweep machinery, and the transfer matrix reports ΔQ = Q(B on base + AL of A
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,9 @@ from harness.config import resolve_path
 from harness.sweep.spec import SweepSpec, load_sweep
 from harness.validation.committee import Committee
 from harness.validation.context import PlanInputs
+
+if TYPE_CHECKING:
+    from harness.validation.contract import ScoreResult
 
 __all__ = ["TransferSpec", "load_transfer", "transfer_matrix"]
 
@@ -57,20 +60,22 @@ def load_transfer(path: str | Path) -> tuple[TransferSpec, PlanInputs]:
     return spec, inputs
 
 
-def transfer_matrix(scores: list[dict]) -> pd.DataFrame:
+def transfer_matrix(scores: list["ScoreResult | dict"]) -> pd.DataFrame:
     """ΔQ (mean ± combined SE) of every target architecture × base subset × AL source."""
-    q = {s["committee_id"]: s["committee"]["Q"] for s in scores}
+    from harness.report.data import typed_scores
+
+    scores = typed_scores(scores)
+    q = {s.committee_id: s.committee.Q for s in scores}
     rows = []
     for s in scores:
-        tags = s.get("tags") or {}
-        if "transfer_source" not in tags:
+        if "transfer_source" not in s.tags:
             continue
-        base_id = s["committee_id"].rsplit("+AL[", 1)[0]
+        base_id = s.committee_id.rsplit("+AL[", 1)[0]
         if base_id not in q:
             raise InputError(f"transfer: no score for the base committee {base_id}")
-        a, b = s["committee"]["Q"], q[base_id]
-        rows.append({"target": s["arch"], "base": tags["base"], "source": tags["transfer_source"],
-                     "Q_base": b["mean"], "Q_with_AL": a["mean"], "dQ": a["mean"] - b["mean"],
-                     "dQ_se": float(np.hypot(a["sem"] if np.isfinite(a["sem"]) else 0.0,
-                                             b["sem"] if np.isfinite(b["sem"]) else 0.0))})
+        a, b = s.committee.Q, q[base_id]
+        rows.append({"target": s.arch, "base": s.tags["base"], "source": s.tags["transfer_source"],
+                     "Q_base": b.mean, "Q_with_AL": a.mean, "dQ": a.mean - b.mean,
+                     "dQ_se": float(np.hypot(a.sem if np.isfinite(a.sem) else 0.0,
+                                             b.sem if np.isfinite(b.sem) else 0.0))})
     return pd.DataFrame(rows)
