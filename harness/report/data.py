@@ -157,7 +157,8 @@ def committee_table(members: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def density_samples(workspace: str | Path, scores: Iterable["ScoreResult | dict"]) -> dict[str, dict[str, np.ndarray]]:
+def density_samples(workspace: str | Path,
+                    scores: Iterable["ScoreResult | dict"]) -> dict[str, dict[str, np.ndarray]]:
     """NPT density samples per committee and member, from the store's observe results of the scored runs."""
     from harness.validation.contract import ObserveParams
     from harness.workflow.contract import stored_results
