@@ -16,6 +16,7 @@ from harness.cli import al as al_cmd
 from harness.cli import box as box_cmd
 from harness.cli import dataset as dataset_cmd
 from harness.cli import evaluate as evaluate_cmd
+from harness.cli import explain as explain_cmd
 from harness.cli import demo as demo_cmd
 from harness.cli import label as label_cmd
 from harness.cli import md as md_cmd
@@ -65,6 +66,7 @@ app.command("observe")(observe_cmd.observe)
 app.command("score")(observe_cmd.score)
 app.command("validate")(validate_cmd.validate)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("explain")(explain_cmd.explain)
 app.add_typer(sweep_cmd.app, name="sweep")
 app.command("report")(report_cmd.report)
 app.add_typer(al_cmd.app, name="al")

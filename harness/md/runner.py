@@ -33,6 +33,7 @@ from ase import Atoms, units
 from ase.calculators.calculator import Calculator
 
 from harness.md.detectors import BondStretch, FailureEvent
+from harness.md.prefailure import PreFailureFrames
 from harness.h5md import H5MDWriter, ThermoTable
 from harness.provenance import MLIP_GROUPS, run_context
 from harness.units import ATM_TO_EV_PER_A3, EV_PER_A3_TO_GPA, density_g_cm3
@@ -281,6 +282,8 @@ def _run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outd
         h5.truncate(0)
         thermo.reset()
     failure: FailureEvent | None = None
+    # the last frames at the detectors' interval, written only if one of them ends the run (issue #32)
+    before = PreFailureFrames(atoms, min(d.interval for d in detectors)) if detectors else None
     # the centre-of-mass momentum is zeroed at the start and conserved (Langevin fixcm, NHC/MTK and
     # Bussi scale momenta): 3N - 3 kinetic degrees of freedom
     n_dof = max(3 * len(atoms) - 3, 1)
@@ -346,6 +349,8 @@ def _run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outd
                     if ev is not None:
                         failure = ev
                         break
+            if before is not None:
+                before.observe(atoms, step, t_ps, force=failure is not None)
             if failure is not None:
                 record(step, observed)
                 h5.write(atoms, step, t_ps, observed)
@@ -376,6 +381,8 @@ def _run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outd
             h5.close()
         except Exception:  # already closed
             pass
+    if failure is not None and before is not None:
+        before.write(outdir)
     wall = wall_before + time.perf_counter() - t0
     simulated = step * dt_ps
     result = MDResult(

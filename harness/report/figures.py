@@ -4,7 +4,8 @@
 1b density distributions of each committee (members pooled) against the reference;
 1c/1d COM diffusivity of each species per subset and architecture against the reference band;
 2 (active learning, Niblett et al. Fig. 2): Q, t_stab per member, density and D against the generation;
-3 learning curves: validation force and energy RMSE of every member against its training wall time.
+3 learning curves: validation force and energy RMSE of every member against its training wall time;
+failure: one failed run's histories up to its failure (``harness explain``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["fig_stability", "fig_density", "fig_diffusivity", "fig_al_generations", "fig_learning_curves"]
+__all__ = ["fig_stability", "fig_density", "fig_diffusivity", "fig_al_generations", "fig_learning_curves",
+           "fig_failure"]
 
 
 def _plt():
@@ -213,4 +215,40 @@ def fig_calibration(sigma: np.ndarray, error: np.ndarray, path: Path) -> Path:
     ax.plot([0, hi], [0, hi], "k--", lw=0.8)
     ax.set_xlabel("predicted σ_F per atom (eV/Å)")
     ax.set_ylabel("|F_model - F_ref| per atom (eV/Å)")
+    return _save(plt, fig, path)
+
+
+def fig_failure(record, path: Path, *, floor: dict[str, float] | None = None, floor_label: str = "training") -> Path:
+    """A run's :class:`~harness.diagnostics.forensics.FailureRecord` against time: the closest intermolecular
+    contact of each element pair (with the training set's floor per pair, dashed, when given), the largest bond
+    stretch and, where the run recorded it, the committee's σ²F; the failure time marked in every panel."""
+    plt = _plt()
+    h = pd.DataFrame(record.history).astype(float)
+    pairs = [c for c in h.columns if "-" in c and c[0].isupper()]
+    extra = [c for c in ("max_bond_stretch_A", "sigma2_F") if c in h.columns and h[c].notna().any()]
+    fig, axes = plt.subplots(1 + len(extra), 1, figsize=(6.5, 2.6 * (1 + len(extra))), sharex=True, squeeze=False)
+    axes = axes[:, 0]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, p in enumerate(pairs):
+        x = h[["time_ps", p]].dropna()
+        c = colors[k % len(colors)]
+        axes[0].plot(x.time_ps, x[p], ".-", ms=3, lw=1, color=c, label=p)
+        if floor and p in floor:
+            axes[0].axhline(floor[p], color=c, ls="--", lw=0.8)
+    axes[0].set_ylabel("closest intermolecular\ncontact (Å)")
+    axes[0].legend(fontsize=7, ncol=min(len(pairs), 6) or 1, loc="best",
+                   title=f"dashed: closest in {floor_label}" if floor else None, title_fontsize=7)
+    labels = {"max_bond_stretch_A": "largest bond\nstretch (Å)", "sigma2_F": "committee σ²F (eV²/Å²)"}
+    for ax, c in zip(axes[1:], extra):
+        x = h[["time_ps", c]].dropna()
+        ax.plot(x.time_ps, x[c], lw=1, color="k")
+        ax.set_ylabel(labels[c])
+    f = record.failure
+    for ax in axes:
+        if f is not None:
+            ax.axvline(f.time_ps, color="r", lw=1, ls=":")
+    axes[-1].set_xlabel("time (ps)")
+    title = (f"{Path(record.run).parent.name}/{Path(record.run).name}: "
+             + (f"{f.detector} at {f.time_ps:.3f} ps" if f is not None else f"stable for {record.t_stab_ps:g} ps"))
+    axes[0].set_title(title, fontsize=9)
     return _save(plt, fig, path)
