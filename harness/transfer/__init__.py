@@ -62,9 +62,9 @@ def load_transfer(path: str | Path) -> tuple[TransferSpec, PlanInputs]:
 
 def transfer_matrix(scores: list["ScoreResult | dict"]) -> pd.DataFrame:
     """ΔQ (mean ± combined SE) of every target architecture × base subset × AL source."""
-    from harness.report.data import typed_scores
+    from harness.validation.contract import ScoreResult
 
-    scores = typed_scores(scores)
+    scores = [s if isinstance(s, ScoreResult) else ScoreResult.model_validate(s) for s in scores]
     q = {s.committee_id: s.committee.Q for s in scores}
     rows = []
     for s in scores:
