@@ -16,6 +16,7 @@ from harness.diagnostics.forensics import closer_than_floor, contact_floor, cont
 from harness.md.detectors import BondStretch
 from harness.md.prefailure import FILENAME, MAX_FRAMES
 from harness.md.runner import RunSettings, run_md
+from tests.test_report import scored_store  # noqa: F401 - the fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -182,3 +183,24 @@ def test_explain_refuses_what_is_not_a_finished_run(tmp_path, runner, make, need
 def test_explain_needs_dataset_and_subset_together(small_box, tmp_path, runner):
     res = runner.invoke(app, ["explain", str(tmp_path), "--subset", "OPLS"])
     assert res.exit_code == 2 and "--dataset and --subset go together" in res.output
+
+
+def test_the_report_explains_each_failed_run_it_can_read(scored_store, small_box, tmp_path):
+    """A scored workspace whose gap/OPLS members failed: one of their NPT run folders replaced by a real failed run
+    (the pulled bond). The report's forensics section lists that run with its detector, bond species and figure,
+    draws the close-contact figure, and skips the stand-in runs that have no trajectory."""
+    import shutil
+
+    from harness.report.build import build_report
+
+    runs = sorted(scored_store.glob("md/*gap*OPLS*/*/npt-r0")) or sorted(
+        p for p in scored_store.glob("md/*/*/npt-r0") if json.loads((p / "result.json").read_text())["failure"])
+    target = runs[0]
+    shutil.rmtree(target)
+    _pulled_run(small_box, target)
+    files = build_report(scored_store, tmp_path / "report")
+    table = pd.read_csv(files["failures.csv"])
+    assert len(table) == 1 and table.detector[0] == "bond_stretch" and table.bond_species[0] in ("EC", "EMC")
+    assert table.failure_frames[0] == MAX_FRAMES and (tmp_path / "report" / table.figure[0]).stat().st_size > 10_000
+    assert files["fig7"].stat().st_size > 10_000
+    assert "Why runs failed" in files["report.html"].read_text()

@@ -140,6 +140,9 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
     from harness.report.finetune import finetune_section, finetune_tables
 
     ft_html = finetune_section(finetune_tables(workspace, members, sweep), outdir, files, _img)
+    from harness.report.forensics import forensics_section
+
+    why_html = forensics_section(workspace, scores, outdir, files, _img, sweep=sweep)
     al_html = ""
     if members.generation.notna().any():
         al_html = _al_section(workspace, sweep, members, tau, outdir, files)
@@ -190,6 +193,7 @@ straddles 0.9: the run is too short to show a diffusive regime.</p>
 {findings_html}
 <h2>Figures</h2>{figs}
 {diag_html}
+{why_html}
 {ft_html}
 {al_html}
 <h2>Members</h2>{members.round(4).to_html(index=False)}
