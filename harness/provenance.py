@@ -25,7 +25,7 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "sevennet": ("sevenn", "torch", "e3nn"),
     "chgnet": ("chgnet", "torch"),
     "d3": ("dftd3",),
-    "analysis": ("scipy", "MDAnalysis", "kinisi"),
+    "analysis": ("scipy", "MDAnalysis", "kinisi", "featomic", "skmatter"),
     "cluster": ("dask", "distributed"),
 }
 #: the groups of the MLIP backends (what an MD run or a sweep may have used)
