@@ -6,7 +6,9 @@ closest contact at the failure, and per element pair the frames of its last ``WI
 the member's training subset) and ``contacts`` (the closest intermolecular distance per element pair and frame, in
 each group: a training subset's periodic frames, the failed runs' last ``WINDOW_PS`` per committee, a stable
 reference run's frames). Figures: one ``failure_<run>.png`` per failed run (:func:`~harness.report.figures.fig_failure`)
-and ``fig7_close_contacts.png``.
+and ``fig7_close_contacts.png``; environment coverage (item 3): ``coverage`` (per NPT frame of every scored member
+with a known training set, its worst environment's SOAP coverage distance), ``failure_prediction`` (does it rise
+before failures: ROC AUC per architecture) and ``fig8_coverage.png`` (the distances before failures, the PCovC map).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from harness.report.figures import _plt, _save, fig_failure
 if TYPE_CHECKING:
     from harness.validation.contract import ScoreResult
 
-__all__ = ["WINDOW_PS", "failure_records", "forensics_section", "fig_close_contacts"]
+__all__ = ["WINDOW_PS", "PREDICTION_DT_PS", "failure_records", "coverage_tables", "forensics_section",
+           "fig_close_contacts", "fig_coverage"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +37,8 @@ WINDOW_PS = 0.5
 REFERENCE_FRAMES = 100
 
 
-def _training_sets(workspace: Path, sweep: str | None) -> dict[str, tuple[str, str]]:
-    """committee -> (dataset spec, subset) of the members the workspace trained."""
+def _training_sets(workspace: Path, sweep: str | None) -> dict[str, tuple[str, str, int | None]]:
+    """committee -> (dataset spec, subset, max_train_frames) of the members the workspace trained."""
     from harness.validation.contract import TrainParams
     from harness.workflow.store import Store
 
@@ -46,22 +49,33 @@ def _training_sets(workspace: Path, sweep: str | None) -> dict[str, tuple[str, s
         store.close()
     out = {}
     for r in rows:
+        params = dict(r["params"] or {})
+        if params.pop("schema", None) != TrainParams.schema_id():
+            continue  # a row of another schema: its committee's training set is not known here
         try:
-            p = TrainParams.model_validate(r["params"])
-        except Exception:  # noqa: BLE001 - a row of another schema: its committee has no training set here
+            p = TrainParams.model_validate(params)
+        except ValueError:
             continue
-        out.setdefault(p.committee, (p.dataset, p.subset))
+        out.setdefault(p.committee, (p.dataset, p.subset, p.max_train_frames))
     return out
 
 
-def _floor_minima(dataset: str, subset: str, cache: dict) -> pd.DataFrame:
+def _training_frames(dataset: str, subset: str, max_train_frames: int | None, cache: dict) -> list:
     from harness.datasets.spec import load_dataset_spec
     from harness.datasets.subsets import assemble
+
+    key = ("frames", dataset, subset, max_train_frames)
+    if key not in cache:
+        cache[key] = assemble(load_dataset_spec(dataset), subset, max_train_frames=max_train_frames).train
+    return cache[key]
+
+
+def _floor_minima(dataset: str, subset: str, max_train_frames: int | None, cache: dict) -> pd.DataFrame:
     from harness.diagnostics.forensics import contact_minima
 
-    key = (dataset, subset)
+    key = ("minima", dataset, subset, max_train_frames)
     if key not in cache:
-        frames = [a for a in assemble(load_dataset_spec(dataset), subset).train if a.pbc.all()]
+        frames = [a for a in _training_frames(dataset, subset, max_train_frames, cache) if a.pbc.all()]
         cache[key] = contact_minima(frames, where=f"{dataset}:{subset}") if frames else pd.DataFrame()
     return cache[key]
 
@@ -112,10 +126,103 @@ def fig_close_contacts(contacts: pd.DataFrame, path: Path) -> Path:
         ax.set_ylabel("fraction of frames", fontsize=8)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
-    if n:
-        axes.ravel()[0].legend(fontsize=6)
+    if n:  # the legend beside the first row, outside the curves
+        handles, labels = axes.ravel()[0].get_legend_handles_labels()
+        axes[0, -1].legend(handles, labels, fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle("Closest intermolecular contacts: training frames (dashed), the last "
                  f"{WINDOW_PS:g} ps before failures (solid), a stable reference run (dotted)", fontsize=9)
+    return _save(plt, fig, path)
+
+
+#: failure prediction: a frame is "before a failure" when its run fails within this time after it (ps)
+PREDICTION_DT_PS = 0.1
+#: trajectory frames per run whose coverage is measured (evenly spaced up to its end or failure)
+COVERAGE_FRAMES = 40
+
+
+def coverage_tables(workspace: Path, scores: list["ScoreResult"], training: dict, cache: dict,
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per NPT frame of every scored member whose training set is known: its coverage distance against that
+    training set (:func:`~harness.diagnostics.coverage.frame_coverage`; COVERAGE_FRAMES trajectory frames per run,
+    plus the frames kept before a failure) and σ²F where the run recorded it; the failure prediction test per
+    architecture (:func:`~harness.diagnostics.coverage.failure_prediction`, Δt = PREDICTION_DT_PS); and the PCovC
+    map of the training sets' environments beside those before failures and those of stable runs."""
+    from harness.diagnostics.coverage import (coverage_distance, coverage_map, environments, failure_prediction,
+                                              frame_coverage, own_spread)
+    from harness.diagnostics.forensics import run_contact_frames
+
+    rows, envs = [], {}
+    for sc in scores:
+        ds = training.get(sc.committee_id)
+        if ds is None:
+            continue
+        train_frames = _training_frames(*ds, cache)
+        types = sorted({int(z) for a in train_frames for z in a.numbers})
+        tkey = ("env", *ds)
+        if tkey not in cache:
+            env = environments(train_frames, types, where=f"{ds[0]}:{ds[1]}")
+            cache[tkey] = (env, own_spread(env))
+            envs[f"train {ds[1]}"] = env
+        train, spread = cache[tkey]
+        for m in sc.members:
+            run = Path(m.npt_run) if Path(m.npt_run).is_absolute() else workspace / m.npt_run
+            try:
+                frames, fine = run_contact_frames(run)
+            except Exception as exc:  # noqa: BLE001 - a run folder gone: its member is left out
+                logger.warning("coverage: %s: %s", run, exc)
+                continue
+            t_end = m.t_stab_npt_ps
+            frames = [a for a in frames if a.info["time_ps"] <= t_end + 1e-9]
+            pick = np.unique(np.linspace(0, len(frames) - 1, min(COVERAGE_FRAMES, len(frames))).astype(int))
+            use = [frames[i] for i in pick] + list(fine)
+            q = environments(use, types, max_per_species=None, where=str(run))
+            d = frame_coverage(q, coverage_distance(q, train, spread), len(use))
+            failed = m.npt_failure is not None
+            label = "before failure" if failed else "stable"
+            late = np.array([a.info["time_ps"] >= t_end - WINDOW_PS - 1e-9 for a in use])
+            keep = late if failed else np.ones(len(use), bool)
+            if keep.any():
+                sel = np.isin(q.frame, np.flatnonzero(keep))
+                part = type(q)(q.features[sel], q.numbers[sel], q.frame[sel], q.atom[sel])
+                envs[label] = part if label not in envs else type(q)(
+                    *(np.concatenate([getattr(envs[label], f), getattr(part, f)])
+                      for f in ("features", "numbers", "frame", "atom")))
+            for a, cov in zip(use, d):
+                rows.append({"committee": sc.committee_id, "arch": sc.arch, "member": m.name, "run": str(run),
+                             "time_ps": float(a.info["time_ps"]), "t_fail_ps": t_end if failed else np.nan,
+                             "coverage": cov})
+    frames_df = pd.DataFrame(rows)
+    if not len(frames_df):
+        return frames_df, pd.DataFrame(), pd.DataFrame()
+    frames_df = frames_df.drop_duplicates(["run", "time_ps"], keep="last").sort_values(["run", "time_ps"])
+    pred = failure_prediction(frames_df, "coverage", PREDICTION_DT_PS)
+    return frames_df, pred, coverage_map(envs)
+
+
+def fig_coverage(frames: pd.DataFrame, cmap: pd.DataFrame, path: Path) -> Path:
+    """Left: each run's coverage distance against time before its failure (or its end); right panels: the PCovC
+    map of each element's environments by set."""
+    from ase.data import chemical_symbols
+
+    plt = _plt()
+    elements = sorted(cmap.element.unique()) if len(cmap) else []
+    fig, axes = plt.subplots(1, 1 + len(elements), figsize=(4.2 * (1 + len(elements)), 3.6), squeeze=False)
+    ax = axes[0, 0]
+    for run, df in frames.groupby("run", sort=False):
+        failed = df.t_fail_ps.notna().any()
+        x = (df.time_ps - df.t_fail_ps) if failed else (df.time_ps - df.time_ps.max())
+        ax.plot(x, df.coverage, "-" if failed else ":", lw=1, color="C3" if failed else "C0", alpha=0.7)
+    ax.set_xlabel("time before the failure (red) or the run's end (blue) (ps)")
+    ax.set_ylabel("worst environment's coverage distance")
+    ax.set_yscale("log")
+    for a, z in zip(axes[0, 1:], elements):
+        df = cmap[cmap.element == z]
+        for k, (name, g) in enumerate(df.groupby("set", sort=False)):
+            a.scatter(g.pc1, g.pc2, s=4, alpha=0.5, label=name, color=f"C{k}")
+        a.set_title(f"{chemical_symbols[z]} environments (PCovC)", fontsize=9)
+        a.set_xlabel("PCov 1")
+        a.set_ylabel("PCov 2")
+        a.legend(fontsize=6, markerscale=3)
     return _save(plt, fig, path)
 
 
@@ -154,9 +261,9 @@ def forensics_section(workspace: str | Path, scores: list["ScoreResult"], outdir
         row["figure"] = f"{name}.png"
         rows.append(row)
         groups.append(late.assign(group=f"failed {cid}"))
-    for (dataset, subset), minima in cache.items():
-        if len(minima):
-            groups.insert(0, minima.assign(group=f"train {subset}"))
+    for key, minima in cache.items():
+        if key[0] == "minima" and len(minima):
+            groups.insert(0, minima.assign(group=f"train {key[2]}"))
     ref = next((sc for sc in scores if sc.committee_id == sc.reference_committee), None)
     if ref is not None and ref.members and ref.members[0].npt_failure is None:
         run = Path(ref.members[0].npt_run)
@@ -172,6 +279,25 @@ def forensics_section(workspace: str | Path, scores: list["ScoreResult"], outdir
             logger.warning("forensics: reference run %s: %s", run, exc)
     table = pd.DataFrame(rows)
     contacts = pd.concat(groups, ignore_index=True) if groups else pd.DataFrame()
+    cov_frames, pred, cmap = coverage_tables(workspace, scores, training, cache)
+    cov_html = ""
+    if len(cov_frames):
+        files["coverage.csv"] = outdir / "coverage.csv"
+        cov_frames.to_csv(files["coverage.csv"], index=False)
+        files["failure_prediction.csv"] = outdir / "failure_prediction.csv"
+        pred.to_csv(files["failure_prediction.csv"], index=False)
+        files["fig8"] = fig_coverage(cov_frames, cmap, outdir / "fig8_coverage.png")
+        cov_html = f"""<h3>Environment coverage</h3>
+<p>Per NPT frame, the coverage distance of its worst-covered atomic environment: the SOAP distance (featomic; 4 Å,
+l<sub>max</sub> 4, n<sub>max</sub> 4) to the nearest environment of the same element in the member's training
+frames, over the training set's own nearest-neighbour spread (0: a training environment; ~1: as close as training
+environments are to each other). Does it rise before failures? A frame counts as before a failure when its run
+fails within {PREDICTION_DT_PS:g} ps after it (the failing frame itself included, so a bond already stretching
+counts); ROC AUC and one-sided Mann–Whitney test per architecture, <i>predicts</i> at p &lt; 0.01, otherwise
+<i>undetermined</i>.</p>
+{pred.round(4).to_html(index=False, escape=True)}
+<figure><img src='{img(files["fig8"])}' alt='fig8'><figcaption>fig8: coverage before failures and the PCovC map
+</figcaption></figure>"""
     files["failures.csv"] = outdir / "failures.csv"
     table.to_csv(files["failures.csv"], index=False)
     if len(contacts):
@@ -192,4 +318,5 @@ frames (the paper's close-approach explanation: contacts the model never saw). F
 runs of this harness version, the last 64 at the detectors' interval.</p>
 {shown}
 {fig7}
+{cov_html}
 {figs}"""
