@@ -56,9 +56,10 @@ def evaluate(
     cal = calibration(frames, preds)
     if cal is not None:
         sigma, err = cal
-        result["calibration"] = {"n_atoms": int(len(sigma)), "mean_sigma_eV_A": float(sigma.mean()),
-                                 "mean_error_eV_A": float(err.mean()),
-                                 "spearman": float(_spearman(sigma, err))}
+        from harness.diagnostics.calibration import calibration_curve, calibration_summary
+
+        result["calibration"] = {**calibration_summary(sigma, err), "mean_error_eV_A": float(err.mean()),
+                                 "curve": calibration_curve(sigma, err).to_dict("records")}
     if output is not None:
         from harness.report.figures import fig_calibration, fig_parity
 
@@ -86,9 +87,7 @@ def evaluate(
         c = result["calibration"]
         typer.echo(f"  committee: mean predicted σ_F {c['mean_sigma_eV_A']:.3f} eV/Å vs mean |error| "
                    f"{c['mean_error_eV_A']:.3f} eV/Å; rank correlation {c['spearman']:.2f}")
-
-
-def _spearman(x, y) -> float:
-    from scipy import stats
-
-    return stats.spearmanr(x, y).statistic if len(x) > 2 else float("nan")
+        typer.echo(f"  calibration ({c['n_atoms']} atoms): recalibration factor s = {c['scale']:.2f} (σ "
+                   f"{'under' if c['scale'] > 1 else 'over'}states the error), ENCE {c['ence']:.2f}; the AL threshold "
+                   f"σ²_F = 0.5 eV²/Å² (σ_F 0.71 eV/Å) expects an error of {c['al_threshold_expected_error_eV_A']:.2f} "
+                   "eV/Å on the worst atom")
