@@ -274,7 +274,12 @@ def test_plan_adds_diagnostics_without_touching_the_rest(tmp_path):
     extra = tasks[len(plain):]
     n_members = 5 * 2  # 4 grid committees + the GAP reference, 2 members each
     assert Counter(t.kind for t in extra) == {"vscan": 2 * 5, "relabel": 2 * n_members, "traj_errors": 2 * n_members,
-                                              "md": n_members, "liquid": 5}
+                                              "md": n_members, "liquid": 5, "calibration": 5}
+    for t in extra:  # a committee's calibration: its members and the relabelled frames of their validation runs
+        if t.kind == "calibration":
+            labs = [by_key[k] for k in t.deps["labels"]] if (by_key := {x.key: x for x in tasks}) else []
+            assert len(t.deps["members"]) == 2 and len(labs) == 2 and {x.kind for x in labs} == {"relabel"}
+            assert all(x.params.liquid is None for x in labs)
     by_key = {t.key: t for t in tasks}
     for t in extra:
         if t.kind == "relabel":
@@ -353,6 +358,46 @@ def test_relabel_and_errors_workers(tmp_path):
     lab0 = relabel(p, {"run": [early]})
     assert lab0.labelled_file is None and lab0.n_selected == 0
     assert traj_errors(TrajErrorsParams(**common), {"labels": [lab0], "member": [member]}).summary.n_frames == 0
+
+
+def test_calibration_worker_on_a_committee_whose_answer_is_known(tmp_path):
+    """Two stand-in members, EMT + 0.05 and EMT + 0.15 eV/Å on every force component, on relabelled frames of a run
+    (EMT the reference): the committee's mean is off by 0.1 eV/Å per component (|e| = 0.1·√3 per atom) while its
+    spread is 0.05 eV/Å per component (σ = 0.05·√3): overconfident by exactly s = 2, every bin on the same ratio,
+    and the AL threshold then expects 2 × 0.71 eV/Å."""
+    from harness.diagnostics.contract import CalibrationParams, RelabelParams
+    from harness.diagnostics.tasks import calibration, relabel
+    from harness.h5md import H5MDWriter
+    from harness.models.load import ModelSource
+    from harness.validation.contract import MemberResult, RunResult
+
+    common = {"workspace": str(tmp_path), "threads": 1, "device": "cpu"}
+    oracle = {"name": "ase:ase.calculators.emt.EMT", "options": {}}
+    labs, members = [], []
+    for k, offset in enumerate((0.05, 0.15)):
+        run_dir = tmp_path / "md" / f"m{k}" / "p" / "nvt-r0"
+        run_dir.mkdir(parents=True)
+        frames = _labelled(6, seed=k)
+        w = H5MDWriter(run_dir / "trajectory.h5md", frames[0])
+        for j, a in enumerate(frames):
+            w.write(a, j * 20, 0.01 * j)
+        w.close()
+        ident = {"committee": "x/y", "arch": "ase", "member": k, "seed": k}
+        run = RunResult(**ident, run_dir=str(run_dir), ensemble="nvt", t_stab_ps=0.05)
+        labs.append(relabel(RelabelParams(**common, oracle=oracle, every_ps=0.01, max_frames=10, composition="Cu3Au"),
+                            {"run": [run]}))
+        model = ModelSource(kind="ase", calculator="ase:tests.test_diagnostics.ShiftedEMT",
+                            options={"force_eV_A": offset})
+        members.append(MemberResult(**ident, model=model, run_name=f"m{k}"))
+    res = calibration(CalibrationParams(**common, committee="x/y", arch="ase"), {"labels": labs, "members": members})
+    assert res.frames == 2 * 5 and res.n_atoms == 2 * 5 * 4 and res.members == 2  # frames at 0.01..0.05 ps
+    assert res.scale == pytest.approx(2.0, rel=1e-6) and res.ence == pytest.approx(1.0, rel=1e-6)
+    assert res.rmse_eV_A == pytest.approx(0.1 * np.sqrt(3)) and res.mean_sigma_eV_A == pytest.approx(0.05 * np.sqrt(3))
+    assert res.al_threshold_expected_error_eV_A == pytest.approx(2.0 * np.sqrt(0.5), rel=1e-6)
+    assert all(b.ratio == pytest.approx(2.0, rel=1e-6) for b in res.curve)
+    # one member: no committee spread, nothing to calibrate
+    one = calibration(CalibrationParams(**common, committee="x/y", arch="ase"), {"labels": labs, "members": members[:1]})
+    assert one.scale is None and one.n_atoms == 0
 
 
 @pytest.mark.slow
@@ -436,8 +481,14 @@ def test_ci_sweep_diagnostics_end_to_end(tmp_path):
     liquids = t["liquids"]
     assert set(liquids.liquid) == {"EC:DEC", "PC"} and len(liquids) == 2 * 2
     assert set(liquids.composition) == {"EC=9,DEC=5", "PC=12"}
+    cal = t["calibration"].set_index("committee")
+    assert set(cal.index) == {"ref:gap/OPLS+VS", "deepmd/OPLS+VS"}  # every diagnosed committee, frames or not
+    g = cal.loc["ref:gap/OPLS+VS"]
+    assert g.frames == 2 and g.n_atoms == 2 * 160 and np.isfinite(g.scale) and g.scale > 0
+    assert g.al_threshold_expected_error_eV_A == pytest.approx(g.scale * np.sqrt(0.5))
     files = build_report(ws, tmp_path / "report")
-    for key in ("fig4", "fig5", "fig6", "vscan_shifts.csv", "liquids.csv", "traj_errors.csv"):
+    for key in ("fig4", "fig5", "fig6", "fig9", "vscan_shifts.csv", "liquids.csv", "traj_errors.csv",
+                "calibration.csv"):
         assert files[key].exists() and files[key].stat().st_size > 0, key
     assert "baseline shift" in files["report.html"].read_text()
     for script in ("fig4_volume_scans.py", "fig5_trajectory_errors.py", "fig6_generalisation.py"):

@@ -5,6 +5,8 @@ baseline shift per composition. ``relabel``: frames of one MD run every Δt labe
 method (resumable; each frame labelled once, beside the run). ``traj_errors``: a member's errors on the
 relabelled frames of its own run (a validation NVT run, or an NPT run in an out-of-distribution liquid).
 ``liquid``: one committee in one out-of-distribution liquid: every member's NPT stability and errors.
+``calibration``: a committee's predicted force uncertainty against its actual error on the relabelled frames of
+its members' runs (:mod:`harness.diagnostics.calibration`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from harness.workflow.contract import Record, TaskParams, TaskResult, WorkerPara
 from harness.validation.contract import FrameSetErrors, MemberIdentity
 
 __all__ = ["VScanParams", "VScanResult", "ScanRow", "BaselineShift", "RelabelParams", "RelabelResult", "TrajErrorsParams", "TrajErrorsResult",
-           "LiquidParams", "LiquidResult", "FailedLabel", "FrameError", "ForceBin", "ErrorSummary", "LiquidMember"]
+           "LiquidParams", "LiquidResult", "FailedLabel", "FrameError", "ForceBin", "ErrorSummary", "LiquidMember",
+           "CalibrationBin", "CalibrationResult", "CalibrationParams"]
 
 
 class ScanRow(Record):
@@ -218,3 +221,40 @@ class LiquidParams(TaskParams):
     arch: str
     subset: str | None = None
     horizon_ps: float = Field(gt=0)
+
+
+class CalibrationBin(Record):
+    """One equal-count bin of predicted σ: atoms, RMS σ, RMS error (eV/Å) and their ratio."""
+
+    n: int
+    rms_sigma_eV_A: float
+    rmse_eV_A: float
+    ratio: float | None
+
+
+class CalibrationResult(TaskResult):
+    committee: str
+    arch: str
+    subset: str | None = None
+    members: int
+    frames: int
+    n_atoms: int
+    scale: float | None = Field(description="recalibration factor s: σ_calibrated = s·σ (None below the minimum)")
+    ence: float | None
+    spearman: float | None
+    mean_sigma_eV_A: float | None
+    rmse_eV_A: float | None
+    al_threshold_sigma_F_eV_A: float
+    al_threshold_expected_error_eV_A: float | None
+    curve: list[CalibrationBin]
+
+
+class CalibrationParams(WorkerParams):
+    KIND: ClassVar[str] = "calibration"
+    KEY_NAME: ClassVar[str] = "harness.diagnostics.tasks:calibration"
+    RESULT: ClassVar[type[TaskResult]] = CalibrationResult
+    DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"labels": ("relabel",), "members": ("train", "model")}
+
+    committee: str
+    arch: str
+    subset: str | None = None

@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from harness.diagnostics.contract import LiquidParams, RelabelParams, TrajErrorsParams, VScanParams
+from harness.diagnostics.contract import (CalibrationParams, LiquidParams, RelabelParams, TrajErrorsParams,
+                                          VScanParams)
 from harness.diagnostics.spec import DiagnosticsSpec, LiquidSpec
 from harness.diagnostics import tasks as _workers  # noqa: F401  (registers the workers of these kinds)
 from harness.errors import InputError
@@ -66,6 +67,8 @@ def plan_diagnostics(diag: DiagnosticsSpec, validation: ValidationGraph, members
             out.append(placed(p.task({"members": members[cid]}, f"volume scans {name} {cid}"), c.arch))
     oracle = dataset_oracle(dataset, ctx.threads) if (diag.trajectory_errors or diag.liquid_errors_every_ps) else {}
 
+    labels: dict[str, list[Task]] = {}
+
     def errors(run: Task, member: Task, cid: str, every: float, max_frames: int, composition: str,
                liquid: str | None) -> Task:
         lab = RelabelParams(**common, oracle=oracle, every_ps=every, max_frames=max_frames, composition=composition,
@@ -73,7 +76,9 @@ def plan_diagnostics(diag: DiagnosticsSpec, validation: ValidationGraph, members
         err = TrajErrorsParams(**common, liquid=liquid).task({"labels": [lab], "member": [member]},
                                                              run.label.replace("md ", "errors ", 1))
         err = placed(err, committees[cid].arch)
-        out.extend([replace(lab, resources="cpu"), err])
+        lab = replace(lab, resources="cpu")
+        out.extend([lab, err])
+        labels.setdefault(cid, []).append(lab)
         return err
 
     te = diag.trajectory_errors
@@ -83,6 +88,12 @@ def plan_diagnostics(diag: DiagnosticsSpec, validation: ValidationGraph, members
                 run = validation.runs.get((cid, k, te.ensemble, 0))
                 if run is not None:
                     errors(run, m, cid, te.every_ps, te.max_frames, protocol.system.composition, None)
+            # the committee's uncertainty against its error on the same frames (a committee of two or more)
+            if len(members[cid]) > 1 and labels.get(cid):
+                c = committees[cid]
+                cal = CalibrationParams(**common, committee=cid, arch=c.arch, subset=c.subset)
+                out.append(placed(cal.task({"labels": labels[cid], "members": members[cid]}, f"calibration {cid}"),
+                                  c.arch))
     for lname, liquid in diag.liquids.items():
         proto = liquid_protocol(protocol, lname, liquid)
         phash = protocol_hash(proto)

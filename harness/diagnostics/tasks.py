@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.diagnostics.contract import (LiquidParams, LiquidResult, RelabelParams, RelabelResult, TrajErrorsParams,
-                                          TrajErrorsResult, VScanParams, VScanResult)
+from harness.diagnostics.contract import (CalibrationParams, CalibrationResult, LiquidParams, LiquidResult,
+                                          RelabelParams, RelabelResult, TrajErrorsParams, TrajErrorsResult, VScanParams,
+                                          VScanResult)
 from harness.errors import InputError
 from harness.workflow.contract import Deps, check_hash, worker
 
-__all__ = ["vscan", "relabel", "traj_errors", "liquid", "validation_frames"]
+__all__ = ["vscan", "relabel", "traj_errors", "calibration", "liquid", "validation_frames"]
 
 
 def validation_frames(dataset: str | Path, name: str):
@@ -126,6 +127,43 @@ def traj_errors(p: TrajErrorsParams, deps: Deps) -> TrajErrorsResult:
     rows = frame_errors(frames, [x.energy for x in preds], [x.forces for x in preds])
     return TrajErrorsResult(**base, frames=rows, summary=summary(rows),
                             by_reference=force_error_by_reference(frames, [x.forces for x in preds]))
+
+
+@worker(CalibrationParams)
+def calibration(p: CalibrationParams, deps: Deps) -> CalibrationResult:
+    """The committee's mean force and per-atom spread on every relabelled frame of its members' runs, against the
+    reference forces: the calibration curve and summary (:func:`~harness.diagnostics.calibration.calibration_summary`)."""
+    import numpy as np
+
+    from harness.diagnostics.calibration import calibration_curve, calibration_summary
+    from harness.io import read_frames
+    from harness.models.committee import CommitteeCalculator
+    from harness.models.evaluate import calibration as sigma_and_error
+    from harness.models.evaluate import predict
+    from harness.models.load import load_model
+    from harness.workflow.run import set_threads
+
+    set_threads(p.threads)
+    frames = [a for lab in deps["labels"] if lab.labelled_file for a in read_frames(lab.labelled_file)]
+    members = deps["members"]
+    base = {"committee": p.committee, "arch": p.arch, "subset": p.subset, "members": len(members),
+            "frames": len(frames)}
+    sigma, err = np.zeros(0), np.zeros(0)
+    if frames and len(members) > 1:
+        loaded = [load_model(m.model, device=p.device) for m in members]
+        known = [m.species for m in loaded if m.species]
+        species = sorted(set.intersection(*map(set, known))) if known else None
+        preds = predict(CommitteeCalculator([m.calculator for m in loaded]), frames, species=species,
+                        where=f"relabelled frames of {p.committee}", stress=False)
+        sigma, err = sigma_and_error(frames, preds)
+    summary = calibration_summary(sigma, err)
+    nan = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in summary.items()}
+    curve = [{**r, "ratio": None if not np.isfinite(r["ratio"]) else r["ratio"]}
+             for r in calibration_curve(sigma, err).to_dict("records")]
+    return CalibrationResult(**base, n_atoms=nan["n_atoms"], scale=nan["scale"], ence=nan["ence"],
+                             spearman=nan["spearman"], mean_sigma_eV_A=nan["mean_sigma_eV_A"],
+                             rmse_eV_A=nan["rmse_eV_A"], al_threshold_sigma_F_eV_A=nan["al_threshold_sigma_F_eV_A"],
+                             al_threshold_expected_error_eV_A=nan["al_threshold_expected_error_eV_A"], curve=curve)
 
 
 @worker(LiquidParams)

@@ -4,7 +4,8 @@ Tables (CSV in the report folder): ``vscan_frames`` (E(ρ) per frame and member)
 baseline shift per committee, validation set and composition), ``traj_errors`` (per relabelled frame),
 ``traj_error_summary`` (per committee and run kind), ``liquids`` (per committee and liquid: t_stab and
 errors). Figures: ``fig4_volume_scans`` (paper Figs 3–4), ``fig5_trajectory_errors`` (§4.4) and
-``fig6_generalisation`` (Fig. 5).
+``fig6_generalisation`` (Fig. 5); ``calibration`` and ``calibration_curve`` (per committee: its force uncertainty
+against its error on the relabelled frames) with ``fig9_calibration``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 from harness.report.figures import _plt, _save
 
 __all__ = ["diagnostics_tables", "diagnostics_section", "fig_volume_scans", "fig_trajectory_errors",
-           "fig_generalisation"]
+           "fig_generalisation", "fig_calibration_curves"]
 
 
 def diagnostics_tables(workspace: str | Path, sweep: str | None = None) -> dict[str, pd.DataFrame]:
@@ -34,6 +35,10 @@ def diagnostics_tables(workspace: str | Path, sweep: str | None = None) -> dict[
         vscan = [r["result"] for r in store.tasks(kind="vscan", status="done", sweep=sweep)]
         errs = [r["result"] for r in store.tasks(kind="traj_errors", status="done", sweep=sweep)]
         liquids = [r["result"] for r in store.tasks(kind="liquid", status="done", sweep=sweep)]
+        from harness.diagnostics.contract import CalibrationParams
+        from harness.workflow.contract import stored_results
+
+        calib = stored_results(store.tasks(kind="calibration", status="done", sweep=sweep), CalibrationParams)
     finally:
         store.close()
     out: dict[str, pd.DataFrame] = {}
@@ -92,7 +97,33 @@ def diagnostics_tables(workspace: str | Path, sweep: str | None = None) -> dict[
                          # frames of a failed run lead up to its failure: their errors describe the way out
                          "errors_from_failed_runs": sum(x.get("failure") is not None for x in with_errors)})
         out["liquids"] = pd.DataFrame(rows)
+    if calib:
+        keys = ("members", "frames", "n_atoms", "scale", "ence", "spearman", "mean_sigma_eV_A", "rmse_eV_A",
+                "al_threshold_expected_error_eV_A")
+        out["calibration"] = pd.DataFrame([{"committee": c.committee, "arch": c.arch, "subset": c.subset,
+                                            **{k: getattr(c, k) for k in keys}} for c in calib])
+        out["calibration_curve"] = pd.DataFrame([{"committee": c.committee, "arch": c.arch, "bin": k,
+                                                  **b.model_dump()} for c in calib for k, b in enumerate(c.curve)])
     return out
+
+
+def fig_calibration_curves(curve: pd.DataFrame, path: Path) -> Path:
+    """Each committee's calibration curve: RMS actual force error against RMS predicted σ per equal-count bin of
+    σ (eV/Å), log axes, the diagonal (calibrated) dashed."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    for k, (cid, df) in enumerate(curve.groupby("committee", sort=False)):
+        ax.plot(df.rms_sigma_eV_A, df.rmse_eV_A, "o-", ms=3, lw=1, color=f"C{k}", label=cid)
+    lo = float(np.nanmin(curve[["rms_sigma_eV_A", "rmse_eV_A"]].to_numpy()))
+    hi = float(np.nanmax(curve[["rms_sigma_eV_A", "rmse_eV_A"]].to_numpy()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="calibrated")
+    ax.axvline(np.sqrt(0.5), color="grey", lw=0.8, ls=":", label="AL threshold σ_F 0.71 eV/Å")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("RMS predicted σ_F per atom (eV/Å)")
+    ax.set_ylabel("RMS error of the committee mean (eV/Å)")
+    ax.legend(fontsize=7)
+    return _save(plt, fig, path)
 
 
 def fig_volume_scans(frames: pd.DataFrame, shifts: pd.DataFrame, path: Path) -> Path:
@@ -248,6 +279,21 @@ def diagnostics_section(tables: dict[str, pd.DataFrame], outdir: Path, files: di
             figure("fig5", "fig5: errors against time and against the reference energy")
         else:
             files.pop("fig5", None)
+    if "calibration" in tables:
+        curve = tables.get("calibration_curve")
+        parts += ["<h3>Is the committee's uncertainty calibrated?</h3>",
+                  "<p>On the relabelled frames of its members' own runs: the committee's per-atom force spread σ "
+                  "(the per-atom term of σ²_F) against the error of its mean force. <i>scale</i> s = "
+                  "sqrt(Σ|e|²/Σσ²): the factor that makes σ the RMS error to expect (s &gt; 1: the committee is "
+                  "overconfident); <i>ence</i>: mean over ten equal-count bins of |RMSE − RMσ|/RMσ (0 when "
+                  "calibrated); <i>spearman</i>: whether σ orders the errors. The AL threshold σ²_F = 0.5 eV²/Å² "
+                  "(σ_F = 0.71 eV/Å, called “10× a typical error”) expects an error of "
+                  "s × 0.71 eV/Å on the worst atom (last column); to aim the AL rule at an expected error e_max, use "
+                  "max_sigma2_F_eV2_A2 = (e_max/s)².</p>",
+                  tables["calibration"].round(3).to_html(index=False)]
+        if curve is not None and len(curve):
+            files["fig9"] = fig_calibration_curves(curve, outdir / "fig9_calibration.png")
+            figure("fig9", "fig9: calibration curves (RMS error against RMS predicted σ)")
     if "liquids" in tables:
         files["fig6"] = fig_generalisation(tables["liquids"], outdir / "fig6_generalisation.png")
         parts += ["<h3>Chemical generalisation: liquids the models never saw</h3>",
