@@ -60,6 +60,33 @@ def test_the_executor_stops_at_the_walltime_and_the_next_run_finishes(tmp_path):
     assert execute([a, b, c, d], store) == {"cached": 2, "done": 2, "failed": 0, "skipped": 0}
 
 
+def test_a_task_that_never_stops_does_not_keep_the_run_past_the_walltime(tmp_path, monkeypatch):
+    """A task on a Dask worker ignores the walltime (as a worker lost while the machine was suspended does): once
+    the walltime and the grace have passed, the run ends with it interrupted (resumed by the next run) instead of
+    waiting for it; the task that finished before stays done."""
+    from distributed import Client
+
+    from harness.workflow import execute as ex
+    from harness.workflow.execute import Task, execute
+    from harness.workflow.store import Store
+
+    monkeypatch.setattr(ex, "STOP_GRACE_S", 1.0)
+    release = tmp_path / "release"
+    a = Task("work", "tests.sweep_helpers:until_deadline", {"seconds": 0.1, "n": "a"})
+    hung = Task("work", "tests.sweep_helpers:ignore_deadline", {"release": str(release)})
+    store = Store(tmp_path / "harness.sqlite")
+    client = Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None)
+    try:
+        t0 = time.time()
+        counts = execute([a, hung], store, client=client, deadline=time.time() + 1.0)
+        assert time.time() - t0 < 30
+        assert counts["done"] == 1 and counts["interrupted"] == 1 and counts["failed"] == 0
+        assert store.get(hung.key)["status"] == "running"  # the next run resumes it
+    finally:
+        release.touch()
+        client.close()
+
+
 def test_nothing_starts_after_the_walltime(tmp_path):
     from harness.workflow.execute import Task, execute
     from harness.workflow.store import Store

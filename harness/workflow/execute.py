@@ -123,6 +123,11 @@ def _routing(client) -> Callable[[Task], dict | None]:
     return lambda t: {"GPU": 1} if t.needs_gpu else cpu
 
 
+#: how long after the walltime the driver waits for running tasks to checkpoint and stop (an MD step, a training
+#: epoch of the CPU presets: minutes) before it leaves the ones that have not to the next run
+STOP_GRACE_S = 900.0
+
+
 def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
             progress: Callable[[dict], None] | None = None, deadline: float | None = None,
             partial: bool = False) -> dict[str, int]:
@@ -130,7 +135,9 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
 
     ``deadline`` (Unix seconds): a walltime. No task starts after it; running MD and MACE/DeePMD training
     checkpoint and stop at it (``interrupted``), and tasks never started are counted as ``waiting``; the next
-    run resumes (:mod:`harness.deadline`).
+    run resumes (:mod:`harness.deadline`). A task still running STOP_GRACE_S after the walltime (its worker lost,
+    e.g. after the machine was suspended past it) is given up as ``interrupted``: the run ends instead of waiting
+    for it.
 
     ``client``: a Dask client, or None to run in this process (tests, debugging). Every completion is
     written to ``store`` at once, so killing the driver loses only running tasks. ``partial``: ``tasks`` is a
@@ -281,6 +288,17 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
             done, _ = wait(list(futures), timeout=10, return_when="FIRST_COMPLETED")
         except TimeoutError:
             done = set()
+        if not done and deadline is not None and time.time() >= deadline + STOP_GRACE_S:
+            # past the walltime by the grace: a task that has not answered by now will not (its worker lost after
+            # the machine was suspended, a worker that hangs): leave it to the next run, which resumes it
+            lost = sorted(futures.values())
+            for fut in list(futures):
+                fut.cancel()
+            futures.clear()
+            counts["interrupted"] = counts.get("interrupted", 0) + len(lost)
+            logger.warning("walltime passed %d s ago and %d task(s) still have not stopped (%s): left for the next "
+                           "run", int(time.time() - deadline), len(lost), ", ".join(lost[:5]))
+            break
         for fut in done:
             key = futures.pop(fut)
             try:
