@@ -204,3 +204,37 @@ def test_the_report_explains_each_failed_run_it_can_read(scored_store, small_box
     assert table.failure_frames[0] == MAX_FRAMES and (tmp_path / "report" / table.figure[0]).stat().st_size > 10_000
     assert files["fig7"].stat().st_size > 10_000
     assert "Why runs failed" in files["report.html"].read_text()
+
+
+class _OffsetLJ(Calculator):
+    """Stand-in member: zero energy, a constant force on every component (eV/Å)."""
+
+    implemented_properties = ["energy", "forces"]
+    offset = 0.0
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        super().calculate(atoms, properties, system_changes)
+        self.results = {"energy": 0.0, "forces": np.full((len(self.atoms), 3), self.offset)}
+
+
+class MemberA(_OffsetLJ):
+    offset = 0.05
+
+
+class MemberB(_OffsetLJ):
+    offset = 0.15
+
+
+def test_explain_evaluates_a_committees_sigma2_on_the_runs_frames(small_box, tmp_path, runner):
+    """Two stand-in members whose forces differ by 0.1 eV/Å on every component: σ²_F = 3 × 0.05² = 0.0075 eV²/Å² on
+    every frame, trajectory and pre-failure frames alike; the CLI prints it and one model is refused."""
+    _pulled_run(small_box, tmp_path / "run")
+    rec = explain_run(tmp_path / "run", committee=[MemberA(), MemberB()])
+    sig = [v for v in rec.history["sigma2_F_committee"] if v is not None]
+    assert len(sig) > MAX_FRAMES and np.allclose(sig, 0.0075)
+    res = runner.invoke(app, ["explain", str(tmp_path / "run"), "-m", "ase:tests.test_forensics.MemberA", "-m",
+                              "ase:tests.test_forensics.MemberB", "--plot", str(tmp_path / "f.png")])
+    assert res.exit_code == 0, res.output
+    assert "of --committee on its frames): 0.0075 eV²/Å² at the start, 0.0075 at the end" in res.output
+    res = runner.invoke(app, ["explain", str(tmp_path / "run"), "-m", "ase:tests.test_forensics.MemberA"])
+    assert res.exit_code == 2 and "at least two models" in res.output

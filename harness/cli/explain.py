@@ -28,6 +28,10 @@ def explain(
                                    help="Intermolecular contacts searched within this distance (Å)."),
     window_ps: float = typer.Option(0.5, "--window-ps", min=0.0, help="Frames this close to the end are the "
                                     "'before failure' stretch compared with the training floor."),
+    committee: Optional[list[str]] = typer.Option(None, "--committee", "-m", help="A committee (its directory, or "
+                                                  "two or more model files / ase:... calculators): its σ²_F on the same "
+                                                  "frames joins the histories."),
+    device: str = typer.Option("cpu", "--device", help="Device for the committee's models."),
     as_json: bool = typer.Option(False, "--json", help="Print the record (and the comparison) as JSON."),
 ) -> None:
     """The failure record of one trajectory: the detector and the bond or molecules it names, the closest
@@ -42,7 +46,16 @@ def explain(
 
     if (dataset is None) != (subset is None):
         raise InputError("--dataset and --subset go together")
-    rec = explain_run(run, cutoff_A=cutoff_A)
+    calcs = None
+    if committee:
+        from harness.cli.options import check_device
+        from harness.models.load import load_model, sources_from_cli
+
+        check_device(device)
+        calcs = [load_model(src, device=device).calculator for src in sources_from_cli(committee)]
+        if len(calcs) < 2:
+            raise InputError("--committee: a committee of at least two models is needed for σ²_F")
+    rec = explain_run(run, cutoff_A=cutoff_A, committee=calcs)
     floor, below = None, None
     if dataset is not None:
         from harness.datasets.spec import load_dataset_spec
@@ -96,8 +109,10 @@ def explain(
     stretch = [v for v in rec.history.get("max_bond_stretch_A", []) if v is not None]
     if stretch:
         typer.echo(f"  largest bond stretch: {stretch[-1]:.3f} Å at the end (max {max(stretch):.3f} Å)")
-    sig = [v for v in rec.history.get("sigma2_F", []) if v is not None]
-    if sig:
-        typer.echo(f"  committee σ²F: {sig[-1]:.3g} eV²/Å² at the end (max {max(sig):.3g})")
+    for key, what in (("sigma2_F", "recorded by the run"), ("sigma2_F_committee", "of --committee on its frames")):
+        sig = [v for v in rec.history.get(key, []) if v is not None]
+        if sig:
+            typer.echo(f"  committee σ²F ({what}): {sig[0]:.3g} eV²/Å² at the start, {sig[-1]:.3g} at the end "
+                       f"(max {max(sig):.3g}; the AL threshold is 0.5)")
     if plot is not None:
         typer.echo(f"  figure: {plot}")

@@ -31,7 +31,7 @@ from harness.md.detectors import Failure
 from harness.workflow.contract import Record
 
 __all__ = ["CUTOFF_A", "Contact", "FailureRecord", "pair_name", "contacts", "contact_minima", "contact_floor",
-           "closer_than_floor", "explain_run", "run_contact_frames"]
+           "closer_than_floor", "committee_sigma2", "explain_run", "run_contact_frames"]
 
 #: intermolecular pairs are searched within this distance (Å); a pair type with no contact inside it is absent
 CUTOFF_A = 4.0
@@ -170,9 +170,25 @@ def _bond_of(failure: Failure | None) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-def explain_run(run_dir: str | Path, *, cutoff_A: float = CUTOFF_A) -> FailureRecord:
+def committee_sigma2(frames: Sequence[Atoms], calculators: Sequence) -> np.ndarray:
+    """σ²_F of a committee (max over atoms of the per-atom force variance over members, eV²/Å²) on each frame."""
+    from harness.models.committee import CommitteeCalculator
+
+    calc = CommitteeCalculator(list(calculators))
+    out = []
+    for a in frames:
+        b = Atoms(numbers=a.numbers, positions=a.positions, cell=a.cell, pbc=a.pbc)
+        b.calc = calc
+        b.get_forces()
+        out.append(float(calc.results["sigma2_F"]))
+    return np.array(out)
+
+
+def explain_run(run_dir: str | Path, *, cutoff_A: float = CUTOFF_A, committee: Sequence | None = None) -> FailureRecord:
     """The failure record of the finished run in ``run_dir`` (its ``result.json``, trajectory, pre-failure frames
-    and thermo table). A stable run gets a record with ``failure`` None and its histories."""
+    and thermo table). A stable run gets a record with ``failure`` None and its histories. ``committee``: ASE
+    calculators of a committee (two or more) evaluated on the same frames: their σ²_F joins the histories as
+    ``sigma2_F_committee`` (a validation run of one member records none of its own)."""
     from harness.md.runner import read_result
     from harness.systems.topology import molecule_species_names
 
@@ -195,6 +211,10 @@ def explain_run(run_dir: str | Path, *, cutoff_A: float = CUTOFF_A) -> FailureRe
         both = [a for a in both if a.info["time_ps"] < t0 - 1e-9] + list(fine)
     hist = contact_minima(both, cutoff_A=cutoff_A, where=str(run_dir))
     hist["time_ps"] = hist["time_ps"].round(6)  # frames (H5MD, extxyz text) and thermo rows meet on a time grid
+    if committee is not None:
+        if len(committee) < 2:
+            raise InputError("a committee of at least two models is needed for σ²_F")
+        hist["sigma2_F_committee"] = committee_sigma2(both, committee)
     last = both[-1]
     at_failure = contacts(last, cutoff_A=cutoff_A, species=species, where=f"{run_dir}: last frame")
     thermo_path = run_dir / "thermo.parquet"

@@ -225,7 +225,7 @@ def fig_failure(record, path: Path, *, floor: dict[str, float] | None = None, fl
     plt = _plt()
     h = pd.DataFrame(record.history).astype(float)
     pairs = [c for c in h.columns if "-" in c and c[0].isupper()]
-    extra = [c for c in ("max_bond_stretch_A", "sigma2_F") if c in h.columns and h[c].notna().any()]
+    extra = [c for c in ("max_bond_stretch_A", "sigma2_F", "sigma2_F_committee") if c in h.columns and h[c].notna().any()]
     fig, axes = plt.subplots(1 + len(extra), 1, figsize=(6.5, 2.6 * (1 + len(extra))), sharex=True, squeeze=False)
     axes = axes[:, 0]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -238,11 +238,15 @@ def fig_failure(record, path: Path, *, floor: dict[str, float] | None = None, fl
     axes[0].set_ylabel("closest intermolecular\ncontact (Å)")
     axes[0].legend(fontsize=7, ncol=min(len(pairs), 6) or 1, loc="best",
                    title=f"dashed: closest in {floor_label}" if floor else None, title_fontsize=7)
-    labels = {"max_bond_stretch_A": "largest bond\nstretch (Å)", "sigma2_F": "committee σ²F (eV²/Å²)"}
+    labels = {"max_bond_stretch_A": "largest bond\nstretch (Å)", "sigma2_F": "committee σ²F (eV²/Å²)",
+              "sigma2_F_committee": "committee σ²F\n(evaluated, eV²/Å²)"}
     for ax, c in zip(axes[1:], extra):
         x = h[["time_ps", c]].dropna()
-        ax.plot(x.time_ps, x[c], lw=1, color="k")
+        ax.plot(x.time_ps, x[c], ".-" if c == "sigma2_F_committee" else "-", ms=3, lw=1, color="k")
         ax.set_ylabel(labels[c])
+        if c.startswith("sigma2_F"):
+            ax.set_yscale("log")
+            ax.axhline(0.5, color="grey", lw=0.8, ls=":")  # the AL threshold
     f = record.failure
     for ax in axes:
         if f is not None:
