@@ -24,7 +24,10 @@ __all__ = ["diagnostics_tables", "diagnostics_section", "fig_volume_scans", "fig
 
 
 def diagnostics_tables(workspace: str | Path, sweep: str | None = None) -> dict[str, pd.DataFrame]:
-    """The diagnostics results of ``workspace``'s store as tidy tables (empty when none ran)."""
+    """The diagnostics results of ``workspace``'s store (typed: :mod:`harness.diagnostics.contract`) as tidy tables
+    (empty when none ran)."""
+    from harness.diagnostics.contract import CalibrationParams, LiquidParams, TrajErrorsParams, VScanParams
+    from harness.workflow.contract import stored_results
     from harness.workflow.store import Store
 
     path = Path(workspace) / "harness.sqlite"
@@ -32,47 +35,44 @@ def diagnostics_tables(workspace: str | Path, sweep: str | None = None) -> dict[
         return {}
     store = Store(path)
     try:
-        vscan = [r["result"] for r in store.tasks(kind="vscan", status="done", sweep=sweep)]
-        errs = [r["result"] for r in store.tasks(kind="traj_errors", status="done", sweep=sweep)]
-        liquids = [r["result"] for r in store.tasks(kind="liquid", status="done", sweep=sweep)]
-        from harness.diagnostics.contract import CalibrationParams
-        from harness.workflow.contract import stored_results
+        def typed(kind, params):
+            return stored_results(store.tasks(kind=kind, status="done", sweep=sweep), params)
 
-        calib = stored_results(store.tasks(kind="calibration", status="done", sweep=sweep), CalibrationParams)
+        vscan, errs = typed("vscan", VScanParams), typed("traj_errors", TrajErrorsParams)
+        liquids, calib = typed("liquid", LiquidParams), typed("calibration", CalibrationParams)
     finally:
         store.close()
     out: dict[str, pd.DataFrame] = {}
-    ident = ("committee", "arch", "subset")
+
+    def ident(r) -> dict:
+        return {"committee": r.committee, "arch": r.arch, "subset": r.subset}
+
     if vscan:
-        out["vscan_frames"] = pd.DataFrame([{**{k: v[k] for k in ident}, "validation_set": v["validation_set"], **row}
-                                            for v in vscan for row in v["rows"]])
+        out["vscan_frames"] = pd.DataFrame([{**ident(v), "validation_set": v.validation_set, **row.model_dump()}
+                                            for v in vscan for row in v.rows])
         out["vscan_shifts"] = pd.DataFrame([
-            {**{k: v[k] for k in ident}, "validation_set": v["validation_set"],
-             **{k: s[k] for k in ("composition", "n_atoms", "shift_meV_atom", "shift_meV_atom_std", "shift_eV",
-                                  "shifted", "shape_rmse_meV_atom", "dilute_frames", "tolerance_meV_atom")},
-             "median_abs_shift_meV_atom": s.get("median_abs_shift_meV_atom", abs(s["shift_meV_atom"])),
-             "members_shifted": s.get("members_shifted"),
-             "verdict": s.get("verdict", "undetermined"), "verdict_why": s.get("verdict_why", "computed by an older harness"),
-             "members": len(s["members"]),
-             "energy_rmse_meV_atom": float(np.mean([e["energy_rmse_meV_atom"] for e in v["errors"].values()])),
-             "forces_rmse_meV_A": float(np.mean([e["forces_rmse_meV_A"] for e in v["errors"].values()]))}
-            for v in vscan for s in v["shifts"]])
+            {**ident(v), "validation_set": v.validation_set,
+             **{k: getattr(s, k) for k in ("composition", "n_atoms", "shift_meV_atom", "shift_meV_atom_std", "shift_eV",
+                                           "shifted", "shape_rmse_meV_atom", "dilute_frames", "tolerance_meV_atom")},
+             "median_abs_shift_meV_atom": s.median_abs_shift_meV_atom, "members_shifted": s.members_shifted,
+             "verdict": s.verdict or "undetermined", "verdict_why": s.verdict_why or "computed by an older harness",
+             "members": len(s.members),
+             "energy_rmse_meV_atom": float(np.mean([e.energy_rmse_meV_atom for e in v.errors.values()])),
+             "forces_rmse_meV_A": float(np.mean([e.forces_rmse_meV_A for e in v.errors.values()]))}
+            for v in vscan for s in v.shifts])
     if errs:
-        rows = []
-        for e in errs:
-            kind = f"{e['ensemble']} {e['liquid']}" if e.get("liquid") else e["ensemble"]
-            for f in e["frames"]:
-                rows.append({**{k: e[k] for k in ident}, "member": e["member"], "seed": e.get("seed"), "run": kind,
-                             "liquid": e.get("liquid"), "t_stab_ps": e["t_stab_ps"],
-                             "run_failed": e.get("run_failed"), **f})
-        out["traj_errors"] = pd.DataFrame(rows)
-        summ = pd.DataFrame([{**{k: e[k] for k in ident}, "member": e["member"],
-                              "run": f"{e['ensemble']} {e['liquid']}" if e.get("liquid") else e["ensemble"],
-                              "n_frames": e["summary"]["n_frames"], "failed_labels": e.get("failed_labels", 0),
-                              "frames_from_failed_runs": e["summary"]["n_frames"] if e.get("run_failed") else 0,
-                              "energy_rmse_meV_atom": e["summary"]["energy_rmse_meV_atom"],
-                              "forces_rmse_meV_A": e["summary"]["forces_rmse_meV_A"],
-                              "forces_rmse_slope_meV_A_per_ps": e["summary"].get("forces_rmse_slope_meV_A_per_ps")}
+        def kind(e) -> str:
+            return f"{e.ensemble} {e.liquid}" if e.liquid else e.ensemble
+
+        out["traj_errors"] = pd.DataFrame([{**ident(e), "member": e.member, "seed": e.seed, "run": kind(e),
+                                            "liquid": e.liquid, "t_stab_ps": e.t_stab_ps, "run_failed": e.run_failed,
+                                            **f.model_dump()} for e in errs for f in e.frames])
+        summ = pd.DataFrame([{**ident(e), "member": e.member, "run": kind(e),
+                              "n_frames": e.summary.n_frames, "failed_labels": e.failed_labels,
+                              "frames_from_failed_runs": e.summary.n_frames if e.run_failed else 0,
+                              "energy_rmse_meV_atom": e.summary.energy_rmse_meV_atom,
+                              "forces_rmse_meV_A": e.summary.forces_rmse_meV_A,
+                              "forces_rmse_slope_meV_A_per_ps": e.summary.forces_rmse_slope_meV_A_per_ps}
                              for e in errs])
         num = ["energy_rmse_meV_atom", "forces_rmse_meV_A", "forces_rmse_slope_meV_A_per_ps"]
         summ[num] = summ[num].astype(float)
@@ -83,25 +83,24 @@ def diagnostics_tables(workspace: str | Path, sweep: str | None = None) -> dict[
     if liquids:
         rows = []
         for lq in liquids:
-            m = lq["members"]
-            t = np.array([x["t_stab_ps"] for x in m])
-            with_errors = [x for x in m if x.get("errors") and x["errors"].get("n_frames")]
-            fr = [x["errors"]["forces_rmse_meV_A"] for x in with_errors]
-            rows.append({**{k: lq[k] for k in ident}, "liquid": lq["liquid"], "composition": lq["composition"],
-                         "members": len(m), "reached_tau": sum(bool(x["reached_tau"]) for x in m),
-                         "horizon_ps": lq["horizon_ps"], "t_stab_npt_ps": float(t.mean()),
+            m = lq.members
+            t = np.array([x.t_stab_ps for x in m])
+            with_errors = [x for x in m if x.errors is not None and x.errors.n_frames]
+            fr = [x.errors.forces_rmse_meV_A for x in with_errors]
+            rows.append({**ident(lq), "liquid": lq.liquid, "composition": lq.composition,
+                         "members": len(m), "reached_tau": sum(bool(x.reached_tau) for x in m),
+                         "horizon_ps": lq.horizon_ps, "t_stab_npt_ps": float(t.mean()),
                          "t_stab_npt_ps_se": float(t.std(ddof=1) / np.sqrt(len(t))) if len(t) > 1 else np.nan,
-                         "failures": ", ".join(sorted({x["failure"] for x in m if x.get("failure")})) or "–",
+                         "failures": ", ".join(sorted({x.failure for x in m if x.failure})) or "–",
                          "forces_rmse_meV_A": float(np.mean(fr)) if fr else np.nan,
                          "members_with_errors": len(fr),
                          # frames of a failed run lead up to its failure: their errors describe the way out
-                         "errors_from_failed_runs": sum(x.get("failure") is not None for x in with_errors)})
+                         "errors_from_failed_runs": sum(x.failure is not None for x in with_errors)})
         out["liquids"] = pd.DataFrame(rows)
     if calib:
         keys = ("members", "frames", "n_atoms", "scale", "ence", "spearman", "mean_sigma_eV_A", "rmse_eV_A",
                 "al_threshold_expected_error_eV_A")
-        out["calibration"] = pd.DataFrame([{"committee": c.committee, "arch": c.arch, "subset": c.subset,
-                                            **{k: getattr(c, k) for k in keys}} for c in calib])
+        out["calibration"] = pd.DataFrame([{**ident(c), **{k: getattr(c, k) for k in keys}} for c in calib])
         out["calibration_curve"] = pd.DataFrame([{"committee": c.committee, "arch": c.arch, "bin": k,
                                                   **b.model_dump()} for c in calib for k, b in enumerate(c.curve)])
     return out
