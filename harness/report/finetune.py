@@ -23,6 +23,9 @@ __all__ = ["finetune_tables", "finetune_section", "fig_finetune"]
 
 def finetune_tables(workspace: str | Path, members: pd.DataFrame, sweep: str | None = None) -> dict[str, pd.DataFrame]:
     """``members``: the Q member table (:func:`harness.report.data.member_table`, with the ``finetune`` column)."""
+    from harness.finetune.contract import ForgettingParams
+    from harness.validation.contract import TrainParams
+    from harness.workflow.contract import stored_results
     from harness.workflow.store import Store
 
     path = Path(workspace) / "harness.sqlite"
@@ -30,23 +33,23 @@ def finetune_tables(workspace: str | Path, members: pd.DataFrame, sweep: str | N
         return {}
     store = Store(path)
     try:
-        res = [r["result"] for r in store.tasks(kind="forgetting", status="done", sweep=sweep)]
-        trained = [r["result"] for r in store.tasks(kind="train", status="done", sweep=sweep)]
+        res = stored_results(store.tasks(kind="forgetting", status="done", sweep=sweep), ForgettingParams)
+        trained = stored_results(store.tasks(kind="train", status="done", sweep=sweep), TrainParams)
     finally:
         store.close()
     rows = []
     for r in res:
-        row = {"committee": r["committee"], "subset": r["subset"], "member": r["member"], "strategy": r["strategy"],
-               "lr": r["lr"], **r["summary"]}
-        for name, h in r["held_out"].items():
-            row[f"{name}: ΔF (meV/Å)"] = h["forces_change_rms_meV_A"]
-            row[f"{name}: ΔE (meV/atom)"] = h["energy_change_rms_meV_atom"]
-            if h.get("tuned"):
-                row[f"{name}: F RMSE before"] = h["original"]["forces_rmse_meV_A"]
-                row[f"{name}: F RMSE after"] = h["tuned"]["forces_rmse_meV_A"]
-            if "forces_error_increase_meV_A" in h:
-                row[f"{name}: F error increase"] = h["forces_error_increase_meV_A"]
-                row[f"{name}: E error increase (offset removed)"] = h["energy_error_increase_meV_atom"]
+        row = {"committee": r.committee, "subset": r.subset, "member": r.member, "strategy": r.strategy,
+               "lr": r.lr, **r.summary.model_dump(exclude_none=True)}
+        for name, h in r.held_out.items():
+            row[f"{name}: ΔF (meV/Å)"] = h.forces_change_rms_meV_A
+            row[f"{name}: ΔE (meV/atom)"] = h.energy_change_rms_meV_atom
+            if h.tuned is not None:
+                row[f"{name}: F RMSE before"] = h.original.forces_rmse_meV_A
+                row[f"{name}: F RMSE after"] = h.tuned.forces_rmse_meV_A
+            if h.forces_error_increase_meV_A is not None:
+                row[f"{name}: F error increase"] = h.forces_error_increase_meV_A
+                row[f"{name}: E error increase (offset removed)"] = h.energy_error_increase_meV_atom
         rows.append(row)
     per_member = pd.DataFrame(rows)
     ft = members[members.finetune.notna()]
@@ -57,8 +60,7 @@ def finetune_tables(workspace: str | Path, members: pd.DataFrame, sweep: str | N
     # from-scratch member's validation errors (the same validation frames of the subset)
     valid = {}
     for t in trained:
-        m = t.get("metrics") or {}
-        valid.setdefault(t["committee"], []).append((m.get("valid_forces_rmse_meV_A"), m.get("valid_energy_rmse_meV_atom")))
+        valid.setdefault(t.committee, []).append((t.metrics.valid_forces_rmse_meV_A, t.metrics.valid_energy_rmse_meV_atom))
     before = (per_member.groupby("subset")[["target_forces_rmse_before_meV_A", "target_energy_rmse_before_meV_atom"]]
               .first() if len(per_member) else pd.DataFrame())
     table = []
