@@ -9,9 +9,7 @@ worker process, or the whole process group — and rerun after each kill of the 
   checkpoint beside a finished trajectory, thermo parts);
 - a trajectory killed mid-run resumed from its checkpoint (``result.json``: ``meta.resumed_at_steps``).
 
-Slow (two sweeps and twenty restarts); ``make ci-chaos`` runs it in CI. Both sweeps run on one Dask worker: in
-CI's side lane beside the main lane's steps, a second worker (and its imports of deepmd and mace after every
-restart) would only add a third busy process to two cores. The kill moments are
+Slow (two sweeps and twenty restarts, ~10 min on 2 cores); ``make ci-chaos`` runs it in CI. The kill moments are
 drawn from ``HARNESS_CHAOS_SEED`` (default 18); ``HARNESS_CHAOS_KILLS`` sets their number;
 ``HARNESS_CHAOS_REFERENCE`` names the workspace of the uninterrupted run (made there if missing, reused if not).
 """
@@ -45,7 +43,7 @@ def _start(ws: Path, log: Path) -> subprocess.Popen:
     fh.write(f"\n=== sweep run at {time.strftime('%H:%M:%S')}\n")
     fh.flush()
     return subprocess.Popen([sys.executable, "-m", "harness.cli.main", "sweep", "run", str(SPEC), "--workspace",
-                             str(ws), "--workers", "1"], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+                             str(ws)], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _attempts(ws: Path) -> dict[str, tuple[str, int]]:
