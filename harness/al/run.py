@@ -53,35 +53,47 @@ def al_tables(workspace: str | Path, campaign: str | None = None) -> dict[str, p
                                    "threshold_hits": 0, "selected": 0, "labelled": None, "label_failed": None,
                                    "oracle_calls": None, "Q": None, "Q_se": None, "t_stab_npt_ps": None})
 
+    from harness.al.contract import ALSetParams, ExploreParams
+    from harness.validation.contract import ScoreParams, TrainParams
+    from harness.workflow.contract import stored_params
+    from harness.workflow.task import result_of
+
+    kinds = {"train": TrainParams, "explore": ExploreParams, "al_set": ALSetParams, "score": ScoreParams}
     selected, hits = [], []
     for r in rows:
-        p, res = r["params"], r["result"] or {}
-        if r["kind"] == "train" and p.get("tags", {}).get("campaign"):
-            e = entry(p["tags"])
+        cls = kinds.get(r["kind"])
+        p = stored_params(r, cls) if cls is not None else None
+        if p is None:
+            continue  # another kind, or a row of another schema
+        res = result_of(cls, r["result"] or {}) if r["status"] == "done" else None
+        tags = getattr(p, "tags", None) or {}
+        if r["kind"] == "train" and tags.get("campaign"):
+            e = entry(tags)
             e["members"] += 1
-            if r["status"] == "done":
+            if res is not None:
                 e["members_trained"] += 1
-                e["n_train"] = res.get("n_train")
+                e["n_train"] = res.n_train
         elif r["kind"] == "explore":
-            e = entry(p)
+            e = entry(p.model_dump(include={"campaign", "chain", "generation"}))
             e["explore_planned"] += 1
-            if r["status"] == "done":
+            if res is not None:
                 e["explore_done"] += 1
-                e["threshold_hits"] += bool(res["hit_threshold"])
-                e["selected"] += bool(res.get("selected_file"))
-                hits.append({"campaign": p["campaign"], "chain": p["chain"], "generation": p["generation"],
-                             "composition": p["composition"], "hit": bool(res["hit_threshold"]),
-                             "t_stop_ps": res["t_stop_ps"], "stopped_by": res["stopped_by"]})
-        elif r["kind"] == "al_set" and r["status"] == "done":
-            e = entry(p)
-            e.update(labelled=res["n_new"], label_failed=len(res["failed"]), oracle_calls=res["oracle_calls"])
-            for f in res["frames"]:
-                selected.append({"campaign": p["campaign"], "chain": p["chain"], "generation": p["generation"], **f})
-        elif r["kind"] == "score" and r["status"] == "done" and p.get("tags", {}).get("campaign"):
-            e = entry(p["tags"])
-            q = res["committee"]["Q"]
-            e["Q"], e["Q_se"] = q["mean"], q["sem"]
-            ts = [m["t_stab_npt_ps"] for m in res["members"]]
+                e["threshold_hits"] += bool(res.hit_threshold)
+                e["selected"] += bool(res.selected_file)
+                hits.append({"campaign": p.campaign, "chain": p.chain, "generation": p.generation,
+                             "composition": p.composition, "hit": bool(res.hit_threshold),
+                             "t_stop_ps": res.t_stop_ps, "stopped_by": res.stopped_by})
+        elif r["kind"] == "al_set" and res is not None:
+            e = entry(p.model_dump(include={"campaign", "chain", "generation"}))
+            e.update(labelled=res.n_new, label_failed=len(res.failed), oracle_calls=res.oracle_calls)
+            for f in res.frames:
+                selected.append({"campaign": p.campaign, "chain": p.chain, "generation": p.generation,
+                                 **f.model_dump()})
+        elif r["kind"] == "score" and res is not None and tags.get("campaign"):
+            e = entry(tags)
+            q = res.committee.Q
+            e["Q"], e["Q_se"] = q.mean, q.sem
+            ts = [m.t_stab_npt_ps for m in res.members]
             e["t_stab_npt_ps"] = sum(ts) / len(ts) if ts else None
     gen = pd.DataFrame(sorted(gens.values(), key=lambda d: (d["campaign"], d["chain"], d["generation"])))
     hit = pd.DataFrame(hits)

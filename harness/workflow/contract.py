@@ -135,6 +135,18 @@ def task_kinds() -> dict[str, type[TaskParams]]:
     return out
 
 
+def stored_params(row: dict, params: type[TaskParams]) -> TaskParams | None:
+    """A store row's parameters (``{"schema": ..., **fields}``) as ``params``; None when they are of another schema
+    or do not validate (a row an older harness planned)."""
+    stored = dict(row.get("params") or {})
+    if stored.pop("schema", None) != params.schema_id():
+        return None
+    try:
+        return params.model_validate(stored)
+    except ValueError:
+        return None
+
+
 def stored_results(rows: list[dict], params: type[TaskParams]) -> list[TaskResult]:
     """The results of store rows (``Store.tasks``) of one kind as its typed result class; those the executor would
     not reuse (:func:`~harness.workflow.task.result_of`: another schema, or not valid) are left out."""
