@@ -401,7 +401,7 @@ def test_md_on_a_bad_model_file_is_a_clear_error(tmp_path, name, content, messag
 
 def test_a_cuda_sweep_places_gap_on_cpu_and_batches_mace_and_deepmd_runs(tmp_path):
     """The ci sweep on device cuda with md_batch 4: MACE/DeePMD training, MD and model evaluation (volume scans,
-    trajectory errors) ask for the GPU, GAP's (the reference), relabelling with the reference method and every
+    trajectory errors, calibration) ask for the GPU, GAP's (the reference), relabelling with the reference method and every
     analysis task do not; each ensemble's 8 grid runs form one batch per architecture (so do the liquids');
     the unbatched cpu plan of the same sweep keeps its task keys (md_batch 1 adds nothing)."""
     import yaml
@@ -419,7 +419,7 @@ def test_a_cuda_sweep_places_gap_on_cpu_and_batches_mace_and_deepmd_runs(tmp_pat
     tasks = plan_sweep(*load_sweep(gpu), tmp_path / "ws")
     for t in tasks:
         arch = getattr(t.params, "arch", None) or next((a for a in ("gap", "mace", "deepmd") if a in t.label), None)
-        if t.kind in ("train", "md", "md_batch", "vscan", "traj_errors"):
+        if t.kind in ("train", "md", "md_batch", "vscan", "traj_errors", "calibration"):
             assert t.needs_gpu == (arch != "gap"), t.label
         else:
             assert not t.needs_gpu, t.label

@@ -92,12 +92,14 @@ def status(
         raise InputError(f"{workspace}: no harness.sqlite (run `harness al run SPEC --workspace {workspace}`)")
     console = print_task_counts(workspace, campaign)
     _print_generations(workspace, campaign, console)
+    from harness.al.contract import ALSetParams
+    from harness.workflow.contract import stored_results
+
     store = Store(workspace / "harness.sqlite")
-    for row in store.tasks(kind="al_set", status="done", sweep=campaign):
-        r = row["result"]
-        if r.get("al_frames"):
-            console.print(f"{r['campaign']}/{r['chain']} after generation {r['generation']}: {r['n_total']} AL frames "
-                          f"in {r['al_frames']}")
+    for r in stored_results(store.tasks(kind="al_set", status="done", sweep=campaign), ALSetParams):
+        if r.al_frames:
+            console.print(f"{r.campaign}/{r.chain} after generation {r.generation}: {r.n_total} AL frames "
+                          f"in {r.al_frames}")
     store.close()
 
 
@@ -123,32 +125,36 @@ def export(
     check_output(prov_path)
     if not (workspace / "harness.sqlite").exists():
         raise InputError(f"{workspace}: no harness.sqlite (run `harness al run SPEC --workspace {workspace}`)")
+    from harness.al.contract import ALSetParams, LabelParams
+    from harness.workflow.contract import stored_params
+    from harness.workflow.task import result_of
+
     store = Store(workspace / "harness.sqlite")
-    rows = [r for r in store.tasks(kind="al_set", status="done", sweep=campaign)
-            if chain is None or r["result"]["chain"] == chain]
-    labels = {r["key"]: r for r in store.tasks(kind="label", status="done", sweep=campaign)}
+    rows = [(row["key"], res) for row in store.tasks(kind="al_set", status="done", sweep=campaign)
+            if (res := result_of(ALSetParams, row["result"] or {})) is not None and (chain is None or res.chain == chain)]
+    labels = [p for row in store.tasks(kind="label", status="done", sweep=campaign)
+              if (p := stored_params(row, LabelParams)) is not None]
     store.close()
-    chains = sorted({(r["result"]["campaign"], r["result"]["chain"]) for r in rows})
+    chains = sorted({(r.campaign, r.chain) for _, r in rows})
     if not chains:
         raise InputError(f"{workspace}: no finished AL generation" + (f" in campaign {campaign}" if campaign else "")
                          + (f" for chain {chain}" if chain else ""))
     if len(chains) > 1:
         raise InputError(f"{workspace}: several chains ({', '.join('/'.join(c) for c in chains)}); "
                          "choose one with --campaign and --chain")
-    last = max(rows, key=lambda r: r["result"]["generation"])
-    res = last["result"]
-    if not res.get("al_frames"):
+    res = max((r for _, r in rows), key=lambda r: r.generation)
+    if not res.al_frames:
         raise InputError(f"{'/'.join(chains[0])}: no frame was labelled (see `harness al status -w {workspace}`)")
-    frames = read_frames(res["al_frames"])
-    write_frames(output, frames, inputs=[res["al_frames"]])
-    oracle = next((r["params"]["oracle"] for r in labels.values()), None)
-    prov = {"campaign": res["campaign"], "chain": res["chain"], "generations": sorted(r["result"]["generation"] for r in rows),
+    frames = read_frames(res.al_frames)
+    write_frames(output, frames, inputs=[res.al_frames])
+    oracle = labels[0].oracle if labels else None
+    per_generation = ("generation", "n_selected", "n_new", "oracle_calls", "failed", "skipped", "frames")
+    prov = {"campaign": res.campaign, "chain": res.chain, "generations": sorted(r.generation for _, r in rows),
             "n_frames": len(frames), "output_sha256": sha256_file(output), "oracle": oracle,
-            "store": str((workspace / "harness.sqlite").resolve()), "al_set_tasks": [r["key"] for r in rows],
-            "per_generation": [{k: r["result"][k] for k in ("generation", "n_selected", "n_new", "oracle_calls",
-                                                             "failed", "skipped", "frames")} for r in rows],
+            "store": str((workspace / "harness.sqlite").resolve()), "al_set_tasks": [k for k, _ in rows],
+            "per_generation": [r.model_dump(mode="json", include=set(per_generation)) for _, r in rows],
             "context": run_context(("core", "reference", *MLIP_GROUPS))}
-    with atomic_path(prov_path, inputs=[res["al_frames"]]) as tmp:
+    with atomic_path(prov_path, inputs=[res.al_frames]) as tmp:
         tmp.write_text(json.dumps(prov, indent=1, default=str) + "\n")
-    typer.echo(f"{len(frames)} AL frames of {res['campaign']}/{res['chain']} (generations "
+    typer.echo(f"{len(frames)} AL frames of {res.campaign}/{res.chain} (generations "
                f"{', '.join(str(g) for g in prov['generations'])}) → {output}")

@@ -179,17 +179,19 @@ def status(
     if not path.exists():
         raise InputError(f"{workspace}: no harness.sqlite (run `harness sweep run SPEC --workspace {workspace}`)")
     console = print_task_counts(workspace, sweep)
+    from harness.validation.contract import ScoreParams
+    from harness.workflow.contract import stored_results
+
     store = Store(path)
-    scores = store.tasks(kind="score", status="done", sweep=sweep)
+    scores = stored_results(store.tasks(kind="score", status="done", sweep=sweep), ScoreParams)
     store.close()
     if scores:
         t = Table(title="Q per committee (mean ± SE over members)")
         for col in ("committee", "S", "R", "V", "Q"):
             t.add_column(col)
-        for row in scores:
-            r = row["result"]
-            c = r["committee"]
-            t.add_row(r["committee_id"], *(f"{c[x]['mean']:.3f} ± {c[x]['sem']:.3f}" for x in "SRVQ"))
+        for r in scores:
+            terms = [getattr(r.committee, x) for x in "SRVQ"]
+            t.add_row(r.committee_id, *(f"{x.mean:.3f} ± {x.sem:.3f}" for x in terms))
         console.print(t)
 
 
