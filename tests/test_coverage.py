@@ -88,8 +88,30 @@ def _frames(n_runs, rise, seed=0):
 
 def test_failure_prediction_finds_a_rising_score_and_does_not_claim_the_absence():
     got = failure_prediction(_frames(6, rise=4.0), "score", 0.2).iloc[0]
-    assert got.verdict == "predicts" and got.auc > 0.95 and got.n_positive == 3 * 5
+    assert got.verdict == "predicts" and got.auc > 0.95 and got.auc_low > 0.5 and got.n_positive == 3 * 5
     noise = failure_prediction(_frames(6, rise=0.0, seed=1), "score", 0.2).iloc[0]
-    assert noise.verdict == "undetermined" and 0.2 < noise.auc < 0.8 and "p =" in noise.why
+    assert noise.verdict == "undetermined" and noise.auc_low < 0.5 < noise.auc_high and "includes 0.5" in noise.why
     few = failure_prediction(_frames(1, rise=4.0), "score", 0.2).iloc[0]
     assert few.verdict == "undetermined" and np.isnan(few.auc) and f">= {MIN_EVENTS} frames" in few.why
+
+
+def test_failure_prediction_does_not_count_correlated_frames_as_evidence():
+    """Four runs whose score is a per-run constant (plus tiny noise): the last 0.2 ps of two failing runs (levels 1.0
+    and 0.3) against two stable runs (0.0 and 0.5). Over frames the AUC is 0.75 and a frame-level Mann-Whitney test
+    calls it certain (p < 1e-6: 42 against 202 frames), yet it is four runs and the 0.3 run sits below the 0.5 one:
+    the bootstrap over runs keeps the interval across 0.5."""
+    from scipy.stats import mannwhitneyu
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for r, (fails, level) in enumerate([(True, 1.0), (True, 0.3), (False, 0.0), (False, 0.5)]):
+        times = np.arange(0.8, 1.0001, 0.01) if fails else np.arange(0.0, 1.0001, 0.01)
+        for t in times:
+            rows.append({"run": f"r{r}", "arch": "x", "time_ps": t, "t_fail_ps": 1.0 if fails else np.nan,
+                         "score": level + 1e-6 * rng.normal()})
+    df = pd.DataFrame(rows)
+    pos = df.t_fail_ps.notna()
+    assert mannwhitneyu(df.score[pos], df.score[~pos], alternative="greater").pvalue < 1e-6
+    got = failure_prediction(df, "score", 0.2).iloc[0]
+    assert got.auc == pytest.approx(0.75, abs=0.01)
+    assert got.verdict == "undetermined" and got.auc_low < 0.5

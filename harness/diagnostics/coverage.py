@@ -15,7 +15,8 @@ covered by the training set. Here:
 * :func:`coverage_map` — a two-component PCovC projection (skmatter; mixing 0.5 between PCA's variance and the
   classification of the sets) of each element's environments labelled by set.
 * :func:`failure_prediction` — whether a per-frame score (coverage distance, σ²F) predicts a failure within the
-  next Δt: ROC AUC with the Mann–Whitney test, ``undetermined`` below the minimum data or at p ≥ 0.01.
+  next Δt: ROC AUC with an interval from a bootstrap over runs, ``predicts`` when its lower end (1 %) lies above
+  0.5, else ``undetermined``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ SOAP = {"cutoff": {"radius": 4.0, "smoothing": {"type": "ShiftedCosine", "width"
 MAX_PER_SPECIES = 2000
 #: failure prediction: at least this many frames of each class, from at least two runs, else undetermined
 MIN_EVENTS = 5
-#: the level of the Mann-Whitney test behind a "predicts" verdict
+#: the one-sided level behind a "predicts" verdict (the bootstrap interval's lower quantile)
 ALPHA = 0.01
 
 
@@ -179,31 +180,58 @@ def coverage_map(sets: dict[str, Environments], *, max_per_set: int = 400, mixin
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["set", "element", "pc1", "pc2"])
 
 
-def failure_prediction(frames: pd.DataFrame, score: str, dt_ps: float, *, group: str = "arch") -> pd.DataFrame:
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """ROC AUC: the probability that a positive scores above a negative (ties count half)."""
+    from scipy.stats import rankdata
+
+    r = rankdata(np.concatenate([pos, neg]))
+    return float((r[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def failure_prediction(frames: pd.DataFrame, score: str, dt_ps: float, *, group: str = "arch",
+                       n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Does ``score`` (a column of ``frames``: one row per trajectory frame with ``run``, ``time_ps``,
     ``t_fail_ps`` — NaN for a run that did not fail — and ``group``) rise before failures? A frame is positive when
-    its run fails within ``dt_ps`` after it. Per group: positives, negatives, runs, ROC AUC (Mann–Whitney U over
-    n₊n₋; 0.5 is chance) and the one-sided test's p; verdict ``predicts`` at p < ALPHA, else ``undetermined``
-    (never "does not predict": a small study cannot show the absence), also below MIN_EVENTS of either class or
-    fewer than two runs."""
-    from scipy.stats import mannwhitneyu
-
+    its run fails within ``dt_ps`` after it. Per group: positives, negatives, runs, the ROC AUC over frames (0.5 is
+    chance) and its interval from a bootstrap over *runs*, failed and stable runs resampled apart (frames of one run are not
+    independent: resampling whole runs keeps their correlation; a frame-level test would overstate the evidence). Verdict ``predicts`` when
+    the interval's lower end (the ALPHA quantile) lies above 0.5, else ``undetermined`` (never "does not predict":
+    a small study cannot show the absence), also below MIN_EVENTS frames of either class or fewer than two runs
+    with each."""
+    rng = np.random.default_rng(seed)
     rows = []
     for g, df in frames.dropna(subset=[score]).groupby(group, sort=True):
-        pos = (df.t_fail_ps - df.time_ps <= dt_ps) & df.t_fail_ps.notna() & (df.time_ps <= df.t_fail_ps + 1e-9)
-        a, b = df.loc[pos, score].to_numpy(), df.loc[~pos, score].to_numpy()
-        row = {group: g, "score": score, "dt_ps": dt_ps, "n_positive": len(a), "n_negative": len(b),
-               "runs": int(df.run.nunique()), "auc": np.nan, "p": np.nan, "verdict": "undetermined",
+        pos = ((df.t_fail_ps - df.time_ps <= dt_ps) & df.t_fail_ps.notna()).to_numpy()
+        x = df[score].to_numpy(float)
+        runs = df.run.to_numpy()
+        names = np.unique(runs)
+        with_pos = len(np.unique(runs[pos]))
+        with_neg = len(np.unique(runs[~pos]))
+        row = {group: g, "score": score, "dt_ps": dt_ps, "n_positive": int(pos.sum()), "n_negative": int((~pos).sum()),
+               "runs": len(names), "auc": np.nan, "auc_low": np.nan, "auc_high": np.nan, "verdict": "undetermined",
                "why": ""}
-        if len(a) < MIN_EVENTS or len(b) < MIN_EVENTS or row["runs"] < 2:
-            row["why"] = (f"needs >= {MIN_EVENTS} frames of each class from >= 2 runs (has {len(a)} before a failure, "
-                          f"{len(b)} not, {row['runs']} runs)")
+        if pos.sum() < MIN_EVENTS or (~pos).sum() < MIN_EVENTS or with_pos < 2 or with_neg < 2:
+            row["why"] = (f"needs >= {MIN_EVENTS} frames of each class from >= 2 runs each (has {int(pos.sum())} before "
+                          f"a failure from {with_pos} run(s), {int((~pos).sum())} not from {with_neg})")
+            rows.append(row)
+            continue
+        row["auc"] = _auc(x[pos], x[~pos])
+        index = {n: np.flatnonzero(runs == n) for n in names}
+        failed = df.groupby("run").t_fail_ps.apply(lambda t: t.notna().any())
+        strata = [np.array([n for n in names if failed[n]]), np.array([n for n in names if not failed[n]])]
+        boot = []
+        for _ in range(n_boot):  # failed and stable runs resampled apart: every resample holds both kinds of run
+            pick = np.concatenate([rng.choice(st, len(st), replace=True) for st in strata if len(st)])
+            take = np.concatenate([index[n] for n in pick])
+            p = pos[take]
+            if p.any() and (~p).any():
+                boot.append(_auc(x[take][p], x[take][~p]))
+        lo, hi = np.quantile(boot, [ALPHA, 1 - ALPHA])
+        row.update(auc_low=float(lo), auc_high=float(hi))
+        interval = f"AUC {row['auc']:.2f}, {100 * (1 - 2 * ALPHA):g} % interval {lo:.2f}–{hi:.2f} (bootstrap over runs)"
+        if lo > 0.5:
+            row.update(verdict="predicts", why=interval)
         else:
-            u, p = mannwhitneyu(a, b, alternative="greater")
-            row.update(auc=float(u / (len(a) * len(b))), p=float(p))
-            if p < ALPHA:
-                row.update(verdict="predicts", why=f"one-sided Mann-Whitney p = {p:.2g} < {ALPHA}")
-            else:
-                row["why"] = f"one-sided Mann-Whitney p = {p:.2g} >= {ALPHA}"
+            row["why"] = interval + ": includes 0.5"
         rows.append(row)
     return pd.DataFrame(rows)

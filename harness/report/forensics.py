@@ -38,25 +38,38 @@ REFERENCE_FRAMES = 100
 
 
 def _training_sets(workspace: Path, sweep: str | None) -> dict[str, tuple[str, str, int | None]]:
-    """committee -> (dataset spec, subset, max_train_frames) of the members the workspace trained."""
-    from harness.validation.contract import TrainParams
+    """committee -> (dataset spec, subset, max_train_frames) of its members: those the workspace trained (their
+    train parameters) and trained members brought in (a shipped committee: the dataset its artifacts record; a
+    relative spec path is the repository's)."""
+    from harness.models.base import ModelArtifact
+    from harness.models.ship import ROOT
+    from harness.validation.contract import ModelParams, TrainParams
+    from harness.workflow.contract import stored_params
     from harness.workflow.store import Store
 
     store = Store(workspace / "harness.sqlite")
     try:
-        rows = store.tasks(kind="train", status="done", sweep=sweep)
+        trained = store.tasks(kind="train", status="done", sweep=sweep)
+        brought = store.tasks(kind="model", status="done", sweep=sweep)
     finally:
         store.close()
     out = {}
-    for r in rows:
-        params = dict(r["params"] or {})
-        if params.pop("schema", None) != TrainParams.schema_id():
-            continue  # a row of another schema: its committee's training set is not known here
-        try:
-            p = TrainParams.model_validate(params)
-        except ValueError:
+    for r in trained:
+        p = stored_params(r, TrainParams)
+        if p is not None:
+            out.setdefault(p.committee, (p.dataset, p.subset, p.max_train_frames))
+    for r in brought:
+        p = stored_params(r, ModelParams)
+        if p is None or p.committee in out or p.source.kind != "member" or not p.source.path:
             continue
-        out.setdefault(p.committee, (p.dataset, p.subset, p.max_train_frames))
+        try:
+            ds = ModelArtifact.load(p.source.path).dataset or {}
+        except Exception:  # noqa: BLE001 - a member folder gone or unreadable: its training set stays unknown
+            continue
+        if ds.get("spec") and ds.get("subset") and not ds.get("extra_frames"):
+            spec = Path(ds["spec"]) if Path(ds["spec"]).is_absolute() else ROOT / ds["spec"]
+            if spec.is_file():
+                out[p.committee] = (str(spec), ds["subset"], ds.get("max_train_frames"))
     return out
 
 
@@ -293,8 +306,9 @@ l<sub>max</sub> 4, n<sub>max</sub> 4) to the nearest environment of the same ele
 frames, over the training set's own nearest-neighbour spread (0: a training environment; ~1: as close as training
 environments are to each other). Does it rise before failures? A frame counts as before a failure when its run
 fails within {PREDICTION_DT_PS:g} ps after it (the failing frame itself included, so a bond already stretching
-counts); ROC AUC and one-sided Mann–Whitney test per architecture, <i>predicts</i> at p &lt; 0.01, otherwise
-<i>undetermined</i>.</p>
+counts); ROC AUC per architecture with its interval from a bootstrap over runs (failed and stable runs resampled
+apart: frames of one run are not independent), <i>predicts</i> when the interval's 1 % lower end lies above 0.5,
+otherwise <i>undetermined</i>.</p>
 {pred.round(4).to_html(index=False, escape=True)}
 <figure><img src='{img(files["fig8"])}' alt='fig8'><figcaption>fig8: coverage before failures and the PCovC map
 </figcaption></figure>"""
