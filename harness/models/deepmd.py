@@ -66,7 +66,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (18 000 steps, the same decay) flattened at 206.5 meV/Å on Full once its rate had decayed (14 000 steps) and
     # broke a C-H bond within 0.07 ps; slower decays kept falling: 1e-3 -> 1e-5 over 40 000 steps ~150 meV/Å after
     # 24 CPU-min, over 60 000 steps 125-129 meV/Å at step 31 000 (lr ~1e-4). 0.058 CPU-s per step on Full
-    # (docs/measurements.md, "Converged training on CPU"); the study's members' own curves are its evidence.
+    # (docs/measurements.md, "Converged training on CPU"); the study's members' own curves are its evidence. A
+    # checkpoint every 1000 steps (~1 CPU-min): a walltime piece stops `dp` and the next resumes from the last one.
     "cpu": {
         "model": {"descriptor": {"type": "se_e2_a", "rcut": 6.0, "rcut_smth": 0.5, "sel": SEL_6_0,
                                  "neuron": [16, 32, 64], "axis_neuron": 8},
@@ -74,7 +75,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "learning_rate": {"type": "exp", "start_lr": 0.001, "stop_lr": 1e-5, "decay_steps": 1000},
         "loss": {"type": "ener", "start_pref_e": 0.02, "limit_pref_e": 1.0, "start_pref_f": 1000.0,
                  "limit_pref_f": 1.0, "start_pref_v": 0.02, "limit_pref_v": 1.0},
-        "training": {"numb_steps": 40000, "batch_size": 1, "disp_freq": 1000, "save_freq": 4000},
+        "training": {"numb_steps": 40000, "batch_size": 1, "disp_freq": 1000, "save_freq": 1000},
         "dtype": "float32",
     },
     # GPU-scale (paper-like): se_e2_a with a 6 Å cut-off
