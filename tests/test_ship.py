@@ -94,3 +94,25 @@ def test_the_demo_spec_names_every_shipped_committee_in_its_subset():
         assert len(files.models[name]) == 2
     assert (spec.architectures, spec.subsets) == (["gap"], ["Full"])
     assert (spec.reference.arch, spec.reference.subset) == ("gap", "Full")
+
+
+STUDY = ROOT / "models" / "study-cpu"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in STUDY.iterdir() if (p / "committee.json").is_file()))
+def test_shipped_study_members_give_their_recorded_validation_errors(name, tmp_path):
+    """Issue #29: every committee the CPU study has exported so far (models/study-cpu), its first member evaluated on
+    its validation frames (rebuilt from the dataset by the recipe in committee.json): the errors recorded when it was
+    trained, so the shipped files are the models the study runs."""
+    from harness.models.base import evaluate, get_trainer
+    from harness.models.train import _frames_key, plan_committee
+
+    committee = json.loads((STUDY / name / "committee.json").read_text())
+    plan = plan_committee(ROOT / committee["dataset"]["spec"], committee["subset"], committee["arch"],
+                          preset=committee["preset"], workspace=tmp_path,
+                          max_train_frames=committee["dataset"]["max_train_frames"])
+    assert _frames_key(plan.valid) == committee["dataset"]["valid_key"]
+    art = ModelArtifact.load(committee_sources(STUDY / name, members_present=True)[0].path)
+    got = evaluate(get_trainer(art.arch).calculator(art), plan.valid)
+    assert got["forces_rmse_meV_A"] == pytest.approx(art.metrics["valid_forces_rmse_meV_A"], rel=1e-4)
+    assert got["energy_rmse_meV_atom"] == pytest.approx(art.metrics["valid_energy_rmse_meV_atom"], rel=1e-3, abs=1e-3)
