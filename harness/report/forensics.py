@@ -157,12 +157,14 @@ def coverage_tables(workspace: Path, scores: list["ScoreResult"], training: dict
                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Per NPT frame of every scored member whose training set is known: its coverage distance against that
     training set (:func:`~harness.diagnostics.coverage.frame_coverage`; COVERAGE_FRAMES trajectory frames per run,
-    plus the frames kept before a failure) and σ²F where the run recorded it; the failure prediction test per
+    plus the frames kept before a failure; a run with an element its training set lacks is left out, with a
+    warning); the failure prediction test per
     architecture (:func:`~harness.diagnostics.coverage.failure_prediction`, Δt = PREDICTION_DT_PS); and the PCovC
     map of the training sets' environments beside those before failures and those of stable runs."""
     from harness.diagnostics.coverage import (coverage_distance, coverage_map, environments, failure_prediction,
                                               frame_coverage, own_spread)
     from harness.diagnostics.forensics import run_contact_frames
+    from harness.errors import InputError
 
     rows, envs = [], {}
     for sc in scores:
@@ -188,7 +190,11 @@ def coverage_tables(workspace: Path, scores: list["ScoreResult"], training: dict
             frames = [a for a in frames if a.info["time_ps"] <= t_end + 1e-9]
             pick = np.unique(np.linspace(0, len(frames) - 1, min(COVERAGE_FRAMES, len(frames))).astype(int))
             use = [frames[i] for i in pick] + list(fine)
-            q = environments(use, types, max_per_species=None, where=str(run))
+            try:
+                q = environments(use, types, max_per_species=None, where=str(run))
+            except InputError as exc:  # an element the training set lacks: no coverage to measure against
+                logger.warning("coverage: %s", exc)
+                continue
             d = frame_coverage(q, coverage_distance(q, train, spread), len(use))
             failed = m.npt_failure is not None
             label = "before failure" if failed else "stable"
