@@ -38,7 +38,8 @@ def _force_rms(frames):
 # a force RMSE equal to the RMS reference force.
 BACKENDS = [
     pytest.param("gap", {}, marks=pytest.mark.gap, id="gap"),
-    pytest.param("deepmd", {"training": {"numb_steps": 800}}, marks=pytest.mark.deepmd, id="deepmd"),
+    # compressed as the study's cpu preset is (dp compress after freezing): the member is the compressed model
+    pytest.param("deepmd", {"training": {"numb_steps": 800}, "compress": True}, marks=pytest.mark.deepmd, id="deepmd"),
     pytest.param("mace", {"max_num_epochs": 20, "batch_size": 2, "dtype": "float64"}, marks=pytest.mark.mace,
                  id="mace"),
 ]
@@ -85,6 +86,16 @@ def test_trains_and_fits_its_training_frames(trained, arch, overrides):
     assert art.metrics["valid_n_frames"] == 2
     saved = json.loads((Path(art.workdir) / "artifact.json").read_text())
     assert saved["file_sha256"]["model"] and saved["versions"]
+    if arch == "deepmd":  # the compressed member and the frozen model it came from give the same forces
+        assert art.files == {"model": "model-compressed.pth", "frozen": "model.pth"}
+        assert saved["hyperparameters"]["compress"] is True
+        trainer = get_trainer("deepmd")
+        a, b = frames[18].copy(), frames[18].copy()
+        a.calc = trainer.calculator(art)
+        b.calc = trainer.load_file(art.path("frozen"), dtype=art.dtype)
+        fa, fb = a.get_forces(), b.get_forces()
+        assert not np.array_equal(fa, fb)  # really another (tabulated) model
+        assert np.abs(fa - fb).max() < 5e-3 * max(1.0, np.abs(fb).max())
 
 
 @pytest.mark.parametrize("arch, overrides", BACKENDS)
