@@ -54,6 +54,26 @@ def test_only_some_kinds_then_the_rest(tmp_path):
     assert execute(tasks, store2, sweep="s") == {"cached": 3, "done": 13, "failed": 0, "skipped": 0}
 
 
+def test_a_partial_run_retires_the_old_rows_of_the_kinds_it_holds_whole(tmp_path):
+    """``--only train`` after the train tasks changed (a new preset: other keys): the old train rows are superseded
+    (the part holds every train task of the plan), the old rows of the other kinds are left alone (their new tasks
+    are not in the part), and the task counts no longer show the old trainings as pending."""
+    from harness.workflow.task import only_kinds
+
+    store = Store(tmp_path / "harness.sqlite")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    old = graph(str(tmp_path / "a"))
+    execute(only_kinds(old, {"train"}), store, sweep="s", partial=True, complete_kinds={"train"})
+    new = graph(str(tmp_path / "b"))  # every key changes with the parameter
+    for t in old:  # the whole old plan registered (as a full run would have left it)
+        store.register(t.key, t.kind, t.label, t.params_json(), t.dep_keys, "s")
+    execute(only_kinds(new, {"train"}), store, sweep="s", partial=True, complete_kinds={"train"})
+    counts = store.counts("s")
+    assert counts[("train", "superseded")] == 3 and counts[("train", "done")] == 3
+    assert counts.get(("md", "superseded")) is None and counts[("md", "pending")] == 6
+
+
 def test_failure_is_recorded_and_others_continue(tmp_path):
     store = Store(tmp_path / "harness.sqlite")
     tasks = graph(str(tmp_path), fail="md10")

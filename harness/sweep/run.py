@@ -39,5 +39,5 @@ def run_sweep(spec_path: str | Path, workspace: str | Path, *, scheduler: str | 
     counts = execute_plan(tasks, spec.name, workspace, threads_per_task=spec.threads_per_task, scheduler=scheduler,
                           workers=workers, sync=sync, slurm=slurm, progress=progress, say=say,
                           gpu_workers=default_gpu_workers(gpu_workers, spec.device), walltime_min=walltime_min,
-                          partial=bool(only))
+                          partial=bool(only), complete_kinds=set(only or ()))
     return counts, spec.name

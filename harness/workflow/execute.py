@@ -21,7 +21,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from harness.deadline import Interrupted
 from harness.workflow.store import Store
@@ -130,7 +130,7 @@ STOP_GRACE_S = 900.0
 
 def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
             progress: Callable[[dict], None] | None = None, deadline: float | None = None,
-            partial: bool = False) -> dict[str, int]:
+            partial: bool = False, complete_kinds: Iterable[str] = ()) -> dict[str, int]:
     """Run ``tasks`` (dependencies before dependents in any order) and return counts by final status.
 
     ``deadline`` (Unix seconds): a walltime. No task starts after it; running MD and MACE/DeePMD training
@@ -141,7 +141,8 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
 
     ``client``: a Dask client, or None to run in this process (tests, debugging). Every completion is
     written to ``store`` at once, so killing the driver loses only running tasks. ``partial``: ``tasks`` is a
-    part of the sweep's plan (:func:`only_kinds`): the sweep's other rows are not retired as superseded.
+    part of the sweep's plan (:func:`only_kinds`): the sweep's other rows are not retired as superseded, except
+    those of ``complete_kinds``, the kinds the part holds every task of (rows of an older plan of them).
     """
     by_key = {t.key: t for t in tasks}
     for t in tasks:
@@ -151,6 +152,8 @@ def execute(tasks: list[Task], store: Store, *, sweep: str = "", client=None,
         store.register(t.key, t.kind, t.label or t.key, t.params_json(), t.dep_keys, sweep)
     if sweep and not partial:
         store.retire(sweep, by_key)
+    elif sweep and complete_kinds:
+        store.retire(sweep, by_key, kinds=complete_kinds)
     results: dict[str, Any] = {}
     state: dict[str, str] = {}
     for key, t in by_key.items():

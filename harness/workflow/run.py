@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 __all__ = ["execute_plan", "walltime_deadline", "default_gpu_workers", "time_shares", "set_threads"]
 
@@ -60,7 +60,8 @@ def execute_plan(tasks: list, name: str, workspace: str | Path, *, threads_per_t
                  scheduler: str | None = None, workers: int | None = None, sync: bool = False,
                  slurm: str | Path | None = None, progress: Callable[[dict], None] | None = None,
                  say: Callable[[str], None] | None = None, gpu_workers: int = 0,
-                 walltime_min: float | None = None, partial: bool = False) -> dict[str, int]:
+                 walltime_min: float | None = None, partial: bool = False,
+                 complete_kinds: Iterable[str] = ()) -> dict[str, int]:
     """Execute a planned task graph against ``workspace/harness.sqlite`` (Dask, SLURM or in-process).
 
     ``gpu_workers`` (embedded cluster only): that many GPU workers beside the CPU workers; tasks on device cuda
@@ -85,7 +86,8 @@ def execute_plan(tasks: list, name: str, workspace: str | Path, *, threads_per_t
                  f"{n} local CPU workers and {gpu_workers} GPU workers" if gpu_workers else f"{n} local workers")
         say(f"{name}: {len(tasks)} tasks on {where}")
     try:
-        return execute(tasks, store, sweep=name, client=client, progress=progress, deadline=deadline, partial=partial)
+        return execute(tasks, store, sweep=name, client=client, progress=progress, deadline=deadline, partial=partial,
+                       complete_kinds=complete_kinds)
     finally:
         if client is not None:
             close_client(client)

@@ -173,12 +173,14 @@ class Store:
             "ON CONFLICT(key) DO UPDATE SET label = excluded.label, sweep = excluded.sweep",
             (key, kind, label, json.dumps(params, sort_keys=True, default=str), json.dumps(list(deps)), sweep))
 
-    def retire(self, sweep: str, keys: Iterable[str]) -> int:
-        """Mark the sweep's rows that are not in ``keys`` (the current plan) as superseded."""
+    def retire(self, sweep: str, keys: Iterable[str], kinds: Iterable[str] | None = None) -> int:
+        """Mark the sweep's rows that are not in ``keys`` (the current plan) as superseded; with ``kinds``, only rows
+        of those kinds (a part of the plan that holds every task of them)."""
         keys = set(keys)
+        kinds = None if kinds is None else set(kinds)
         with self._guard():
-            old = [r["key"] for r in self.db.execute("SELECT key FROM tasks WHERE sweep = ?", (sweep,))
-                   if r["key"] not in keys]
+            old = [r["key"] for r in self.db.execute("SELECT key, kind FROM tasks WHERE sweep = ?", (sweep,))
+                   if r["key"] not in keys and (kinds is None or r["kind"] in kinds)]
             self.db.executemany("UPDATE tasks SET status = 'superseded' WHERE key = ?", [(k,) for k in old])
         return len(old)
 
