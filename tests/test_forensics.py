@@ -203,7 +203,9 @@ def test_the_report_explains_each_failed_run_it_can_read(scored_store, small_box
     assert len(table) == 1 and table.detector[0] == "bond_stretch" and table.bond_species[0] in ("EC", "EMC")
     assert table.failure_frames[0] == MAX_FRAMES and (tmp_path / "report" / table.figure[0]).stat().st_size > 10_000
     assert files["fig7"].stat().st_size > 10_000
-    assert "Why runs failed" in files["report.html"].read_text()
+    page = files["report.html"].read_text()
+    anchor = table.figure[0][:-4]
+    assert "Why runs failed" in page and f"href='#{anchor}'" in page and f"id='{anchor}'" in page
 
 
 class _OffsetLJ(Calculator):

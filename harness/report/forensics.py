@@ -324,10 +324,15 @@ otherwise <i>undetermined</i>.</p>
         files["contacts.csv"] = outdir / "contacts.csv"
         contacts.to_csv(files["contacts.csv"], index=False)
         files["fig7"] = fig_close_contacts(contacts, outdir / "fig7_close_contacts.png")
-    shown = table.drop(columns=["figure"]).round(3).to_html(index=False, escape=True)
-    figs = "".join(f"<figure><img src='{img(outdir / r['figure'])}' alt='{html.escape(r['figure'])}'>"
-                   f"<figcaption>{html.escape(r['committee'])} {html.escape(r['member'])} {r['ensemble']}"
-                   "</figcaption></figure>" for r in rows)
+    # each row links to its run's record (the figure below, anchored by its file name)
+    linked = table.drop(columns=["figure"]).round(3).astype(object)
+    linked.insert(0, "record", [f"<a href='#{html.escape(r['figure'][:-4])}'>record</a>" for r in rows])
+    for col in linked.columns[1:]:
+        linked[col] = [html.escape(str(v)) for v in linked[col]]
+    shown = linked.to_html(index=False, escape=False)
+    figs = "".join(f"<figure id='{html.escape(r['figure'][:-4])}'><img src='{img(outdir / r['figure'])}' "
+                   f"alt='{html.escape(r['figure'])}'><figcaption>{html.escape(r['committee'])} "
+                   f"{html.escape(r['member'])} {r['ensemble']}</figcaption></figure>" for r in rows)
     fig7 = (f"<figure><img src='{img(files['fig7'])}' alt='fig7'><figcaption>fig7: closest contacts</figcaption>"
             "</figure>") if "fig7" in files else ""
     return f"""<h2>Why runs failed</h2>
