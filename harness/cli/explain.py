@@ -66,12 +66,10 @@ def explain(
         if not frames:
             raise InputError(f"{dataset}: subset {subset!r} has no periodic training frames to compare with")
         floor = contact_floor(contact_minima(frames, cutoff_A=cutoff_A, where=f"{dataset}:{subset}"))
-        h = {k: v for k, v in rec.history.items()}
         import pandas as pd
 
-        hist = pd.DataFrame(h).astype(float)
-        end = rec.t_stab_ps
-        late = hist[(hist.time_ps >= end - window_ps - 1e-9)]
+        hist = pd.DataFrame(rec.history).astype(float)
+        late = hist[hist.time_ps >= rec.t_stab_ps - window_ps - 1e-9]
         below = closer_than_floor(late, floor)
     if plot is not None:
         from harness.report.figures import fig_failure
