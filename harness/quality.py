@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["MemberInputs", "MemberScore", "CommitteeScore", "member_score", "committee_score"]
+__all__ = ["MemberInputs", "MemberScore", "CommitteeScore", "member_score", "committee_score", "CommitteeInterval",
+           "committee_interval"]
 
 _EPS = 1e-9  # relative tolerance on "reached the horizon" (float times from step counts)
 
@@ -108,3 +109,30 @@ def committee_score(members: list[MemberInputs], *, tau_ps: float, kl_baseline: 
         raise ValueError("no committee members to score")
     scores = tuple(member_score(m, tau_ps=tau_ps, kl_baseline=kl_baseline, D_ref=D_ref) for m in members)
     return CommitteeScore(scores, tau_ps, kl_baseline, D_ref)
+
+
+@dataclass(frozen=True)
+class CommitteeInterval:
+    low: float
+    high: float
+    basis: str
+
+
+def committee_interval(q: list[float], lows: list[float], highs: list[float], *,
+                       level: float = 0.95) -> CommitteeInterval:
+    """An interval for a committee's Q (the mean over members): the hull of (a) Student's t interval of the
+    members' Q (n - 1 degrees of freedom: the spread between members, seeds of training and MD, which already holds
+    each member's measurement noise) and (b) the mean of the members' own intervals (their measurement error
+    alone: all that a committee of one has). Clipped to Q's range [0, 3]."""
+    from scipy.stats import t as student_t
+
+    x = np.asarray(q, dtype=float)
+    if x.size == 0 or len(lows) != x.size or len(highs) != x.size:
+        raise ValueError("committee_interval: one Q, low and high per member")
+    lo, hi = float(np.mean(lows)), float(np.mean(highs))
+    basis = f"members' {100 * level:.0f} % intervals averaged"
+    if x.size > 1:
+        half = float(student_t.ppf(0.5 + level / 2, x.size - 1) * np.std(x, ddof=1) / math.sqrt(x.size))
+        lo, hi = min(lo, float(x.mean()) - half), max(hi, float(x.mean()) + half)
+        basis = f"t interval over {x.size} members ∪ " + basis
+    return CommitteeInterval(max(0.0, lo), min(3.0, hi), basis)

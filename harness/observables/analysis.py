@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,6 +249,35 @@ def kl_resolution(ref_samples: dict[str, np.ndarray], baseline: float) -> dict:
             "why": "; ".join(reasons)}
 
 
+def _intervals(rows: list[dict], cs, mod: dict[str, dict], ref_samples: dict[str, np.ndarray], ref: dict[str, dict],
+               baseline: float, D_ref: float, spec: AnalysisSpec) -> None:
+    """Each member row's R, V and Q interval (:mod:`harness.observables.uncertainty`), added to the rows."""
+    from harness.observables.uncertainty import LEVEL, diffusion_se, member_intervals
+
+    blk, stride = spec.diffusion.block_ps, spec.diffusion.block_stride_ps
+    ref_se = [diffusion_se(v["nvt"]["diffusion"], blk, stride) for v in ref.values() if v["nvt"]["reached_tau"]]
+    se_ref = math.sqrt(sum(x * x for x in ref_se)) / len(ref_se)
+    S, d_hat, D, se, dens = {}, {}, {}, {}, {}
+    for row, ms in zip(rows, cs.members):
+        name, npt, nvt = row["name"], mod[row["name"]]["npt"], mod[row["name"]]["nvt"]
+        S[name] = ms.S
+        d_hat[name] = row["kl"] - baseline if ms.reached_npt else None
+        D[name] = nvt["diffusion"]["D_weighted_block_A2_ps"] if ms.reached_nvt else None
+        se[name] = diffusion_se(nvt["diffusion"], blk, stride) if ms.reached_nvt else 0.0
+        if ms.reached_npt:
+            dens[name] = np.asarray(npt["density_samples"], dtype=float)
+    try:
+        ivs = member_intervals(S, d_hat, D, se, dens, ref_samples, D_ref, se_ref, spec.density_grid, spec.kl,
+                               level=LEVEL)
+    except ValueError as exc:
+        raise InputError(f"Q interval: {exc}") from None
+    for row in rows:
+        iv = ivs[row["name"]]
+        row.update(R_low=iv.R.low if iv.R else 0.0, R_high=iv.R.high if iv.R else 0.0,
+                   V_low=iv.V.low if iv.V else 0.0, V_high=iv.V.high if iv.V else 0.0,
+                   Q_low=iv.Q.low, Q_high=iv.Q.high)
+
+
 def score(model: list[RunSet], reference: list[RunSet], spec: AnalysisSpec, *, tau_ps: float,
           equilibration_ps: float) -> dict:
     """Q of a model committee against a reference committee from their members' run directories (observables
@@ -267,7 +297,8 @@ def score_observed(mod: dict[str, dict], ref: dict[str, dict], spec: AnalysisSpe
     (at least two, for the KL baseline); D_ref = mean of the weighted block D of reference members
     whose NVT run reached tau (at least one).
     """
-    from harness.quality import MemberInputs, committee_score
+    from harness.observables.uncertainty import LEVEL
+    from harness.quality import MemberInputs, committee_interval, committee_score
 
     grid, rule = spec.density_grid, spec.kl
     ref_samples = {k: np.array(v["npt"]["density_samples"]) for k, v in ref.items() if v["npt"]["reached_tau"]}
@@ -314,11 +345,16 @@ def score_observed(mod: dict[str, dict], ref: dict[str, dict], spec: AnalysisSpe
     cs = committee_score(inputs, tau_ps=tau_ps, kl_baseline=rk.baseline, D_ref=D_ref)
     for row, ms in zip(rows, cs.members):
         row.update(S=ms.S, R=ms.R, V=ms.V, Q=ms.Q)
+    _intervals(rows, cs, mod, ref_samples, ref, rk.baseline, D_ref, spec)
     ref_density = [v["npt"]["density_g_cm3"]["mean"] for v in ref.values() if v["npt"]["reached_tau"]]
     resolution = kl_resolution(ref_samples, rk.baseline)
+    committee = cs.as_dict()["committee"]
+    ci = committee_interval([r["Q"] for r in rows], [r["Q_low"] for r in rows], [r["Q_high"] for r in rows],
+                            level=LEVEL)
+    committee["Q"].update(low=ci.low, high=ci.high, basis=ci.basis, level=LEVEL)
     return {
         "members": rows,
-        "committee": cs.as_dict()["committee"],
+        "committee": committee,
         "reference": {"members": list(ref), "npt_members_used": list(rk.members), "kl_baseline": rk.baseline,
                       "kl_pairs": rk.pairs, "D_ref_A2_ps": D_ref, "nvt_members_used": len(ref_D),
                       "density_g_cm3": float(np.mean(ref_density)), "R_resolution": resolution},

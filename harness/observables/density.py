@@ -26,7 +26,7 @@ from pydantic import Field, model_validator
 from harness.config import HarnessModel
 from harness.observables.stats import correlated_mean
 
-__all__ = ["DensityGrid", "KLRule", "distribution", "kl_divergence", "density_summary", "reference_kl"]
+__all__ = ["block_masses", "finish_distribution", "DensityGrid", "KLRule", "distribution", "kl_divergence", "density_summary", "reference_kl"]
 
 
 class DensityGrid(HarnessModel):
@@ -76,7 +76,16 @@ def distribution(samples, grid: DensityGrid, rule: KLRule) -> np.ndarray:
     Samples outside the grid are not dropped silently: the grid must cover them (the NPT detector's
     window is the natural grid), otherwise ``ValueError`` names how many fell outside.
     """
-    x = np.asarray(samples, dtype=float)
+    x = _checked(samples, grid)
+    mass = sum(_masses(x[i:i + _CHUNK], grid, rule).sum(axis=0) for i in range(0, x.size, _CHUNK))
+    return finish_distribution(mass, rule)
+
+
+_CHUNK = 4096  # samples per (samples, bins) array
+
+
+def _checked(samples, grid: DensityGrid) -> np.ndarray:
+    x = np.asarray(samples, dtype=float).ravel()
     if x.size == 0:
         raise ValueError("no density samples (is the trajectory shorter than the equilibration cut?)")
     if not np.all(np.isfinite(x)):
@@ -86,20 +95,42 @@ def distribution(samples, grid: DensityGrid, rule: KLRule) -> np.ndarray:
     if outside:
         raise ValueError(f"{outside} of {x.size} density samples lie outside the grid "
                          f"[{edges[0]:g}, {edges[-1]:g}] g/cm³; widen the analysis grid")
+    return x
+
+
+def _masses(x: np.ndarray, grid: DensityGrid, rule: KLRule) -> np.ndarray:
+    edges = grid.edges
     if rule.method == "kde":
         from scipy.special import ndtr
 
-        p = np.zeros(len(edges) - 1)
-        for i in range(0, x.size, 4096):  # each kernel's mass integrated over the bins, in chunks
-            cdf = ndtr((edges[None, :] - x[i:i + 4096, None]) / rule.bandwidth_g_cm3)
-            p += np.sum(np.diff(cdf, axis=1), axis=0)
-        p = np.maximum(p, rule.floor * p.max())
-    else:
-        p, _ = np.histogram(x, bins=edges)
-        p = p.astype(float)
-        if rule.method == "pseudocount":
-            p += rule.pseudocount
-    return p / p.sum()
+        return np.diff(ndtr((edges[None, :] - x[:, None]) / rule.bandwidth_g_cm3), axis=1)
+    out = np.zeros((x.size, len(edges) - 1))
+    out[np.arange(x.size), np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)] = 1.0
+    return out
+
+
+def block_masses(samples, grid: DensityGrid, rule: KLRule, block: int) -> np.ndarray:
+    """Each block of ``block`` consecutive samples' mass per bin of ``grid``, before ``rule`` makes it positive:
+    the summed kernel masses over the bins (kde) or counts (histograms), shape (blocks, bins); a last, shorter block
+    is dropped. A distribution is linear in its samples, so that of a block bootstrap's resample (block counts
+    ``c``) is :func:`finish_distribution` of ``c @ block_masses``."""
+    x = _checked(samples, grid)
+    block = max(1, min(int(block), x.size))
+    x = x[:(x.size // block) * block]
+    step = block * max(1, _CHUNK // block)
+    bins = len(grid.edges) - 1
+    return np.concatenate([_masses(x[i:i + step], grid, rule).reshape(-1, block, bins).sum(axis=1)
+                           for i in range(0, x.size, step)])
+
+
+def finish_distribution(mass, rule: KLRule) -> np.ndarray:
+    """Summed sample masses (bins on the last axis) made positive by ``rule`` and normalised to 1."""
+    p = np.array(mass, dtype=float)
+    if rule.method == "kde":
+        p = np.maximum(p, rule.floor * p.max(axis=-1, keepdims=True))
+    elif rule.method == "pseudocount":
+        p = p + rule.pseudocount
+    return p / p.sum(axis=-1, keepdims=True)
 
 
 def kl_divergence(p, q) -> float:

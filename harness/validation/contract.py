@@ -24,7 +24,7 @@ from harness.observables.diffusion import DiffusionSpec
 from harness.workflow.contract import Record, TaskParams, TaskResult, WorkerParams, drop_none, recorded
 
 __all__ = ["AnalysisParams", "TrainParams", "ModelParams", "MemberResult", "TrainMetrics", "FrameSetErrors", "DensityStats", "DensityStationarity", "Diffusion",
-           "SpeciesDiffusion", "YehHummer", "MemberQ", "TermStats", "CommitteeQ", "KLResolution",
+           "SpeciesDiffusion", "YehHummer", "MemberQ", "TermStats", "QStats", "CommitteeQ", "KLResolution",
            "ReferenceSummary", "ScoreSettings",
            "MDParams", "RunResult", "MDBatchParams", "MDBatchResult", "BatchRun", "ObserveParams", "ObserveResult", "RefDensityParams", "RefDensityResult",
            "ScoreParams", "ScoreResult", "MemberIdentity"]
@@ -351,6 +351,14 @@ class MemberQ(Record):
     R: float
     V: float
     Q: float
+    # the terms' and Q's intervals (harness.observables.uncertainty; S is exact; R or V = 0 exactly for a run that
+    # did not reach the horizon); None in results stored before score/6
+    R_low: float | None = None
+    R_high: float | None = None
+    V_low: float | None = None
+    V_high: float | None = None
+    Q_low: float | None = None
+    Q_high: float | None = None
 
 
 class TermStats(Record):
@@ -361,11 +369,20 @@ class TermStats(Record):
     sem: float
 
 
+class QStats(TermStats):
+    """Q over the committee's members, with its interval (:func:`harness.quality.committee_interval`)."""
+
+    low: float | None = None
+    high: float | None = None
+    basis: str | None = None
+    level: float | None = None
+
+
 class CommitteeQ(Record):
     S: TermStats
     R: TermStats
     V: TermStats
-    Q: TermStats
+    Q: QStats
 
 
 class KLResolution(Record):
@@ -424,7 +441,8 @@ class ScoreParams(AnalysisParams):
     KIND: ClassVar[str] = "score"
     KEY_NAME: ClassVar[str] = "harness.sweep.tasks:score"
     RESULT: ClassVar[type[TaskResult]] = ScoreResult
-    VERSION: ClassVar[int] = 5  # 4: the reference's R resolution, members' density stationarity; 5: observables v3
+    VERSION: ClassVar[int] = 6  # 4: the reference's R resolution, members' density stationarity; 5: observables v3;
+    # 6: Q's intervals
     DEPS: ClassVar[dict[str, tuple[str, ...]]] = {"observed": ("observe",)}
 
     committee: str
