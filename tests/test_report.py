@@ -65,6 +65,16 @@ def test_report_writes_tables_figures_and_html(scored_store, tmp_path):
     html = (out / "report.html").read_text()
     assert "demonstration of the machinery" in html and "data:image/png;base64," in html and "Provenance" in html
     assert r"\begin{tabular}" in (out / "table.tex").read_text()
+    # Q's interval (#33 item 5): the committee's from its members' Q and intervals; a member that failed both runs
+    # has Q = S exactly, and the committee interval of two identical members is that point
+    assert list(gap_opls.Q_low) == pytest.approx([0.3, 0.3]) and list(gap_opls.Q_high) == pytest.approx([0.3, 0.3])
+    assert table[table.committee == "gap/OPLS"].iloc[0]["Q 95 % interval"] == "0.30–0.30"
+    from harness.quality import committee_interval
+
+    mace = members[members.committee == "mace/Full"]
+    ci = committee_interval(list(mace.Q), list(mace.Q_low), list(mace.Q_high))
+    assert ci.low < mace.Q.mean() < ci.high
+    assert table[table.committee == "mace/Full"].iloc[0]["Q 95 % interval"] == f"{ci.low:.2f}–{ci.high:.2f}"
 
 
 def test_report_without_scores_is_a_clear_error(tmp_path):

@@ -51,7 +51,7 @@ def al_tables(workspace: str | Path, campaign: str | None = None) -> dict[str, p
         return gens.setdefault(k, {"campaign": k[0], "chain": k[1], "generation": k[2], "members_trained": 0,
                                    "members": 0, "n_train": None, "explore_done": 0, "explore_planned": 0,
                                    "threshold_hits": 0, "selected": 0, "labelled": None, "label_failed": None,
-                                   "oracle_calls": None, "Q": None, "Q_se": None, "t_stab_npt_ps": None})
+                                   "oracle_calls": None, "Q": None, "Q_se": None, "Q_low": None, "Q_high": None, "t_stab_npt_ps": None})
 
     from harness.al.contract import ALSetParams, ExploreParams
     from harness.validation.contract import ScoreParams, TrainParams
@@ -92,7 +92,7 @@ def al_tables(workspace: str | Path, campaign: str | None = None) -> dict[str, p
         elif r["kind"] == "score" and res is not None and tags.get("campaign"):
             e = entry(tags)
             q = res.committee.Q
-            e["Q"], e["Q_se"] = q.mean, q.sem
+            e["Q"], e["Q_se"], e["Q_low"], e["Q_high"] = q.mean, q.sem, q.low, q.high
             ts = [m.t_stab_npt_ps for m in res.members]
             e["t_stab_npt_ps"] = sum(ts) / len(ts) if ts else None
     gen = pd.DataFrame(sorted(gens.values(), key=lambda d: (d["campaign"], d["chain"], d["generation"])))

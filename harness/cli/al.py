@@ -58,7 +58,7 @@ def _print_generations(workspace: Path, campaign: str | None, console=None) -> N
         return
     t = Table(title="AL generations")
     cols = ["campaign", "chain", "generation", "members", "n_train", "explored", "hits", "labelled", "oracle calls",
-            "Q", "t_stab NPT (ps)"]
+            "Q", "Q 95 %", "t_stab NPT (ps)"]
     for c in cols:
         t.add_column(c)
 
@@ -72,7 +72,9 @@ def _print_generations(workspace: Path, campaign: str | None, console=None) -> N
                   str(r["threshold_hits"]) if r["explore_planned"] else "",
                   fmt(r["labelled"], "{:.0f}") + (f" ({r['label_failed']:.0f} failed)" if r["label_failed"] == r["label_failed"]
                                         and r["label_failed"] else ""),
-                  fmt(r["oracle_calls"], "{:.0f}"), q, fmt(r["t_stab_npt_ps"], "{:.3g}"))
+                  fmt(r["oracle_calls"], "{:.0f}"), q,
+                  "" if r.get("Q_low") is None or r["Q_low"] != r["Q_low"] else f"{r['Q_low']:.2f}–{r['Q_high']:.2f}",
+                  fmt(r["t_stab_npt_ps"], "{:.3g}"))
     console.print(t)
 
 

@@ -147,6 +147,10 @@ MEMBERS_PRESENT_HELP = ("Use the members of a committee that are present when so
                         "such a committee is an error.")
 
 
+def _interval(low, high) -> str:
+    return "-" if low is None or high is None else f"{low:.2f}-{high:.2f}"
+
+
 def print_score(res: dict, model: str, reference: str, protocol: str) -> None:
     """The Q table of a score result (``harness score``, ``harness validate``)."""
     ref, st = res["reference"], res["settings"]
@@ -158,7 +162,7 @@ def print_score(res: dict, model: str, reference: str, protocol: str) -> None:
     species = sorted({s for m in res["members"] if m["diffusion"] for s in m["diffusion"]["species"]})
     width = max([18, *(len(m["name"]) + 2 for m in res["members"])])
     head = (f"{'member':<{width}}{'t_NPT ps':>9}{'t_NVT ps':>9}{'rho g/cm3':>10}"
-            + "".join(f"{'D(' + s + ')':>9}" for s in species) + f"{'D(w)':>8}{'KL':>8}{'S':>7}{'R':>7}{'V':>7}{'Q':>7}")
+            + "".join(f"{'D(' + s + ')':>9}" for s in species) + f"{'D(w)':>8}{'KL':>8}{'S':>7}{'R':>7}{'V':>7}{'Q':>7}{'Q 95 %':>13}")
     typer.echo(head)
     for m in res["members"]:
         d = m["diffusion"] or {}
@@ -167,14 +171,19 @@ def print_score(res: dict, model: str, reference: str, protocol: str) -> None:
         kl = f"{m['kl']:.3f}" if m["kl"] is not None else "-"
         typer.echo(f"{m['name']:<{width}}{m['t_stab_npt_ps']:>9.3g}{m['t_stab_nvt_ps']:>9.3g}{rho:>10}{ds}"
                    f"{_fmt_d(d.get('D_weighted_block_A2_ps')):>8}{kl:>8}{m['S']:>7.3f}{m['R']:>7.3f}{m['V']:>7.3f}"
-                   f"{m['Q']:>7.3f}")
+                   f"{m['Q']:>7.3f}{_interval(m.get('Q_low'), m.get('Q_high')):>13}")
     c = res["committee"]
     pad = width + 9 + 9 + 10 + 9 * len(species) + 8 + 8
     if len(res["members"]) == 1:  # a committee of one: its Q, no spread
-        typer.echo(f"{'committee of one (no spread)':<{pad}}" + "".join(f"{c[t]['mean']:>7.3f}" for t in "SRVQ"))
+        typer.echo(f"{'committee of one (no spread)':<{pad}}" + "".join(f"{c[t]['mean']:>7.3f}" for t in "SRVQ")
+                   + f"{_interval(c['Q'].get('low'), c['Q'].get('high')):>13}")
     else:
-        typer.echo(f"{'committee mean ± SE':<{pad}}" + "".join(f"{c[t]['mean']:>7.3f}" for t in "SRVQ"))
+        typer.echo(f"{'committee mean ± SE':<{pad}}" + "".join(f"{c[t]['mean']:>7.3f}" for t in "SRVQ")
+                   + f"{_interval(c['Q'].get('low'), c['Q'].get('high')):>13}")
         typer.echo(f"{'':<{pad}}" + "".join(f"{'±' + format(c[t]['sem'], '.3f'):>7}" for t in "SRVQ"))
+    if c["Q"].get("basis"):
+        typer.echo(f"Q's {100 * c['Q']['level']:.0f} % interval: members' R (density block bootstrap), V (D's own error) "
+                   f"and S (exact) summed; the committee's: {c['Q']['basis']}")
     for m in res["members"]:
         for ens in ("npt", "nvt"):
             f = m[f"{ens}_failure"]

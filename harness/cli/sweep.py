@@ -186,12 +186,14 @@ def status(
     scores = stored_results(store.tasks(kind="score", status="done", sweep=sweep), ScoreParams)
     store.close()
     if scores:
-        t = Table(title="Q per committee (mean ± SE over members)")
-        for col in ("committee", "S", "R", "V", "Q"):
+        t = Table(title="Q per committee (mean ± SE over members; Q's 95 % interval)")
+        for col in ("committee", "S", "R", "V", "Q", "Q 95 %"):
             t.add_column(col)
         for r in scores:
             terms = [getattr(r.committee, x) for x in "SRVQ"]
-            t.add_row(r.committee_id, *(f"{x.mean:.3f} ± {x.sem:.3f}" for x in terms))
+            q = r.committee.Q
+            t.add_row(r.committee_id, *(f"{x.mean:.3f} ± {x.sem:.3f}" for x in terms),
+                      "–" if q.low is None else f"{q.low:.2f}–{q.high:.2f}")
         console.print(t)
 
 

@@ -31,6 +31,13 @@ def _pm(m: float, e: float, digits: int = 2) -> str:
     return f"{m:.{digits}f} ± {e:.{digits}f}" if np.isfinite(e) else f"{m:.{digits}f}"
 
 
+def interval_text(low: float, high: float, digits: int = 2) -> str:
+    """A 95 % interval as ``1.62–2.10`` (``–`` when there is none)."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "–"
+    return f"{low:.{digits}f}–{high:.{digits}f}"
+
+
 def _resolution(scores: list[ScoreResult]) -> str:
     """The density shift the reference's KL baseline lets R see, as text (from the first score that has it)."""
     for sc in scores:
@@ -41,12 +48,15 @@ def _resolution(scores: list[ScoreResult]) -> str:
 
 
 def q_table(ct: pd.DataFrame, species: list[str], flags: dict[str, str] | None = None) -> pd.DataFrame:
-    """The comparison table: one row per committee, mean ± SE over members, and the verdict flags of its members
+    """The comparison table: one row per committee, mean ± SE over members, Q's 95 % interval
+    (:func:`harness.quality.committee_interval`), and the verdict flags of its members
     (:func:`harness.report.data.committee_flags`: a density transient, R uninformative, D not yet diffusive)."""
     rows = []
     for _, r in ct.iterrows():
         row = {"subset": r.subset, "architecture": r.arch, "committee": r.committee, "members": int(r.members),
-               "Q": _pm(r.Q, r.Q_se), "S": _pm(r.S, r.S_se), "R": _pm(r.R, r.R_se), "V": _pm(r.V, r.V_se),
+               "Q": _pm(r.Q, r.Q_se), "Q 95 % interval": interval_text(r.get("Q_ci_low", np.nan),
+                                                                       r.get("Q_ci_high", np.nan)),
+               "S": _pm(r.S, r.S_se), "R": _pm(r.R, r.R_se), "V": _pm(r.V, r.V_se),
                "t_stab NPT (ps)": _pm(r.t_stab_npt_ps, r.t_stab_npt_ps_se, 3),
                "t_stab NVT (ps)": _pm(r.t_stab_nvt_ps, r.t_stab_nvt_ps_se, 3),
                "density (g/cm³)": _pm(r.density_g_cm3, r.density_g_cm3_se, 3)}

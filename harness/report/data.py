@@ -83,7 +83,8 @@ def member_table(scores: Iterable["ScoreResult | dict"]) -> pd.DataFrame:
                    "density_n_eff": rho.n_eff if rho else np.nan,
                    "kl": np.nan if m.kl is None else m.kl,
                    "D_w": (d.D_weighted_block_A2_ps if d else np.nan) * A2_PER_PS_TO_1E6_CM2_PER_S,
-                   "S": m.S, "R": m.R, "V": m.V, "Q": m.Q}
+                   "S": m.S, "R": m.R, "V": m.V, "Q": m.Q,
+                   "Q_low": np.nan if m.Q_low is None else m.Q_low, "Q_high": np.nan if m.Q_high is None else m.Q_high}
             flags = []
             row["density_stationary"] = st.stationary if st else None
             if st and st.stationary is False:
@@ -147,14 +148,28 @@ def protocol_facts(scores: Iterable["ScoreResult | dict"]) -> dict:
     return {"timestep_fs": None, "check_interval_steps": None}
 
 
-def committee_table(members: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard error over members per committee for every numeric column."""
-    num = [c for c in members.select_dtypes("number").columns if c not in ("committee", "arch", "subset", "member")]
-    g = members.groupby(["committee", "arch", "subset"], sort=False, dropna=False)[num]
+def committee_table(members: pd.DataFrame, by: tuple[str, ...] = ("committee", "arch", "subset")) -> pd.DataFrame:
+    """Mean and standard error over members per committee (``by``: the grouping columns) for every numeric column,
+    and Q's interval (``Q_ci_low``, ``Q_ci_high``: :func:`harness.quality.committee_interval` of the members' Q and
+    their own intervals; NaN where a member has none)."""
+    from harness.quality import committee_interval
+
+    keys = list(by)
+    num = [c for c in members.select_dtypes("number").columns if c not in (*keys, "member")]
+    g = members.groupby(keys, sort=False, dropna=False)[num]
     mean, sem = g.mean(), g.sem(ddof=1)
     n = g.size().rename("members")
-    out = mean.join(sem, rsuffix="_se").join(n).reset_index()
-    return out
+    out = mean.join(sem, rsuffix="_se").join(n)
+
+    def interval(rows: pd.DataFrame) -> pd.Series:
+        if "Q_low" not in rows or rows[["Q_low", "Q_high"]].isna().any(axis=None):
+            return pd.Series({"Q_ci_low": np.nan, "Q_ci_high": np.nan})
+        ci = committee_interval(list(rows.Q), list(rows.Q_low), list(rows.Q_high))
+        return pd.Series({"Q_ci_low": ci.low, "Q_ci_high": ci.high})
+
+    ci = pd.DataFrame({k: interval(rows) for k, rows in members.groupby(keys, sort=False, dropna=False)}).T
+    ci.index.names = keys
+    return out.join(ci).reset_index()
 
 
 def density_samples(workspace: str | Path,
