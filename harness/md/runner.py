@@ -38,7 +38,7 @@ from harness.h5md import H5MDWriter, ThermoTable
 from harness.provenance import MLIP_GROUPS, run_context
 from harness.units import ATM_TO_EV_PER_A3, EV_PER_A3_TO_GPA, density_g_cm3
 
-__all__ = ["RunSettings", "MDResult", "run_md", "read_result", "make_dynamics"]
+__all__ = ["RunSettings", "MDResult", "run_md", "read_result", "make_dynamics", "set_target_temperature"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +64,20 @@ class RunSettings:
     frame_interval: int = FRAME_INTERVAL
     thermo_interval: int = THERMO_INTERVAL
     checkpoint_interval: int = CHECKPOINT_INTERVAL
+    #: a heating (or cooling) ramp: the thermostat's target goes linearly from temperature_K at step 0 to this at
+    #: the last step (NPT only); None: constant temperature
+    final_temperature_K: float | None = None
 
     @property
     def n_steps(self) -> int:
         return int(round(self.length_ps * 1000.0 / self.timestep_fs))
+
+    def target_K(self, step: int) -> float:
+        """The thermostat's target temperature at ``step``."""
+        if self.final_temperature_K is None:
+            return self.temperature_K
+        return self.temperature_K + (self.final_temperature_K - self.temperature_K) * min(step, self.n_steps) / max(
+            self.n_steps, 1)
 
 
 @dataclass
@@ -137,6 +147,18 @@ def _zero_momentum_mtk(atoms: Atoms, timestep: float, temperature_K: float, pres
 
     return ZeroMomentumMTKNPT(atoms, timestep, temperature_K=temperature_K, pressure_au=pressure_au, tdamp=tdamp,
                               pdamp=pdamp)
+
+
+def set_target_temperature(dyn, temperature_K: float) -> None:
+    """Move an MTK NPT integrator's target temperature (its thermostat's and barostat's kT; the chain masses keep
+    the values of the starting temperature, as in a heating ramp's usual practice)."""
+    kT = units.kB * temperature_K
+    parts = [dyn, getattr(dyn, "_thermostat", None), getattr(dyn, "_barostat", None)]
+    if not all(hasattr(o, "_kT") for o in parts):
+        raise ValueError(f"{type(dyn).__name__}: a temperature ramp needs the MTK NPT integrator")
+    for o in parts:
+        o._kT = kT
+    dyn._temperature_K = temperature_K
 
 
 def make_dynamics(atoms: Atoms, s: RunSettings, rng: np.random.Generator):
@@ -305,6 +327,8 @@ def _run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outd
             row["max_bond_stretch_A"] = float(np.max(bond.stretch(atoms)))
         if "sigma2_F" in res:
             row["sigma2_F"] = float(res["sigma2_F"])
+        if s.final_temperature_K is not None:
+            row["target_temperature_K"] = s.target_K(step)
         row.update(observed or {})
         thermo.append(row)
 
@@ -330,7 +354,12 @@ def _run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outd
             checkpoint(0)
         step = start
         interrupted = False
+        ramp = s.final_temperature_K is not None
+        if ramp and s.ensemble != "npt":
+            raise ValueError("a temperature ramp runs NPT only")
         while step < n_total:
+            if ramp:
+                set_target_temperature(dyn, s.target_K(step))
             try:
                 dyn.step()
             except Exception as exc:  # the calculator raised: a recorded failure, outputs kept

@@ -47,8 +47,23 @@ def plan_sweep(spec: SweepSpec, inputs: PlanInputs, workspace: str | Path) -> li
         committees[c.id] = c
         members[c.id] = model_tasks(c, sources)
         tasks += members[c.id]
-    validation = plan_validation(members, committees, ref, ctx, replicas=spec.replicas, md_batch=spec.md_batch)
+    points = spec.state_points(ctx.md_protocol()) if spec.has_state_axes else [None]
+    validation = plan_validation(members, committees, ref, ctx, replicas=spec.replicas, md_batch=spec.md_batch,
+                                 state_point=points[0])
     tasks += validation.tasks
+    if len(points) > 1:  # every committee at the other state points of the axes (the first is the protocol's own)
+        from dataclasses import replace
+
+        from harness.validation.statepoints import state_protocol
+
+        for point in points[1:]:
+            at = replace(ctx, protocol=state_protocol(ctx.md_protocol(), point))
+            tasks += plan_validation(members, committees, ref, at, replicas=spec.replicas, md_batch=spec.md_batch,
+                                     state_point=point).tasks
+    if spec.heating_ramp is not None:
+        from harness.validation.ramp import plan_ramps
+
+        tasks += plan_ramps(spec.heating_ramp, members, committees, ctx)
     if spec.diagnostics is not None and not spec.diagnostics.empty:
         from harness.diagnostics.plan import plan_diagnostics
 

@@ -17,6 +17,8 @@ from harness.finetune.spec import FinetuneSpec
 from harness.models.base import ARCHITECTURES as ARCHS
 from harness.validation.committee import Committee, ReferenceSpec, reference_committee
 from harness.validation.context import PlanInputs
+from harness.validation.ramp import HeatingRamp
+from harness.validation.statepoints import StatePoint
 
 __all__ = ["SweepSpec", "ModelEntry", "load_sweep"]
 
@@ -97,6 +99,12 @@ class SweepSpec(HarnessModel):
                                                 "validation, errors along trajectories, chemical generalisation")
     finetune: FinetuneSpec | None = Field(None, description="a foundation model zero-shot and fine-tuned on the "
                                           "subsets (strategies naive, frozen, replay), with forgetting measured")
+    temperatures_K: list[float] | None = Field(None, min_length=1, description="state-point axis: validate every "
+                                               "committee at these temperatures too (the protocol's is always run)")
+    compositions: list[str] | None = Field(None, min_length=1, description="state-point axis: and at these "
+                                           "compositions (molecule counts, e.g. EC=2,EMC=10)")
+    heating_ramp: HeatingRamp | None = Field(None, description="an NPT heating ramp of every member with the "
+                                             "validation detectors: the temperature at failure")
     md_batch: int = Field(1, ge=1, le=MAX_PARALLEL, description="trajectories of one architecture (MACE, DeePMD) "
                           "advanced together in one MD task, one model call per step for all (batched MD; pays on a "
                           "GPU); 1: one trajectory per task")
@@ -129,10 +137,41 @@ class SweepSpec(HarnessModel):
             raise ValueError("model names (models and finetune.name) must not repeat")
         if self.finetune is not None and not (self.finetune.subsets or self.subsets):
             raise ValueError("finetune: give subsets (the sweep has none)")
+        for axis, values in (("temperatures_K", self.temperatures_K), ("compositions", self.compositions)):
+            if values is not None and len(set(values)) != len(values):
+                raise ValueError(f"{axis} must not repeat")
+        if self.temperatures_K is not None and min(self.temperatures_K) <= 0:
+            raise ValueError(f"temperatures_K must be positive, got {self.temperatures_K}")
+        if self.compositions is not None:
+            from harness.validation.statepoints import counts
+
+            for c in self.compositions:
+                try:
+                    counts(c)
+                except Exception as exc:  # noqa: BLE001 - a malformed composition or an unknown molecule
+                    raise ValueError(f"compositions: {c!r}: {exc}") from None
         if self.finetune is not None and (self.finetune.committee or 0) > self.committee:
             raise ValueError(f"finetune.committee {self.finetune.committee} exceeds the sweep's committee "
                              f"{self.committee} (its members take the sweep's first seeds)")
         return self
+
+    def state_points(self, protocol) -> list[StatePoint]:
+        """The grid temperatures_K × compositions (each axis the protocol's own value when not given), the
+        protocol's own point first and marked primary; [that point] alone when the spec has no axes."""
+        from harness.validation.statepoints import StatePoint, base_point, counts
+
+        base = base_point(protocol)
+        points = [base]
+        for t in self.temperatures_K or [base.temperature_K]:
+            for c in self.compositions or [base.composition]:
+                p = StatePoint(temperature_K=t, composition=counts(c))
+                if not any(p.same(q) for q in points):
+                    points.append(p)
+        return points
+
+    @property
+    def has_state_axes(self) -> bool:
+        return self.temperatures_K is not None or self.compositions is not None
 
     @property
     def member_seeds(self) -> list[int]:

@@ -21,6 +21,7 @@ from harness.models.load import ModelSource
 from harness.observables.analysis import AnalysisSpec
 from harness.observables.density import DensityGrid
 from harness.observables.diffusion import DiffusionSpec
+from harness.validation.statepoints import StatePoint
 from harness.workflow.contract import Record, TaskParams, TaskResult, WorkerParams, drop_none, recorded
 
 __all__ = ["AnalysisParams", "TrainParams", "ModelParams", "MemberResult", "TrainMetrics", "FrameSetErrors", "DensityStats", "DensityStationarity", "Diffusion",
@@ -434,6 +435,8 @@ class ScoreResult(TaskResult):
     reference_committee: str
     tags: dict[str, Any] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict, description="member -> provenance stamp")
+    state_point: StatePoint | None = Field(None, description="the temperature and composition of a sweep with "
+                                           "state-point axes (None: the protocol's own, in a sweep without axes)")
 
 
 
@@ -451,3 +454,12 @@ class ScoreParams(AnalysisParams):
     reference: str
     reference_is_self: bool
     tags: dict[str, Any] = Field(default_factory=dict)
+    state_point: StatePoint | None = Field(None, description="left out of the key when None: scores of sweeps "
+                                           "without state-point axes keep their keys")
+
+    @model_serializer(mode="wrap")
+    def _drop_state(self, handler):
+        out = handler(self)
+        if self.state_point is None:
+            out.pop("state_point", None)
+        return out

@@ -16,7 +16,7 @@ trained members) and :func:`plan_validation` (MD, observables and Q of any commi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from harness.md.protocol import MDProtocol
 from harness.models.load import ModelSource
@@ -26,6 +26,9 @@ from harness.validation.context import PlanContext
 from harness.validation.contract import (MDBatchParams, MDParams, ModelParams, ObserveParams, RefDensityParams,
                                          ScoreParams, TrainParams)
 from harness.workflow.task import Task
+
+if TYPE_CHECKING:
+    from harness.validation.statepoints import StatePoint
 
 __all__ = ["train_tasks", "model_tasks", "plan_validation", "ValidationGraph", "batch_tasks", "placed", "BATCHED_ARCHS"]
 
@@ -120,14 +123,18 @@ class ValidationGraph:
 
 
 def plan_validation(members: dict[str, list[Task]], committees: dict[str, Committee], ref: str, ctx: PlanContext, *,
-                    replicas: int, score_reference: bool = True, md_batch: int = 1) -> ValidationGraph:
+                    replicas: int, score_reference: bool = True, md_batch: int = 1,
+                    state_point: "StatePoint | None" = None) -> ValidationGraph:
     """NPT/NVT runs (the plan's protocol), observables (its analysis settings, else the protocol's) and the Q
     score of every committee in ``members`` against ``ref`` (and of the reference against itself, its row in a
     Q table, unless ``score_reference`` is False).
 
     ``md_batch`` > 1: the runs of each ensemble and batched architecture (MACE, DeePMD; members of every
     committee, replicas) go to ``md_batch`` tasks of up to that many trajectories, advanced together; each
-    run's ``md`` task depends on its batch and returns the run (keys of unbatched runs are unchanged)."""
+    run's ``md`` task depends on its batch and returns the run (keys of unbatched runs are unchanged).
+
+    ``state_point``: the :class:`~harness.validation.statepoints.StatePoint` the plan's protocol is at, recorded in
+    every score and added to the task labels (None: a plan without state-point axes; keys as before)."""
     from harness.md.protocol import protocol_hash
 
     protocol = ctx.md_protocol()
@@ -135,10 +142,11 @@ def plan_validation(members: dict[str, list[Task]], committees: dict[str, Commit
     obs = {"analysis": analysis, "equilibration_ps": protocol.equilibration_ps, "tau_ps": protocol.horizon_ps}
     phash = protocol_hash(protocol)
     tasks: list[Task] = []
+    at = f" @ {state_point.label}" if state_point is not None and not state_point.primary else ""
 
     def batches(ensemble: str, rd: Task | None) -> dict[tuple[str, int, int], Task]:
         made, index = batch_tasks(members, committees, ctx, protocol=protocol, protocol_hash=phash, ensemble=ensemble,
-                                  replicas=replicas, md_batch=md_batch, ref_density=rd)
+                                  replicas=replicas, md_batch=md_batch, ref_density=rd, label=at)
         tasks.extend(made)
         return index
 
@@ -149,7 +157,7 @@ def plan_validation(members: dict[str, list[Task]], committees: dict[str, Commit
                 params = MDParams(**ctx.worker, protocol=protocol, protocol_hash=phash, ensemble=ensemble, replica=r)
                 b = (batch or {}).get((cid, k, r))
                 out[(k, r)] = placed(params.task({"member": [member], "ref_density": [rd] if rd else [],
-                                                   "batch": [b] if b else []}, f"md {ensemble} {cid} member {k} r{r}"),
+                                                   "batch": [b] if b else []}, f"md {ensemble} {cid} member {k} r{r}{at}"),
                                       committees[cid].arch)
         return out
 
@@ -165,7 +173,7 @@ def plan_validation(members: dict[str, list[Task]], committees: dict[str, Commit
     rd = None
     if protocol.nvt.density_g_cm3 == "reference":
         rd = RefDensityParams(reference=ref, tau_ps=protocol.horizon_ps).task(
-            {"observed": list(npt_obs[ref].values())}, f"reference NPT density ({ref})")
+            {"observed": list(npt_obs[ref].values())}, f"reference NPT density ({ref}){at}")
         tasks.append(rd)
     nvt_obs = {}
     nvt_batches = batches("nvt", rd)
@@ -181,8 +189,8 @@ def plan_validation(members: dict[str, list[Task]], committees: dict[str, Commit
         deps = [t for o in (npt_obs, nvt_obs) for cc in dict.fromkeys([cid, ref]) for (k, r), t in o[cc].items()
                 if r == 0]
         params = ScoreParams(**obs, committee=cid, arch=c.arch, subset=c.subset, reference=ref,
-                             reference_is_self=cid == ref, tags=c.tags)
-        tasks.append(params.task({"observed": deps}, f"score {cid}"))
+                             reference_is_self=cid == ref, tags=c.tags, state_point=state_point)
+        tasks.append(params.task({"observed": deps}, f"score {cid}{at}"))
     index = lambda by_ens: {(c, k, ens, r): t for ens, by_c in by_ens.items()  # noqa: E731
                             for c, kr in by_c.items() for (k, r), t in kr.items()}
     return ValidationGraph(tasks, index({"npt": npt, "nvt": nvt}), index({"npt": npt_obs, "nvt": nvt_obs}))

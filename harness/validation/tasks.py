@@ -231,4 +231,4 @@ def score(p: ScoreParams, deps: Deps) -> ScoreResult:
     model = observed("reference") if p.reference_is_self else observed("model")
     res = score_observed(model, observed("reference"), p.analysis, tau_ps=p.tau_ps, equilibration_ps=p.equilibration_ps)
     return ScoreResult(**res, committee_id=p.committee, arch=p.arch, subset=p.subset, reference_committee=p.reference,
-                       tags=p.tags, models=stamps)
+                       tags=p.tags, models=stamps, state_point=p.state_point)
