@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -39,13 +39,17 @@ class ArrheniusFit:
     n_temperatures: int
     temperatures_K: tuple[float, ...]
     samples: int
+    #: the posterior sample of Ea (for differences between fits)
+    activation_energy_samples_eV: tuple[float, ...] = field(default=(), repr=False)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("activation_energy_samples_eV")
+        return out
 
 
 def arrhenius_fit(temperature_K: Sequence[float], D_cm2_s: Sequence[float], D_se_cm2_s: Sequence[float], *,
-                  n_samples: int = 500, n_burn: int = 300, seed: int = 0) -> ArrheniusFit:
+                  n_samples: int = 200, n_burn: int = 100, seed: int = 0) -> ArrheniusFit:
     """Ea and D0 of D(T) with their 95 % credible intervals (module docstring). At least three temperatures, each
     with a positive D and a positive standard error."""
     import scipp as sc
@@ -83,4 +87,4 @@ def arrhenius_fit(temperature_K: Sequence[float], D_cm2_s: Sequence[float], D_se
     d0 = np.asarray(fit.preexponential_factor.values, float)
     (ea_lo, ea_hi), (d0_lo, d0_hi) = np.percentile(ea, [2.5, 97.5]), np.percentile(d0, [2.5, 97.5])
     return ArrheniusFit(float(ea.mean()), float(ea_lo), float(ea_hi), float(d0.mean()), float(d0_lo), float(d0_hi),
-                        len(t), tuple(float(v) for v in t), len(ea))
+                        len(t), tuple(float(v) for v in t), len(ea), tuple(float(v) for v in ea))

@@ -153,6 +153,9 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
     from harness.report.forensics import forensics_section
 
     why_html = forensics_section(workspace, scores, outdir, files, _img, sweep=sweep)
+    from harness.report.statemaps import state_section
+
+    state_html = state_section(workspace, sweep, members, outdir, files, _img)
     al_html = ""
     if members.generation.notna().any():
         al_html = _al_section(workspace, sweep, members, tau, outdir, files)
@@ -202,6 +205,7 @@ straddles 0.9: the run is too short to show a diffusive regime.</p>
 (analysis/findings.py prints the same; committees absent from the sweep leave a claim undetermined).</p>
 {findings_html}
 <h2>Figures</h2>{figs}
+{state_html}
 {diag_html}
 {why_html}
 {ft_html}

@@ -36,10 +36,11 @@ def typed_scores(scores: Iterable["ScoreResult | dict"]) -> list["ScoreResult"]:
     return [s if isinstance(s, ScoreResult) else ScoreResult.model_validate(s) for s in scores]
 
 
-def load_scores(workspace: str | Path, sweep: str | None = None) -> list["ScoreResult"]:
+def load_scores(workspace: str | Path, sweep: str | None = None, *, all_states: bool = False) -> list["ScoreResult"]:
     """Results of every finished score task (one per committee), as
     :class:`~harness.validation.contract.ScoreResult` (a result stored by an older harness is left out: rerunning
-    the sweep recomputes it from the stored observables in seconds)."""
+    the sweep recomputes it from the stored observables in seconds). A sweep with state-point axes scores each
+    committee at every point: only the protocol's own (primary) point's scores are returned unless ``all_states``."""
     from harness.validation.contract import ScoreParams
     from harness.workflow.contract import stored_results
 
@@ -56,6 +57,13 @@ def load_scores(workspace: str | Path, sweep: str | None = None) -> list["ScoreR
         raise InputError(f"{workspace}: its {len(rows)} score result(s) were written by an older harness; rerun the "
                          "sweep (or campaign) command on it to recompute them (trained models and finished runs are "
                          "reused)")
+    if not all_states:
+        out = [sc for sc in out if sc.state_point is None or sc.state_point.primary]
+    # one score per committee and runs: the same runs scored by two sweeps of a workspace (one with state-point axes,
+    # one without) are one row, not two
+    seen: set = set()
+    out = [sc for sc in out if not ((k := (sc.committee_id, tuple((m.npt_run, m.nvt_run) for m in sc.members))) in seen
+                                    or seen.add(k))]
     return out
 
 
@@ -71,7 +79,9 @@ def member_table(scores: Iterable["ScoreResult | dict"]) -> pd.DataFrame:
         res = sc.reference.R_resolution
         for m in sc.members:
             d, rho, st = m.diffusion, m.density_g_cm3, m.density_stationarity
+            sp = sc.state_point
             row = {"committee": sc.committee_id, "arch": sc.arch, "subset": sc.subset, "member": m.name,
+                   "temperature_K": sp.temperature_K if sp else np.nan, "composition": sp.composition if sp else None,
                    "campaign": tags.get("campaign"), "chain": tags.get("chain"),
                    "generation": tags.get("generation", np.nan),
                    "finetune": finetune.get("name"), "finetune_lr": finetune.get("lr", np.nan),

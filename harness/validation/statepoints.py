@@ -36,12 +36,14 @@ class StatePoint(Record):
 
     @property
     def slug(self) -> str:
-        return f"{self.temperature_K:g}K-" + re.sub(r"[^A-Za-z0-9]+", "", self.composition.replace(",", "-")
-                                                    .replace("=", "_")).replace("_", "")
+        return f"{self.temperature_K:g}K-" + re.sub(r"[^A-Za-z0-9.-]", "", self.composition.replace("=", "")
+                                                    .replace(",", "-"))
 
     def same(self, other: "StatePoint") -> bool:
-        return abs(self.temperature_K - other.temperature_K) < 1e-9 and counts(self.composition) == counts(
-            other.composition)
+        from harness.systems.composition import Composition
+
+        return abs(self.temperature_K - other.temperature_K) < 1e-9 and Composition.parse(
+            self.composition).as_dict() == Composition.parse(other.composition).as_dict()
 
     def mole_fractions(self) -> dict[str, float]:
         from harness.systems.composition import Composition
