@@ -10,7 +10,7 @@ STAMP := $(VENV)/.harness-installed
 PYTEST_ARGS ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test test-all docs ci-docs demo demo-models ci-sweep ci-ensembles ci-fuzz ci-models ci-diagnostics ci-finetune ci-foundation ci-slurm ci-chaos ci-al ci-transfer ci-wheelhouse bench lock clean-venv \
+.PHONY: install test test-all docs ci-docs demo demo-models ci-sweep ci-ensembles ci-fuzz ci-models ci-diagnostics ci-finetune ci-foundation ci-slurm ci-chaos ci-al ci-transfer ci-state ci-wheelhouse bench lock clean-venv \
 	wheelhouse install-offline
 
 install: $(STAMP)
@@ -110,6 +110,14 @@ ci-slurm: install
 # and store integrity checked against an uninterrupted run in runs/chaos-whole
 ci-chaos: install
 	HARNESS_CHAOS_REFERENCE=runs/chaos-whole $(PY) -m pytest -m slow tests/test_chaos.py $(PYTEST_ARGS)
+
+# State points at ci scale (issue #33), in the ci sweep's workspace (its DeePMD OPLS+VS committee and GAP reference
+# reused): 3 temperatures x 2 compositions on the 20-step ci-short protocol, a heating ramp per member, then the
+# report's maps, Arrhenius fits and ramp checked
+ci-state: install
+	$(VENV)/bin/harness sweep run protocols/sweeps/ci-state.yaml --workspace runs/ci
+	$(VENV)/bin/harness report --workspace runs/ci --output runs/ci/report
+	HARNESS_CI_WORKSPACE=runs/ci $(PY) -m pytest -m slow tests/test_statepoints.py $(PYTEST_ARGS)
 
 ci-transfer: install
 	$(VENV)/bin/harness transfer run protocols/transfer/ci.yaml --workspace runs/ci

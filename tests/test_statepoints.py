@@ -127,3 +127,28 @@ def test_arrhenius_table_recovers_a_known_activation_and_tells_it_from_the_refer
     assert set(st.columns) >= {"Q", "Q_ci_low", "Q_ci_high", "S", "S_se", "ref_density_g_cm3", "ref_D_w",
                                "n_reached_npt"}
     assert (st.Q_ci_low <= st.Q).all() and (st.Q <= st.Q_ci_high).all()
+
+
+@pytest.mark.slow
+def test_ci_state_run():
+    """After `make ci-state`: the ci workspace's report holds the map of 2 committees × 6 state points with Q's
+    interval, the Arrhenius fits at 3 temperatures, the reference's maps and a ramp row per member."""
+    import os
+
+    import pandas as pd
+
+    ws = Path(os.environ.get("HARNESS_CI_WORKSPACE", ROOT / "runs" / "ci")).resolve()
+    report = ws / "report"
+    if not (report / "state_points.csv").exists():
+        pytest.fail(f"{report}: no state_points.csv (run `make ci-state` first, or set HARNESS_CI_WORKSPACE)")
+    st = pd.read_csv(report / "state_points.csv")
+    assert len(st) == 12 and set(st.committee) == {"deepmd/OPLS+VS", "ref:gap/OPLS+VS"}
+    assert sorted(set(st.temperature_K)) == [450, 500, 550] and set(st.composition) == {"EC=4,EMC=8", "EC=8,EMC=4"}
+    assert (st.Q_ci_low <= st.Q + 1e-9).all() and (st.Q <= st.Q_ci_high + 1e-9).all() and st.primary.sum() == 2
+    arr = pd.read_csv(report / "arrhenius.csv")
+    assert set(arr.species) == {"EC", "EMC"} and {"fitted", "undetermined"} >= set(arr.verdict)
+    ramp = pd.read_csv(report / "ramp.csv")
+    assert len(ramp) == 4 and ((ramp.T_fail_K > 400) & (ramp.T_fail_K <= 1000)).all()
+    for f in ("fig10_state_maps.png", "fig11_reference_state.png", "fig12_arrhenius.png", "fig13_ramp.png"):
+        assert (report / f).stat().st_size > 10_000, f
+    assert "State points" in (report / "report.html").read_text()

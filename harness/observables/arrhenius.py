@@ -41,11 +41,20 @@ class ArrheniusFit:
     samples: int
     #: the posterior sample of Ea (for differences between fits)
     activation_energy_samples_eV: tuple[float, ...] = field(default=(), repr=False)
+    prefactor_samples_cm2_s: tuple[float, ...] = field(default=(), repr=False)
 
     def as_dict(self) -> dict:
         out = asdict(self)
         out.pop("activation_energy_samples_eV")
+        out.pop("prefactor_samples_cm2_s")
         return out
+
+    def ln_D(self, temperature_K) -> np.ndarray:
+        """The posterior median of ln D (cm²/s) at each temperature (the curve to draw through the data: the
+        posterior means of Ea and D0 taken separately need not lie on it)."""
+        t = np.atleast_1d(np.asarray(temperature_K, float))
+        ea, d0 = np.asarray(self.activation_energy_samples_eV), np.asarray(self.prefactor_samples_cm2_s)
+        return np.median(np.log(d0)[:, None] - ea[:, None] / (K_B_EV_K * t[None, :]), axis=0)
 
 
 def arrhenius_fit(temperature_K: Sequence[float], D_cm2_s: Sequence[float], D_se_cm2_s: Sequence[float], *,
@@ -87,4 +96,5 @@ def arrhenius_fit(temperature_K: Sequence[float], D_cm2_s: Sequence[float], D_se
     d0 = np.asarray(fit.preexponential_factor.values, float)
     (ea_lo, ea_hi), (d0_lo, d0_hi) = np.percentile(ea, [2.5, 97.5]), np.percentile(d0, [2.5, 97.5])
     return ArrheniusFit(float(ea.mean()), float(ea_lo), float(ea_hi), float(d0.mean()), float(d0_lo), float(d0_hi),
-                        len(t), tuple(float(v) for v in t), len(ea), tuple(float(v) for v in ea))
+                        len(t), tuple(float(v) for v in t), len(ea), tuple(float(v) for v in ea),
+                        tuple(float(v) for v in d0))

@@ -93,6 +93,7 @@ def member_table(scores: Iterable["ScoreResult | dict"]) -> pd.DataFrame:
                    "density_n_eff": rho.n_eff if rho else np.nan,
                    "kl": np.nan if m.kl is None else m.kl,
                    "D_w": (d.D_weighted_block_A2_ps if d else np.nan) * A2_PER_PS_TO_1E6_CM2_PER_S,
+                   "cell_length_A": d.cell_length_A if d else np.nan,
                    "S": m.S, "R": m.R, "V": m.V, "Q": m.Q,
                    "Q_low": np.nan if m.Q_low is None else m.Q_low, "Q_high": np.nan if m.Q_high is None else m.Q_high}
             flags = []

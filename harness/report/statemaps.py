@@ -86,7 +86,7 @@ def arrhenius_table(scores, *, fit: Callable | None = None) -> pd.DataFrame:
     tau = scores[0].settings.tau_ps
     stable = _stable_nvt(members, tau)
     ref_id = scores[0].reference_committee
-    rows, samples = [], {}
+    rows, samples, curves = [], {}, {}
     for (cid, comp), g in stable.groupby(["committee", "composition"], sort=False):
         for sp in species_of(members):
             pts = []
@@ -98,7 +98,9 @@ def arrhenius_table(scores, *, fit: Callable | None = None) -> pd.DataFrame:
                    "species": sp, "temperatures_K": " ".join(f"{t:g}" for t, *_ in pts)}
             flags = sorted({f"β < 0.9 at {t:g} K" for t, _, _, at in pts
                             if (at.get(f"D_{sp}_beta_high", pd.Series(dtype=float)) < 0.9).any()})
-            flags.append("D uncorrected for finite size (Yeh–Hummer; cell of 160 atoms ≈ 13 Å)" if pts else "")
+            if pts:
+                cell = float(np.nanmean(np.concatenate([at.cell_length_A.to_numpy(float) for *_, at in pts])))
+                flags.append(f"D not corrected for the finite cell (L ≈ {cell:.1f} Å; Yeh–Hummer ΔD ∝ 1/L)")
             row["flags"] = "; ".join(f for f in flags if f)
             if len(pts) < MIN_TEMPERATURES:
                 row.update(verdict="undetermined", why=f"D at {len(pts)} temperature(s) with a member stable in NVT "
@@ -113,12 +115,14 @@ def arrhenius_table(scores, *, fit: Callable | None = None) -> pd.DataFrame:
                 rows.append(row)
                 continue
             samples[(cid, comp, sp)] = getattr(res, "activation_energy_samples_eV", None)
+            curves[(cid, comp, sp)] = res
             row.update(Ea_eV=res.activation_energy_eV, Ea_low_eV=res.activation_energy_low_eV,
                        Ea_high_eV=res.activation_energy_high_eV, D0_cm2_s=res.prefactor_cm2_s,
                        D0_low_cm2_s=res.prefactor_low_cm2_s, D0_high_cm2_s=res.prefactor_high_cm2_s,
                        verdict="fitted", why="")
             rows.append(row)
     out = pd.DataFrame(rows)
+    out.attrs["fits"] = curves  # the fits themselves, for the figure's posterior curves
     if not len(out):
         return out
     # each model's Ea against the reference's at the same composition: the 95 % interval of the posterior difference
@@ -248,11 +252,10 @@ def fig_arrhenius(scores, arr: pd.DataFrame, path: Path) -> Path:
                 t, d, s = (np.array(x, float) for x in zip(*pts))
                 line = ax.errorbar(1000 / t, np.log(d * 1e-6), yerr=np.nan_to_num(s / d), fmt="o", ms=4, label=cid,
                                    capsize=2)
-                r = arr[(arr.committee == cid) & (arr.composition == comp) & (arr.species == sp)]
-                if len(r) and r.verdict.iloc[0] == "fitted":
+                res = arr.attrs.get("fits", {}).get((cid, comp, sp))
+                if res is not None and hasattr(res, "ln_D"):
                     x = np.linspace(1000 / t.max(), 1000 / t.min(), 20)
-                    ea, d0 = r.Ea_eV.iloc[0], r.D0_cm2_s.iloc[0]
-                    ax.plot(x, np.log(d0) - ea * x / 1000 / 8.617333262e-5, color=line[0].get_color(), lw=1)
+                    ax.plot(x, res.ln_D(1000 / x), color=line[0].get_color(), lw=1)
             ax.set_xlabel("1000 / T (1/K)")
             ax.set_ylabel(f"ln D({sp}) (cm²/s)")
             ax.set_title(f"{sp} in {comp}", fontsize=9)
