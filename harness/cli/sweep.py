@@ -192,7 +192,9 @@ def status(
         for r in scores:
             terms = [getattr(r.committee, x) for x in "SRVQ"]
             q = r.committee.Q
-            t.add_row(r.committee_id, *(f"{x.mean:.3f} ± {x.sem:.3f}" for x in terms),
+            sp = r.state_point
+            t.add_row(r.committee_id + (f" @ {sp.label}" if sp is not None and not sp.primary else ""),
+                      *(f"{x.mean:.3f} ± {x.sem:.3f}" for x in terms),
                       "–" if q.low is None else f"{q.low:.2f}–{q.high:.2f}")
         console.print(t)
 
