@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -69,6 +70,11 @@ def test_report_writes_tables_figures_and_html(scored_store, tmp_path):
     # has Q = S exactly, and the committee interval of two identical members is that point
     assert list(gap_opls.Q_low) == pytest.approx([0.3, 0.3]) and list(gap_opls.Q_high) == pytest.approx([0.3, 0.3])
     assert table[table.committee == "gap/OPLS"].iloc[0]["Q 95 % interval"] == "0.30–0.30"
+    assert table[table.committee == "gap/OPLS"].iloc[0]["Q vs 1"] == "unstable"
+    from harness.report.build import stability_verdict
+
+    assert [stability_verdict(*x) for x in ((1.2, 2.0), (0.5, 1.4), (0.2, 0.9), (np.nan, 1.0))] == \
+        ["stable", "undetermined", "unstable", "–"]
     from harness.quality import committee_interval
 
     mace = members[members.committee == "mace/Full"]

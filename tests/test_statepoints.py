@@ -120,6 +120,9 @@ def test_arrhenius_table_recovers_a_known_activation_and_tells_it_from_the_refer
     assert set(model.Ea_vs_reference) == {"differs"} and (model.dEa_high_eV < 0).all()
     same = arrhenius_table(_scores(ref_ea=0.15, seed=1))
     assert set(same[same.committee == "deepmd/X"].Ea_vs_reference) == {"undetermined"}
+    four = arrhenius_table(_scores(temps=(400.0, 450.0, 500.0, 550.0)))
+    assert {"T0_K", "T0_low_K", "non_arrhenius"} <= set(four.columns) and four.T0_low_K.notna().all()
+    assert "T0_K" not in arr.columns  # three temperatures: no VFT
     two = arrhenius_table(_scores(temps=(450.0, 500.0)))
     assert set(two.verdict) == {"undetermined"} and "needs 3" in two.why.iloc[0]
     st = state_table(_scores())

@@ -47,15 +47,25 @@ def _resolution(scores: list[ScoreResult]) -> str:
     return "δ_min (not recorded by this workspace's scores)"
 
 
+def stability_verdict(low: float, high: float) -> str:
+    """The paper's reading of Q (Q < 1: no stable liquid dynamics; 1–3: stable), decided by Q's 95 % interval: "stable"
+    when it lies above 1, "unstable" below, else "undetermined"."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "–"
+    return "stable" if low > 1 else "unstable" if high < 1 else "undetermined"
+
+
 def q_table(ct: pd.DataFrame, species: list[str], flags: dict[str, str] | None = None) -> pd.DataFrame:
     """The comparison table: one row per committee, mean ± SE over members, Q's 95 % interval
-    (:func:`harness.quality.committee_interval`), and the verdict flags of its members
+    (:func:`harness.quality.committee_interval`) and what it says of Q vs 1 (:func:`stability_verdict`), and the verdict
+    flags of its members
     (:func:`harness.report.data.committee_flags`: a density transient, R uninformative, D not yet diffusive)."""
     rows = []
     for _, r in ct.iterrows():
         row = {"subset": r.subset, "architecture": r.arch, "committee": r.committee, "members": int(r.members),
                "Q": _pm(r.Q, r.Q_se), "Q 95 % interval": interval_text(r.get("Q_ci_low", np.nan),
                                                                        r.get("Q_ci_high", np.nan)),
+               "Q vs 1": stability_verdict(r.get("Q_ci_low", np.nan), r.get("Q_ci_high", np.nan)),
                "S": _pm(r.S, r.S_se), "R": _pm(r.R, r.R_se), "V": _pm(r.V, r.V_se),
                "t_stab NPT (ps)": _pm(r.t_stab_npt_ps, r.t_stab_npt_ps_se, 3),
                "t_stab NVT (ps)": _pm(r.t_stab_nvt_ps, r.t_stab_nvt_ps_se, 3),
@@ -191,7 +201,10 @@ td,th{{border:1px solid #ccc;padding:3px 6px}}figure{{display:inline-block;margi
 .warn{{background:#fff3cd;padding:8px}}pre{{background:#f6f6f6;padding:8px;font-size:12px}}</style></head><body>
 <h1>Q comparison: which training data makes which architecture stable and accurate</h1>{caveat}
 <p>Q = S + R + V per member (SCIENCE.md §7: S = min(1, t_stab,NPT/τ); R and V count only for members stable for
-τ = {tau:g} ps); mean ± standard error over committee members. Reference committee: {html.escape(reference)}.
+τ = {tau:g} ps); mean ± standard error over committee members, and Q's 95 % interval (members' R, V intervals
+summed, S exact; the committee's the hull of Student's t over members and their mean interval: docs/science.md).
+"Q vs 1": the paper reads Q &lt; 1 as no stable liquid dynamics: <i>stable</i> when the interval lies above 1,
+<i>unstable</i> below, else <i>undetermined</i>. Reference committee: {html.escape(reference)}.
 D enters Q from the block estimator (composition-weighted); KL rule {html.escape(json.dumps(settings.kl_rule))}.
 Flags (counted over members; docs/science.md): <i>density transient</i> — the NPT density after the equilibration cut
 still drifts (MSER-5 truncation beyond 10 τ_int, or first vs second half p &lt; 0.001), so its P(ρ) mixes the

@@ -5,7 +5,8 @@ Pure tables from typed results, then figures and an HTML section:
 - :func:`state_table`: per committee and state point, Q with its 95 % interval, S, R, V (mean ± SE over members),
   t_stab NPT (members that reached τ counted: a censored time is a lower bound), the reference's density and D.
 - :func:`arrhenius_table`: per committee, composition and species with D at ≥ 3 temperatures, Ea and D0 with their
-  95 % credible intervals (kinisi's Bayesian Arrhenius model); each model's Ea against the reference's as the
+  95 % credible intervals (kinisi's Bayesian Arrhenius model; with ≥ 4, VFT's T0 too, kinisi's Vogel–Fulcher–Tammann
+  model: "shown" when its interval stays clear of 0); each model's Ea against the reference's as the
   posterior difference's interval ("differs" when it excludes 0, else "undetermined": an interval that holds 0
   is not evidence of equality); the β flags of the member runs and the finite-size caveat beside it.
 - :func:`ramp_table`: each member's temperature at failure on the heating ramp (censored at the ramp's end),
@@ -116,6 +117,15 @@ def arrhenius_table(scores, *, fit: Callable | None = None) -> pd.DataFrame:
                 continue
             samples[(cid, comp, sp)] = getattr(res, "activation_energy_samples_eV", None)
             curves[(cid, comp, sp)] = res
+            if len(pts) >= 4:  # the non-Arrhenius alternative: VFT's T0 (three parameters)
+                from harness.observables.arrhenius import vft_fit
+
+                try:
+                    v = vft_fit(t, d * 1e-6, se * 1e-6)
+                    row.update(T0_K=v.T0_K, T0_low_K=v.T0_low_K, T0_high_K=v.T0_high_K,
+                               non_arrhenius="shown (T0 > 0)" if v.T0_low_K > 0.05 * t.min() else "undetermined")
+                except InputError:
+                    pass
             row.update(Ea_eV=res.activation_energy_eV, Ea_low_eV=res.activation_energy_low_eV,
                        Ea_high_eV=res.activation_energy_high_eV, D0_cm2_s=res.prefactor_cm2_s,
                        D0_low_cm2_s=res.prefactor_low_cm2_s, D0_high_cm2_s=res.prefactor_high_cm2_s,
@@ -320,12 +330,15 @@ def state_section(workspace: Path, sweep: str | None, members: pd.DataFrame, out
             files["fig12"] = fig_arrhenius(scores, arr, outdir / "fig12_arrhenius.png")
             cols = [c for c in ("committee", "composition", "species", "temperatures_K", "Ea_eV", "Ea_low_eV",
                                 "Ea_high_eV", "D0_cm2_s", "dEa_vs_ref_eV", "dEa_low_eV", "dEa_high_eV",
-                                "Ea_vs_reference", "verdict", "why", "flags") if c in arr]
+                                "Ea_vs_reference", "T0_K", "T0_low_K", "T0_high_K", "non_arrhenius", "verdict", "why",
+                                "flags") if c in arr]
             parts.append("<h3>Arrhenius diffusivity</h3><p>ln D = ln D0 − Ea/k_BT through the committee's D (mean over "
                          "members stable in NVT, standard error from their spread and each run's own error) with "
                          "kinisi's Bayesian Arrhenius model (95 % credible intervals); against the reference: the 95 % "
                          "interval of the posterior difference of Ea (<i>differs</i> when it excludes 0, else "
-                         "<i>undetermined</i>). At least three temperatures.</p>"
+                         "<i>undetermined</i>). At least three temperatures; with four or more, the Vogel–Fulcher–"
+                         "Tammann alternative D0 exp(−Ea/k_B(T − T0)): <i>shown</i> when T0's interval stays clear "
+                         "of 0.</p>"
                          + arr[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}")
                          + f"<figure><img src='{img(files['fig12'])}' alt='fig12'></figure>")
     ramps = load_ramps(workspace, sweep) if (workspace / "harness.sqlite").exists() else []
