@@ -129,6 +129,8 @@ def committee_interval(q: list[float], lows: list[float], highs: list[float], *,
     x = np.asarray(q, dtype=float)
     if x.size == 0 or len(lows) != x.size or len(highs) != x.size:
         raise ValueError("committee_interval: one Q, low and high per member")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(lows)) and np.all(np.isfinite(highs))):
+        return CommitteeInterval(0.0, 3.0, "a member's Q or interval is unknown: Q's whole range")
     lo, hi = float(np.mean(lows)), float(np.mean(highs))
     basis = f"members' {100 * level:.0f} % intervals averaged"
     if x.size > 1:

@@ -127,3 +127,8 @@ def test_committee_interval_covers_the_mean_Q_of_members_at_the_stated_rate():
     assert top.high == 3.0 and "t interval over 3 members" in top.basis
     with pytest.raises(ValueError):
         committee_interval([], [], [])
+
+
+def test_an_unknown_member_interval_gives_the_whole_range_not_a_silent_bound():
+    ci = committee_interval([2.0, 2.1], [1.8, float("nan")], [2.2, 2.3])
+    assert (ci.low, ci.high) == (0.0, 3.0) and "unknown" in ci.basis

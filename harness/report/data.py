@@ -178,6 +178,8 @@ def committee_table(members: pd.DataFrame, by: tuple[str, ...] = ("committee", "
         ci = committee_interval(list(rows.Q), list(rows.Q_low), list(rows.Q_high))
         return pd.Series({"Q_ci_low": ci.low, "Q_ci_high": ci.high})
 
+    if not len(members):
+        return out.reset_index()
     ci = pd.DataFrame({k: interval(rows) for k, rows in members.groupby(keys, sort=False, dropna=False)}).T
     ci.index.names = keys
     return out.join(ci).reset_index()

@@ -48,7 +48,7 @@ def state_table(scores) -> pd.DataFrame:
            (sc.reference.density_g_cm3, sc.reference.D_ref_A2_ps * A2_PER_PS_TO_1E6_CM2_PER_S) for sc in scores}
     ct["ref_density_g_cm3"] = [ref[(t, c)][0] for t, c in zip(ct.temperature_K, ct.composition)]
     ct["ref_D_w"] = [ref[(t, c)][1] for t, c in zip(ct.temperature_K, ct.composition)]
-    ct["n_reached_npt"] = members.groupby(list(_STATE), sort=False).reached_npt.sum().to_numpy()
+    ct["n_reached_npt"] = members.groupby(list(_STATE), sort=False, dropna=False).reached_npt.sum().to_numpy()
     primary = {(sc.state_point.temperature_K, sc.state_point.composition) for sc in scores if sc.state_point.primary}
     ct["primary"] = [(t, c) in primary for t, c in zip(ct.temperature_K, ct.composition)]
     return ct.sort_values(["committee", "composition", "temperature_K"]).reset_index(drop=True)
