@@ -194,6 +194,21 @@ def test_transfer_matrix_from_scores():
     row = m.iloc[0]
     assert (row.target, row.base, row.source) == ("mace", "OPLS", "gap")
     assert row.dQ == pytest.approx(1.5) and row.dQ_se == pytest.approx(0.5)
+    assert np.isnan(row.dQ_low)  # no members: no interval
+    # with members: ΔQ's 95 % Welch interval over them (members 1.0, 1.2, 1.4 against 2.4, 2.5, 2.6: difference 1.3,
+    # between-member variances 0.04/3 and 0.01/3, each member's own interval ±0.0392 below them)
+    mem = lambda qs: [{"name": f"member-{k}", "Q": q, "Q_low": q - 0.0392, "Q_high": q + 0.0392}  # noqa: E731
+                      for k, q in enumerate(qs)]
+    scores = [score_result("mace/OPLS", "mace", mem([1.0, 1.2, 1.4])),
+              score_result("mace/OPLS+AL[gap]", "mace", mem([2.4, 2.5, 2.6]),
+                           tags={"transfer_source": "gap", "base": "OPLS"})]
+    row = transfer_matrix(scores).iloc[0]
+    from scipy import stats
+
+    se = np.sqrt(0.04 / 3 + 0.01 / 3)
+    dof = (0.05 / 3) ** 2 / ((0.04 / 3) ** 2 / 2 + (0.01 / 3) ** 2 / 2)
+    assert row.dQ_low == pytest.approx(1.3 - stats.t.ppf(0.975, dof) * se)
+    assert row.dQ_high == pytest.approx(1.3 + stats.t.ppf(0.975, dof) * se)
 
 
 def test_al_figure_from_member_table(tmp_path):

@@ -39,6 +39,10 @@ def run(
         shown = matrix.copy()
         for c in ("Q_base", "Q_with_AL", "dQ", "dQ_se"):
             shown[c] = shown[c].map(lambda v: f"{v:.3f}")
+        for c in ("Q_base", "Q_with_AL", "dQ"):  # 95 % intervals beside each
+            lo, hi = shown.pop(f"{c}_low"), shown.pop(f"{c}_high")
+            shown[f"{c} 95 %"] = [f"{a:.2f}–{b:.2f}" if a == a and b == b and a is not None else "–"
+                                  for a, b in zip(matrix[f"{c}_low"], matrix[f"{c}_high"])]
         (workspace / "transfer.md").write_text(to_markdown(shown))
         matrix.to_csv(workspace / "transfer.csv", index=False)
         typer.echo(to_markdown(shown))

@@ -60,12 +60,26 @@ def load_transfer(path: str | Path) -> tuple[TransferSpec, PlanInputs]:
     return spec, inputs
 
 
+def _dq(w) -> dict[str, float]:
+    return {"dQ_low": w.low if w else np.nan, "dQ_high": w.high if w else np.nan}
+
+
 def transfer_matrix(scores: list["ScoreResult | dict"]) -> pd.DataFrame:
-    """ΔQ (mean ± combined SE) of every target architecture × base subset × AL source."""
+    """ΔQ (mean ± combined SE) of every target architecture × base subset × AL source, with each Q's 95 % interval
+    (the score's) and ΔQ's 95 % Welch interval over the two committees' members, each member's own Q interval
+    (/3.92) as its run uncertainty (NaN with fewer than two members on a side)."""
+    from harness.stats import welch_interval
+
     from harness.validation.contract import ScoreResult
 
     scores = [s if isinstance(s, ScoreResult) else ScoreResult.model_validate(s) for s in scores]
     q = {s.committee_id: s.committee.Q for s in scores}
+    members = {s.committee_id: s.members for s in scores}
+
+    def own(ms) -> np.ndarray | None:
+        se = [(m.Q_high - m.Q_low) / 3.92 for m in ms if m.Q_low is not None and m.Q_high is not None]
+        return np.array(se) if len(se) == len(ms) else None
+
     rows = []
     for s in scores:
         if "transfer_source" not in s.tags:
@@ -77,5 +91,8 @@ def transfer_matrix(scores: list["ScoreResult | dict"]) -> pd.DataFrame:
         rows.append({"target": s.arch, "base": s.tags["base"], "source": s.tags["transfer_source"],
                      "Q_base": b.mean, "Q_with_AL": a.mean, "dQ": a.mean - b.mean,
                      "dQ_se": float(np.hypot(a.sem if np.isfinite(a.sem) else 0.0,
-                                             b.sem if np.isfinite(b.sem) else 0.0))})
+                                             b.sem if np.isfinite(b.sem) else 0.0)),
+                     "Q_base_low": b.low, "Q_base_high": b.high, "Q_with_AL_low": a.low, "Q_with_AL_high": a.high,
+                     **_dq(welch_interval([m.Q for m in s.members], [m.Q for m in members[base_id]],
+                                          x_se=own(s.members), y_se=own(members[base_id]), alpha=0.025))})
     return pd.DataFrame(rows)
