@@ -85,6 +85,12 @@ def test_a_task_that_never_stops_does_not_keep_the_run_past_the_walltime(tmp_pat
     finally:
         release.touch()
         client.close()
+    # the hung task's thread ends after the run: it must not leave its deadline in this process's environment
+    # (it did: each task restored the value it found, the deadline the other task had set)
+    t1 = time.time()
+    while __import__("os").environ.get(ENV) and time.time() - t1 < 5:
+        time.sleep(0.05)
+    assert ENV not in __import__("os").environ
 
 
 def test_nothing_starts_after_the_walltime(tmp_path):

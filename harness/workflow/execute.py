@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import threading
 import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from harness.deadline import Interrupted
+from harness.deadline import ENV, Interrupted
 from harness.workflow.store import Store
 from harness.workflow.task import Task, _typed, only_kinds
 
@@ -33,6 +35,30 @@ __all__ = ["execute", "run_task", "LOCKS", "Task", "only_kinds"]
 LOCKS = ".locks"
 
 logger = logging.getLogger(__name__)
+
+
+#: tasks of this process inside a deadline (threads of an in-process Dask worker share the environment): the first
+#: sets HARNESS_DEADLINE_UNIX, the last restores what was there before (a per-task save and restore would let a
+#: task that outlives another put back the deadline the other had set, leaking it past the run)
+_DEADLINE = {"users": 0, "before": None}
+_DEADLINE_LOCK = threading.Lock()
+
+
+def _deadline_enter(deadline: float) -> None:
+    with _DEADLINE_LOCK:
+        if _DEADLINE["users"] == 0:
+            _DEADLINE["before"] = os.environ.get(ENV)
+        _DEADLINE["users"] += 1
+        os.environ[ENV] = repr(deadline)
+
+
+def _deadline_exit() -> None:
+    with _DEADLINE_LOCK:
+        _DEADLINE["users"] -= 1
+        if _DEADLINE["users"] == 0:
+            os.environ.pop(ENV, None)
+            if _DEADLINE["before"] is not None:
+                os.environ[ENV] = _DEADLINE["before"]
 
 
 def run_task(fn: str | Callable, params, deps: dict[str, Any], deadline: float | None = None,
@@ -69,9 +95,6 @@ def _task_lock(path: str | None):
 
 def _run_task(fn: str | Callable, params, deps: dict[str, Any],
               deadline: float | None) -> tuple[dict, dict[str, str], float]:
-    import os
-
-    from harness.deadline import ENV
     from harness.io import sha256_file
 
     if callable(fn):
@@ -80,16 +103,13 @@ def _run_task(fn: str | Callable, params, deps: dict[str, Any],
         module, name = fn.split(":")
         func = getattr(importlib.import_module(module), name)
     t0 = time.perf_counter()
-    before = os.environ.get(ENV)
     if deadline is not None:
-        os.environ[ENV] = repr(deadline)
+        _deadline_enter(deadline)
     try:
         result = func(params, deps) or {}
     finally:  # a worker (or the driver, in-process) keeps no deadline beyond the task
         if deadline is not None:
-            os.environ.pop(ENV, None)
-            if before is not None:
-                os.environ[ENV] = before
+            _deadline_exit()
     if _typed(params):
         if not isinstance(result, params.RESULT):
             raise TypeError(f"{getattr(func, '__qualname__', fn)} returned {type(result).__name__}, not "
