@@ -132,6 +132,19 @@ def test_arrhenius_table_recovers_a_known_activation_and_tells_it_from_the_refer
     assert (st.Q_ci_low <= st.Q).all() and (st.Q <= st.Q_ci_high).all()
 
 
+def test_the_same_runs_scored_by_two_sweeps_are_one_row_the_one_with_its_state_point():
+    """A reference scored by a sweep without axes and by one with them (same runs): one score is kept, the one that
+    carries its state point (the state table needs it); other committees and other runs are kept."""
+    from harness.report.data import unique_scores
+
+    plain = score_result("ref:gap/X", "gap", [{"name": "member-0"}])
+    pointed = plain.model_copy(update={"state_point": StatePoint(temperature_K=500, composition="EC=4,EMC=8",
+                                                                 primary=True)})
+    other = score_result("deepmd/X", "deepmd", [{"name": "member-0", "npt_run": "md/x/npt-r0"}])
+    kept = unique_scores([plain, other, pointed])
+    assert len(kept) == 2 and kept[0].state_point is not None and kept[1].committee_id == "deepmd/X"
+
+
 @pytest.mark.slow
 def test_ci_state_run():
     """After `make ci-state`: the ci workspace's report holds the map of 2 committees × 6 state points with Q's

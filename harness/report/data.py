@@ -18,7 +18,7 @@ from harness.units import A2_PER_PS_TO_1E6_CM2_PER_S
 if TYPE_CHECKING:
     from harness.validation.contract import ScoreResult
 
-__all__ = ["write_tables", "typed_scores", "load_scores", "member_table", "protocol_facts", "species_of", "committee_flags", "committee_table", "density_samples", "learning_curves"]
+__all__ = ["write_tables", "typed_scores", "unique_scores", "load_scores", "member_table", "protocol_facts", "species_of", "committee_flags", "committee_table", "density_samples", "learning_curves"]
 
 
 def write_tables(tables: dict[str, pd.DataFrame], outdir: Path, files: dict[str, Path]) -> None:
@@ -34,6 +34,14 @@ def typed_scores(scores: Iterable["ScoreResult | dict"]) -> list["ScoreResult"]:
     from harness.validation.contract import ScoreResult
 
     return [s if isinstance(s, ScoreResult) else ScoreResult.model_validate(s) for s in scores]
+
+
+def unique_scores(scores: list["ScoreResult"]) -> list["ScoreResult"]:
+    """One score per committee and runs: the same runs scored by two sweeps of a workspace (one with state-point axes,
+    one without) are one row, not two; the one that knows its state point is kept (the maps need it)."""
+    seen: set = set()
+    return [sc for sc in sorted(scores, key=lambda sc: sc.state_point is None)
+            if not ((k := (sc.committee_id, tuple((m.npt_run, m.nvt_run) for m in sc.members))) in seen or seen.add(k))]
 
 
 def load_scores(workspace: str | Path, sweep: str | None = None, *, all_states: bool = False) -> list["ScoreResult"]:
@@ -59,11 +67,7 @@ def load_scores(workspace: str | Path, sweep: str | None = None, *, all_states: 
                          "reused)")
     if not all_states:
         out = [sc for sc in out if sc.state_point is None or sc.state_point.primary]
-    # one score per committee and runs: the same runs scored by two sweeps of a workspace (one with state-point axes,
-    # one without) are one row, not two
-    seen: set = set()
-    out = [sc for sc in out if not ((k := (sc.committee_id, tuple((m.npt_run, m.nvt_run) for m in sc.members))) in seen
-                                    or seen.add(k))]
+    out = unique_scores(out)
     return out
 
 
