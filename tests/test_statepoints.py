@@ -74,6 +74,8 @@ def test_state_protocol_at_the_protocols_own_point_is_the_protocol():
     ({"temperatures_K": [-3, 450]}, "temperatures_K must be positive"),
     ({"compositions": ["EC=4,XYZ=8"]}, "XYZ"),
     ({"heating_ramp": {"start_K": 900, "end_K": 400, "rate_K_per_ps": 10}}, "end_K"),
+    # 9 molecules at 1.09 g/cm³: a 1.086-nm cell, under twice the 0.55-nm cut-off (the start would fail in its task)
+    ({"compositions": ["EC=6,EMC=3"]}, r"1\.086 nm, less than twice the OPLS-AA cut-off"),
 ])
 def test_bad_axes_are_clear_errors(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):

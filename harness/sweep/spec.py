@@ -206,6 +206,16 @@ def load_sweep(path: str | Path, model: type[SweepSpec] | None = None) -> tuple[
         named[("finetune", "subsets")] = list(spec.finetune.subsets)
     check_subsets(path, dataset, named)
     files: dict[str, Any] = {"dataset": dataset, "protocol": resolve_path(spec.protocol, path, "protocol")}
+    if spec.has_state_axes:  # every state point's protocol, built now: a cell too small is refused before any work
+        from harness.md.protocol import load_protocol
+        from harness.validation.statepoints import state_protocol
+
+        proto = load_protocol(files["protocol"])
+        for point in spec.state_points(proto):
+            try:
+                state_protocol(proto, point)
+            except ValueError as exc:
+                raise ConfigError(f"{path}: compositions: {exc}") from None
     if spec.analysis:
         files["analysis"] = resolve_path(spec.analysis, path, "analysis")
     if spec.models:

@@ -91,6 +91,19 @@ def state_protocol(protocol: MDProtocol, point: StatePoint) -> MDProtocol:
     data["description"] = f"{protocol.name} at {point.label}"
     data["temperature_K"] = point.temperature_K
     scale = ideal_density(point.composition) / ideal_density(base.composition)
-    data["system"] = {**data["system"], "composition": counts(point.composition),
-                      "density_g_cm3": round(protocol.system.density_g_cm3 * scale, 4)}
+    rho = round(protocol.system.density_g_cm3 * scale, 4)
+    edge_nm = cell_edge_nm(point.composition, rho)
+    if edge_nm < 2 * protocol.system.classical_cutoff_nm:
+        raise ValueError(f"{point.composition} packed at {rho:g} g/cm³ makes a cell of {edge_nm:.3f} nm, less than twice "
+                         f"the OPLS-AA cut-off ({protocol.system.classical_cutoff_nm:g} nm) its start is equilibrated "
+                         "with: give more molecules")
+    data["system"] = {**data["system"], "composition": counts(point.composition), "density_g_cm3": rho}
     return MDProtocol.model_validate(data)
+
+
+def cell_edge_nm(composition: str, density_g_cm3: float) -> float:
+    """The edge of the cubic cell that holds ``composition`` at ``density_g_cm3``."""
+    from harness.systems.composition import Composition
+
+    grams = Composition.parse(composition).mass_amu() * 1.66053906660e-24
+    return (grams / density_g_cm3) ** (1 / 3) * 1e7
