@@ -49,7 +49,10 @@ def _print_generations(workspace: Path, campaign: str | None, console=None) -> N
     from rich.console import Console
     from rich.table import Table
 
+    import numpy as np
+
     from harness.al.run import al_tables
+    from harness.report.build import interval_text
 
     console = console or Console(width=None if Console().is_terminal else 160)
     gen = al_tables(workspace, campaign)["generations"]
@@ -73,7 +76,7 @@ def _print_generations(workspace: Path, campaign: str | None, console=None) -> N
                   fmt(r["labelled"], "{:.0f}") + (f" ({r['label_failed']:.0f} failed)" if r["label_failed"] == r["label_failed"]
                                         and r["label_failed"] else ""),
                   fmt(r["oracle_calls"], "{:.0f}"), q,
-                  "" if r.get("Q_low") is None or r["Q_low"] != r["Q_low"] else f"{r['Q_low']:.2f}–{r['Q_high']:.2f}",
+                  interval_text(*(np.nan if r.get(k) is None else r[k] for k in ("Q_low", "Q_high"))),
                   fmt(r["t_stab_npt_ps"], "{:.3g}"))
     console.print(t)
 

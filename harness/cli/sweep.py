@@ -179,6 +179,9 @@ def status(
     if not path.exists():
         raise InputError(f"{workspace}: no harness.sqlite (run `harness sweep run SPEC --workspace {workspace}`)")
     console = print_task_counts(workspace, sweep)
+    import numpy as np
+
+    from harness.report.build import interval_text
     from harness.validation.contract import ScoreParams
     from harness.workflow.contract import stored_results
 
@@ -195,7 +198,7 @@ def status(
             sp = r.state_point
             t.add_row(r.committee_id + (f" @ {sp.label}" if sp is not None and not sp.primary else ""),
                       *(f"{x.mean:.3f} ± {x.sem:.3f}" for x in terms),
-                      "–" if q.low is None else f"{q.low:.2f}–{q.high:.2f}")
+                      interval_text(*(np.nan if v is None else v for v in (q.low, q.high))))
         console.print(t)
 
 

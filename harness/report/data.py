@@ -18,7 +18,7 @@ from harness.units import A2_PER_PS_TO_1E6_CM2_PER_S
 if TYPE_CHECKING:
     from harness.validation.contract import ScoreResult
 
-__all__ = ["write_tables", "typed_scores", "unique_scores", "load_scores", "member_table", "protocol_facts", "species_of", "committee_flags", "committee_table", "density_samples", "learning_curves"]
+__all__ = ["write_tables", "typed_scores", "unique_scores", "load_scores", "member_table", "protocol_facts", "species_of", "committee_flags", "committee_table", "q_interval", "density_samples", "learning_curves"]
 
 
 def write_tables(tables: dict[str, pd.DataFrame], outdir: Path, files: dict[str, Path]) -> None:
@@ -163,12 +163,21 @@ def protocol_facts(scores: Iterable["ScoreResult | dict"]) -> dict:
     return {"timestep_fs": None, "check_interval_steps": None}
 
 
+def q_interval(members: pd.DataFrame) -> tuple[float, float]:
+    """Q's 95 % interval of one committee's member rows (:func:`harness.quality.committee_interval`); NaN where a
+    member has none."""
+    from harness.quality import committee_interval
+
+    if "Q_low" not in members or members[["Q_low", "Q_high"]].isna().any(axis=None):
+        return np.nan, np.nan
+    ci = committee_interval(list(members.Q), list(members.Q_low), list(members.Q_high))
+    return ci.low, ci.high
+
+
 def committee_table(members: pd.DataFrame, by: tuple[str, ...] = ("committee", "arch", "subset")) -> pd.DataFrame:
     """Mean and standard error over members per committee (``by``: the grouping columns) for every numeric column,
     and Q's interval (``Q_ci_low``, ``Q_ci_high``: :func:`harness.quality.committee_interval` of the members' Q and
     their own intervals; NaN where a member has none)."""
-    from harness.quality import committee_interval
-
     keys = list(by)
     num = [c for c in members.select_dtypes("number").columns if c not in (*keys, "member")]
     g = members.groupby(keys, sort=False, dropna=False)[num]
@@ -176,15 +185,10 @@ def committee_table(members: pd.DataFrame, by: tuple[str, ...] = ("committee", "
     n = g.size().rename("members")
     out = mean.join(sem, rsuffix="_se").join(n)
 
-    def interval(rows: pd.DataFrame) -> pd.Series:
-        if "Q_low" not in rows or rows[["Q_low", "Q_high"]].isna().any(axis=None):
-            return pd.Series({"Q_ci_low": np.nan, "Q_ci_high": np.nan})
-        ci = committee_interval(list(rows.Q), list(rows.Q_low), list(rows.Q_high))
-        return pd.Series({"Q_ci_low": ci.low, "Q_ci_high": ci.high})
-
     if not len(members):
         return out.reset_index()
-    ci = pd.DataFrame({k: interval(rows) for k, rows in members.groupby(keys, sort=False, dropna=False)}).T
+    ci = pd.DataFrame({k: pd.Series(dict(zip(("Q_ci_low", "Q_ci_high"), q_interval(rows))))
+                       for k, rows in members.groupby(keys, sort=False, dropna=False)}).T
     ci.index.names = keys
     return out.join(ci).reset_index()
 

@@ -16,20 +16,12 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from harness.report.data import q_interval
 from harness.report.figures import _plt, _save
 
 __all__ = ["finetune_tables", "finetune_section", "fig_finetune"]
 
 
-
-def _q_interval(members: pd.DataFrame) -> dict[str, float]:
-    """Q's 95 % interval of a committee's member rows (:func:`harness.quality.committee_interval`)."""
-    from harness.quality import committee_interval
-
-    if "Q_low" not in members or members[["Q_low", "Q_high"]].isna().any(axis=None):
-        return {"Q_low": np.nan, "Q_high": np.nan}
-    ci = committee_interval(list(members.Q), list(members.Q_low), list(members.Q_high))
-    return {"Q_low": ci.low, "Q_high": ci.high}
 
 def finetune_tables(workspace: str | Path, members: pd.DataFrame, sweep: str | None = None) -> dict[str, pd.DataFrame]:
     """``members``: the Q member table (:func:`harness.report.data.member_table`, with the ``finetune`` column)."""
@@ -80,7 +72,7 @@ def finetune_tables(workspace: str | Path, members: pd.DataFrame, sweep: str | N
         row = {"committee": cid, "subset": g.subset.iloc[0], "strategy": g.finetune.iloc[0],
                "lr": g.finetune_lr.iloc[0] if "finetune_lr" in g else np.nan, "members": n,
                "Q": g.Q.mean(), "Q_se": g.Q.sem(ddof=1) if n > 1 else np.nan,
-               **_q_interval(g),
+               **dict(zip(("Q_low", "Q_high"), q_interval(g))),
                "t_stab_npt_ps": t.mean(), "t_stab_npt_ps_se": t.sem(ddof=1) if n > 1 else np.nan,
                "target_forces_rmse_meV_A": np.nan, "target_energy_rmse_meV_atom": np.nan}
         pm = per_member[per_member.committee == cid] if len(per_member) else per_member

@@ -40,8 +40,10 @@ def state_table(scores) -> pd.DataFrame:
     if not scores:
         return pd.DataFrame()
     members = member_table(scores)
+    from harness.stats import censored
+
     tau = {sc.committee_id: sc.settings.tau_ps for sc in scores}
-    members["reached_npt"] = [(not f) and t >= tau[c] * (1 - 1e-9)
+    members["reached_npt"] = [bool(censored(np.array([t]), tau[c], np.array([f]))[0])
                               for c, t, f in zip(members.committee, members.t_stab_npt_ps, members.npt_failed)]
     ct = committee_table(members, by=_STATE)
     ref = {(sc.state_point.temperature_K, sc.state_point.composition):
