@@ -60,9 +60,10 @@ ci-sweep: install
 	$(VENV)/bin/harness report --workspace runs/ci --output runs/ci/report
 
 # The NVT and NPT integrators checked by an independent tool (physical_validation): kinetic-energy distributions
-# with 3N - 3 degrees of freedom and two-state-point ensemble checks, on Lennard-Jones argon and an ideal gas (~1 min)
+# with 3N - 3 degrees of freedom and two-state-point ensemble checks, on Lennard-Jones argon and an ideal gas (~1 min);
+# and the TorchSim integrators' verdicts re-measured (harness.md.torchsim.INTEGRATORS; ~3 min)
 ci-ensembles: install
-	$(PY) -m pytest -m slow tests/test_ensembles.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m slow tests/test_ensembles.py tests/test_torchsim.py $(PYTEST_ARGS)
 
 # Property-based fuzzing of the CLI contract (hypothesis, derandomized): mutated protocols, sweep specs and
 # extxyz frames get exit 0 or 2, no traceback, nothing left behind (15 examples per test, ~1.5 min)
