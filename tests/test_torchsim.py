@@ -301,3 +301,113 @@ def test_mace_runs_on_torchsims_own_model_with_the_calculators_energies(tmp_path
         b = a.copy()
         b.calc = calc
         assert abs(e0 - b.get_potential_energy()) < 1e-8
+
+
+class _Scaled:
+    """Lennard-Jones argon with energies and forces scaled by ``factor``: a second model for routing tests."""
+
+    def __init__(self, factor: float):
+        self.each, self.factor, self.name = EachEvaluator(PairLJ()), factor, f"lj x{factor:g}"
+
+    def evaluate(self, frames):
+        out = []
+        for r in self.each.evaluate(frames):
+            out.append({k: (v * self.factor if k in ("energy", "forces", "stress") else v) for k, v in r.items()})
+        return out
+
+
+def test_a_routed_batch_gives_each_trajectory_its_own_model_after_others_leave(tmp_path):
+    """Three trajectories, models [LJ, LJ x 3 (NaN for the 31-atom structure from call 20), LJ]: the middle one
+    fails and leaves; at the end each remaining trajectory's recorded potential energy is its own model's energy
+    of its last frame (a routing that did not follow the batch would give the third trajectory the x3 model)."""
+    from harness.md.torchsim import routed_model
+
+    small = _argon(2)
+    del small[-1]
+    starts = [_argon(0), small, _argon(1)]
+
+    class _ScaledBreaks(_Scaled):
+        calls = 0
+
+        def evaluate(self, frames):
+            self.calls += 1
+            out = super().evaluate(frames)
+            if self.calls >= 20:
+                for a, r in zip(frames, out):
+                    if len(a) == 31:
+                        r["forces"] = r["forces"].copy()
+                        r["forces"][0, 0] = np.nan
+            return out
+
+    models = [EvaluatorModel(EachEvaluator(PairLJ())), EvaluatorModel(_ScaledBreaks(3.0))]
+    jobs = [BatchJob(a, _nvt(40.0), tmp_path / f"t{k}", seed=k, evaluator=o, detectors=[NonFinite()])
+            for k, (a, o) in enumerate(zip(starts, (0, 1, 0)))]
+    r0, bad, r2 = run_torchsim(jobs, routed_model(models, [j.evaluator for j in jobs]))
+    assert bad.failure is not None and r0.failure is None and r2.failure is None and r2.n_steps == 200
+    for k in (0, 2):
+        th = pd.read_parquet(tmp_path / f"t{k}" / "thermo.parquet")
+        traj = read_h5md(tmp_path / f"t{k}" / "trajectory.h5md")
+        last = Atoms("Ar32", positions=traj["positions"][-1], cell=traj["cells"][-1], pbc=True)
+        own = PairLJ()
+        last.calc = own
+        assert abs(th["potential_eV"].iloc[-1] - last.get_potential_energy()) < 1e-9
+
+
+def test_a_sweep_with_engine_torchsim_runs_the_adopted_ensemble_on_it_and_says_why_not_the_other(tmp_path):
+    """A validation plan with ``engine: torchsim`` (md_batch 2, two MACE members, the ci protocol with a Langevin
+    NVT): the NVT batch runs on TorchSim (each run's meta names it and the integrator), the NPT batch falls back to
+    the ASE path with the measured reason in the batch's result; the engine is in the batch task's key only when
+    it is torchsim; a sweep spec asking for torchsim without batches is refused."""
+    import shutil
+
+    from harness.md.protocol import load_protocol
+    from harness.models.load import ModelSource
+    from harness.models.mace import untrained_model
+    from harness.validation.committee import Committee
+    from harness.validation.context import PlanContext, PlanInputs
+    from harness.validation.plan import model_tasks, plan_validation
+    from harness.workflow.execute import execute
+    from harness.workflow.store import Store
+
+    arch = {"num_channels": 8, "max_L": 0, "r_max": 4.0, "num_interactions": 2, "correlation": 2, "max_ell": 2,
+            "num_radial_basis": 6}
+    random = untrained_model(tmp_path / "random.model", arch)
+    ci = load_protocol(ROOT / "protocols" / "ci.yaml")
+    proto = ci.model_copy(update={"npt": ci.npt.model_copy(update={"length_ps": 0.01}),
+                                  "nvt": ci.nvt.model_copy(update={"length_ps": 0.01, "thermostat": "langevin"}),
+                                  "horizon_ps": 0.01, "equilibration_ps": 0.0})
+    files = [tmp_path / "a.model", tmp_path / "b.model"]
+    for f in files:
+        shutil.copy(random, f)
+    committees = {"model:mace": Committee(id="model:mace", arch="mace", subset="mace", role="external"),
+                  "model:lj": Committee(id="model:lj", arch="ase", subset="lj", role="reference")}
+    sources = {"model:mace": [ModelSource(kind="file", path=str(f), arch="mace") for f in files],
+               "model:lj": [ModelSource(kind="ase", calculator="ase:ase.calculators.lj.LennardJones",
+                                        options={"sigma": 2.0, "epsilon": 0.002, "rc": 5.0})]}
+    members = {cid: model_tasks(committees[cid], srcs) for cid, srcs in sources.items()}
+    keys = {}
+    for engine in ("ase", "torchsim"):
+        ctx = PlanContext(workspace=str(tmp_path / engine), threads=1, device="cpu", inputs=PlanInputs(),
+                          protocol=proto, engine=engine)
+        v = plan_validation(members, committees, "model:lj", ctx, replicas=1, md_batch=2)
+        keys[engine] = {t.params.ensemble: t for t in v.tasks if t.kind == "md_batch"}
+    assert "engine" not in keys["ase"]["nvt"].params_json() and keys["torchsim"]["nvt"].params_json()["engine"] == "torchsim"
+    assert keys["ase"]["nvt"].key != keys["torchsim"]["nvt"].key
+    tasks = [t for m in members.values() for t in m] + [t for t in v.tasks if t.kind in ("md", "md_batch", "ref_density",
+                                                                                         "observe")]
+    store = Store(tmp_path / "torchsim" / "harness.sqlite")
+    counts = execute(tasks, store)
+    assert counts["failed"] == 0, counts
+    nvt, npt = (store.get(keys["torchsim"][e].key)["result"] for e in ("nvt", "npt"))
+    assert nvt["engine"] == "torchsim" and nvt["engine_note"] is None
+    assert npt["engine"] == "ase" and "npt_nose_hoover" in npt["engine_note"] and "refused" in npt["engine_note"]
+    for run in nvt["runs"]:
+        meta = json.loads((Path(run["run_dir"]) / "result.json").read_text())["meta"]
+        assert meta["engine"] == "torchsim" and meta["integrator"] == "nvt_langevin" and run["completed"]
+
+    from harness.sweep.spec import SweepSpec
+
+    with pytest.raises(ValueError, match="md_batch"):
+        SweepSpec.model_validate({"name": "x", "dataset": "d.yaml", "subsets": ["Full"], "architectures": ["mace"],
+                                  "protocol": "p.yaml", "reference": {"arch": "gap", "subset": "Full"},
+                                  "engine": "torchsim"})

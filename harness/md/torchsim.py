@@ -48,7 +48,7 @@ from harness.provenance import MLIP_GROUPS, run_context
 from harness.units import ATM_TO_EV_PER_A3, EV_PER_A3_TO_GPA, density_g_cm3
 
 __all__ = ["Integrator", "INTEGRATORS", "EngineRefused", "integrator_for", "EvaluatorModel", "run_torchsim",
-           "torchsim_version"]
+           "torchsim_version", "routed_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -174,10 +174,51 @@ class EvaluatorModel:
         return _EvaluatorModel()
 
 
-def _tensor(x, like):
+def routed_model(models: Sequence, owners: Sequence[int]):
+    """One TorchSim model over several (the members of committees in one batch): system ``k`` of the batch is
+    evaluated by ``models[owners[k]]``, one call per model and step. ``keep(indices)`` follows the batch when
+    trajectories leave it; ``probe(state, k)`` evaluates system ``k`` alone with its own model."""
     import torch
 
-    return torch.as_tensor(x, device=like.device, dtype=like.dtype)
+    if len(models) == 1:
+        return models[0]
+    base = _model_base()
+    first = models[0]
+
+    class _Routed(base):
+        def __init__(self):
+            super().__init__()
+            self.inner = torch.nn.ModuleList([m for m in models])
+            self.owners = list(owners)
+            self._device, self._dtype = first.device, first.dtype
+            self._compute_stress, self._compute_forces = True, True
+            self._memory_scales_with = getattr(first, "memory_scales_with", "n_atoms")
+
+        def keep(self, indices: Sequence[int]) -> None:
+            self.owners = [self.owners[k] for k in indices]
+
+        def probe(self, state, k: int):
+            return self.inner[self.owners[k]](state[[k]])
+
+        def forward(self, state, **kwargs):
+            n_sys = state.n_systems
+            energy = torch.zeros(n_sys, device=self._device, dtype=self._dtype)
+            forces = torch.zeros_like(state.positions)
+            stress = torch.zeros((n_sys, 3, 3), device=self._device, dtype=self._dtype)
+            owners = torch.as_tensor(self.owners, device=state.system_idx.device)
+            for m, model in enumerate(self.inner):
+                systems = [k for k, o in enumerate(self.owners) if o == m]
+                if not systems:
+                    continue
+                out = model(state[systems])
+                sel = torch.as_tensor(systems, device=self._device)
+                energy[sel] = out["energy"].to(self._dtype)
+                forces[owners[state.system_idx] == m] = out["forces"].to(self._dtype)
+                if out.get("stress") is not None:
+                    stress[sel] = out["stress"].to(self._dtype)
+            return {"energy": energy, "forces": forces, "stress": stress}
+
+    return _Routed()
 
 
 def build_integrator(it: Integrator, model, s: RunSettings, kT):
@@ -429,6 +470,7 @@ def _integrate(trajs: list[_Trajectory], it: Integrator, model, base: RunSetting
                     masses=sim.masses, cell=sim.cell, pbc=sim.pbc, system_idx=sim.system_idx,
                     atomic_numbers=sim.atomic_numbers)
     kT = torch.tensor([units.kB * t.s.temperature_K for t in trajs], device=device, dtype=dtype)
+    routed = model
     model = _keeping_stress(model)
     init, update = build_integrator(it, model, base, kT)
     resumed = [t for t in trajs if t.rng_state is not None]
@@ -458,7 +500,9 @@ def _integrate(trajs: list[_Trajectory], it: Integrator, model, base: RunSetting
             state = update(state, kT=kT_active)
             calls += 1
         except Exception as exc:  # the model raised: find whose structure, record its failure, go on
-            state, active = _drop_raising(before, active, model, exc, out, t0, meta, update, kT_active)
+            state, active, keep = _drop_raising(before, active, routed, exc, out, t0, meta)
+            if hasattr(routed, "keep"):
+                routed.keep(keep)
             continue
         for t in active:
             t.step += 1
@@ -489,6 +533,8 @@ def _integrate(trajs: list[_Trajectory], it: Integrator, model, base: RunSetting
             active = [active[k] for k in keep]
             if active:
                 state = state[keep]
+                if hasattr(routed, "keep"):
+                    routed.keep(keep)
     logger.info("TorchSim %s: %d trajectories, %d batched steps", it.name, len(trajs), calls)
 
 
@@ -565,7 +611,7 @@ def _host_step(t: _Trajectory) -> None:
         t.h5.write(t.atoms, step, t_ps, observed)
 
 
-def _drop_raising(before, active, model, exc, out, t0, meta, update, kT_active):
+def _drop_raising(before, active, model, exc, out, t0, meta):
     """The batched step raised: step each trajectory alone to find whose structure makes the model raise, record
     a ``calculator_error`` failure for those (as ``run_md`` does) and go on with the others from the state before
     the step."""
@@ -575,7 +621,7 @@ def _drop_raising(before, active, model, exc, out, t0, meta, update, kT_active):
     else:
         for k in range(len(active)):
             try:
-                model(before[[k]])
+                model.probe(before, k) if hasattr(model, "probe") else model(before[[k]])
             except Exception:
                 bad.append(k)
         if not bad:  # only the batch raises: a batch-level error, not a trajectory's
@@ -588,4 +634,4 @@ def _drop_raising(before, active, model, exc, out, t0, meta, update, kT_active):
                                  f"{type(exc).__name__}: {exc}"[:500])
         out[t.index] = t.finish(wall, meta)
     keep = [k for k in range(len(active)) if k not in bad]
-    return (before[keep] if keep else before), [active[k] for k in keep]
+    return (before[keep] if keep else before), [active[k] for k in keep], keep

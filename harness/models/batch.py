@@ -20,7 +20,7 @@ from ase.calculators.calculator import Calculator
 
 from harness.md.batched import BatchEvaluator, EachEvaluator
 
-__all__ = ["MACEBatch", "DeePMDBatch", "batch_evaluator"]
+__all__ = ["MACEBatch", "DeePMDBatch", "batch_evaluator", "torchsim_model"]
 
 
 class MACEBatch:
@@ -102,3 +102,20 @@ def batch_evaluator(calculator: Calculator) -> BatchEvaluator:
     if kind == "DP" and hasattr(calculator, "dp"):
         return DeePMDBatch(calculator)
     return EachEvaluator(calculator)
+
+
+def torchsim_model(calculator, device: str = "cpu"):
+    """A TorchSim model of a harness model's ASE calculator: a single MACE model runs on TorchSim's ``MaceModel``
+    (on ``device``, in the calculator's precision); anything else through :class:`EvaluatorModel` and the batched
+    evaluator of ``md_batch`` (:func:`harness.models.batch.batch_evaluator`)."""
+    import torch
+
+    models = getattr(calculator, "models", None)
+    if type(calculator).__name__ == "MACECalculator" and models is not None and len(models) == 1:
+        from torch_sim.models.mace import MaceModel
+
+        dtype = next(models[0].parameters()).dtype
+        return MaceModel(model=models[0], device=torch.device(device), dtype=dtype, compute_stress=True)
+    from harness.md.torchsim import EvaluatorModel
+
+    return EvaluatorModel(batch_evaluator(calculator), device=device)

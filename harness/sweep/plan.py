@@ -17,7 +17,7 @@ __all__ = ["plan_sweep"]
 def plan_sweep(spec: SweepSpec, inputs: PlanInputs, workspace: str | Path) -> list[Task]:
     from harness.models.train import plan_committee
 
-    ctx = PlanContext.make(workspace, inputs, threads=spec.threads_per_task, device=spec.device)
+    ctx = PlanContext.make(workspace, inputs, threads=spec.threads_per_task, device=spec.device, engine=spec.engine)
     tasks: list[Task] = []
     members: dict[str, list[Task]] = {}
     committees = {c.id: c for c in spec.committees()}

@@ -6,7 +6,7 @@ Relative paths are resolved against the spec file's directory first, then the cu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -108,9 +108,16 @@ class SweepSpec(HarnessModel):
     md_batch: int = Field(1, ge=1, le=MAX_PARALLEL, description="trajectories of one architecture (MACE, DeePMD) "
                           "advanced together in one MD task, one model call per step for all (batched MD; pays on a "
                           "GPU); 1: one trajectory per task")
+    engine: Literal["ase", "torchsim"] = Field(
+        "ase", description="engine of the batched MD tasks: ase (each trajectory its own ASE integrator, one model "
+        "call per step for the batch) or torchsim (TorchSim's integrators on the model's device, for the runs whose "
+        "integrator is adopted — harness.md.torchsim.INTEGRATORS; the others stay on ase, as the batch's result "
+        "says); needs md_batch > 1")
 
     @model_validator(mode="after")
     def _check(self):
+        if self.engine == "torchsim" and self.md_batch < 2:
+            raise ValueError("engine torchsim runs batched MD tasks: set md_batch (trajectories per batch) above 1")
         for a in [*self.architectures, self.reference.arch]:
             if a not in ARCHS:
                 raise ValueError(f"unknown architecture {a!r}; known: {', '.join(ARCHS)}")

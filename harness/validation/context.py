@@ -55,14 +55,18 @@ class PlanContext:
     inputs: PlanInputs
     protocol: MDProtocol | None = None
     analysis: AnalysisSpec | None = None
+    #: the engine of batched MD tasks (``md_batch``): ase (harness.md.batched) or torchsim (harness.md.torchsim)
+    engine: str = "ase"
 
     @classmethod
-    def make(cls, workspace: str | Path, inputs: PlanInputs, *, threads: int, device: str) -> "PlanContext":
+    def make(cls, workspace: str | Path, inputs: PlanInputs, *, threads: int, device: str,
+             engine: str = "ase") -> "PlanContext":
         """Resolve the workspace and parse the protocol and analysis files of ``inputs``."""
         from harness.config import load_yaml
         from harness.md.protocol import load_protocol
 
         return cls(workspace=str(Path(workspace).resolve()), threads=threads, device=device, inputs=inputs,
+                   engine=engine,
                    protocol=load_protocol(inputs.protocol) if inputs.protocol else None,
                    analysis=load_yaml(inputs.analysis, AnalysisSpec) if inputs.analysis else None)
 

@@ -10,7 +10,7 @@ diagnostics, fine-tuning and ``harness validate``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_serializer, model_validator
 
@@ -197,6 +197,9 @@ class MDBatchResult(TaskResult):
     runs: list[BatchRun]
     evaluators: list[str] = Field(default_factory=list)
     wall_s: float = 0.0
+    #: the engine that ran the batch, and why not the one asked for where it fell back
+    engine: str = "ase"
+    engine_note: str | None = None
 
 
 class MDBatchParams(WorkerParams):
@@ -214,6 +217,16 @@ class MDBatchParams(WorkerParams):
     protocol_hash: str
     ensemble: str = Field(pattern="^(npt|nvt)$")
     runs: list[tuple[int, int]] = Field(min_length=1, description="(index into the members dependency, replica)")
+    engine: Literal["ase", "torchsim"] = Field("ase", description="ase: harness.md.batched; torchsim: "
+                                               "harness.md.torchsim where its integrator is adopted (left out of "
+                                               "the key when ase: batches planned before engines kept their keys)")
+
+    @model_serializer(mode="wrap")
+    def _drop_engine(self, handler):
+        out = handler(self)
+        if self.engine == "ase":
+            out.pop("engine", None)
+        return out
 
 
 class DensityStats(Record):

@@ -104,7 +104,7 @@ def batch_tasks(members: dict[str, list[Task]], committees: dict[str, Committee]
             uniq = list({m.key: m for *_, m in chunk}.values())
             index = {m.key: j for j, m in enumerate(uniq)}
             params = MDBatchParams(**ctx.worker, protocol=protocol, protocol_hash=protocol_hash, ensemble=ensemble,
-                                   runs=[(index[m.key], r) for _, _, r, m in chunk])
+                                   runs=[(index[m.key], r) for _, _, r, m in chunk], engine=ctx.engine)
             task = params.task({"members": uniq, "ref_density": [ref_density] if ref_density else []},
                                f"md {ensemble}{label} batch {arch} {n} ({len(chunk)} runs)")
             made.append(task)

@@ -161,8 +161,23 @@ def md_batch(p: MDBatchParams, deps: Deps) -> MDBatchResult:
         runs.append(BatchRun(member=i, replica=r, run_dir=str(prep.outdir)))
         jobs.append(BatchJob(prep.atoms, prep.settings, prep.outdir, evaluator=i, seed=prep.seed,
                              detectors=prep.detectors, meta=prep.meta))
+    engine, note = "ase", None
+    if p.engine == "torchsim" and jobs:
+        from harness.md.torchsim import EngineRefused, integrator_for, routed_model, run_torchsim
+        from harness.models.batch import torchsim_model
+
+        try:
+            integrator_for(jobs[0].settings)
+            engine = "torchsim"
+        except EngineRefused as exc:  # the ensemble TorchSim cannot sample correctly stays on the ASE path
+            note = str(exc)
+    if engine == "torchsim":
+        model = routed_model([torchsim_model(x.calculator, p.device) for x in loaded], [j.evaluator for j in jobs])
+        results = run_torchsim(jobs, model)
+    else:
+        results = run_batched(jobs, evaluators)
     stopped = []
-    for k, res in zip(slots, run_batched(jobs, evaluators)):
+    for k, res in zip(slots, results):
         if isinstance(res, BaseException):
             runs[k].error = f"{type(res).__name__}: {res}"[:500]
         else:
@@ -173,7 +188,7 @@ def md_batch(p: MDBatchParams, deps: Deps) -> MDBatchResult:
         raise Interrupted(f"walltime reached; {len(stopped)} batched runs checkpointed ({'; '.join(stopped[:3])}"
                           f"{' ...' if len(stopped) > 3 else ''}); the next run resumes them")
     return MDBatchResult(runs=runs, evaluators=[e.name for e in evaluators],
-                         wall_s=round(time.perf_counter() - t0, 3))
+                         wall_s=round(time.perf_counter() - t0, 3), engine=engine, engine_note=note)
 
 
 @worker(ObserveParams)
