@@ -10,7 +10,7 @@ STAMP := $(VENV)/.harness-installed
 PYTEST_ARGS ?=
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test test-all docs ci-docs demo demo-models ci-sweep ci-ensembles ci-fuzz ci-models ci-diagnostics ci-finetune ci-foundation ci-slurm ci-chaos ci-al ci-transfer ci-state ci-wheelhouse bench lock clean-venv \
+.PHONY: install test test-all docs ci-docs demo demo-models ci-sweep ci-ensembles ci-device ci-fuzz ci-models ci-diagnostics ci-finetune ci-foundation ci-slurm ci-chaos ci-al ci-transfer ci-state ci-wheelhouse bench lock clean-venv \
 	wheelhouse install-offline
 
 install: $(STAMP)
@@ -64,6 +64,11 @@ ci-sweep: install
 # and the TorchSim integrators' verdicts re-measured (harness.md.torchsim.INTEGRATORS; ~3 min)
 ci-ensembles: install
 	$(PY) -m pytest -m slow tests/test_ensembles.py tests/test_torchsim.py $(PYTEST_ARGS)
+
+# The GPU node's prepared command (benchmarks/gpu_node.sh, issue #34) on this CPU with small sizes: both MD engines,
+# MACE and DeePMD, single and batched trajectories (~2 min; the numbers are a smoke test, not a measurement)
+ci-device: install
+	STAGES=bench DEVICE=cpu SMALL=1 OUT=runs/ci-device PY=$(PY) bash benchmarks/gpu_node.sh
 
 # Property-based fuzzing of the CLI contract (hypothesis, derandomized): mutated protocols, sweep specs and
 # extxyz frames get exit 0 or 2, no traceback, nothing left behind (15 examples per test, ~1.5 min)

@@ -9,9 +9,12 @@ Per architecture (MACE; DeePMD unless --no-deepmd), models of the ``study`` pres
 1. ms/step of one trajectory (MTK NPT, 500 K) of 160 and 640 atoms (a packed 16 EC + 32 EMC box):
    a bare ``dyn.run`` with the model's ASE calculator, and ``run_md`` with the validation detectors and
    outputs; ratio harness / bare.
-2. aggregate atom-steps/s of B batched 160-atom trajectories (``run_batched``: one model call per step for
-   all B, no detectors) vs the same B run one after another (B x the time of one trajectory in ``run_md``
-   without detectors, measured just before each batch).
+2. aggregate atom-steps/s of B batched 160-atom trajectories per engine — ``ase`` (``run_batched``: one ASE
+   integrator per trajectory, one model call per step for all B) and ``torchsim`` (``run_torchsim``: TorchSim's
+   integrators on the device, MACE on TorchSim's MaceModel) — vs the same B run one after another (B x the time
+   of one trajectory in ``run_md``, measured just before each batch); no detectors. Langevin NVT at 500 K for
+   all three: the ensemble TorchSim 0.3 samples correctly (harness.md.torchsim.INTEGRATORS), so that both engines
+   integrate the same equations.
 
 MACE's weights are its initial ones (``harness.models.mace.untrained_model``: the cost of a step depends on
 the architecture, not the weights); DeePMD is trained for 10 steps on a few frames (``dp`` needs a trained,
@@ -20,6 +23,7 @@ per step actually run. Use --mace-model / --deepmd-model FILE for trained models
 
     python benchmarks/gpu_md.py                                   # CPU: steps 6, batches 1 2 4
     python benchmarks/gpu_md.py --device cuda --steps 200 --batches 1 8 32 128 --dtype float32
+    python benchmarks/gpu_md.py --engines torchsim --no-deepmd --sizes 160 --batches 1 2   # one engine
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ def main() -> None:
     p.add_argument("--no-deepmd", action="store_true")
     p.add_argument("--cueq", action="store_true", help="MACE with cuEquivariance kernels (if installed)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--engines", nargs="+", default=["ase", "torchsim"], choices=["ase", "torchsim"],
+                   help="engines of the batched measurement")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = p.parse_args()
 
@@ -69,16 +75,21 @@ def main() -> None:
             rec["single"][n] = {"bare_ms": bare, "harness_ms": harness, "ratio": harness / bare}
             print(f"{arch:6s} {n:4d} atoms, one trajectory: bare ASE {bare:8.1f} ms/step, harness {harness:8.1f} "
                   f"ms/step, ratio {harness / bare:.3f}", flush=True)
-        for b in args.batches:
-            # one at a time = the harness loop on one trajectory, measured just before (same machine load)
-            one = _harness(make, start, args.steps, tmp / f"{arch}-alone{b}", detectors=False)
-            ms = _batched(make, start, b, args.steps, tmp / f"{arch}-batch{b}")
-            batched_rate = b * len(start) / (ms / 1000)
-            alone_rate = len(start) / (one / 1000)
-            rec["batched"][b] = {"ms_per_batch_step": ms, "atom_steps_per_s": batched_rate,
-                                 "one_at_a_time_atom_steps_per_s": alone_rate, "speedup": batched_rate / alone_rate}
-            print(f"{arch:6s} {b:4d} x 160 atoms batched: {ms:8.1f} ms per step of all, {batched_rate:10.0f} atom-steps/s "
-                  f"vs {alone_rate:10.0f} one at a time: x{batched_rate / alone_rate:.2f}", flush=True)
+        for engine in args.engines:
+            per = rec["batched"][engine] = {}
+            for b in args.batches:
+                # one at a time = the harness loop on one trajectory, measured just before (same machine load)
+                one = _harness(make, start, args.steps, tmp / f"{arch}-{engine}-alone{b}", detectors=False,
+                               ensemble="nvt")
+                run = _batched if engine == "ase" else _torchsim
+                ms = run(make, start, b, args.steps, tmp / f"{arch}-{engine}-batch{b}", args.device)
+                batched_rate = b * len(start) / (ms / 1000)
+                alone_rate = len(start) / (one / 1000)
+                per[b] = {"ms_per_batch_step": ms, "atom_steps_per_s": batched_rate,
+                          "one_at_a_time_atom_steps_per_s": alone_rate, "speedup": batched_rate / alone_rate}
+                print(f"{arch:6s} {engine:8s} {b:4d} x 160 atoms batched: {ms:8.1f} ms per step of all, "
+                      f"{batched_rate:10.0f} atom-steps/s vs {alone_rate:10.0f} one at a time: "
+                      f"x{batched_rate / alone_rate:.2f}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 
@@ -127,11 +138,12 @@ def _deepmd(args, tmp: Path):
     return lambda: DeePMDTrainer().load_file(path, device=args.device)
 
 
-def _settings(steps: int):
+def _settings(steps: int, ensemble: str = "npt"):
+    """MTK NPT (single trajectories), or Langevin NVT (batches: both engines' common ensemble), 500 K."""
     from harness.md.runner import RunSettings
 
-    return RunSettings("npt", 500.0, length_ps=steps * 0.5 / 1000, timestep_fs=0.5, frame_interval=20,
-                       thermo_interval=5, checkpoint_interval=1000)
+    return RunSettings(ensemble, 500.0, length_ps=steps * 0.5 / 1000, timestep_fs=0.5, frame_interval=20,
+                       thermo_interval=5, checkpoint_interval=1000, thermostat="langevin")
 
 
 def _warm(calc, atoms) -> None:
@@ -161,7 +173,7 @@ def _bare(make, atoms, steps: int) -> float:
     return 1000 * (time.perf_counter() - t0) / steps
 
 
-def _harness(make, atoms, steps: int, outdir: Path, detectors: bool = True) -> float:
+def _harness(make, atoms, steps: int, outdir: Path, detectors: bool = True, ensemble: str = "npt") -> float:
     from harness.md.detectors import validation_detectors
     from harness.md.runner import run_md
 
@@ -171,11 +183,11 @@ def _harness(make, atoms, steps: int, outdir: Path, detectors: bool = True) -> f
     calc = make()
     _warm(calc, atoms)
     t0 = time.perf_counter()
-    r = run_md(atoms, calc, _settings(steps), outdir=outdir, detectors=dets, seed=0)
+    r = run_md(atoms, calc, _settings(steps, ensemble), outdir=outdir, detectors=dets, seed=0)
     return 1000 * (time.perf_counter() - t0) / max(r.n_steps, 1)
 
 
-def _batched(make, atoms, b: int, steps: int, root: Path) -> float:
+def _batched(make, atoms, b: int, steps: int, root: Path, device: str = "cpu") -> float:
     """ms per step of all ``b`` trajectories advanced together (model calls / steps actually made)."""
     from harness.md.batched import BatchJob, run_batched
     from harness.models.batch import batch_evaluator
@@ -183,9 +195,29 @@ def _batched(make, atoms, b: int, steps: int, root: Path) -> float:
     calc = make()
     _warm(calc, atoms)
     ev = batch_evaluator(calc)
-    jobs = [BatchJob(atoms, _settings(steps), root / f"r{k}", seed=k) for k in range(b)]
+    jobs = [BatchJob(atoms, _settings(steps, "nvt"), root / f"r{k}", seed=k) for k in range(b)]
     t0 = time.perf_counter()
     results = run_batched(jobs, [ev])
+    wall = time.perf_counter() - t0
+    made = max(max((r.n_steps for r in results if not isinstance(r, BaseException)), default=1), 1)
+    return 1000 * wall / made
+
+
+def _torchsim(make, atoms, b: int, steps: int, root: Path, device: str = "cpu") -> float:
+    """ms per step of all ``b`` trajectories in one TorchSim batch (``run_torchsim``; MACE on TorchSim's MaceModel,
+    DeePMD through the batched evaluator)."""
+    from harness.md.batched import BatchJob
+    from harness.md.torchsim import run_torchsim
+    from harness.models.batch import torchsim_model
+
+    calc = make()
+    _warm(calc, atoms)
+    model = torchsim_model(calc, device)
+    warm = run_torchsim([BatchJob(atoms, _settings(3, "nvt"), root / "warm", seed=0)], model)  # first calls
+    del warm
+    jobs = [BatchJob(atoms, _settings(steps, "nvt"), root / f"r{k}", seed=k) for k in range(b)]
+    t0 = time.perf_counter()
+    results = run_torchsim(jobs, model)
     wall = time.perf_counter() - t0
     made = max(max((r.n_steps for r in results if not isinstance(r, BaseException)), default=1), 1)
     return 1000 * wall / made

@@ -62,11 +62,15 @@ CASES = [
     pytest.param(_train("--committee", "100000"), "--committee", id="train-huge-committee"),
     pytest.param(_train("--device", "tpu"), "--device must be cpu or cuda", id="train-unknown-device"),
     pytest.param(_train("--max-train-frames", "0"), "--max-train-frames", id="train-zero-frames"),
+    pytest.param(["sweep", "run", str(ROOT / "protocols" / "sweeps" / "ci.yaml"), "--device", "tpu"],
+                 "--device must be cpu or cuda", id="sweep-unknown-device"),
 ]
 if not _has_cuda():
     CASES += [
         pytest.param(_md(*LJ, "--device", "cuda"), "--device cuda: no CUDA device is visible", id="md-cuda-absent"),
         pytest.param(_train("--device", "cuda"), "--device cuda: no CUDA device is visible", id="train-cuda-absent"),
+        pytest.param(["sweep", "run", str(ROOT / "protocols" / "sweeps" / "ci.yaml"), "--device", "cuda"],
+                     "--device cuda: no CUDA device is visible", id="sweep-cuda-absent"),
         pytest.param(["evaluate", str(ROOT / "datasets" / "ec-emc-xtb" / "val_liquid.extxyz.gz"), "-m",
                       str(FOUNDATION), "--device", "cuda"], "--device cuda: no CUDA device", id="evaluate-cuda-absent"),
     ]
@@ -74,7 +78,7 @@ if not _has_cuda():
 
 @pytest.mark.parametrize("args, message", CASES)
 def test_bad_option_is_one_line_naming_it(runner, tmp_path, args, message):
-    result = runner.invoke(app, [*args, *(["-w", str(tmp_path / "ws")] if args[0] in ("md", "train") else [])],
+    result = runner.invoke(app, [*args, *(["-w", str(tmp_path / "ws")] if args[0] in ("md", "train", "sweep") else [])],
                            catch_exceptions=False)
     assert result.exit_code == 2, result.output
     out = result.stderr if result.stderr else result.output

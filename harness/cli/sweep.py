@@ -108,6 +108,8 @@ def run(
     workspace: Path = typer.Option(Path("runs/default"), "--workspace", "-w", help="Workspace folder."),
     only: Optional[str] = typer.Option(None, "--only", help="Run only the tasks of these kinds (comma-separated, "
                                        "e.g. train) and what they depend on; the rest of the sweep is left as it is."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda in place of the spec's `device` (the "
+                                         "same spec on a GPU node; tasks on another device are other tasks)."),
     execution: Execution = Execution(),
 ) -> None:
     """Plan the sweep (content-hashed tasks), skip what is already done in WORKSPACE/harness.sqlite, run the rest.
@@ -122,8 +124,13 @@ def run(
 
         print_plan(plan_sweep(*load_sweep(spec_path), workspace))
         return
+    if device is not None:
+        from harness.cli.options import check_device
+
+        check_device(device)
     counts, _ = run_and_summarise("sweep", spec_path, workspace, **execution.run_kwargs(),
-                                  only={k.strip() for k in only.split(",") if k.strip()} if only else None)
+                                  only={k.strip() for k in only.split(",") if k.strip()} if only else None,
+                                  device=device)
     exit_for(counts)
 
 

@@ -12,8 +12,11 @@ def run_sweep(spec_path: str | Path, workspace: str | Path, *, scheduler: str | 
               workers: int | None = None, sync: bool = False, slurm: str | Path | None = None,
               progress: Callable[[dict], None] | None = None, say: Callable[[str], None] | None = None,
               loader: Callable | None = None, gpu_workers: int | None = None,
-              walltime_min: float | None = None, only: set[str] | None = None) -> tuple[dict[str, int], str]:
+              walltime_min: float | None = None, only: set[str] | None = None,
+              device: str | None = None) -> tuple[dict[str, int], str]:
     """Build the dataset if needed, plan, execute; returns (counts by status, sweep name).
+
+    ``device``: cpu or cuda in place of the spec's own (the same spec on a GPU node).
 
     ``only``: run just the tasks of these kinds and their dependencies (:func:`harness.workflow.task.only_kinds`).
 
@@ -25,6 +28,8 @@ def run_sweep(spec_path: str | Path, workspace: str | Path, *, scheduler: str | 
 
     workspace = Path(workspace)
     spec, inputs = (loader or load_sweep)(spec_path)
+    if device is not None and device != spec.device:
+        spec = spec.model_copy(update={"device": device})
     ensure_built(inputs.dataset, say)
     tasks = plan_sweep(spec, inputs, workspace)
     if only:
