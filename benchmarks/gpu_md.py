@@ -4,7 +4,7 @@ Targets (issue #15, one H100): a single trajectory in the harness loop <= 1.05 x
 the backend's own calculator; 32 batched 160-atom trajectories >= 8 x the throughput of running them one
 at a time. On a CPU the same measurements run with smaller N (defaults below) to show no regression.
 
-Per architecture (MACE; DeePMD unless --no-deepmd), models of the ``study`` preset's architecture:
+Per architecture (MACE unless --no-mace; DeePMD unless --no-deepmd), models of the ``study`` preset's architecture:
 
 1. ms/step of one trajectory (MTK NPT, 500 K) of 160 and 640 atoms (a packed 16 EC + 32 EMC box):
    a bare ``dyn.run`` with the model's ASE calculator, and ``run_md`` with the validation detectors and
@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the detectors of the harness-loop measurement (all validation detectors, unless one cannot run on the node)
+DETECTORS: dict = {}
 
 
 def main() -> None:
@@ -48,6 +50,7 @@ def main() -> None:
     p.add_argument("--mace-model", type=Path, default=None)
     p.add_argument("--deepmd-model", type=Path, default=None)
     p.add_argument("--no-deepmd", action="store_true")
+    p.add_argument("--no-mace", action="store_true")
     p.add_argument("--cueq", action="store_true", help="MACE with cuEquivariance kernels (if installed)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--engines", nargs="+", default=["ase", "torchsim"], choices=["ase", "torchsim"],
@@ -57,12 +60,15 @@ def main() -> None:
 
     import torch
 
+    global np
+    import numpy as np
+
     torch.set_num_threads(args.threads)
     from harness.io import read_frames
 
     tmp = Path(tempfile.mkdtemp())
     start = read_frames(ROOT / "datasets" / "ec-emc-xtb" / "opls.extxyz.gz")[0]
-    models = {"mace": _mace(args, tmp)}
+    models = {} if args.no_mace else {"mace": _mace(args, tmp)}
     if not args.no_deepmd:
         models["deepmd"] = _deepmd(args, tmp)
     out = {"device": args.device, "dtype": args.dtype, "steps": args.steps, "preset": args.preset, "archs": {}}
@@ -90,20 +96,35 @@ def main() -> None:
                 print(f"{arch:6s} {engine:8s} {b:4d} x 160 atoms batched: {ms:8.1f} ms per step of all, "
                       f"{batched_rate:10.0f} atom-steps/s vs {alone_rate:10.0f} one at a time: "
                       f"x{batched_rate / alone_rate:.2f}", flush=True)
+    out["detectors"] = DETECTORS
+    out["distributions"] = _distributions()
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 
 
+def _distributions() -> list[str]:
+    """The installed distributions this run imported (what a GPU node must have or be given: harness.wheelhouse
+    --check compares them with a device bundle)."""
+    import sys
+    from importlib.metadata import packages_distributions
+
+    owners = packages_distributions()
+    tops = {m.split(".")[0] for m in list(sys.modules)}
+    return sorted({d for t in tops for d in owners.get(t, []) if d != "liquid-mlip-harness"})
+
+
 def _start(start, n: int):
-    """The shipped 160-atom OPLS frame, or a packed 16 EC + 32 EMC box (640 atoms, 1.2 g/cm³; timing only)."""
+    """The shipped 160-atom OPLS frame, or four periodic images of it (2 x 2 x 1: 640 atoms at the same density;
+    timing only, and no packmol or RDKit needed on the node)."""
     if n == 160:
         return start
     if n != 640:
         raise SystemExit(f"--sizes: 160 or 640, got {n}")
-    from harness.systems.box import build_box
-    from harness.systems.composition import Composition
-
-    return build_box(Composition.parse("EC=16,EMC=32"), 1.2, seed=0)
+    big = start.repeat((2, 2, 1))
+    if "mol_id" in start.arrays:  # molecules of the images are other molecules
+        per = int(start.arrays["mol_id"].max()) + 1
+        big.arrays["mol_id"] = (big.arrays["mol_id"] + per * (np.arange(len(big)) // len(start))).astype(int)
+    return big
 
 
 def _mace(args, tmp: Path):
@@ -177,9 +198,19 @@ def _harness(make, atoms, steps: int, outdir: Path, detectors: bool = True, ense
     from harness.md.detectors import validation_detectors
     from harness.md.runner import run_md
 
+    from harness.md.detectors import BondStretch
+
     dets = validation_detectors(True, interval=10) if detectors else []
-    for d in dets:
-        d.reset(atoms)
+    try:
+        for d in dets:
+            d.reset(atoms)
+    except ModuleNotFoundError as exc:  # RDKit (the bond templates) absent: a node given only the device bundle
+        dets = [d for d in dets if not isinstance(d, BondStretch)]
+        for d in dets:
+            d.reset(atoms)
+        DETECTORS["missing"] = f"bond-stretch detector left out: {exc}"
+    if dets:
+        DETECTORS["used"] = sorted(type(d).__name__ for d in dets)
     calc = make()
     _warm(calc, atoms)
     t0 = time.perf_counter()

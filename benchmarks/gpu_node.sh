@@ -12,8 +12,11 @@
 #   ci     the ci sweep on the device (`harness sweep run protocols/sweeps/ci.yaml --device $DEVICE`) and its
 #          report -> $OUT/ci-sweep.log, $OUT/ci-report/
 #   study  a piece of protocols/sweeps/study.yaml under --walltime-min $STUDY_MIN (resumable) -> $OUT/study.log
+# ARCHS: mace and/or deepmd (default both); ENGINES: ase and/or torchsim (default both).
 # WHEELS: a folder of wheels to install first, offline (pip --no-index), for a node that lacks the harness's
-# dependencies; PY: the Python to use (default: .venv/bin/python if present, else python3).
+# dependencies (`make device-wheels`: device-wheels/mace with TorchSim, device-wheels/deepmd for the ase engine,
+# each small enough to travel with this tree); PY: the Python to use (default: .venv/bin/python if present, else
+# python3).
 # Targets on one H100 (issue #34): one trajectory <= 1.05 x the bare loop; 32 batched >= 20 x one at a time with
 # TorchSim (>= 8 x accepted for the ase engine).
 set -euo pipefail
@@ -49,6 +52,10 @@ for s in $STAGES; do
       else
         args=(--steps 200 --batches 1 8 32 128 --sizes 160 640 --dtype float32)
       fi
+      archs=${ARCHS:-mace deepmd}
+      [[ " $archs " == *" mace "* ]] || args+=(--no-mace)
+      [[ " $archs " == *" deepmd "* ]] || args+=(--no-deepmd)
+      args+=(--engines ${ENGINES:-ase torchsim})
       stage "$PY" benchmarks/gpu_md.py --device "$DEVICE" "${args[@]}" --json "$OUT/gpu_md.json" \
         2>&1 | tee "$OUT/gpu_md.log" | grep -E "atoms|x [0-9]" ;;
     ci)

@@ -26,12 +26,14 @@ from pathlib import Path
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
-__all__ = ["BACKENDS", "select", "build", "main"]
+__all__ = ["BACKENDS", "select", "uncovered", "build", "main"]
 
 PROJECT = "liquid-mlip-harness"
 #: distributions each backend adds to the core (the project's other requirements)
-BACKENDS: dict[str, tuple[str, ...]] = {"gap": ("quippy-ase",), "deepmd": ("deepmd-kit", "mpich", "torch"),
-                                        "mace": ("mace-torch", "torch"),
+#: (TorchSim, the batched MD engine of the torch models, comes with them: harness.md.torchsim)
+BACKENDS: dict[str, tuple[str, ...]] = {"gap": ("quippy-ase",),
+                                        "deepmd": ("deepmd-kit", "mpich", "torch", "torch-sim-atomistic"),
+                                        "mace": ("mace-torch", "torch", "torch-sim-atomistic"),
                                         # the foundation models shipped in a wheel (harness.models.foundation)
                                         "sevennet": ("sevenn", "torch")}
 
@@ -49,9 +51,12 @@ def _requires(dist: str, env: dict[str, str]) -> list[str]:
     return out
 
 
-def select(backends: list[str], exclude: list[str] = (), *, python: str | None = None) -> dict[str, str]:
+def select(backends: list[str], exclude: list[str] = (), *, python: str | None = None,
+           core: list[str] | None = None) -> dict[str, str]:
     """``{distribution: version}`` to ship: the closure of the core and ``backends`` minus ``exclude`` (and
-    what only the excluded need). Markers are evaluated for ``python`` (default: this interpreter)."""
+    what only the excluded need). Markers are evaluated for ``python`` (default: this interpreter). ``core``:
+    these distributions in place of the project's own requirements (a bundle for one job, e.g. the GPU node's
+    benchmark, run from a source tree)."""
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
         raise ValueError(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
@@ -60,7 +65,8 @@ def select(backends: list[str], exclude: list[str] = (), *, python: str | None =
         env.update(python_version=python, python_full_version=f"{python}.0")
     all_backend = {_canon(d) for ds in BACKENDS.values() for d in ds}
     chosen = {_canon(d) for b in backends for d in BACKENDS[b]}
-    top = [d for d in _requires(PROJECT, env) if d not in all_backend or d in chosen] + sorted(chosen)
+    base = [_canon(d) for d in core] if core is not None else _requires(PROJECT, env)
+    top = [d for d in base if d not in all_backend or d in chosen] + sorted(chosen)
     skip = {_canon(e) for e in exclude}
     pins: dict[str, str] = {}
     stack = [d for d in top if d not in skip]
@@ -76,6 +82,14 @@ def select(backends: list[str], exclude: list[str] = (), *, python: str | None =
     return dict(sorted(pins.items()))
 
 
+def uncovered(used: list[str], backends: list[str], exclude: list[str] = (), *, python: str | None = None,
+              core: list[str] | None = None) -> list[str]:
+    """The distributions in ``used`` (what a job imported) that a bundle would neither ship nor find on the node
+    (``exclude``): a bundle that would fail there at import time, found before it travels."""
+    have = set(select(backends, exclude, python=python, core=core)) | {_canon(e) for e in exclude}
+    return sorted({_canon(u) for u in used} - have - {_canon(PROJECT)})
+
+
 def _platforms(platform: str) -> list[str]:
     """A manylinux tag and every older one it accepts (pip needs them listed with --python-version)."""
     m = re.fullmatch(r"manylinux_2_(\d+)_(\w+)", platform)
@@ -87,11 +101,12 @@ def _platforms(platform: str) -> list[str]:
 
 
 def build(dest: Path, backends: list[str], exclude: list[str] = (), *, python: str | None = None,
-          platform: str = "manylinux_2_34_x86_64", project_root: Path | None = None) -> tuple[dict[str, str], int]:
+          platform: str = "manylinux_2_34_x86_64", project_root: Path | None = None,
+          core: list[str] | None = None) -> tuple[dict[str, str], int]:
     """Download the selected wheels (and build the harness's own) into ``dest``; returns (pins, total bytes)."""
     dest.mkdir(parents=True, exist_ok=True)
     python = python or f"{sys.version_info.major}.{sys.version_info.minor}"
-    pins = select(backends, exclude, python=python)
+    pins = select(backends, exclude, python=python, core=core)
     pip = [sys.executable, "-m", "pip"]
     target = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp",
               *[a for p in _platforms(platform) for a in ("--platform", p)]]
@@ -123,11 +138,30 @@ def main(argv=None) -> int:
     p.add_argument("--backends", default="gap,deepmd,mace,sevennet",
                    help="comma-separated: gap, deepmd, mace, sevennet (or none)")
     p.add_argument("--exclude", default="", help="comma-separated distributions the node already has, e.g. torch")
+    p.add_argument("--core", default=None, help="comma-separated distributions in place of the project's own "
+                   "requirements (a bundle for one job run from a source tree)")
+    p.add_argument("--check", type=Path, default=None, help="no download: check that the bundle covers the "
+                   "'distributions' a job's JSON lists (benchmarks/gpu_md.py --json); exit 1 naming what is missing")
+    p.add_argument("--optional", default="", help="with --check: comma-separated distributions the job imports "
+                   "where installed and does without (e.g. numpy's optional charset-normalizer)")
     a = p.parse_args(argv)
     backends = [b for b in a.backends.split(",") if b and b != "none"]
+    core = [c for c in a.core.split(",") if c] if a.core is not None else None
+    exclude = [e for e in a.exclude.split(",") if e]
+    if a.check is not None:
+        import json
+
+        used = json.loads(a.check.read_text())["distributions"]
+        missing = uncovered(used, backends, [*exclude, *(o for o in a.optional.split(",") if o)], python=a.python,
+                            core=core)
+        if missing:
+            print(f"wheelhouse: {a.check} imported {', '.join(missing)}: neither in the bundle nor on the node",
+                  file=sys.stderr)
+            return 1
+        print(f"wheelhouse: the bundle covers the {len(used)} distributions {a.check} imported")
+        return 0
     try:
-        pins, total = build(a.dest, backends, [e for e in a.exclude.split(",") if e], python=a.python,
-                            platform=a.platform)
+        pins, total = build(a.dest, backends, exclude, python=a.python, platform=a.platform, core=core)
     except (ValueError, RuntimeError) as exc:
         print(f"wheelhouse: {exc}", file=sys.stderr)
         return 2

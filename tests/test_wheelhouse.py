@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from harness.wheelhouse import main, select
+from harness.wheelhouse import main, select, uncovered
 
 
 def test_a_backend_selection_ships_its_closure_and_nothing_else():
@@ -30,6 +30,27 @@ def test_a_backend_selection_ships_its_closure_and_nothing_else():
     from importlib import metadata
 
     assert all(metadata.version(n) == v for n, v in node.items())  # this environment's (locked) versions
+
+
+def test_a_job_bundle_replaces_the_core_and_its_check_names_what_a_node_would_miss(tmp_path, capsys):
+    """``core``: the GPU node's MACE bundle ships MACE, TorchSim and their closure, not the project's core (no
+    OpenMM, RDKit, tblite); ``uncovered`` names what a job imported that neither the bundle nor the node has, and
+    ``--check`` exits 1 naming it (0 when covered)."""
+    import json
+
+    has = ["torch", "numpy", "scipy", "pandas", "h5py", "matplotlib"]
+    bundle = select(["mace"], has, python="3.12", core=["ase", "torch-sim-atomistic"])
+    assert {"mace-torch", "e3nn", "torch-sim-atomistic", "vesin-torch", "tables", "ase"} <= set(bundle)
+    assert not {"openmm", "rdkit", "tblite", "deepmd-kit", "torch", "numpy"} & set(bundle)
+    used = ["ase", "mace-torch", "torch", "numpy", "rdkit", "liquid-mlip-harness"]
+    assert uncovered(used, ["mace"], has, python="3.12", core=["ase", "torch-sim-atomistic"]) == ["rdkit"]
+    assert uncovered(used, ["mace"], [*has, "rdkit"], python="3.12", core=["ase"]) == []
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"distributions": used}))
+    args = ["--check", str(job), "--backends", "mace", "--core", "ase,torch-sim-atomistic", "--exclude", ",".join(has),
+            "--python", "3.12"]
+    assert main(args) == 1 and "imported rdkit: neither in the bundle nor on the node" in capsys.readouterr().err
+    assert main([*args, "--optional", "rdkit"]) == 0
 
 
 def test_an_unknown_backend_is_a_clear_error(capsys):
