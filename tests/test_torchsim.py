@@ -177,7 +177,8 @@ def test_a_walltime_checkpoints_the_batch(tmp_path, monkeypatch):
 
 # -- the ensembles, re-measured (slow: make ci-ensembles) ----------------------------------------------------
 
-def _kinetic_series(name: str, frames, temps, s: RunSettings, steps: int, every: int, calc, scalar_kT=False):
+def _kinetic_series(name: str, frames, temps, s: RunSettings, steps: int, every: int, calc, scalar_kT=False,
+                    with_potential=False):
     import torch
     import torch_sim as ts
 
@@ -188,13 +189,16 @@ def _kinetic_series(name: str, frames, temps, s: RunSettings, steps: int, every:
     kT = torch.tensor([units.kB * t for t in temps], dtype=torch.float64)
     init, update = build_integrator(it, model, s, kT[0] if scalar_kT else kT)
     st = init(state)
-    ke, vol = [], []
+    ke, vol, pe = [], [], []
     for k in range(steps):
         st = update(st)
         if k % every == 0 and k >= steps // 10:
             e = 0.5 * (st.momenta ** 2).sum(-1) / st.masses
             ke.append(torch.zeros(len(frames), dtype=e.dtype).index_add(0, st.system_idx, e).numpy())
             vol.append(torch.linalg.det(st.cell).numpy())
+            pe.append(st.energy.detach().numpy().copy())
+    if with_potential:
+        return np.array(ke), np.array(vol), np.array(pe)
     return np.array(ke), np.array(vol)
 
 
@@ -212,6 +216,38 @@ def test_nvt_langevin_samples_each_trajectory_at_its_own_temperature():
         assert stats.kstest(ke[:, i], stats.gamma((3 * n - 3) / 2, scale=kT).cdf).pvalue < 1e-4
         other = units.kB * temps[1 - i]
         assert stats.kstest(ke[:, i], stats.gamma(3 * n / 2, scale=other).cdf).pvalue < 1e-4
+
+
+@pytest.mark.slow
+def test_nvt_langevin_passes_physical_validation_at_two_temperatures():
+    """physical_validation (Merz & Shirts 2018), as tests/test_ensembles.py applies it to the ASE path: argon at 40
+    and 44 K in one TorchSim batch (40 000 steps of 10 fs, every 20th): each kinetic-energy distribution passes with
+    3N degrees of freedom (the integrator's; read as 3N - 3 it is rejected) and the two potential-energy
+    distributions pass the ensemble check (slope within 3 standard errors)."""
+    import io
+    from contextlib import redirect_stdout
+
+    from tests.test_ensembles import _data, _pv
+
+    pv = _pv()
+    temps, n = (40.0, 44.0), 32
+    ke, _, pe = _kinetic_series("nvt_langevin", [_argon(0, 0.0), _argon(1, 0.0)], temps, _nvt(), 40000, 20,
+                                PairLJ(), with_potential=True)
+
+    def data(i, dof_removed=0):
+        frame = pd.DataFrame({"kinetic_eV": ke[:, i], "potential_eV": pe[:, i]})
+        d = _data(pv, frame, n, "nvt", temps[i])
+        d.system = pv.data.SystemData(natoms=n, nconstraints=0, ndof_reduction_tra=dof_removed, ndof_reduction_rot=0)
+        return d
+
+    with redirect_stdout(io.StringIO()):
+        for i in range(2):
+            d_mean, d_width = pv.kinetic_energy.distribution(data(i), strict=False, verbosity=0)
+            assert abs(d_mean) < 3 and abs(d_width) < 3, (i, d_mean, d_width)
+        w_mean, _ = pv.kinetic_energy.distribution(data(0, 3), strict=False, verbosity=0)
+        q = pv.ensemble.check(data(0), data(1), verbosity=0)
+    assert abs(w_mean) > 4, w_mean
+    assert all(abs(x) < 3 for x in np.atleast_1d(q)), q
 
 
 @pytest.mark.slow
