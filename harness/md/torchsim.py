@@ -276,6 +276,7 @@ class _Trajectory:
         self.resumed_at: list[int] = []
         self.failure: FailureEvent | None = None
         self.energy = math.nan
+        self.stress: np.ndarray | None = None
         self.extra: dict[str, np.ndarray] = {}
         self.rng_state = None
 
@@ -337,8 +338,6 @@ class _Trajectory:
             row["max_bond_stretch_A"] = float(np.max(self.bond.stretch(atoms)))
         row.update(observed or {})
         self.thermo.append(row)
-
-    stress: np.ndarray | None = None
 
     def checkpoint(self, wall_s: float, rng) -> None:
         import pickle
