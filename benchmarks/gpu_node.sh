@@ -48,7 +48,10 @@ for s in $STAGES; do
   case $s in
     bench)
       if [ "${SMALL:-0}" = 1 ]; then
-        args=(--steps 3 --batches 1 2 --sizes 160 --preset mini --threads 2)
+        # the demo's shipped members (no training or model building: a smoke test of the paths, not timings)
+        args=(--steps 3 --batches 1 2 --sizes 160 --preset mini --threads 2
+              --mace-model models/demo/mace-OPLS/member-0-seed0/member.model
+              --deepmd-model models/demo/deepmd-OPLS/member-0-seed0/model.pth)
       else
         args=(--steps 200 --batches 1 8 32 128 --sizes 160 640 --dtype float32)
       fi
