@@ -79,3 +79,23 @@ def score_result(committee_id: str, arch: str, members=(), *, q: tuple[float, fl
                      "diffusion": DiffusionSpec().model_dump(), "D_in_Q": "weighted", "analysis_hash": "0" * 16},
         "committee_id": committee_id, "arch": arch, "subset": subset, "reference_committee": "ref:gap/Full",
         "tags": tags or {}})
+
+
+def mace_pair_and_lj_reference(model, folder):
+    """The committees and model sources of a small validation plan: two MACE members (copies of ``model`` in
+    ``folder``, one committee) and a Lennard-Jones stand-in reference; for plans whose subject is the MD tasks."""
+    import shutil
+    from pathlib import Path
+
+    from harness.models.load import ModelSource
+    from harness.validation.committee import Committee
+
+    files = [Path(folder) / "a.model", Path(folder) / "b.model"]
+    for f in files:
+        shutil.copy(model, f)
+    committees = {"model:mace": Committee(id="model:mace", arch="mace", subset="mace", role="external"),
+                  "model:lj": Committee(id="model:lj", arch="ase", subset="lj", role="reference")}
+    sources = {"model:mace": [ModelSource(kind="file", path=str(f), arch="mace") for f in files],
+               "model:lj": [ModelSource(kind="ase", calculator="ase:ase.calculators.lj.LennardJones",
+                                        options={"sigma": 2.0, "epsilon": 0.002, "rc": 5.0})]}
+    return committees, sources

@@ -25,7 +25,7 @@ from harness.md.batched import BatchJob, EachEvaluator, run_batched
 from harness.md.detectors import NonFinite
 from harness.md.runner import RunSettings, run_md
 from harness.units import ATM_TO_EV_PER_A3
-from tests.helpers import IdealGas
+from tests.helpers import IdealGas, mace_pair_and_lj_reference
 
 
 def _gas(n, volume, seed=0):
@@ -255,11 +255,7 @@ def test_md_batch_tasks_in_a_validation_plan_give_the_unbatched_runs(random_mace
     """A validation plan with ``md_batch`` 2: the two MACE runs of each ensemble (two members) go to one batch
     task, the LJ reference runs alone; every run's t_stab, failure and frames equal
     those of the unbatched plan (keys of unbatched runs unchanged), and a rerun finds everything cached."""
-    import shutil
-
     from harness.md.protocol import load_protocol
-    from harness.models.load import ModelSource
-    from harness.validation.committee import Committee
     from harness.validation.context import PlanContext, PlanInputs
     from harness.validation.plan import model_tasks, plan_validation
     from harness.workflow.execute import execute
@@ -270,14 +266,7 @@ def test_md_batch_tasks_in_a_validation_plan_give_the_unbatched_runs(random_mace
     ci = load_protocol(ROOT / "protocols" / "ci.yaml")  # 50 steps per ensemble here
     proto = ci.model_copy(update={"npt": ci.npt.model_copy(update={"length_ps": 0.025}),
                                   "nvt": ci.nvt.model_copy(update={"length_ps": 0.025}), "horizon_ps": 0.025})
-    files = [tmp_path / "a.model", tmp_path / "b.model"]
-    for f in files:
-        shutil.copy(random_mace, f)
-    committees = {"model:mace": Committee(id="model:mace", arch="mace", subset="mace", role="external"),
-                  "model:lj": Committee(id="model:lj", arch="ase", subset="lj", role="reference")}
-    sources = {"model:mace": [ModelSource(kind="file", path=str(f), arch="mace") for f in files],
-               "model:lj": [ModelSource(kind="ase", calculator="ase:ase.calculators.lj.LennardJones",
-                                        options={"sigma": 2.0, "epsilon": 0.002, "rc": 5.0})]}
+    committees, sources = mace_pair_and_lj_reference(random_mace, tmp_path)
 
     def plan(ws, md_batch):
         members = {cid: model_tasks(committees[cid], srcs) for cid, srcs in sources.items()}

@@ -29,7 +29,7 @@ from harness.md.detectors import NonFinite  # noqa: E402
 from harness.md.runner import RunSettings, run_md  # noqa: E402
 from harness.md.torchsim import (INTEGRATORS, MEASURED_OTHERS, EngineRefused, EvaluatorModel,  # noqa: E402
                                  build_integrator, integrator_for, run_torchsim)
-from tests.helpers import IdealGas  # noqa: E402
+from tests.helpers import IdealGas, mace_pair_and_lj_reference  # noqa: E402
 from tests.test_ensembles import PairLJ  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -389,12 +389,8 @@ def test_a_sweep_with_engine_torchsim_runs_the_adopted_ensemble_on_it_and_says_w
     NVT): the NVT batch runs on TorchSim (each run's meta names it and the integrator), the NPT batch falls back to
     the ASE path with the measured reason in the batch's result; the engine is in the batch task's key only when
     it is torchsim; a sweep spec asking for torchsim without batches is refused."""
-    import shutil
-
     from harness.md.protocol import load_protocol
-    from harness.models.load import ModelSource
     from harness.models.mace import untrained_model
-    from harness.validation.committee import Committee
     from harness.validation.context import PlanContext, PlanInputs
     from harness.validation.plan import model_tasks, plan_validation
     from harness.workflow.execute import execute
@@ -407,14 +403,7 @@ def test_a_sweep_with_engine_torchsim_runs_the_adopted_ensemble_on_it_and_says_w
     proto = ci.model_copy(update={"npt": ci.npt.model_copy(update={"length_ps": 0.01}),
                                   "nvt": ci.nvt.model_copy(update={"length_ps": 0.01, "thermostat": "langevin"}),
                                   "horizon_ps": 0.01, "equilibration_ps": 0.0})
-    files = [tmp_path / "a.model", tmp_path / "b.model"]
-    for f in files:
-        shutil.copy(random, f)
-    committees = {"model:mace": Committee(id="model:mace", arch="mace", subset="mace", role="external"),
-                  "model:lj": Committee(id="model:lj", arch="ase", subset="lj", role="reference")}
-    sources = {"model:mace": [ModelSource(kind="file", path=str(f), arch="mace") for f in files],
-               "model:lj": [ModelSource(kind="ase", calculator="ase:ase.calculators.lj.LennardJones",
-                                        options={"sigma": 2.0, "epsilon": 0.002, "rc": 5.0})]}
+    committees, sources = mace_pair_and_lj_reference(random, tmp_path)
     members = {cid: model_tasks(committees[cid], srcs) for cid, srcs in sources.items()}
     keys = {}
     for engine in ("ase", "torchsim"):
