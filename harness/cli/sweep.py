@@ -118,16 +118,19 @@ def run(
     changing a parameter reruns only what depends on it. A failing task is recorded with its error and
     the sweep goes on; its dependents are skipped. Exit status 1 if any task failed.
     """
-    if execution.plan_only:
-        from harness.sweep.plan import plan_sweep
-        from harness.sweep.spec import load_sweep
-
-        print_plan(plan_sweep(*load_sweep(spec_path), workspace))
-        return
     if device is not None:
         from harness.cli.options import check_device
 
         check_device(device)
+    if execution.plan_only:
+        from harness.sweep.plan import plan_sweep
+        from harness.sweep.spec import load_sweep
+
+        spec, inputs = load_sweep(spec_path)
+        if device is not None:
+            spec = spec.model_copy(update={"device": device})
+        print_plan(plan_sweep(spec, inputs, workspace))
+        return
     counts, _ = run_and_summarise("sweep", spec_path, workspace, **execution.run_kwargs(),
                                   only={k.strip() for k in only.split(",") if k.strip()} if only else None,
                                   device=device)
