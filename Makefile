@@ -74,18 +74,40 @@ ci-device: install
 	STAGES=bench DEVICE=cpu SMALL=1 ARCHS=deepmd ENGINES=ase OUT=runs/ci-device/deepmd PY=$(PY) bash benchmarks/gpu_node.sh
 	$(PY) -m harness.wheelhouse --check runs/ci-device/deepmd/gpu_md.json $(DEVICE_DEEPMD) --optional $(DEVICE_OPTIONAL)
 
-# Wheels a GPU node lacks for benchmarks/gpu_node.sh's bench stage (Python 3.12; the node has DEVICE_HAS), one
-# bundle per architecture so that each travels with this tree under the device tool's 64 MiB (measured: MACE with
-# TorchSim 30.8 MiB; DeePMD with the ase engine ~26 MiB); run there with WHEELS=device-wheels/mace ARCHS=mace
-# imported here where installed, done without there (each traced to a guarded import): numpy's charset-normalizer,
-# pyarrow's cloudpickle, torch's colorama, tqdm and opt-einsum, pandas's numexpr, pint's babel, uncertainties and dask
-# (and what dask imports), DeePMD's vesin; RDKit (the bond templates: benchmarks/gpu_md.py then runs the harness loop
-# without the bond-stretch detector and says so in its JSON)
-DEVICE_OPTIONAL := charset-normalizer,cloudpickle,colorama,tqdm,opt-einsum,opt-einsum-fx,numexpr,babel,uncertainties,dask,lazy-importer,xxhash,psutil,toolz,tblib,importlib-metadata,zipp,vesin,vesin-torch,rdkit
-DEVICE_HAS := triton,torch,numpy,scipy,pandas,pyarrow,h5py,matplotlib,typer,rich,mpich,sympy,mpmath,pygments,typing-extensions,jinja2,markupsafe,networkx,filelock,fsspec,setuptools,packaging,pillow,six,python-dateutil,pytz,tzdata,contourpy,cycler,fonttools,kiwisolver,pyparsing,markdown-it-py,mdurl,click,shellingham
+# Wheels a GPU node lacks for benchmarks/gpu_node.sh's bench stage, one bundle per architecture so that each travels
+# with this tree under the device tool's 64 MiB; run there with WHEELS=device-wheels/mace ARCHS=mace. DEVICE_HAS: the
+# lent H100's image as the device tool's KINDS.md lists it (Python 3.12.3, torch 2.11.0+cu130: the torch DeePMD-kit
+# 3.2's ops were built against), less e3nn (MACE 0.3.16 pins e3nn 0.4.4: shipped)
+DEVICE_HAS := absl-py,accelerate,aiofiles,aiohappyeyeballs,aiohttp,aiosignal,annotated-doc,anyio,attrs,botorch
+DEVICE_HAS := $(DEVICE_HAS),build,certifi,charset-normalizer,chex,click,cloudpickle,cmake,colorama,contourpy,coverage
+DEVICE_HAS := $(DEVICE_HAS),cuda-bindings,cuda-core,cuda-pathfinder,cuda-toolkit,cupy-cuda13x,cycler,cython,diffrax,einops
+DEVICE_HAS := $(DEVICE_HAS),equinox,etils,execnet,filelock,flatbuffers,flax,fonttools,formulaic,frozenlist,fsspec,gpytorch
+DEVICE_HAS := $(DEVICE_HAS),grpcio,h11,h5py,hf-xet,httpcore,httpx,huggingface-hub,humanize,hypothesis,idna,imageio,iniconfig
+DEVICE_HAS := $(DEVICE_HAS),interface-meta,jax,jax-cuda13-pjrt,jax-cuda13-plugin,jaxlib,jaxtyping,jinja2,joblib,kiwisolver
+DEVICE_HAS := $(DEVICE_HAS),lazy-loader,lightning,lightning-utilities,linear-operator,lineax,llvmlite,lxml,markdown
+DEVICE_HAS := $(DEVICE_HAS),markdown-it-py,markupsafe,matplotlib,mdurl,meson,ml-dtypes,mpi4py,mpmath,msgpack,multidict
+DEVICE_HAS := $(DEVICE_HAS),multipledispatch,mypy-extensions,nanobind,narwhals,networkx,ninja,numba,numba-cuda,numpy,numpyro
+DEVICE_HAS := $(DEVICE_HAS),nvidia-cublas,nvidia-cuda-cupti,nvidia-cuda-nvrtc,nvidia-cuda-runtime,nvidia-cudnn-cu13,nvidia-cufft
+DEVICE_HAS := $(DEVICE_HAS),nvidia-cufile,nvidia-curand,nvidia-cusolver,nvidia-cusparse,nvidia-cusparselt-cu13,nvidia-ml-py
+DEVICE_HAS := $(DEVICE_HAS),nvidia-nccl-cu13,nvidia-nvjitlink,nvidia-nvshmem-cu13,nvidia-nvtx,onnx,onnx-ir,onnxruntime
+DEVICE_HAS := $(DEVICE_HAS),onnxscript,opencv-python-headless,opt-einsum,opt-einsum-fx,optax,optimistix,orbax-checkpoint
+DEVICE_HAS := $(DEVICE_HAS),packaging,pandas,pathspec,patsy,peft,pillow,pip,pluggy,portalocker,prometheus-client,propcache
+DEVICE_HAS := $(DEVICE_HAS),protobuf,psutil,py-cpuinfo,pyarrow,pybind11,pygments,pyparsing,pyproject-hooks,pyre-extensions
+DEVICE_HAS := $(DEVICE_HAS),pytest,pytest-benchmark,pytest-cov,pytest-mock,pytest-timeout,pytest-xdist,python-dateutil
+DEVICE_HAS := $(DEVICE_HAS),pytorch-lightning,pyyaml,regex,requests,rich,sacrebleu,safetensors,scikit-build-core,scikit-image
+DEVICE_HAS := $(DEVICE_HAS),scikit-learn,scipy,seaborn,sentence-transformers,sentencepiece,setuptools,shellingham,simplejson,six
+DEVICE_HAS := $(DEVICE_HAS),sortedcontainers,statsmodels,sympy,tabulate,tensorboard,tensorboard-data-server,tensorstore
+DEVICE_HAS := $(DEVICE_HAS),threadpoolctl,tifffile,tiktoken,timm,tokenizers,toolz,torch,torch-geometric,torchaudio,torchdiffeq
+DEVICE_HAS := $(DEVICE_HAS),torchmetrics,torchvision,tqdm,transformers,treescope,triton,typer,typing-extensions,typing-inspect
+DEVICE_HAS := $(DEVICE_HAS),urllib3,uvloop,wadler-lindig,werkzeug,wheel,wrapt,xarray,xxhash,yarl,zipp
+# imported here where installed, done without there (each traced to a guarded import): pint's babel, uncertainties and
+# dask (and what dask imports), pandas's numexpr, DeePMD's vesin; RDKit (the bond templates: benchmarks/gpu_md.py
+# then runs the harness loop without the bond-stretch detector and says so in its JSON)
+DEVICE_OPTIONAL := numexpr,babel,uncertainties,dask,lazy-importer,tblib,importlib-metadata,vesin,vesin-torch,rdkit
 DEVICE_MACE := --python 3.12 --backends mace --core ase,pydantic,pyyaml --exclude $(DEVICE_HAS)
-# DeePMD 3.2's PyTorch descriptors import e3nn (undeclared): the node's own serves
-DEVICE_DEEPMD := --python 3.12 --backends deepmd --core ase,pydantic,pyyaml --exclude $(DEVICE_HAS),e3nn,torch-sim-atomistic
+# DeePMD 3.2's PyTorch descriptors import e3nn (undeclared): the node's own serves; MPICH (13 MiB) is for multi-rank
+# training only
+DEVICE_DEEPMD := --python 3.12 --backends deepmd --core ase,pydantic,pyyaml --exclude $(DEVICE_HAS),e3nn,mpich,torch-sim-atomistic
 device-wheels: install
 	rm -rf device-wheels
 	$(PY) -m harness.wheelhouse --dest device-wheels/mace $(DEVICE_MACE)
