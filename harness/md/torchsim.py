@@ -26,7 +26,6 @@ not the bitwise ASE trajectory). Its initial velocities are its own (numpy, its 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
@@ -42,7 +41,7 @@ from harness.errors import InputError
 from harness.md.batched import BatchEvaluator, BatchJob
 from harness.md.detectors import BondStretch, FailureEvent
 from harness.md.prefailure import PreFailureFrames
-from harness.md.runner import MDResult, RunSettings, read_result
+from harness.md.runner import MDResult, RunSettings, _write_json, read_result
 from harness.h5md import H5MDWriter, ThermoTable
 from harness.provenance import MLIP_GROUPS, run_context
 from harness.units import ATM_TO_EV_PER_A3, EV_PER_A3_TO_GPA, density_g_cm3
@@ -377,9 +376,7 @@ class _Trajectory:
                           settings=asdict(self.s), meta={**self.job.meta, **meta, "seed": self.job.seed,
                                                          **({"resumed_at_steps": self.resumed_at}
                                                             if self.resumed_at else {})})
-        tmp = self.outdir / "result.json.tmp"
-        tmp.write_text(json.dumps(asdict(result), indent=1, default=str) + "\n")
-        os.replace(tmp, self.outdir / "result.json")
+        _write_json(self.outdir / "result.json", asdict(result))
         (self.outdir / CHECKPOINT).unlink(missing_ok=True)
         return result
 
@@ -429,9 +426,9 @@ def run_torchsim(jobs: Sequence[BatchJob], model, *, stop_after_steps: int | Non
     if not jobs:
         return []
     base = jobs[0].settings
-    for i, job in enumerate(jobs):
-        from dataclasses import replace
+    from dataclasses import replace
 
+    for i, job in enumerate(jobs):
         if replace(job.settings, temperature_K=base.temperature_K) != base:
             raise ValueError(f"TorchSim batch job {i}: its settings differ from job 0's in more than the temperature")
     it = integrator_for(base)
@@ -486,7 +483,7 @@ def _integrate(trajs: list[_Trajectory], it: Integrator, model, base: RunSetting
             "calculator": type(model).__name__, "context": run_context(("core", *MLIP_GROUPS))}
     t0 = time.perf_counter()
     active = list(trajs)
-    host = _Host(state, active, model)
+    host = _Host(state, model)
     for k, t in enumerate(active):  # frame and row 0 of a fresh start
         if t.step == 0:
             host.pull(k, t)
@@ -494,8 +491,8 @@ def _integrate(trajs: list[_Trajectory], it: Integrator, model, base: RunSetting
             t.h5.write(t.atoms, 0, 0.0)
             t.checkpoint(0.0, _rng_get(device))
     calls = 0
+    kT_active = kT  # the running trajectories' kT, rebuilt (one host-to-device copy) only when the batch changes
     while active:
-        kT_active = torch.tensor([units.kB * t.s.temperature_K for t in active], device=device, dtype=dtype)
         before = state.clone()
         try:
             state = update(state, kT=kT_active)
@@ -504,10 +501,11 @@ def _integrate(trajs: list[_Trajectory], it: Integrator, model, base: RunSetting
             state, active, keep = _drop_raising(before, active, routed, exc, out, t0, meta)
             if hasattr(routed, "keep"):
                 routed.keep(keep)
+            kT_active = kT_active[keep] if keep else kT_active
             continue
         for t in active:
             t.step += 1
-        host = _Host(state, active, model)
+        host = _Host(state, model)
         leaving: list[int] = []
         wall = time.perf_counter() - t0
         stop = stop_at is not None and time.time() >= stop_at
@@ -534,6 +532,7 @@ def _integrate(trajs: list[_Trajectory], it: Integrator, model, base: RunSetting
             active = [active[k] for k in keep]
             if active:
                 state = state[keep]
+                kT_active = kT_active[keep]
                 if hasattr(routed, "keep"):
                     routed.keep(keep)
     logger.info("TorchSim %s: %d trajectories, %d batched steps", it.name, len(trajs), calls)
@@ -563,8 +562,8 @@ def _keeping_stress(model):
 class _Host:
     """A batch state's tensors on the host, fetched once per step at which some trajectory needs them."""
 
-    def __init__(self, state, active, model):
-        self.state, self.active, self.model = state, active, model
+    def __init__(self, state, model):
+        self.state, self.model = state, model
         self._cache = None
 
     def _fetch(self):
