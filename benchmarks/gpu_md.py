@@ -19,7 +19,8 @@ Per architecture (MACE unless --no-mace; DeePMD unless --no-deepmd), models of t
 MACE's weights are its initial ones (``harness.models.mace.untrained_model``: the cost of a step depends on
 the architecture, not the weights); DeePMD is trained for 10 steps on a few frames (``dp`` needs a trained,
 frozen model). Short runs at 500 K with untrained weights may end early (a detector fires): the rates are
-per step actually run. Use --mace-model / --deepmd-model FILE for trained models.
+per step actually run. Use --mace-model / --deepmd-model FILE (a model file, or a trained or shipped member's
+folder) for trained models.
 
     python benchmarks/gpu_md.py                                   # CPU: steps 6, batches 1 2 4
     python benchmarks/gpu_md.py --device cuda --steps 200 --batches 1 8 32 128 --dtype float32
@@ -47,8 +48,8 @@ def main() -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--sizes", type=int, nargs="+", default=[160, 640], help="atoms of the single trajectories")
     p.add_argument("--preset", default="study", help="architecture of the models (a preset name)")
-    p.add_argument("--mace-model", type=Path, default=None)
-    p.add_argument("--deepmd-model", type=Path, default=None)
+    p.add_argument("--mace-model", type=_model_file, default=None, help="model file or member folder")
+    p.add_argument("--deepmd-model", type=_model_file, default=None, help="model file or member folder")
     p.add_argument("--no-deepmd", action="store_true")
     p.add_argument("--no-mace", action="store_true")
     p.add_argument("--cueq", action="store_true", help="MACE with cuEquivariance kernels (if installed)")
@@ -125,6 +126,14 @@ def _start(start, n: int):
         per = int(start.arrays["mol_id"].max()) + 1
         big.arrays["mol_id"] = (big.arrays["mol_id"] + per * (np.arange(len(big)) // len(start))).astype(int)
     return big
+
+
+def _model_file(arg: str) -> Path:
+    """A model file, or the model of a member folder (artifact.json; a shipped one unpacked, hash-checked)."""
+    from harness.models.base import ModelArtifact
+
+    path = Path(arg)
+    return ModelArtifact.load(path).path("model") if (path / "artifact.json").is_file() else path
 
 
 def _mace(args, tmp: Path):

@@ -50,8 +50,8 @@ for s in $STAGES; do
       if [ "${SMALL:-0}" = 1 ]; then
         # the demo's shipped members (no training or model building: a smoke test of the paths, not timings)
         args=(--steps 3 --batches 1 2 --sizes 160 --preset mini --threads 2
-              --mace-model models/demo/mace-OPLS/member-0-seed0/member.model
-              --deepmd-model models/demo/deepmd-OPLS/member-0-seed0/model.pth)
+              --mace-model models/demo/mace-OPLS/member-0-seed0
+              --deepmd-model models/demo/deepmd-OPLS/member-0-seed0)
       else
         args=(--steps 200 --batches 1 8 32 128 --sizes 160 640 --dtype float32)
       fi

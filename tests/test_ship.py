@@ -116,3 +116,79 @@ def test_shipped_study_members_give_their_recorded_validation_errors(name, tmp_p
     got = evaluate(get_trainer(art.arch).calculator(art), plan.valid)
     assert got["forces_rmse_meV_A"] == pytest.approx(art.metrics["valid_forces_rmse_meV_A"], rel=1e-4)
     assert got["energy_rmse_meV_atom"] == pytest.approx(art.metrics["valid_energy_rmse_meV_atom"], rel=1e-3, abs=1e-3)
+
+
+def _packable_member(tmp_path: Path, arch: str = "mace") -> Path:
+    """A committee of one member with a file gzip shrinks (repetitive text) and one it does not (random bytes)."""
+    import numpy as np
+
+    c = tmp_path / "ws" / "models" / arch / "OPLS" / "mini-abc"
+    m = c / "member-0-seed0"
+    m.mkdir(parents=True)
+    (m / "member.model").write_text("0.125 " * 20000)
+    (m / "member.model.sparse").write_bytes(np.random.default_rng(0).bytes(20000))
+    files = {"model": "member.model", "sparse": "member.model.sparse"}
+    ModelArtifact(arch=arch, preset="mini", seed=0, workdir=str(m), files=files,
+                  file_sha256={k: sha256_file(m / f) for k, f in files.items()}).save()
+    (c / "committee.json").write_text(json.dumps({"arch": arch, "subset": "OPLS", "preset": "mini"}))
+    return c
+
+
+def test_a_shipped_member_is_stored_packed_and_loads_as_trained(tmp_path, monkeypatch):
+    """Packing (harness.models.packing): the compressible file gzipped, the other stored as is; loading unpacks into
+    the cache the very bytes trained (hash-checked), reuses them, and redoes a cache copy that was changed; a packed
+    file changed after shipping is caught before anything is unpacked."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    src = _packable_member(tmp_path)
+    trained = {n: (src / "member-0-seed0" / n).read_bytes() for n in ("member.model", "member.model.sparse")}
+    manifest = export(tmp_path / "ship", [src])
+    shutil.rmtree(tmp_path / "ws")
+    member = tmp_path / "ship" / "mace-OPLS" / "member-0-seed0"
+    assert sorted(p.name for p in member.iterdir()) == ["artifact.json", "member.model.gz", "member.model.sparse"]
+    assert (member / "member.model.gz").stat().st_size < 0.05 * len(trained["member.model"])
+    entry = json.loads(manifest.read_text())["committees"][0]["members"][0]
+    assert entry["stored_bytes"] == sum(p.stat().st_size for p in member.iterdir())
+    art = ModelArtifact.load(member)
+    art.verify()
+    assert art.packed["model"]["how"] == "gzip" and "sparse" not in art.packed
+    path = art.path("model")
+    assert path.parent.parent == tmp_path / "cache" / "members" and path.read_bytes() == trained["member.model"]
+    assert art.path("sparse").read_bytes() == trained["member.model.sparse"]
+    assert art.path("sparse").parent == path.parent  # one folder: a GAP model finds its sparse-point files
+    path.write_text("tampered")
+    assert ModelArtifact.load(member).path("model").read_bytes() == trained["member.model"]
+    (member / "member.model.gz").write_bytes(b"\x1f\x8b broken")
+    shutil.rmtree(tmp_path / "cache")
+    with pytest.raises(InputError, match="member.model.gz changed"):
+        ModelArtifact.load(member).path("model")
+    assert not (tmp_path / "cache" / "members").exists() or not list((tmp_path / "cache" / "members").iterdir())
+
+
+def test_a_file_made_at_load_is_checked_against_its_training_hash(tmp_path, monkeypatch):
+    """A role made at load from another file (a DeePMD member's compressed model: dp compress of the frozen one),
+    here through a stand-in derivation: stored only as its source, made and hash-checked at load; a tool that makes
+    another file than at training is an InputError naming the file and the cause, and leaves no cache entry."""
+    from harness.models import base, packing
+
+    def twice(src: Path, dest: Path) -> None:  # the stand-in tool: deterministic, like dp compress
+        dest.write_bytes(src.read_bytes() * 2)
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(base.DERIVED, "twice", f"{__name__}:_twice")
+    monkeypatch.setattr(packing, "_derivations", lambda art: {"model": {"how": "twice", "from": "sparse"}})
+    globals()["_twice"] = twice
+    src = _packable_member(tmp_path)
+    m = src / "member-0-seed0"
+    twice(m / "member.model.sparse", m / "member.model")
+    art = ModelArtifact.load(m)
+    art.file_sha256["model"] = sha256_file(m / "member.model")
+    art.save()
+    export(tmp_path / "ship", [src])
+    member = tmp_path / "ship" / "mace-OPLS" / "member-0-seed0"
+    assert sorted(p.name for p in member.iterdir()) == ["artifact.json", "member.model.sparse"]
+    assert ModelArtifact.load(member).path("model").read_bytes() == (m / "member.model").read_bytes()
+    globals()["_twice"] = lambda a, b: b.write_bytes(a.read_bytes() * 3)  # another version of the tool
+    shutil.rmtree(tmp_path / "cache")
+    with pytest.raises(InputError, match=r"member.model does not unpack to the file trained .*twice of its sparse"):
+        ModelArtifact.load(member).path("model")
+    assert not list((tmp_path / "cache" / "members").iterdir())

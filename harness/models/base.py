@@ -43,6 +43,8 @@ TRAINERS = {
 CPU_ONLY_ARCHITECTURES = ("gap",)
 #: model-file suffixes of each architecture (what ``--model FILE`` recognises without ``--arch``)
 MODEL_SUFFIXES = {"gap": (".xml",), "deepmd": (".pth", ".pb"), "mace": (".model",)}
+#: files a shipped member makes at load from another of its files: how -> "module:function(src, dest)"
+DERIVED = {"dp-compress": "harness.models.deepmd:compress_model"}
 #: the architectures the harness trains (the one list: specs and CLIs validate against it)
 ARCHITECTURES: tuple[str, ...] = tuple(TRAINERS)
 
@@ -77,8 +79,17 @@ class ModelArtifact:
     kept_model: dict[str, Any] = field(default_factory=dict)
     #: validation learning curve: [{"step" or "epoch", "wall_s", "valid_forces_rmse_meV_A", ...}, ...]
     curve: list[dict[str, Any]] = field(default_factory=list)
+    #: how a shipped member stores its files (:mod:`harness.models.packing`): role -> {"how": "gzip", "file",
+    #: "sha256"} or {"how": "dp-compress", "from": role}; empty: the files as trained, in ``workdir``
+    packed: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def path(self, role: str) -> Path:
+        """The file of ``role``, ready to load: in ``workdir``, or (a packed member) unpacked into the cache and
+        checked against the hashes recorded at training (:func:`harness.models.packing.unpacked`)."""
+        if self.packed:
+            from harness.models.packing import unpacked
+
+            return unpacked(self) / self.files[role]
         return Path(self.workdir) / self.files[role]
 
     def save(self) -> Path:
@@ -107,12 +118,20 @@ class ModelArtifact:
             raise InputError(f"{path}: not a model artifact ({exc}); {todo}") from None
 
     def verify(self) -> None:
-        """Raise if a model file is missing or changed since training."""
+        """Raise if a model file is missing or changed since training (a packed member: since it was packed;
+        its unpacked files are checked against the training hashes when unpacked)."""
         for role, rel in self.files.items():
+            how = self.packed.get(role, {})
+            if how.get("how") in DERIVED:  # made from another role's file, checked when made
+                if how.get("from") not in self.files:
+                    raise InputError(f"{self.workdir}: artifact.json: packed {role} is made from "
+                                     f"{how.get('from')!r}, which is not one of its files")
+                continue
+            rel = how.get("file", rel)
             p = Path(self.workdir) / rel
             if not p.exists():
                 raise InputError(f"{self.workdir}: model file {rel} is missing")
-            want = self.file_sha256.get(role)
+            want = how.get("sha256") if how else self.file_sha256.get(role)
             if want and sha256_file(p) != want:
                 raise InputError(f"{self.workdir}: model file {rel} changed since training (hash mismatch)")
 

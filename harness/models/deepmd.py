@@ -197,6 +197,21 @@ def _last_checkpoint(workdir: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def compress_model(src: Path, dest: Path, *, env: dict[str, str] | None = None, log: Path | None = None) -> float:
+    """``dp --pt compress`` of frozen model ``src`` into ``dest`` (the embedding nets tabulated); seconds taken.
+    Byte-reproducible for the same deepmd-kit, input and output name (the archive's folder is the output's name),
+    so a shipped member carries only its frozen model and makes the compressed one at load
+    (:mod:`harness.models.packing`, hash-checked)."""
+    src, dest = Path(src).resolve(), Path(dest).resolve()
+    if src.parent != dest.parent:
+        raise ValueError("dp compress: the frozen and compressed models must share a folder")
+    dp = find_executable("dp", env_var="HARNESS_DP")
+    env = env if env is not None else {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", **thread_env(None),
+                                       "CUDA_VISIBLE_DEVICES": ""}
+    return run_tool([dp, "--pt", "compress", "-i", src.name, "-o", dest.name], cwd=dest.parent,
+                    log=log or dest.parent / f"{dest.name}.log", env=env)
+
+
 class DeePMDTrainer:
     name = "deepmd"
 
@@ -233,8 +248,8 @@ class DeePMDTrainer:
         if compress:
             # the embedding nets tabulated (dp compress): ~1.35x faster MD on one CPU thread (benchmarks/md_cost.py);
             # the compressed model is the member (its validation errors are measured on it), the frozen one kept
-            seconds += run_tool([dp, "--pt", "compress", "-i", "model.pth", "-o", "model-compressed.pth"], cwd=workdir,
-                                log=workdir / "train.log", env=env)
+            seconds += compress_model(workdir / "model.pth", workdir / "model-compressed.pth", env=env,
+                                      log=workdir / "train.log")
             files = {"model": "model-compressed.pth", "frozen": "model.pth"}
             reason += ", then compressed with dp compress (tabulated embedding nets)"
         return ModelArtifact(arch="deepmd", preset="", seed=inputs.seed, workdir=str(workdir), files=files,

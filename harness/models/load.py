@@ -108,7 +108,7 @@ def model_stamp(src: ModelSource) -> dict[str, Any]:
 
     if src.kind == "member":
         art = _member(src.path)
-        return {"kind": "member", "arch": art.arch, "file": str(art.path("model")) if "model" in art.files else None,
+        return {"kind": "member", "arch": art.arch, "file": str(Path(art.workdir) / art.files["model"]) if "model" in art.files else None,
                 "sha256": art.file_sha256.get("model"), "versions": art.versions, "preset": art.preset,
                 "seed": art.seed, "member_dir": art.workdir}
     if src.kind == "file":

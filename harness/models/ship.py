@@ -4,9 +4,11 @@ A committee directory the harness trained holds its training inputs, checkpoints
 model files. :func:`export_committee` copies ``committee.json`` and, per successfully trained member,
 ``artifact.json`` (provenance: dataset content keys, seed, hyperparameters, package versions, learning curve,
 validation RMSE), the files the artifact lists (hashed; a GAP model's sparse-point files among them) and the
-training log. The copy is a committee directory like any (``models: [{committee: DIR}]`` in a sweep, ``-m DIR``
-on the command line): members load from wherever it lies and are hash-checked. Paths inside the repository
-are written relative to it.
+training log. The files are packed (:mod:`harness.models.packing`: gzipped where that saves a fifth, a DeePMD
+member's compressed model made at load from its frozen one) and unpacked into the cache, checked against their
+training hashes, when loaded. The copy is a committee directory like any (``models: [{committee: DIR}]`` in a
+sweep, ``-m DIR`` on the command line): members load from wherever it lies. Paths inside the repository are
+written relative to it.
 
     python -m harness.models.ship DEST COMMITTEE_DIR [COMMITTEE_DIR ...]
 
@@ -24,8 +26,9 @@ from typing import Any
 
 from harness.errors import InputError
 from harness.models.base import ModelArtifact
+from harness.models.packing import pack
 
-__all__ = ["export_committee", "export", "main"]
+__all__ = ["export_committee", "export", "repack", "main"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,9 +44,10 @@ def _relative(value: Any) -> Any:
     return value
 
 
-def export_committee(src: str | Path, dest_root: str | Path) -> dict[str, Any]:
-    """Copy committee directory ``src`` to ``dest_root/<arch>-<subset>`` (which must not exist); returns its
-    manifest entry."""
+def export_committee(src: str | Path, dest_root: str | Path, *, compact: bool = True) -> dict[str, Any]:
+    """Copy committee directory ``src`` to ``dest_root/<arch>-<subset>`` (which must not exist), its members'
+    files packed (:func:`harness.models.packing.pack`; ``compact=False``: as trained); returns its manifest
+    entry."""
     src = Path(src)
     if not (src / "committee.json").is_file():
         raise InputError(f"{src}: not a committee directory (no committee.json)")
@@ -63,12 +67,22 @@ def export_committee(src: str | Path, dest_root: str | Path) -> dict[str, Any]:
             art.verify()
             out = tmp / adir.name
             out.mkdir()
-            for rel in [*art.files.values(), *([art.log] if art.log and (adir / art.log).is_file() else [])]:
-                shutil.copy2(adir / rel, out / rel)
+            packed = pack(art, out) if compact else {}
+            if not compact:
+                for role, rel in art.files.items():
+                    shutil.copy2(art.path(role), out / rel)
+            if art.log and (adir / art.log).is_file():
+                shutil.copy2(adir / art.log, out / art.log)
             data = json.loads((adir / "artifact.json").read_text())
             data["workdir"] = adir.name  # set to the folder it is loaded from (ModelArtifact.load)
+            data.pop("packed", None)
+            if packed:
+                data["packed"] = packed
             (out / "artifact.json").write_text(json.dumps(_relative(data), indent=1) + "\n")
+            made = [role for role, how in packed.items() if how["how"] != "gzip"]
             members.append({"member": adir.name, "seed": art.seed, "files": art.file_sha256,
+                            "stored_bytes": sum(p.stat().st_size for p in out.iterdir()),
+                            **({"made_at_load": made} if made else {}),
                             **{k: v for k, v in art.metrics.items() if k.startswith("valid_")}})
         if not members:
             shutil.rmtree(tmp)
@@ -98,6 +112,25 @@ def export(dest: str | Path, committees: list[str | Path]) -> Path:
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     exported = {**run_context(("core", "gap", "deepmd", "mace")), "harness_commit": commit or None}
     manifest.write_text(json.dumps({"committees": keep + entries, "exported": exported}, indent=1) + "\n")
+    return manifest
+
+
+def repack(dest: str | Path) -> Path:
+    """Store the committees already shipped in ``dest`` packed (:mod:`harness.models.packing`), each member's
+    files unchanged once unpacked; ``manifest.json`` keeps where each came from."""
+    dest = Path(dest)
+    manifest = dest / "manifest.json"
+    data = json.loads(manifest.read_text())
+    for i, entry in enumerate(data["committees"]):
+        src = dest / entry["committee"]
+        new = export_committee(src, dest / ".repack")
+        old = src.with_name(src.name + ".old")
+        src.rename(old)
+        (dest / ".repack" / entry["committee"]).rename(src)
+        shutil.rmtree(old)
+        data["committees"][i] = {**new, "source": entry.get("source")}
+    shutil.rmtree(dest / ".repack", ignore_errors=True)
+    manifest.write_text(json.dumps(data, indent=1) + "\n")
     return manifest
 
 

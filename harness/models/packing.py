@@ -1,0 +1,142 @@
+"""Shipped members in less space: files gzipped, or made at load from another file, and unpacked into the cache.
+
+A committee shipped in the repository (:mod:`harness.models.ship`) is read by everyone who clones it and
+carried to GPU nodes with the working tree (64 MiB per call). Its members' files are stored as small as they
+can be without changing the member:
+
+* **gzip** where it saves at least a fifth (a GAP model's sparse-point files: 2.3 MB to under 1 kB; a MACE
+  model: 3.7 to 0.3 MB); the rest (a frozen DeePMD model: 10 %) as they are;
+* **made at load** where a file is a deterministic function of another: a DeePMD member's compressed model
+  (``dp compress`` of its frozen model, 39 MB against 1.4 MB; byte-identical for the same deepmd-kit, checked
+  at packing).
+
+``artifact.json`` keeps the files' training hashes and records, per packed role, how it is stored
+(``packed``). :func:`unpacked` writes the member's files as trained into the cache
+(``$HARNESS_CACHE/members/<hash>/``), checks every one against its training hash and reuses them; a file
+that does not come back as trained (a different deepmd-kit making a different compressed model) is an
+:class:`InputError` naming the member and the role. :meth:`ModelArtifact.verify` checks the stored files
+without unpacking (what keying a sweep needs).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from harness.errors import InputError
+from harness.io import sha256_file
+from harness.models.base import DERIVED, ModelArtifact
+
+__all__ = ["pack", "unpacked", "GZIP_MIN_SAVING"]
+
+#: gzip a file only when that saves at least this fraction of it
+GZIP_MIN_SAVING = 0.2
+
+
+def _derive(how: str, src: Path, dest: Path) -> None:
+    module, func = DERIVED[how].split(":")
+    getattr(importlib.import_module(module), func)(src, dest)
+
+
+def _derivations(art: ModelArtifact) -> dict[str, dict[str, str]]:
+    """Roles of ``art`` that can be made at load from another of its files."""
+    if art.arch == "deepmd" and art.hyperparameters.get("compress") and {"model", "frozen"} <= set(art.files):
+        return {"model": {"how": "dp-compress", "from": "frozen"}}
+    return {}
+
+
+def pack(art: ModelArtifact, dest: Path) -> dict[str, dict[str, str]]:
+    """Write the files of verified member ``art`` into folder ``dest`` as small as they can be stored; return the
+    ``packed`` entry of its artifact. A file that could be made at load but does not come back identical here is
+    stored (said in the entry's absence; the caller reports it)."""
+    dest = Path(dest)
+    packed: dict[str, dict[str, str]] = {}
+    for role, spec in _derivations(art).items():
+        with tempfile.TemporaryDirectory(dir=dest) as tmp:
+            made = Path(tmp) / art.files[role]
+            shutil.copy2(art.path(spec["from"]), Path(tmp) / art.files[spec["from"]])
+            _derive(spec["how"], Path(tmp) / art.files[spec["from"]], made)
+            if sha256_file(made) == art.file_sha256.get(role):
+                packed[role] = dict(spec)
+    for role, rel in art.files.items():
+        if role in packed:
+            continue
+        data = art.path(role).read_bytes()
+        small = gzip.compress(data, compresslevel=9, mtime=0)
+        if len(small) <= (1 - GZIP_MIN_SAVING) * len(data):
+            (dest / f"{rel}.gz").write_bytes(small)
+            packed[role] = {"how": "gzip", "file": f"{rel}.gz", "sha256": hashlib.sha256(small).hexdigest()}
+        else:
+            shutil.copy2(art.path(role), dest / rel)
+    return packed
+
+
+def _cache_key(art: ModelArtifact) -> str:
+    return hashlib.sha256(json.dumps([art.files, art.file_sha256], sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _check(art: ModelArtifact, folder: Path) -> str | None:
+    """The first role whose file in ``folder`` is not the trained one, or None."""
+    for role, rel in art.files.items():
+        p = folder / rel
+        if not p.is_file() or sha256_file(p) != art.file_sha256.get(role):
+            return role
+    return None
+
+
+def unpacked(art: ModelArtifact) -> Path:
+    """The folder holding packed member ``art``'s files as trained (made once into the cache, then reused)."""
+    from harness.systems.topology import cache_dir
+
+    root = cache_dir() / "members"
+    final = root / _cache_key(art)
+    if final.is_dir() and _check(art, final) is None:
+        return final
+    art.verify()
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    try:
+        src = Path(art.workdir)
+        later = []
+        for role, rel in art.files.items():
+            how = art.packed.get(role, {})
+            if how.get("how") == "gzip":
+                with gzip.open(src / how["file"], "rb") as fin, open(tmp / rel, "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+            elif how.get("how") in DERIVED:
+                later.append(role)
+            else:
+                shutil.copy2(src / rel, tmp / rel)
+        for role in later:
+            how = art.packed[role]
+            _derive(how["how"], tmp / art.files[how["from"]], tmp / art.files[role])
+        bad = _check(art, tmp)
+        if bad is not None:
+            why = ""
+            if bad in later:
+                made = art.packed[bad]
+                why = (f" ({made['how']} of its {made['from']} file here gives another file than at training, "
+                       f"e.g. another version of the tool than {art.versions}; the {made['from']} file itself is "
+                       f"intact and can be loaded as a model file)")
+            raise InputError(f"{art.workdir}: packed model file {art.files[bad]} does not unpack to the file "
+                             f"trained (hash mismatch){why}")
+        for p in tmp.iterdir():  # only what was made, nothing the tool left beside it
+            if p.name not in set(art.files.values()):
+                p.unlink() if p.is_file() else shutil.rmtree(p)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process unpacked it first (or a stale copy is there): keep a good one
+            if _check(art, final) is not None:
+                shutil.rmtree(final, ignore_errors=True)
+                os.rename(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
