@@ -88,6 +88,8 @@ def test_trains_and_fits_its_training_frames(trained, arch, overrides):
     assert saved["file_sha256"]["model"] and saved["versions"]
     if arch == "deepmd":  # the compressed member and the frozen model it came from give the same forces
         assert art.files == {"model": "model-compressed.pth", "frozen": "model.pth"}
+        log = (Path(art.workdir) / "train.log").read_text()  # train and freeze in one process (dp_session)
+        assert "harness.models.dp_session" in log and "$ dp --pt freeze -o model.pth" in log
         assert saved["hyperparameters"]["compress"] is True
         trainer = get_trainer("deepmd")
         a, b = frames[18].copy(), frames[18].copy()

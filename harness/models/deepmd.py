@@ -197,6 +197,19 @@ def _last_checkpoint(workdir: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def run_dp(commands: list[list[str]], *, cwd: Path, log: Path, env: dict[str, str]) -> float:
+    """Run ``dp`` commands (each its arguments after ``dp``) in ``cwd`` with their output in ``log``; seconds taken.
+    One Python process for all of them (:mod:`harness.models.dp_session`: DeePMD-kit's import, ~14 CPU-s, paid once)
+    when the ``dp`` found is this environment's; else (``HARNESS_DP``, another installation) one ``dp`` call each."""
+    import sys
+
+    dp = find_executable("dp", env_var="HARNESS_DP")
+    if not os.environ.get("HARNESS_DP") and Path(dp).parent.resolve() == Path(sys.executable).parent.resolve():
+        return run_tool([sys.executable, "-m", "harness.models.dp_session", json.dumps(commands)], cwd=cwd, log=log,
+                        env=env)
+    return sum(run_tool([dp, *args], cwd=cwd, log=log, env=env) for args in commands)
+
+
 def compress_model(src: Path, dest: Path, *, env: dict[str, str] | None = None, log: Path | None = None) -> float:
     """``dp --pt compress`` of frozen model ``src`` into ``dest`` (the embedding nets tabulated); seconds taken.
     Byte-reproducible for the same deepmd-kit, input and output name (the archive's folder is the output's name),
@@ -205,11 +218,10 @@ def compress_model(src: Path, dest: Path, *, env: dict[str, str] | None = None, 
     src, dest = Path(src).resolve(), Path(dest).resolve()
     if src.parent != dest.parent:
         raise ValueError("dp compress: the frozen and compressed models must share a folder")
-    dp = find_executable("dp", env_var="HARNESS_DP")
     env = env if env is not None else {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", **thread_env(None),
                                        "CUDA_VISIBLE_DEVICES": ""}
-    return run_tool([dp, "--pt", "compress", "-i", src.name, "-o", dest.name], cwd=dest.parent,
-                    log=log or dest.parent / f"{dest.name}.log", env=env)
+    return run_dp([["--pt", "compress", "-i", src.name, "-o", dest.name]], cwd=dest.parent,
+                  log=log or dest.parent / f"{dest.name}.log", env=env)
 
 
 class DeePMDTrainer:
@@ -227,7 +239,7 @@ class DeePMDTrainer:
         hp["model"] = {**hp.get("model", {}), "descriptor": {**hp.get("model", {}).get("descriptor", {}),
                                                              "sel": config["model"]["descriptor"]["sel"]}}
         (workdir / "input.json").write_text(json.dumps(config, indent=1))
-        dp = find_executable("dp", env_var="HARNESS_DP")
+        find_executable("dp", env_var="HARNESS_DP")  # a clear error before anything runs when it is missing
         threads = str(inputs.threads or default_threads())
         # NUM_WORKERS=0: deepmd-kit's PyTorch data loader otherwise forks min(4, cores) worker processes
         # per data set, which compete with the training threads for the cores (measured on 2 cores:
@@ -241,15 +253,18 @@ class DeePMDTrainer:
         if last is not None:  # stopped at a walltime: continue from the last checkpoint (step and optimiser)
             init = ["--restart", last.name]
         t_start = time.time()
-        seconds = run_tool([dp, "--pt", "train", "input.json", *init], cwd=workdir, log=workdir / "train.log", env=env)
-        seconds += run_tool([dp, "--pt", "freeze", "-o", "model.pth"], cwd=workdir, log=workdir / "train.log", env=env)
+        # the embedding nets tabulated (dp compress): ~1.35x faster MD on one CPU thread (benchmarks/md_cost.py);
+        # the compressed model is the member (its validation errors are measured on it), the frozen one kept
+        # (compress in a process of its own: after a freeze in the same process TorchScript names the classes it
+        # compiles again differently, and a shipped member remakes its compressed model alone: harness.models.packing)
+        seconds = run_dp([["--pt", "train", "input.json", *init], ["--pt", "freeze", "-o", "model.pth"]], cwd=workdir,
+                         log=workdir / "train.log", env=env)
+        if compress:
+            seconds += compress_model(workdir / "model.pth", workdir / "model-compressed.pth", env=env,
+                                      log=workdir / "train.log")
         steps = int(config["training"].get("numb_steps", 0))
         files, reason = {"model": "model.pth"}, f"frozen from the last checkpoint of dp train (step {steps}): the model trained last"
         if compress:
-            # the embedding nets tabulated (dp compress): ~1.35x faster MD on one CPU thread (benchmarks/md_cost.py);
-            # the compressed model is the member (its validation errors are measured on it), the frozen one kept
-            seconds += compress_model(workdir / "model.pth", workdir / "model-compressed.pth", env=env,
-                                      log=workdir / "train.log")
             files = {"model": "model-compressed.pth", "frozen": "model.pth"}
             reason += ", then compressed with dp compress (tabulated embedding nets)"
         return ModelArtifact(arch="deepmd", preset="", seed=inputs.seed, workdir=str(workdir), files=files,
