@@ -12,6 +12,7 @@ import datetime
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness.models.base import ModelArtifact
@@ -287,3 +288,47 @@ def test_curves_of_members_brought_in_come_from_the_store(tmp_path):
     df = learning_curves(ws)
     assert sorted(df.groupby("committee").size().items()) == [("mace/Full", 3), ("model:study-mace-OPLS", 2)]
     assert df[df.committee == "model:study-mace-OPLS"].valid_forces_rmse_meV_A.min() == 150.0
+
+
+def test_members_csv_columns_name_each_members_validation_errors_and_curve_end(tmp_path):
+    """member_training (members.csv beside t_stab): the kept model's validation RMSEs from its artifact and the
+    curve's end — the last step of the last stage, its force RMSE and the change since the last point a tenth of
+    the stage before the end; a member with a one-point curve has no change; a failed member no row."""
+    from harness.models.load import ModelSource
+    from harness.report.data import member_training
+    from harness.validation.contract import MemberResult, TrainParams
+    from harness.workflow.store import Store
+
+    ws = tmp_path / "ws"
+    curves = {  # step curve 0..1000: the last tenth starts at 900 (RMSE 110 -> 99: -10 %)
+        "member-0-seed0": [{"step": s, "valid_forces_rmse_meV_A": v} for s, v in
+                           ((0, 900.0), (500, 200.0), (900, 110.0), (950, 104.0), (1000, 99.0))]
+        + [{"valid_forces_rmse_meV_A": 98.0, "source": "harness"}],
+        # two stages (MACE's SWA): stage 2 from epoch 10 to 20; a tenth of it before the end is epoch 19
+        "member-1-seed1": [{"epoch": e, "valid_forces_rmse_meV_A": 300.0 - e, "stage": 1} for e in range(10)]
+        + [{"epoch": e, "valid_forces_rmse_meV_A": v, "stage": 2} for e, v in ((10, 150.0), (19, 120.0), (20, 90.0))],
+        "member-2-seed2": [{"valid_forces_rmse_meV_A": 50.0, "source": "harness"}],  # GAP: no tool curve
+        "member-3-seed3": [],
+    }
+    store = Store(ws / "harness.sqlite")
+    for k, (name, curve) in enumerate(curves.items()):
+        d = ws / "models" / "mace" / "Full" / "cpu-abc" / name
+        d.mkdir(parents=True)
+        ModelArtifact(arch="mace", preset="cpu", seed=k, workdir=str(d), status="failed" if k == 3 else "ok",
+                      curve=curve, train_seconds=60.0 * (k + 1), dataset={"subset": "Full"},
+                      metrics={"valid_forces_rmse_meV_A": 98.0 + k, "valid_energy_rmse_meV_atom": 1.5,
+                               "valid_n_frames": 21}).save()
+        res = MemberResult(committee="mace/Full", arch="mace", member=k, run_name=name,
+                           model=ModelSource(kind="member", path=str(d)), workdir=str(d))
+        store.register(f"t{k}", TrainParams.KIND, f"t{k}", {}, [], "test")
+        store.mark_done(f"t{k}", {"schema": TrainParams.schema_id(), **res.model_dump(mode="json")}, {}, 0.1)
+    store.close()
+    df = member_training(ws).set_index("member")
+    assert list(df.index) == ["member-0-seed0", "member-1-seed1", "member-2-seed2"]
+    m0, m1, m2 = (df.loc[f"member-{k}-seed{k}"] for k in range(3))
+    assert (m0.curve_unit, m0.curve_end, m0.curve_end_valid_forces_meV_A) == ("step", 1000, 99.0)
+    assert m0.curve_end_change_from == 900 and m0.curve_end_change_pct == pytest.approx(-10.0)
+    assert m0.valid_forces_rmse_meV_A == 98.0 and m0.valid_n_frames == 21 and m0.train_seconds == 60.0
+    assert (m1.curve_unit, m1.curve_end, m1.curve_end_change_from) == ("epoch", 20, 19)
+    assert m1.curve_end_change_pct == pytest.approx(-25.0)
+    assert np.isnan(m2.curve_end) and np.isnan(m2.curve_end_change_pct) and m2.valid_forces_rmse_meV_A == 100.0

@@ -15,6 +15,7 @@ import pandas as pd
 
 from harness.errors import InputError
 from harness.report.data import (committee_table, density_samples, learning_curves, load_scores, member_table,
+                                 member_training,
                                  committee_flags, species_of)
 from harness.report import figures
 from harness.report.findings import findings_of, run_summary
@@ -125,6 +126,9 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
         raise
     outdir.mkdir(parents=True, exist_ok=True)  # only once there is something to write
     members = member_table(scores)
+    # each member's validation RMSEs and learning curve's end beside its t_stab (SCIENCE.md §4: never one without
+    # the others); members.csv only (the Q table and findings work from the scores)
+    trained = members.merge(member_training(workspace), on=["committee", "member"], how="left")
     ct = committee_table(members)
     species = species_of(members)
     table = q_table(ct, species, committee_flags(members))
@@ -134,7 +138,7 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
     files["table.md"].write_text(to_markdown(table))
     table.to_csv(files["table.csv"], index=False)
     files["table.tex"].write_text(to_latex(table))
-    members.to_csv(files["members.csv"], index=False)
+    trained.to_csv(files["members.csv"], index=False)
 
     settings = scores[0].settings
     reference = scores[0].reference_committee

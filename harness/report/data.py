@@ -18,7 +18,8 @@ from harness.units import A2_PER_PS_TO_1E6_CM2_PER_S
 if TYPE_CHECKING:
     from harness.validation.contract import ScoreResult
 
-__all__ = ["write_tables", "typed_scores", "unique_scores", "load_scores", "member_table", "protocol_facts", "species_of", "committee_flags", "committee_table", "q_interval", "density_samples", "learning_curves"]
+__all__ = ["write_tables", "typed_scores", "unique_scores", "load_scores", "member_table", "protocol_facts", "species_of", "committee_flags", "committee_table", "q_interval", "density_samples", "learning_curves",
+           "member_training", "TRAINING_COLUMNS"]
 
 
 def write_tables(tables: dict[str, pd.DataFrame], outdir: Path, files: dict[str, Path]) -> None:
@@ -223,12 +224,67 @@ def learning_curves(workspace: str | Path) -> pd.DataFrame:
     members (a shipped one, e.g. ``models/study-cpu``) shows its curves beside those trained here, under the
     committee ids of the Q table — then any other member directory under ``workspace/models`` (``harness train``),
     as ``arch/subset/preset-key``."""
+    rows = []
+    for where, (committee, art) in _member_artifacts(workspace).items():
+        if art.status != "ok" or not art.curve:
+            continue
+        subset = art.dataset.get("subset", where.parents[1].name)
+        for p in art.curve:
+            unit = "epoch" if "epoch" in p else "step" if "step" in p else None
+            rows.append({"committee": committee, "member": where.name, "arch": art.arch, "subset": subset,
+                         "preset": art.preset, "unit": unit, "position": p.get(unit, np.nan) if unit else np.nan,
+                         "wall_s": p.get("wall_s", np.nan), "stage": p.get("stage", 1),
+                         "source": p.get("source", "tool"),
+                         **{k: p.get(k, np.nan) for k in ("valid_forces_rmse_meV_A", "valid_energy_rmse_meV_atom",
+                                                          "train_forces_rmse_meV_A", "train_energy_rmse_meV_atom")}})
+    return pd.DataFrame(rows)
+
+
+#: the members.csv columns :func:`member_training` adds
+TRAINING_COLUMNS = ("valid_forces_rmse_meV_A", "valid_energy_rmse_meV_atom", "valid_stress_rmse_meV_A3",
+                    "valid_n_frames", "train_n_frames", "train_seconds", "curve_unit", "curve_end",
+                    "curve_end_valid_forces_meV_A", "curve_end_change_from", "curve_end_change_pct")
+
+
+def member_training(workspace: str | Path) -> pd.DataFrame:
+    """What each member's training measured, one row per member (committee, member and :data:`TRAINING_COLUMNS`):
+    the validation RMSEs of the kept model (its artifact's metrics), the training time and the learning curve's end
+    — the last position the tool reported (epoch or step) in the last stage, its validation force RMSE, and the
+    relative change of that RMSE (``curve_end_change_pct``: negative while still falling) since
+    ``curve_end_change_from``, the last point at least a tenth of the stage before the end (else the point before
+    the last; NaN with one point). SCIENCE.md §4: a model's quality is never quoted without them."""
+    rows = []
+    for where, (committee, art) in _member_artifacts(workspace).items():
+        if art.status != "ok":
+            continue
+        row = {"committee": committee, "member": where.name,
+               **{k: art.metrics.get(k, np.nan) for k in TRAINING_COLUMNS[:5]}, "train_seconds": art.train_seconds}
+        tool = [p for p in art.curve if p.get("source", "tool") == "tool" and p.get("valid_forces_rmse_meV_A")
+                is not None and ("epoch" in p or "step" in p)]
+        if tool:
+            stage = max(p.get("stage", 1) for p in tool)
+            pts = [p for p in tool if p.get("stage", 1) == stage]
+            unit = "epoch" if "epoch" in pts[-1] else "step"
+            pos = np.array([p[unit] for p in pts], float)
+            f = np.array([p["valid_forces_rmse_meV_A"] for p in pts], float)
+            # from the last point at least a tenth of the stage before the end (else the one before the last)
+            before = np.flatnonzero(pos <= pos[-1] - 0.1 * (pos[-1] - (pos[0] if stage > 1 else 0.0)))
+            ref = before[-1] if len(before) else len(pos) - 2
+            row.update(curve_unit=unit, curve_end=pos[-1], curve_end_valid_forces_meV_A=f[-1],
+                       curve_end_change_from=pos[ref] if ref >= 0 else np.nan,
+                       curve_end_change_pct=100 * (f[-1] / f[ref] - 1) if ref >= 0 else np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["committee", "member", *TRAINING_COLUMNS])
+
+
+def _member_artifacts(workspace: str | Path) -> dict[Path, tuple[str, "ModelArtifact"]]:
+    """Every member of ``workspace``: artifact directory -> (committee id, artifact), each read once."""
     from harness.models.base import ModelArtifact
     from harness.models.train import member_dirs
     from harness.validation.contract import ModelParams, TrainParams
     from harness.workflow.contract import stored_results
 
-    members: dict[Path, tuple[str, object]] = {}  # artifact directory -> (committee, artifact)
+    members: dict[Path, tuple[str, ModelArtifact]] = {}  # artifact directory -> (committee, artifact)
     path = Path(workspace) / "harness.sqlite"
     if path.exists():
         store = Store(path)
@@ -246,17 +302,4 @@ def learning_curves(workspace: str | Path) -> pd.DataFrame:
             art = ModelArtifact.load(member)
             subset = art.dataset.get("subset", member.parents[1].name)
             members[member.resolve()] = (f"{art.arch}/{subset}/{member.parent.name}", art)
-    rows = []
-    for where, (committee, art) in members.items():
-        if art.status != "ok" or not art.curve:
-            continue
-        subset = art.dataset.get("subset", where.parents[1].name)
-        for p in art.curve:
-            unit = "epoch" if "epoch" in p else "step" if "step" in p else None
-            rows.append({"committee": committee, "member": where.name, "arch": art.arch, "subset": subset,
-                         "preset": art.preset, "unit": unit, "position": p.get(unit, np.nan) if unit else np.nan,
-                         "wall_s": p.get("wall_s", np.nan), "stage": p.get("stage", 1),
-                         "source": p.get("source", "tool"),
-                         **{k: p.get(k, np.nan) for k in ("valid_forces_rmse_meV_A", "valid_energy_rmse_meV_atom",
-                                                          "train_forces_rmse_meV_A", "train_energy_rmse_meV_atom")}})
-    return pd.DataFrame(rows)
+    return members
