@@ -1,9 +1,9 @@
-"""Fig. 1a: t_stab per subset and architecture: python analysis/fig1a_stability.py WORKSPACE [OUTDIR]."""
+"""Fig. 1a: t_stab of every member per subset and architecture (log axis): python analysis/fig1a_stability.py WORKSPACE [OUTDIR]."""
 
 from _common import load
 
 from harness.report.figures import fig_stability
 
 scores, members, ct, out = load()
-print(fig_stability(ct, scores[0].settings.tau_ps, out / "fig1a_stability.png",
+print(fig_stability(members, scores[0].settings.tau_ps, out / "fig1a_stability.png",
                     subsets=list(dict.fromkeys(members.subset)), archs=list(dict.fromkeys(members.arch))))

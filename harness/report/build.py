@@ -145,7 +145,7 @@ def build_report(workspace: str | Path, outdir: str | Path, *, sweep: str | None
     subsets = list(dict.fromkeys(members.subset))
     archs = list(dict.fromkeys(members.arch))
     tau = settings.tau_ps
-    files["fig1a"] = figures.fig_stability(ct, tau, outdir / "fig1a_stability.png", subsets=subsets, archs=archs)
+    files["fig1a"] = figures.fig_stability(members, tau, outdir / "fig1a_stability.png", subsets=subsets, archs=archs)
     grid = settings.density_grid
     files["fig1b"] = figures.fig_density(density_samples(workspace, scores), reference, grid, outdir / "fig1b_density.png")
     for panel, sp in zip("cdefg", species or ["EC", "EMC"]):

@@ -50,12 +50,42 @@ def _grouped(ax, table: pd.DataFrame, col: str, *, subsets, archs) -> None:
     ax.legend(title="architecture", fontsize=8)
 
 
-def fig_stability(table: pd.DataFrame, tau_ps: float, path: Path, *, subsets, archs) -> Path:
+def fig_stability(members: pd.DataFrame, tau_ps: float, path: Path, *, subsets, archs) -> Path:
+    """t_stab NPT of every member (filled: failed there; open triangle: reached the horizon, censored) and the
+    committee's mean (bar), per subset and architecture, on a log axis: the paper's contrasts are orders of
+    magnitude (a DeePMD/OPLS member failing in femtoseconds beside MACE reaching the horizon)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    _grouped(ax, table[~table.committee.str.startswith(("ref:", "ft:"))], "t_stab_npt_ps", subsets=subsets, archs=archs)
+    m = members[~members.committee.str.startswith(("ref:", "ft:"))]
+    t = m.t_stab_npt_ps.to_numpy(float)
+    positive = t[np.isfinite(t) & (t > 0)]
+    floor = max(min(positive.min() if len(positive) else tau_ps, tau_ps) / 3, 1e-4)
+    x = np.arange(len(subsets))
+    archs = [a for a in archs if (m.arch == a).any()]
+    width = 0.8 / max(len(archs), 1)
+    for i, a in enumerate(archs):
+        xs = x + (i - (len(archs) - 1) / 2) * width
+        color = f"C{i}"
+        for xi, s in zip(xs, subsets):
+            r = m[(m.arch == a) & (m.subset == s)]
+            if not len(r):
+                continue
+            ts = np.maximum(r.t_stab_npt_ps.to_numpy(float), floor)
+            ax.bar(xi, np.exp(np.mean(np.log(ts))), width * 0.9, color=color, alpha=0.35, bottom=0)
+            failed = r.npt_failed.to_numpy(bool)
+            jitter = np.linspace(-0.25, 0.25, len(r)) * width
+            ax.scatter((xi + jitter)[failed], ts[failed], color=color, marker="o", s=18, zorder=3)
+            ax.scatter((xi + jitter)[~failed], ts[~failed], facecolors="none", edgecolors=color, marker="^", s=26,
+                       zorder=3)
+        ax.bar(np.nan, np.nan, color=color, alpha=0.35, label=a)
     ax.axhline(tau_ps, color="k", ls="--", lw=1, label=f"horizon {tau_ps:g} ps")
-    ax.set_ylabel("t_stab NPT (ps), mean ± SE over members")
+    ax.scatter([], [], color="grey", marker="o", s=18, label="member failed")
+    ax.scatter([], [], facecolors="none", edgecolors="grey", marker="^", s=26, label="member reached (censored)")
+    ax.set_yscale("log")
+    ax.set_ylim(floor / 1.5, tau_ps * 2)
+    ax.set_xticks(x, subsets, rotation=20)
+    ax.legend(fontsize=7)
+    ax.set_ylabel("t_stab NPT (ps); bar: geometric mean of members")
     ax.set_title("(a) stability at the protocol temperature")
     return _save(plt, fig, path)
 
