@@ -24,9 +24,17 @@ from ase import Atoms
 from harness.errors import InputError
 
 __all__ = ["read_frames", "write_frames", "frame_uid", "atomic_path", "check_output", "sha256_file", "labelled",
-           "implausible_labels", "read_json_object", "STDIO"]
+           "implausible_labels", "read_json_object", "cache_dir", "STDIO"]
 
 STDIO = "-"
+
+
+def cache_dir() -> Path:
+    """Per-user cache (``$HARNESS_CACHE``, else ``$XDG_CACHE_HOME/harness``, else ``~/.cache/harness``)."""
+    root = os.environ.get("HARNESS_CACHE")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "harness"
 
 
 def _fmt(values: np.ndarray) -> bytes:

@@ -192,3 +192,25 @@ def test_a_file_made_at_load_is_checked_against_its_training_hash(tmp_path, monk
     with pytest.raises(InputError, match=r"member.model does not unpack to the file trained .*twice of its sparse"):
         ModelArtifact.load(member).path("model")
     assert not list((tmp_path / "cache" / "members").iterdir())
+
+
+def test_a_torchscript_archive_is_compared_by_its_content(tmp_path):
+    """torchscript_content_sha256: the same model written by two installations (other top folder, debug records
+    with other source paths, another serialization id) has one content hash; a changed weight record another."""
+    import zipfile
+
+    from harness.models.packing import torchscript_content_sha256
+
+    def archive(name, top, debug, sid, weight):
+        with zipfile.ZipFile(tmp_path / name, "w") as z:
+            z.writestr(f"{top}/data.pkl", b"pickled model")
+            z.writestr(f"{top}/data/0", weight)
+            z.writestr(f"{top}/code/__torch__/se_a.py", b"def forward(): ...")
+            z.writestr(f"{top}/code/__torch__/se_a.py.debug_pkl", debug)
+            z.writestr(f"{top}/.data/serialization_id", sid)
+        return torchscript_content_sha256(tmp_path / name)
+
+    a = archive("a.pth", "model-compressed", b"/venv-a/site-packages/deepmd/se_a.py", b"111", b"\x01\x02")
+    assert a == archive("b.pth", "model-compressed", b"/venv-b/site-packages/deepmd/se_a.py", b"222", b"\x01\x02")
+    assert a == archive("c.pth", "other-name", b"x", b"3", b"\x01\x02")
+    assert a != archive("d.pth", "model-compressed", b"/venv-a/site-packages/deepmd/se_a.py", b"111", b"\x01\x03")

@@ -7,14 +7,16 @@ can be without changing the member:
 * **gzip** where it saves at least a fifth (a GAP model's sparse-point files: 2.3 MB to under 1 kB; a MACE
   model: 3.7 to 0.3 MB); the rest (a frozen DeePMD model: 10 %) as they are;
 * **made at load** where a file is a deterministic function of another: a DeePMD member's compressed model
-  (``dp compress`` of its frozen model, 39 MB against 1.4 MB; byte-identical for the same deepmd-kit, checked
-  at packing).
+  (``dp compress`` of its frozen model, 39 MB against 1.4 MB). The same deepmd-kit makes the same model: the same
+  weights, tables and TorchScript code; the file differs between installations only in TorchScript's debug
+  records (the source paths of the installation) and its serialization id, so the made file is compared with the
+  trained one by its content (:func:`torchscript_content_sha256`, recorded at packing, where it is checked).
 
 ``artifact.json`` keeps the files' training hashes and records, per packed role, how it is stored
-(``packed``). :func:`unpacked` writes the member's files as trained into the cache
-(``$HARNESS_CACHE/members/<hash>/``), checks every one against its training hash and reuses them; a file
-that does not come back as trained (a different deepmd-kit making a different compressed model) is an
-:class:`InputError` naming the member and the role. :meth:`ModelArtifact.verify` checks the stored files
+(``packed``). :func:`unpacked` writes the member's files into the cache (``$HARNESS_CACHE/members/<hash>/``),
+checks every one against its training hash (a made one: its content hash) and reuses them; a file that does not
+come back as trained (another deepmd-kit making another compressed model) is an :class:`InputError` naming the
+member and the role. :meth:`ModelArtifact.verify` checks the stored files
 without unpacking (what keying a sweep needs).
 """
 
@@ -44,6 +46,28 @@ def _derive(how: str, src: Path, dest: Path) -> None:
     getattr(importlib.import_module(module), func)(src, dest)
 
 
+def torchscript_content_sha256(path: Path) -> str:
+    """SHA-256 of a TorchScript archive's content: every record (name below the archive's top folder, bytes) but the
+    debug records (``*.debug_pkl``: source ranges, with the path of the installation that compiled it) and
+    ``.data/serialization_id``. Measured: ``dp compress`` of one frozen model by two installations of the same
+    deepmd-kit gives files that differ only there."""
+    import zipfile
+
+    h = hashlib.sha256()
+    with zipfile.ZipFile(path) as z:
+        for name in sorted(z.namelist()):
+            rel = name.split("/", 1)[-1]
+            if rel.endswith(".debug_pkl") or rel == ".data/serialization_id":
+                continue
+            h.update(rel.encode() + b"\0")
+            h.update(hashlib.sha256(z.read(name)).digest())
+    return h.hexdigest()
+
+
+#: how a made file is compared with the one trained where not by its bytes (:func:`sha256_file`): by its content
+CONTENT = {"dp-compress": torchscript_content_sha256}
+
+
 def _derivations(art: ModelArtifact) -> dict[str, dict[str, str]]:
     """Roles of ``art`` that can be made at load from another of its files."""
     if art.arch == "deepmd" and art.hyperparameters.get("compress") and {"model", "frozen"} <= set(art.files):
@@ -62,8 +86,9 @@ def pack(art: ModelArtifact, dest: Path) -> dict[str, dict[str, str]]:
             made = Path(tmp) / art.files[role]
             shutil.copy2(art.path(spec["from"]), Path(tmp) / art.files[spec["from"]])
             _derive(spec["how"], Path(tmp) / art.files[spec["from"]], made)
-            if sha256_file(made) == art.file_sha256.get(role):
-                packed[role] = dict(spec)
+            content = CONTENT.get(spec["how"], sha256_file)
+            if content(made) == content(art.path(role)):
+                packed[role] = {**spec, "content_sha256": content(made)}
     for role, rel in art.files.items():
         if role in packed:
             continue
@@ -82,17 +107,23 @@ def _cache_key(art: ModelArtifact) -> str:
 
 
 def _check(art: ModelArtifact, folder: Path) -> str | None:
-    """The first role whose file in ``folder`` is not the trained one, or None."""
+    """The first role whose file in ``folder`` is not the trained one (a made one: not its content), or None."""
     for role, rel in art.files.items():
         p = folder / rel
-        if not p.is_file() or sha256_file(p) != art.file_sha256.get(role):
+        how = art.packed.get(role, {})
+        if not p.is_file():
+            return role
+        if how.get("how") in DERIVED:
+            if CONTENT.get(how["how"], sha256_file)(p) != how.get("content_sha256"):
+                return role
+        elif sha256_file(p) != art.file_sha256.get(role):
             return role
     return None
 
 
 def unpacked(art: ModelArtifact) -> Path:
     """The folder holding packed member ``art``'s files as trained (made once into the cache, then reused)."""
-    from harness.systems.topology import cache_dir
+    from harness.io import cache_dir
 
     root = cache_dir() / "members"
     final = root / _cache_key(art)

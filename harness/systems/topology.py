@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -27,17 +26,9 @@ from ase import Atoms
 from harness.errors import InputError
 from harness.systems.molecules import Molecule, MoleculeRegistry
 
-__all__ = ["Topology", "tag_molecules", "assign_molecules", "molecule_species_names", "equilibrium_bond_lengths", "cache_dir"]
+__all__ = ["Topology", "tag_molecules", "assign_molecules", "molecule_species_names", "equilibrium_bond_lengths"]
 
 logger = logging.getLogger(__name__)
-
-
-def cache_dir() -> Path:
-    """Per-user cache (``$HARNESS_CACHE``, else ``$XDG_CACHE_HOME/harness``, else ``~/.cache/harness``)."""
-    root = os.environ.get("HARNESS_CACHE")
-    if root:
-        return Path(root)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "harness"
 
 
 def tag_molecules(atoms: Atoms, species: Sequence[Molecule]) -> Atoms:
@@ -168,6 +159,8 @@ def equilibrium_bond_lengths(molecule: Molecule, *, method: str = "gfn2") -> np.
 
     version = tblite_version() if method == "gfn2" else "rdkit-mmff94"
     key = hashlib.sha256(json.dumps([molecule.smiles, method, version]).encode()).hexdigest()[:16]
+    from harness.io import cache_dir
+
     path = cache_dir() / "bond-lengths" / f"{molecule.name}-{method}-{key}.json"
     if path.exists():
         try:
