@@ -209,7 +209,9 @@ def _harness(make, atoms, steps: int, outdir: Path, detectors: bool = True, ense
 
     from harness.md.detectors import BondStretch
 
-    dets = validation_detectors(True, interval=10) if detectors else []
+    # bond lengths from RDKit's MMFF geometry, not GFN2-xTB: the same detector cost without tblite, which the device
+    # bundles do not carry (and independent of what the bond-length cache holds)
+    dets = validation_detectors(True, interval=10, bond_length_method="mmff") if detectors else []
     try:
         for d in dets:
             d.reset(atoms)
