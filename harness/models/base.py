@@ -80,7 +80,7 @@ class ModelArtifact:
     #: validation learning curve: [{"step" or "epoch", "wall_s", "valid_forces_rmse_meV_A", ...}, ...]
     curve: list[dict[str, Any]] = field(default_factory=list)
     #: how a shipped member stores its files (:mod:`harness.models.packing`): role -> {"how": "gzip", "file",
-    #: "sha256"} or {"how": "dp-compress", "from": role}; empty: the files as trained, in ``workdir``
+    #: "sha256"} or {"how": "dp-compress", "from": role, "content_sha256"}; empty: the files as trained, in ``workdir``
     packed: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def path(self, role: str) -> Path:

@@ -212,9 +212,9 @@ def run_dp(commands: list[list[str]], *, cwd: Path, log: Path, env: dict[str, st
 
 def compress_model(src: Path, dest: Path, *, env: dict[str, str] | None = None, log: Path | None = None) -> float:
     """``dp --pt compress`` of frozen model ``src`` into ``dest`` (the embedding nets tabulated); seconds taken.
-    Byte-reproducible for the same deepmd-kit, input and output name (the archive's folder is the output's name),
-    so a shipped member carries only its frozen model and makes the compressed one at load
-    (:mod:`harness.models.packing`, hash-checked)."""
+    The same deepmd-kit makes the same model (its file differs between installations only in TorchScript's debug
+    records), so a shipped member carries only its frozen model and makes the compressed one at load
+    (:mod:`harness.models.packing`, checked by content)."""
     src, dest = Path(src).resolve(), Path(dest).resolve()
     if src.parent != dest.parent:
         raise ValueError("dp compress: the frozen and compressed models must share a folder")

@@ -77,8 +77,8 @@ def _derivations(art: ModelArtifact) -> dict[str, dict[str, str]]:
 
 def pack(art: ModelArtifact, dest: Path) -> dict[str, dict[str, str]]:
     """Write the files of verified member ``art`` into folder ``dest`` as small as they can be stored; return the
-    ``packed`` entry of its artifact. A file that could be made at load but does not come back identical here is
-    stored (said in the entry's absence; the caller reports it)."""
+    ``packed`` entry of its artifact. A file that could be made at load but whose remake here differs in content
+    is stored instead (gzipped or as is)."""
     dest = Path(dest)
     packed: dict[str, dict[str, str]] = {}
     for role, spec in _derivations(art).items():
@@ -87,8 +87,9 @@ def pack(art: ModelArtifact, dest: Path) -> dict[str, dict[str, str]]:
             shutil.copy2(art.path(spec["from"]), Path(tmp) / art.files[spec["from"]])
             _derive(spec["how"], Path(tmp) / art.files[spec["from"]], made)
             content = CONTENT.get(spec["how"], sha256_file)
-            if content(made) == content(art.path(role)):
-                packed[role] = {**spec, "content_sha256": content(made)}
+            made_content = content(made)
+            if made_content == content(art.path(role)):
+                packed[role] = {**spec, "content_sha256": made_content}
     for role, rel in art.files.items():
         if role in packed:
             continue
@@ -156,9 +157,10 @@ def unpacked(art: ModelArtifact) -> Path:
                        f"e.g. another version of the tool than {art.versions}; the {made['from']} file itself is "
                        f"intact and can be loaded as a model file)")
             raise InputError(f"{art.workdir}: packed model file {art.files[bad]} does not unpack to the file "
-                             f"trained (hash mismatch){why}")
+                             f"trained ({'content' if bad in later else 'hash'} mismatch){why}")
+        keep = set(art.files.values())
         for p in tmp.iterdir():  # only what was made, nothing the tool left beside it
-            if p.name not in set(art.files.values()):
+            if p.name not in keep:
                 p.unlink() if p.is_file() else shutil.rmtree(p)
         try:
             os.rename(tmp, final)
