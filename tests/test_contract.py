@@ -487,6 +487,59 @@ def test_the_reference_committee_may_have_its_own_size():
                                                                      "committee": 1}})
 
 
+def test_the_reference_may_be_a_shipped_committee(tmp_path):
+    """`reference: {model: name}`: an entry of `models:` (a committee trained elsewhere, e.g. shipped) is the
+    reference — nothing is trained for it, every score is against it, and its members' MD tasks are the ones the
+    entry has as an external model (same keys); `members: N` takes a committee's first N members in seed order.
+    Refused, naming the key: a model that is no entry, model beside arch/subset, neither, too many members, and
+    an active-learning campaign's reference given as a model."""
+    import yaml
+
+    from harness.al.spec import ValidationSpec
+    from harness.errors import ConfigError, HarnessError
+    from harness.sweep.plan import plan_sweep
+    from harness.sweep.spec import SweepSpec, load_sweep
+
+    demo = yaml.safe_load((ROOT / "protocols" / "sweeps" / "demo.yaml").read_text())
+    models = ROOT / "models" / "demo"
+    base = {**demo, "dataset": str(ROOT / "datasets" / "ec-emc-xtb.yaml"),
+            "protocol": str(ROOT / "protocols" / "demo.yaml"), "subsets": [], "architectures": [],
+            "models": [{"name": "gap-OPLS", "subset": "OPLS", "committee": str(models / "gap-OPLS")},
+                       {"name": "mace-OPLS", "subset": "OPLS", "committee": str(models / "mace-OPLS"), "members": 1}]}
+    shipped = tmp_path / "shipped.yaml"
+    shipped.write_text(yaml.safe_dump({**base, "reference": {"model": "gap-OPLS"}}))
+    spec, files = load_sweep(shipped)
+    assert spec.committees() == [] and [s.path.rsplit("/", 1)[1] for s in files.models["mace-OPLS"]] == \
+        ["member-0-seed0"]
+    tasks = plan_sweep(spec, files, tmp_path / "ws")
+    assert not [t for t in tasks if t.kind == "train"]
+    scores = {t.params.committee: t.params.reference for t in tasks if t.kind == "score"}
+    assert scores == {"model:gap-OPLS": "model:gap-OPLS", "model:mace-OPLS": "model:gap-OPLS"}
+    # the same members scored against a reference trained here: the shipped committee's NPT runs are the same tasks
+    trained = tmp_path / "trained.yaml"
+    trained.write_text(yaml.safe_dump({**base, "reference": {"arch": "gap", "subset": "Full"}}))
+    other = plan_sweep(*load_sweep(trained), tmp_path / "ws")
+    npt = {t.key for t in tasks if t.kind == "md" and t.params.ensemble == "npt" and "gap-OPLS" in t.label}
+    assert len(npt) == 2 and npt <= {t.key for t in other}
+
+    for ref, match in (({"model": "nope"}, "reference.model 'nope' is no entry of models"),
+                       ({"model": "gap-OPLS", "arch": "gap"}, "trained elsewhere; arch"),
+                       ({"arch": "gap"}, "give arch and subset")):
+        with pytest.raises((HarnessError, ValueError), match=match):
+            SweepSpec.model_validate({**base, "reference": ref})
+    many = tmp_path / "many.yaml"
+    many.write_text(yaml.safe_dump({**base, "reference": {"model": "gap-OPLS"},
+                                    "models": [{**base["models"][0], "members": 3}]}))
+    with pytest.raises(ConfigError, match=r"models.gap-OPLS.members: 3 asked, .*gap-OPLS has 2"):
+        load_sweep(many)
+    with pytest.raises(ValueError, match="trains its reference"):
+        from harness.al.spec import ALSpec
+
+        ALSpec.model_validate({"name": "x", "dataset": "d.yaml", "initial_subsets": ["OPLS"], "architecture": "gap",
+                               "generations": 1, "validation": ValidationSpec(protocol="p.yaml",
+                                                                              reference={"model": "m"})})
+
+
 def test_a_grid_may_leave_out_cells():
     """`exclude: [arch/subset, ...]`: those committees are not trained nor scored, the rest of the grid and the
     reference are planned as before (their task keys unchanged); a cell outside the grid, a repeat, or an exclusion

@@ -137,6 +137,9 @@ class ALSpec(HarnessModel):
     def _check(self):
         if self.architecture not in ARCHS:
             raise ValueError(f"unknown architecture {self.architecture!r}; known: {', '.join(ARCHS)}")
+        if self.validation and self.validation.reference.model is not None:
+            raise ValueError("validation.reference: an active-learning campaign trains its reference; give arch and "
+                             "subset, not model")
         if self.validation and self.validation.reference.arch not in ARCHS:
             raise ValueError(f"unknown reference architecture {self.validation.reference.arch!r}")
         if self.seeds is not None and (len(self.seeds) != self.committee or len(set(self.seeds)) != self.committee):

@@ -214,6 +214,12 @@ def committee_info(directory: str | Path) -> dict[str, Any]:
     return read_json_object(path, what="a committee description", todo="restore it, or train the committee again")
 
 
+def _member_order(name: str) -> tuple[int, str]:
+    """``member-<i>-seed<s>`` by i (member-10 after member-2), then by name."""
+    head = name.removeprefix("member-").split("-", 1)[0]
+    return (int(head) if head.isdigit() else 1 << 30, name)
+
+
 def committee_sources(directory: str | Path, *, members_present: bool = False) -> list[ModelSource]:
     """The successfully trained members of a committee directory (``committee.json``).
 
@@ -238,7 +244,7 @@ def committee_sources(directory: str | Path, *, members_present: bool = False) -
                              f"committee again, or give --members-present to use the {len(with_artifact)} present")
         logger.warning("%s: using the members present; missing: %s", directory, ", ".join(why))
     out = []
-    for name in sorted(with_artifact):
+    for name in sorted(with_artifact, key=_member_order):
         art = ModelArtifact.load(directory / name)
         if art.status == "ok":
             out.append(ModelSource(kind="member", path=str((directory / name).resolve()), arch=art.arch))

@@ -21,7 +21,6 @@ def plan_sweep(spec: SweepSpec, inputs: PlanInputs, workspace: str | Path) -> li
     tasks: list[Task] = []
     members: dict[str, list[Task]] = {}
     committees = {c.id: c for c in spec.committees()}
-    ref = next(cid for cid, c in committees.items() if c.reference)
     if spec.finetune is not None:
         from harness.finetune.plan import finetune_committees
 
@@ -37,6 +36,8 @@ def plan_sweep(spec: SweepSpec, inputs: PlanInputs, workspace: str | Path) -> li
     for entry in spec.models:
         sources = inputs.models[entry.name]
         c = entry.committee_entry(sources)
+        if entry.name == spec.reference.model:
+            c = c.model_copy(update={"role": "reference"})
         committees[c.id] = c
         members[c.id] = model_tasks(c, sources)
         tasks += members[c.id]
@@ -47,6 +48,7 @@ def plan_sweep(spec: SweepSpec, inputs: PlanInputs, workspace: str | Path) -> li
         committees[c.id] = c
         members[c.id] = model_tasks(c, sources)
         tasks += members[c.id]
+    ref = next(cid for cid, c in committees.items() if c.reference)
     points = spec.state_points(ctx.md_protocol()) if spec.has_state_axes else [None]
     validation = plan_validation(members, committees, ref, ctx, replicas=spec.replicas, md_batch=spec.md_batch,
                                  state_point=points[0])

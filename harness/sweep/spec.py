@@ -35,6 +35,8 @@ class ModelEntry(HarnessModel):
     calculator: str | None = Field(None, description="ase:package.module.Class")
     subset: str | None = Field(None, pattern=r"^[A-Za-z0-9_.+-]+$", description="the training subset the committee "
                                "stands for: its row and group in the report (default: its name)")
+    members: int | None = Field(None, ge=1, le=MAX_COMMITTEE, description="use the first N members only (of a "
+                                "committee directory, in seed order, or of the files as listed)")
     foundation: str | list[str] | None = Field(None, description="a foundation model by name "
                                                "(harness.models.foundation), or several: a committee of the "
                                                "family's sizes or versions (e.g. [mace-mp-0-small, mace-mp-0-medium])")
@@ -50,6 +52,8 @@ class ModelEntry(HarnessModel):
                              f"(got {given or 'none'})")
         if self.arch is not None and self.arch not in ARCHS:
             raise ValueError(f"model {self.name!r}: unknown architecture {self.arch!r}; known: {', '.join(ARCHS)}")
+        if self.members is not None and not (self.committee or self.files):
+            raise ValueError(f"model {self.name!r}: members selects among a committee's members or files")
         return self
 
     def sources(self, spec_path: Path):
@@ -62,10 +66,19 @@ class ModelEntry(HarnessModel):
             names = [self.foundation] if isinstance(self.foundation, str) else self.foundation
             return [ModelSource(kind="foundation", name=n, options=self.options) for n in names]
         if self.committee:
-            return committee_sources(resolve_path(self.committee, spec_path, f"models.{self.name}.committee"))
-        paths = [resolve_path(f, spec_path, f"models.{self.name}.files") for f in self.files]
-        return [ModelSource(kind="file", path=str(p), arch=arch_of_file(p, self.arch), dtype=self.dtype,
-                            options=self.options) for p in paths]
+            where = resolve_path(self.committee, spec_path, f"models.{self.name}.committee")
+            found = committee_sources(where)
+        else:
+            where = f"models.{self.name}.files"
+            paths = [resolve_path(f, spec_path, where) for f in self.files]
+            found = [ModelSource(kind="file", path=str(p), arch=arch_of_file(p, self.arch), dtype=self.dtype,
+                                 options=self.options) for p in paths]
+        if self.members is None:
+            return found
+        if self.members > len(found):
+            raise ConfigError(f"{spec_path}: models.{self.name}.members: {self.members} asked, {where} has "
+                              f"{len(found)}")
+        return found[:self.members]
 
     def committee_entry(self, sources=None) -> Committee:
         arch = "ase" if self.calculator else (self.arch or "file")
@@ -118,7 +131,10 @@ class SweepSpec(HarnessModel):
     def _check(self):
         if self.engine == "torchsim" and self.md_batch < 2:
             raise ValueError("engine torchsim runs batched MD tasks: set md_batch (trajectories per batch) above 1")
-        for a in [*self.architectures, self.reference.arch]:
+        if self.reference.model is not None and self.reference.model not in {m.name for m in self.models}:
+            raise ValueError(f"reference.model {self.reference.model!r} is no entry of models: (have: "
+                             f"{', '.join(m.name for m in self.models) or 'none'})")
+        for a in [*self.architectures, *([self.reference.arch] if self.reference.arch else [])]:
             if a not in ARCHS:
                 raise ValueError(f"unknown architecture {a!r}; known: {', '.join(ARCHS)}")
         for a in self.overrides:
@@ -191,6 +207,8 @@ class SweepSpec(HarnessModel):
         out = [Committee(id=f"{a}/{s}", arch=a, subset=s, preset=self.preset, overrides=self.overrides.get(a) or {},
                          max_train_frames=self.max_train_frames)
                for s in self.subsets for a in self.architectures if f"{a}/{s}" not in self.exclude]
+        if self.reference.model is not None:  # an entry of models: (plan_sweep gives it the reference role)
+            return out
         ref = reference_committee(self.reference, preset=self.preset, overrides=self.overrides.get(self.reference.arch),
                                   max_train_frames=self.max_train_frames, seeds=self.member_seeds)
         for i, c in enumerate(out):
@@ -208,7 +226,9 @@ def load_sweep(path: str | Path, model: type[SweepSpec] | None = None) -> tuple[
     dataset = resolve_path(spec.dataset, path, "dataset")
     from harness.datasets.spec import check_subsets
 
-    named = {("subsets",): list(spec.subsets), ("reference", "subset"): [spec.reference.subset]}
+    named = {("subsets",): list(spec.subsets)}
+    if spec.reference.subset is not None:
+        named[("reference", "subset")] = [spec.reference.subset]
     if spec.finetune is not None and spec.finetune.subsets:
         named[("finetune", "subsets")] = list(spec.finetune.subsets)
     check_subsets(path, dataset, named)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Sequence
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from harness.config import MAX_COMMITTEE, HarnessModel
 from harness.models.finetune import Finetune
@@ -56,13 +56,28 @@ class ReferenceSpec(HarnessModel):
     """The reference committee: its architecture and training subset (paper: GAP on Full), optionally with
     its own training budget (a reference deserves the best model one can afford)."""
 
-    arch: str
-    subset: str
+    arch: str | None = Field(None, description="architecture of the committee trained as the reference")
+    subset: str | None = Field(None, description="its training subset")
+    model: str | None = Field(None, pattern=r"^[A-Za-z0-9_.+-]+$", description="or: the name of an entry of the "
+                              "sweep's `models:` (e.g. a shipped committee) that is the reference, trained elsewhere")
     preset: str | None = Field(None, description="default: the sweep's preset")
     max_train_frames: int | None = Field(None, ge=1, description="default: the sweep's")
     overrides: dict[str, Any] | None = Field(None, description="default: the sweep's overrides for this arch")
     committee: int | None = Field(None, ge=2, le=MAX_COMMITTEE, description="members (default: the sweep's "
                                   "committee); the density term of Q needs at least two reference members")
+
+    @model_validator(mode="after")
+    def _which(self):
+        if self.model is not None:
+            given = [k for k in ("arch", "subset", "preset", "max_train_frames", "overrides", "committee")
+                     if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"reference: model {self.model!r} is trained elsewhere; {', '.join(given)} "
+                                 "describe a reference trained here (give them on its models: entry, or drop model)")
+        elif self.arch is None or self.subset is None:
+            raise ValueError("reference: give arch and subset (a committee trained here) or model (an entry of "
+                             "models:)")
+        return self
 
 
 def reference_committee(r: ReferenceSpec, *, preset: str, overrides: dict[str, Any] | None,
@@ -71,6 +86,8 @@ def reference_committee(r: ReferenceSpec, *, preset: str, overrides: dict[str, A
     the reference's architecture), ``max_train_frames`` and ``seeds``, unless the reference names its own.
     Its own member count takes the study's first seeds (or 0..n-1 when it has more members than the study);
     then its seeds are explicit and it is never merged with a grid twin. Id ``ref:<arch>/<subset>``."""
+    if r.model is not None:
+        raise ValueError(f"reference {r.model!r} is a model trained elsewhere, not a committee to train")
     own_seeds = None
     if r.committee is not None and r.committee != len(seeds):
         own_seeds = tuple(seeds[:r.committee]) if r.committee < len(seeds) else tuple(range(r.committee))
