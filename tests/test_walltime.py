@@ -139,3 +139,33 @@ def test_deepmd_training_stopped_at_the_walltime_resumes_from_its_checkpoint(tmp
     log = (work / "train.log").read_text()
     assert "--restart model.ckpt-" in log
     assert max(int(p.stem.split("-")[-1]) for p in work.glob("model.ckpt-*.pt")) == 1500
+
+
+def test_the_study_loop_runs_pieces_then_the_whole_sweep_and_stops_before_the_end(tmp_path):
+    """protocols/sweeps/study-cpu.loop.sh with a stand-in harness (records its arguments, answers 3 = walltime left
+    work, then 0 = done): pieces of the ONLY kinds until they are done, then the whole sweep (no --only) until it is
+    done; each piece's walltime is the time left less 8 minutes, at most 180; nothing starts within 13 minutes of
+    END_UNIX."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "protocols" / "sweeps" / "study-cpu.loop.sh"
+    calls, answers = tmp_path / "calls", tmp_path / "answers"
+    answers.write_text("3\n0\n3\n0\n")
+    fake = tmp_path / "harness"
+    fake.write_text(f'#!/bin/bash\necho "$*" >> {calls}\nrc=$(head -1 {answers}); sed -i 1d {answers}; exit $rc\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "HARNESS": str(fake), "WORKSPACE": str(tmp_path / "ws"), "ONLY": "train",
+           "END_UNIX": str(int(time.time()) + 60 * 60)}
+    out = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 4 and all(" --workers 2 " in f" {c} " for c in lines)
+    assert [("--only train" in c) for c in lines] == [True, True, False, False]
+    assert all(int(c.split("--walltime-min ")[1].split()[0]) in (51, 52) for c in lines)
+    assert "on with the whole sweep" in out.stdout and out.stdout.rstrip().endswith("the sweep is done")
+    calls.unlink()
+    env["END_UNIX"] = str(int(time.time()) + 12 * 60)
+    out = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and not calls.exists() and "the end is near" in out.stdout
