@@ -48,8 +48,8 @@ def main() -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--sizes", type=int, nargs="+", default=[160, 640], help="atoms of the single trajectories")
     p.add_argument("--preset", default="study", help="architecture of the models (a preset name)")
-    p.add_argument("--mace-model", type=_model_file, default=None, help="model file or member folder")
-    p.add_argument("--deepmd-model", type=_model_file, default=None, help="model file or member folder")
+    p.add_argument("--mace-model", type=Path, default=None, help="model file or member folder")
+    p.add_argument("--deepmd-model", type=Path, default=None, help="model file or member folder")
     p.add_argument("--no-deepmd", action="store_true")
     p.add_argument("--no-mace", action="store_true")
     p.add_argument("--cueq", action="store_true", help="MACE with cuEquivariance kernels (if installed)")
@@ -128,18 +128,20 @@ def _start(start, n: int):
     return big
 
 
-def _model_file(arg: str) -> Path:
-    """A model file, or the model of a member folder (artifact.json; a shipped one unpacked, hash-checked)."""
+def _model_file(path: Path | None) -> Path | None:
+    """A model file, or the model of a member folder (artifact.json; a shipped one unpacked, hash-checked);
+    resolved only for an architecture that runs (a --no-deepmd run never unpacks a DeePMD member)."""
     from harness.models.base import ModelArtifact
 
-    path = Path(arg)
+    if path is None:
+        return None
     return ModelArtifact.load(path).path("model") if (path / "artifact.json").is_file() else path
 
 
 def _mace(args, tmp: Path):
     from harness.models.mace import MACETrainer, untrained_model
 
-    path = args.mace_model or untrained_model(tmp / "mace.model", args.preset, dtype="float64")
+    path = _model_file(args.mace_model) or untrained_model(tmp / "mace.model", args.preset, dtype="float64")
 
     def make():
         if args.cueq:
@@ -155,7 +157,7 @@ def _deepmd(args, tmp: Path):
     from harness.models.deepmd import DeePMDTrainer
     from harness.models.train import resolve_hyperparameters, train_member
 
-    path = args.deepmd_model
+    path = _model_file(args.deepmd_model)
     if path is None:
         opls = read_frames(ROOT / "datasets" / "ec-emc-xtb" / "opls.extxyz.gz")
         hp = resolve_hyperparameters("deepmd", args.preset, {"training": {"numb_steps": 10, "disp_freq": 5,
