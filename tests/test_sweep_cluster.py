@@ -178,3 +178,40 @@ def test_a_training_tool_dies_with_the_worker_that_started_it(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+_QUIET = """
+import json, sys
+import dask
+from harness.workflow.cluster import QUIET_DASK, make_client
+from harness.workflow.run import close_client
+client = make_client(workers=1, gpu_workers=int(sys.argv[1]), quiet=sys.argv[2] == "1")
+seen = client.run(lambda: {k: dask.config.get(k) for k in QUIET_DASK})
+close_client(client)
+print(json.dumps({"workers": list(seen.values()), "driver": {k: dask.config.get(k) for k in QUIET_DASK},
+                  "timeout": dask.config.get("distributed.deploy.lost-worker-timeout")}))
+"""
+
+
+@pytest.mark.parametrize("gpu_workers", [0, 1])
+def test_an_embedded_clusters_workers_run_without_dasks_monitoring(gpu_workers):
+    """QUIET_DASK (no statistical profiler, slower monitors: ~9x less CPU for an idle 2-worker cluster,
+    benchmarks/dask_overhead.py) reaches every worker of an embedded cluster (local and GPU-node), quiet=False
+    leaves Dask's defaults, and the driver's own configuration is as before either way (in a fresh process,
+    where `distributed` is first imported by make_client: a config.set around that import would drop the
+    section it adds)."""
+    import json
+    import subprocess
+    import sys
+
+    from harness.workflow.cluster import QUIET_DASK
+
+    for quiet in (True, False):
+        out = subprocess.run([sys.executable, "-c", _QUIET, str(gpu_workers), "1" if quiet else "0"], check=True,
+                             capture_output=True, text=True, timeout=120)
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        assert len(got["workers"]) == 1 + gpu_workers
+        defaults = got["driver"]
+        assert defaults["distributed.worker.profile.enabled"] is True and got["timeout"]
+        for seen in got["workers"]:
+            assert seen == (QUIET_DASK if quiet else defaults)

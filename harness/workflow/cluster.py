@@ -18,7 +18,19 @@ from pydantic import Field
 from harness.config import MAX_PARALLEL, HarnessModel, load_yaml
 from harness.errors import ToolError
 
-__all__ = ["SlurmSpec", "slurm_cluster", "make_client", "gpu_node_cluster"]
+__all__ = ["SlurmSpec", "slurm_cluster", "make_client", "gpu_node_cluster", "QUIET_DASK"]
+
+#: Dask's own monitoring, paced for a sweep's tasks (minutes to hours) on the embedded clusters: no statistical
+#: profiler (by default a worker samples its task thread's stack every 10 ms, for a dashboard the harness never
+#: shows), the event-loop tick, the memory monitor and the system monitor at 0.5, 1 and 2 s instead of 20, 100 and
+#: 500 ms. Measured: benchmarks/dask_overhead.py (docs/measurements.md). An existing scheduler's or SLURM
+#: workers' settings are theirs (their own Dask configuration).
+QUIET_DASK = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "500ms",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+}
 
 
 class SlurmSpec(HarnessModel):
@@ -67,11 +79,23 @@ def gpu_node_cluster(cpu_workers: int, gpu_workers: int, *, threads_per_worker: 
 
 
 def make_client(scheduler: str | None = None, *, workers: int | None = None, threads_per_worker: int = 1,
-                slurm: str | Path | None = None, gpu_workers: int = 0):
+                slurm: str | Path | None = None, gpu_workers: int = 0, quiet: bool = True):
     """A Dask client: an existing scheduler (``tcp://host:port``), a SLURM cluster from a YAML spec, or an
     embedded ``LocalCluster`` with one thread per worker process (MLIP/xTB threads are pinned per task, so
     workers do not oversubscribe the machine); with ``gpu_workers`` a GPU node's cluster
-    (:func:`gpu_node_cluster`: ``workers`` CPU workers beside them)."""
+    (:func:`gpu_node_cluster`: ``workers`` CPU workers beside them). ``quiet``: an embedded cluster's scheduler,
+    nannies and workers start with :data:`QUIET_DASK` (False: Dask's configuration as it is)."""
+    import dask
+    import distributed  # noqa: F401 - its defaults join Dask's configuration on import: before the set below,
+    # whose exit would otherwise remove the whole `distributed` section it did not see
+
+    with dask.config.set(QUIET_DASK if quiet else {}):  # read when the servers start; the workers inherit it
+        return _make_client(scheduler, workers=workers, threads_per_worker=threads_per_worker, slurm=slurm,
+                            gpu_workers=gpu_workers)
+
+
+def _make_client(scheduler: str | None, *, workers: int | None, threads_per_worker: int,
+                 slurm: str | Path | None, gpu_workers: int):
     from distributed import Client, LocalCluster
 
     logging.getLogger("distributed").setLevel(logging.ERROR)  # its INFO chatter drowns the progress bar
