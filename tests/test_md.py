@@ -13,7 +13,7 @@ from scipy import stats
 from harness.md.detectors import BondStretch, CommitteeVariance, DensityWindow, NonFinite, validation_detectors
 from harness.md.runner import RunSettings, run_md
 from harness.h5md import read_h5md
-from harness.units import ATM_TO_EV_PER_A3
+from harness.units import ATM_TO_EV_PER_A3, EV_PER_A3_TO_GPA
 from tests.helpers import IdealGas
 
 
@@ -43,6 +43,12 @@ def test_npt_ideal_gas_volume_distribution_and_kinetic_temperature(tmp_path):
         assert stats.kstest(v, stats.gamma(wrong, scale=kT / p).cdf).pvalue < 1e-4
     # 620 samples of relative std sqrt(2/(3N - 3)) = 0.31, 125 fs apart: standard error of the mean ~1.5 %
     assert thermo["temperature_K"].mean() == pytest.approx(temp, rel=0.05)
+    # the thermo pressure is the instantaneous total pressure 2K/(3V) (no configurational part here): momenta
+    # and volume independent, <K> = (3N - 3) kT / 2 and <1/V> = P / (N kT) for Gamma(N + 1, kT/P), so
+    # <2K/(3V)> = (N - 1)/N P = 0.875 P; the configurational part alone (what it was before) is 0. Its sample
+    # is noisier than T's (1/V correlated over the barostat's 500 fs): within 8 % (~2.5 standard errors)
+    p_gpa = p_atm * ATM_TO_EV_PER_A3 * EV_PER_A3_TO_GPA
+    assert thermo["pressure_GPa"].mean() == pytest.approx((n - 1) / n * p_gpa, rel=0.08)
 
 
 @pytest.mark.parametrize("thermostat", ["langevin", "bussi"])
@@ -252,6 +258,44 @@ def test_restart_reproduces_an_uninterrupted_run(tmp_path, ensemble):
     # a finished run is never rerun
     again = run_md(atoms, calc, s, outdir=tmp_path / "whole", seed=5)
     assert again.wall_s == whole.wall_s
+
+
+def test_thermo_pressure_is_ases_total_pressure_and_a_resumed_run_keeps_its_meaning(tmp_path):
+    """thermo_pressure_GPa: -tr(sigma)/3 of ASE's stress with the ideal-gas term (Voigt or 3x3 alike); a run
+    records it with the kinetic term and says so in meta.pressure; a run resumed from a checkpoint written
+    before the change (no `kinetic_pressure` key) keeps the configurational pressure, and says that."""
+    import pickle
+
+    from harness.md.runner import PRESSURE_MEANING, thermo_pressure_GPa
+
+    atoms = Atoms("Ar27", positions=np.array(np.meshgrid(*[np.arange(3)] * 3)).reshape(3, -1).T * 3.8,
+                  cell=[11.4] * 3, pbc=True)
+    atoms.set_momenta(np.random.default_rng(0).normal(0, 0.5, (27, 3)))
+    atoms.calc = LennardJones(sigma=3.4, epsilon=0.0104, rc=5.5, smooth=True)
+    total = -np.mean(atoms.get_stress(include_ideal_gas=True)[:3]) * EV_PER_A3_TO_GPA
+    config = -np.mean(atoms.get_stress()[:3]) * EV_PER_A3_TO_GPA
+    ekin, vol = atoms.get_kinetic_energy(), atoms.get_volume()
+    assert thermo_pressure_GPa(atoms.get_stress(), ekin, vol) == pytest.approx(total, rel=1e-12)
+    assert thermo_pressure_GPa(atoms.get_stress(voigt=False), ekin, vol) == pytest.approx(total, rel=1e-12)
+    assert thermo_pressure_GPa(atoms.get_stress(), ekin, vol, kinetic=False) == pytest.approx(config, rel=1e-12)
+    assert abs(total - config) > 0.1 * abs(config)
+
+    s = RunSettings("npt", 90.0, length_ps=0.2, timestep_fs=2.0, frame_interval=20, thermo_interval=10,
+                    checkpoint_interval=50, pressure_atm=100.0)
+    lj = lambda: LennardJones(sigma=3.4, epsilon=0.0104, rc=5.5, smooth=True)  # noqa: E731
+    start = atoms.copy()
+    assert run_md(start, lj(), s, outdir=tmp_path / "new", seed=1).meta["pressure"] == PRESSURE_MEANING[True]
+    run_md(start, lj(), s, outdir=tmp_path / "old", seed=1, stop_after_steps=60)
+    ck_path = tmp_path / "old" / "checkpoint.pkl"
+    ck = pickle.loads(ck_path.read_bytes())
+    assert ck.pop("kinetic_pressure") is True
+    ck_path.write_bytes(pickle.dumps(ck))  # as an older harness wrote it
+    old = run_md(start, lj(), s, outdir=tmp_path / "old", seed=1)
+    assert old.meta["pressure"] == PRESSURE_MEANING[False] and old.meta["resumed_at_steps"] == [50]
+    new, resumed = (pd.read_parquet(tmp_path / d / "thermo.parquet") for d in ("new", "old"))
+    kin = 2 * new["kinetic_eV"] / (3 * new["volume_A3"]) * EV_PER_A3_TO_GPA
+    after = resumed["step"] > 50
+    assert np.allclose(resumed["pressure_GPa"][after], (new["pressure_GPa"] - kin)[after], rtol=1e-6, atol=1e-9)
 
 
 def test_h5md_opens_in_mdanalysis(small_box, tmp_path):

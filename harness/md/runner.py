@@ -184,6 +184,23 @@ def make_dynamics(atoms: Atoms, s: RunSettings, rng: np.random.Generator):
                     rng=rng, fixcm=False)
 
 
+def thermo_pressure_GPa(stress, kinetic_eV: float, volume_A3: float, *, kinetic: bool = True) -> float:
+    """The thermo table's ``pressure_GPa``: the instantaneous pressure, −tr(σ)/3 of the calculator's stress (the
+    configurational part) plus the kinetic term 2K/(3V) (ASE's ``include_ideal_gas``), the pressure the NPT
+    barostat holds at the target. ``kinetic`` False: the configurational part alone, what runs started before
+    2026-12-08 recorded (a run resumed from such a checkpoint keeps it, so one table has one meaning; its
+    ``result.json`` says which in ``meta.pressure``)."""
+    st = np.asarray(stress, dtype=float)  # Voigt (xx, yy, zz, yz, xz, xy) or 3x3, eV/Å³
+    p = -float(np.mean(st[:3] if st.ndim == 1 else np.diag(st)))
+    if kinetic:
+        p += 2.0 * kinetic_eV / (3.0 * volume_A3)
+    return p * EV_PER_A3_TO_GPA
+
+
+#: ``meta.pressure`` of a run's result: what its thermo table's ``pressure_GPa`` holds
+PRESSURE_MEANING = {True: "total (configurational + kinetic)", False: "configurational only (no kinetic term)"}
+
+
 _SKIP = {"atoms", "observers", "trajectory", "logfile", "comm", "max_steps", "rng"}
 
 
@@ -291,6 +308,7 @@ def _run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outd
         thermo.truncate_after(start)
         wall_before = ck["wall_s"]
         resumed_at = [*ck.get("resumed_at", []), start]
+        kinetic_pressure = bool(ck.get("kinetic_pressure", False))  # a checkpoint of before: its meaning kept
         logger.info("resuming %s at step %d", outdir, start)
     else:
         from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
@@ -301,6 +319,7 @@ def _run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outd
         start = 0
         wall_before = 0.0
         resumed_at = []
+        kinetic_pressure = True
         h5.truncate(0)
         thermo.reset()
     failure: FailureEvent | None = None
@@ -322,7 +341,8 @@ def _run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outd
             row["volume_A3"] = float(atoms.get_volume())
             row["density_g_cm3"] = density_g_cm3(atoms)
             if "stress" in res:
-                row["pressure_GPa"] = float(-np.mean(np.asarray(res["stress"])[:3]) * EV_PER_A3_TO_GPA)
+                row["pressure_GPa"] = thermo_pressure_GPa(res["stress"], ekin, row["volume_A3"],
+                                                          kinetic=kinetic_pressure)
         if bond is not None:
             row["max_bond_stretch_A"] = float(np.max(bond.stretch(atoms)))
         if "sigma2_F" in res:
@@ -337,7 +357,8 @@ def _run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outd
         thermo.flush()
         ck = {"step": step, "positions": atoms.positions.copy(), "momenta": atoms.get_momenta(),
               "cell": np.array(atoms.cell[:]), "dyn": _state(dyn), "rng": rng.bit_generator.state,
-              "n_frames": h5.n_frames, "wall_s": wall_before + time.perf_counter() - t0, "resumed_at": resumed_at}
+              "n_frames": h5.n_frames, "wall_s": wall_before + time.perf_counter() - t0, "resumed_at": resumed_at,
+              "kinetic_pressure": kinetic_pressure}
         tmp = ckpt_path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
             pickle.dump(ck, fh)
@@ -420,6 +441,7 @@ def _run_md(atoms: Atoms, calculator: Calculator, settings: RunSettings, *, outd
         wall_s=round(wall, 3), ns_per_day=(simulated / 1000) / (wall / 86400) if wall > 0 else 0.0,
         settings=asdict(s), meta={**meta, "seed": seed, "calculator": getattr(calculator, "provenance_name", type(calculator).__name__),
                                   "context": run_context(("core", *MLIP_GROUPS)),
+                                  "pressure": PRESSURE_MEANING[kinetic_pressure],
                                   **({"resumed_at_steps": resumed_at} if resumed_at else {})})
     _write_json(result_path, asdict(result))
     ckpt_path.unlink(missing_ok=True)

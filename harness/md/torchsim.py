@@ -41,10 +41,10 @@ from harness.errors import InputError
 from harness.md.batched import BatchEvaluator, BatchJob
 from harness.md.detectors import BondStretch, FailureEvent
 from harness.md.prefailure import PreFailureFrames
-from harness.md.runner import MDResult, RunSettings, _write_json, read_result
+from harness.md.runner import PRESSURE_MEANING, MDResult, RunSettings, _write_json, read_result, thermo_pressure_GPa
 from harness.h5md import H5MDWriter, ThermoTable
 from harness.provenance import MLIP_GROUPS, run_context
-from harness.units import ATM_TO_EV_PER_A3, EV_PER_A3_TO_GPA, density_g_cm3
+from harness.units import ATM_TO_EV_PER_A3, density_g_cm3
 
 __all__ = ["Integrator", "INTEGRATORS", "EngineRefused", "integrator_for", "EvaluatorModel", "run_torchsim",
            "torchsim_version", "routed_model"]
@@ -274,6 +274,7 @@ class _Trajectory:
         self.step = self.start = 0
         self.wall_before = 0.0
         self.resumed_at: list[int] = []
+        self.kinetic_pressure = True  # thermo pressure_GPa with its kinetic term (runner.thermo_pressure_GPa)
         self.failure: FailureEvent | None = None
         self.energy = math.nan
         self.stress: np.ndarray | None = None
@@ -307,6 +308,7 @@ class _Trajectory:
         self.thermo.truncate_after(self.start)
         self.wall_before = ck["wall_s"]
         self.resumed_at = [*ck.get("resumed_at", []), self.start]
+        self.kinetic_pressure = bool(ck.get("kinetic_pressure", False))  # a checkpoint of before: its meaning kept
         self.extra = ck.get("extra", {})
         self.rng_state = ck.get("rng")
         logger.info("resuming %s at step %d (TorchSim)", self.outdir, self.start)
@@ -333,7 +335,7 @@ class _Trajectory:
                "potential_eV": float(self.energy), "kinetic_eV": float(ekin),
                "volume_A3": float(atoms.get_volume()), "density_g_cm3": density_g_cm3(atoms)}
         if self.stress is not None:
-            row["pressure_GPa"] = float(-np.trace(self.stress) / 3 * EV_PER_A3_TO_GPA)
+            row["pressure_GPa"] = thermo_pressure_GPa(self.stress, ekin, row["volume_A3"], kinetic=self.kinetic_pressure)
         if self.bond is not None:
             row["max_bond_stretch_A"] = float(np.max(self.bond.stretch(atoms)))
         row.update(observed or {})
@@ -347,7 +349,7 @@ class _Trajectory:
         ck = {"engine": "torchsim", "step": self.step, "positions": self.atoms.positions.copy(),
               "momenta": self.atoms.get_momenta(), "cell": np.array(self.atoms.cell[:]), "extra": self.extra,
               "rng": rng, "n_frames": self.h5.n_frames, "wall_s": self.wall_before + wall_s,
-              "resumed_at": self.resumed_at}
+              "resumed_at": self.resumed_at, "kinetic_pressure": self.kinetic_pressure}
         path = self.outdir / CHECKPOINT
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
@@ -374,6 +376,7 @@ class _Trajectory:
                           n_steps=self.step, n_frames=self.h5.n_frames, wall_s=round(wall, 3),
                           ns_per_day=(simulated / 1000) / (wall / 86400) if wall > 0 else 0.0,
                           settings=asdict(self.s), meta={**self.job.meta, **meta, "seed": self.job.seed,
+                                                         "pressure": PRESSURE_MEANING[self.kinetic_pressure],
                                                          **({"resumed_at_steps": self.resumed_at}
                                                             if self.resumed_at else {})})
         _write_json(self.outdir / "result.json", asdict(result))
