@@ -73,7 +73,8 @@ class ReferenceSpec(HarnessModel):
                      if getattr(self, k) is not None]
             if given:
                 raise ValueError(f"reference: model {self.model!r} is trained elsewhere; {', '.join(given)} "
-                                 "describe a reference trained here (give them on its models: entry, or drop model)")
+                                 f"{'describes' if len(given) == 1 else 'describe'} a reference trained here (drop "
+                                 f"{'it' if len(given) == 1 else 'them'}, or drop model)")
         elif self.arch is None or self.subset is None:
             raise ValueError("reference: give arch and subset (a committee trained here) or model (an entry of "
                              "models:)")
