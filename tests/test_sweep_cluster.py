@@ -24,6 +24,27 @@ def test_slurm_job_script_from_the_example_spec():
     assert "#SBATCH --exclusive" in script
     assert "source $HOME/harness/.venv/bin/activate" in script
     assert "--nworkers 16" in script and "--nthreads 1" in script
+    # the workers start quiet (QUIET_DASK as Dask's environment variables), before the user's prologue
+    exports = [line for line in script.splitlines() if line.startswith("export DASK_")]
+    assert len(exports) == 4 and script.index(exports[-1]) < script.index("source $HOME/harness")
+
+
+def test_the_quiet_exports_are_the_quiet_settings():
+    """What a SLURM worker reads from the job script's exports is QUIET_DASK (a fresh process: Dask reads its
+    environment at import)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from harness.workflow.cluster import QUIET_DASK, quiet_exports
+
+    env = dict(line.removeprefix("export ").split("=", 1) for line in quiet_exports())
+    code = ("import json, dask, distributed; from harness.workflow.cluster import QUIET_DASK; "
+            "print(json.dumps({k: dask.config.get(k) for k in QUIET_DASK}))")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, check=True, capture_output=True,
+                         text=True, timeout=60)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == QUIET_DASK
 
 
 def test_slurm_spec_rejects_unknown_keys(tmp_path):

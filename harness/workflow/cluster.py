@@ -23,8 +23,8 @@ __all__ = ["SlurmSpec", "slurm_cluster", "make_client", "gpu_node_cluster", "QUI
 #: Dask's own monitoring, paced for a sweep's tasks (minutes to hours) on the embedded clusters: no statistical
 #: profiler (by default a worker samples its task thread's stack every 10 ms, for a dashboard the harness never
 #: shows), the event-loop tick, the memory monitor and the system monitor at 0.5, 1 and 2 s instead of 20, 100 and
-#: 500 ms. Measured: benchmarks/dask_overhead.py (docs/measurements.md). An existing scheduler's or SLURM
-#: workers' settings are theirs (their own Dask configuration).
+#: 500 ms. Measured: benchmarks/dask_overhead.py (docs/measurements.md). SLURM jobs get them as environment
+#: variables in their script (:func:`quiet_exports`); an existing scheduler's workers keep their own.
 QUIET_DASK = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "500ms",
@@ -49,13 +49,21 @@ class SlurmSpec(HarnessModel):
     local_directory: str | None = Field(None, description="node-local scratch for worker spill files")
 
 
+def quiet_exports() -> list[str]:
+    """:data:`QUIET_DASK` as the environment a worker started elsewhere reads it from (Dask's
+    ``DASK_A__B__C`` variables), for a SLURM job script: lines before the user's prologue, which may change them."""
+    return [f"export DASK_{k.upper().replace('.', '__').replace('-', '_')}={v}" for k, v in QUIET_DASK.items()]
+
+
 def slurm_cluster(spec: SlurmSpec):
-    """A dask-jobqueue ``SLURMCluster`` (no jobs submitted until ``scale``)."""
+    """A dask-jobqueue ``SLURMCluster`` (no jobs submitted until ``scale``); its workers start quiet
+    (:func:`quiet_exports`)."""
     from dask_jobqueue import SLURMCluster
 
     return SLURMCluster(cores=spec.cores, processes=spec.processes, memory=spec.memory, walltime=spec.walltime,
                         queue=spec.queue, account=spec.account, job_extra_directives=spec.job_extra_directives,
-                        job_script_prologue=spec.job_script_prologue, local_directory=spec.local_directory,
+                        job_script_prologue=[*quiet_exports(), *spec.job_script_prologue],
+                        local_directory=spec.local_directory,
                         worker_extra_args=[f"--resources={','.join(f'{k}={v}' for k, v in spec.worker_resources.items())}"]
                         if spec.worker_resources else [],
                         silence_logs="error", scheduler_options={"dashboard_address": ":0"})
