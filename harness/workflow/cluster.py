@@ -55,14 +55,14 @@ def quiet_exports() -> list[str]:
     return [f"export DASK_{k.upper().replace('.', '__').replace('-', '_')}={v}" for k, v in QUIET_DASK.items()]
 
 
-def slurm_cluster(spec: SlurmSpec):
+def slurm_cluster(spec: SlurmSpec, *, quiet: bool = True):
     """A dask-jobqueue ``SLURMCluster`` (no jobs submitted until ``scale``); its workers start quiet
-    (:func:`quiet_exports`)."""
+    (:func:`quiet_exports`) unless ``quiet`` is False."""
     from dask_jobqueue import SLURMCluster
 
     return SLURMCluster(cores=spec.cores, processes=spec.processes, memory=spec.memory, walltime=spec.walltime,
                         queue=spec.queue, account=spec.account, job_extra_directives=spec.job_extra_directives,
-                        job_script_prologue=[*quiet_exports(), *spec.job_script_prologue],
+                        job_script_prologue=[*(quiet_exports() if quiet else []), *spec.job_script_prologue],
                         local_directory=spec.local_directory,
                         worker_extra_args=[f"--resources={','.join(f'{k}={v}' for k, v in spec.worker_resources.items())}"]
                         if spec.worker_resources else [],
@@ -99,11 +99,11 @@ def make_client(scheduler: str | None = None, *, workers: int | None = None, thr
 
     with dask.config.set(QUIET_DASK if quiet else {}):  # read when the servers start; the workers inherit it
         return _make_client(scheduler, workers=workers, threads_per_worker=threads_per_worker, slurm=slurm,
-                            gpu_workers=gpu_workers)
+                            gpu_workers=gpu_workers, quiet=quiet)
 
 
 def _make_client(scheduler: str | None, *, workers: int | None, threads_per_worker: int,
-                 slurm: str | Path | None, gpu_workers: int):
+                 slurm: str | Path | None, gpu_workers: int, quiet: bool):
     from distributed import Client, LocalCluster
 
     logging.getLogger("distributed").setLevel(logging.ERROR)  # its INFO chatter drowns the progress bar
@@ -111,7 +111,7 @@ def _make_client(scheduler: str | None, *, workers: int | None, threads_per_work
         return Client(scheduler)
     if slurm is not None:
         spec = load_yaml(slurm, SlurmSpec)
-        cluster = slurm_cluster(spec)
+        cluster = slurm_cluster(spec, quiet=quiet)
         # adaptive with a fixed size: a job that ends (scancel, preemption, its walltime) is replaced by a new
         # submission, and the tasks it was running go to the other workers (measured: ~16 s to a new job on a
         # one-node cluster)
